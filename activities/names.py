@@ -1,0 +1,5 @@
+"""Activity function names: the one place they are spelled."""
+
+SEND_SES_BATCH = "send_ses_batch"
+SEND_SMTP_BATCH = "send_smtp_batch"
+RECONCILE_BATCH = "reconcile_batch"

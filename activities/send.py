@@ -1,0 +1,118 @@
+"""The activities: one SES batch, one SMTP connection, and reconciling a failed batch.
+
+Each validates its JSON input, runs the batch through :func:`sendmail.runner.run_batch` (which
+consults the send ledger so a retried activity never re-sends what was already sent) and returns a
+compact :class:`~sendmail.jobs.BatchResult`. Expected failures are per-recipient results; only the
+unexpected raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
+
+logger = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+
+@bp.function_name(SEND_SES_BATCH)
+@bp.activity_trigger(input_name="batch")
+def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    from sendmail import services
+    from sendmail.jobs import SesBatch
+    from sendmail.runner import run_batch
+
+    job = SesBatch.model_validate(batch)
+    mail = job.mail
+    sender = services.ses_sender()
+    result = run_batch(
+        services.ledger(),
+        job.ledgerKey,
+        job.recipients,
+        lambda recipients, on_sent: sender.send(
+            mail.sender, recipients, mail.subject, mail.body, on_sent=on_sent
+        ),
+    )
+    logger.info(
+        "ses batch %s: %d sent, %d failed",
+        job.ledgerKey,
+        len(job.recipients) - len(result.failures),
+        len(result.failures),
+    )
+    return result.model_dump(mode="json")
+
+
+@bp.function_name(SEND_SMTP_BATCH)
+@bp.activity_trigger(input_name="batch")
+def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    from sendmail import services
+    from sendmail.jobs import BatchResult, SmtpBatch
+    from sendmail.results import FailureCode
+    from sendmail.runner import run_batch
+    from sendmail.sealing import SealingError
+
+    job = SmtpBatch.model_validate(batch)
+    mail = job.mail
+    try:
+        password = services.sealer().open(job.sealedPassword)
+    except SealingError:
+        logger.error("smtp batch %s: the sealed password cannot be opened", job.ledgerKey)
+        return BatchResult.all_failed(
+            len(job.recipients),
+            FailureCode.SMTP_AUTH_FAILED,
+            "the password could not be unsealed (the sealing key changed); send again",
+        ).model_dump(mode="json")
+    sender = services.smtp_sender()
+    result = run_batch(
+        services.ledger(),
+        job.ledgerKey,
+        job.recipients,
+        lambda recipients, on_sent: sender.send(
+            job.provider,
+            mail.sender,
+            password,
+            recipients,
+            mail.subject,
+            mail.body,
+            on_sent=on_sent,
+        ),
+    )
+    logger.info(
+        "smtp batch %s: %d sent, %d failed",
+        job.ledgerKey,
+        len(job.recipients) - len(result.failures),
+        len(result.failures),
+    )
+    return result.model_dump(mode="json")
+
+
+@bp.function_name(RECONCILE_BATCH)
+@bp.activity_trigger(input_name="batch")
+def reconcile_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """What a batch that kept failing did send, from the ledger; the rest are failures."""
+    from sendmail import services
+    from sendmail.jobs import BatchFailure, BatchResult
+    from sendmail.results import FailureCode
+
+    key = str(batch["ledgerKey"])
+    size = int(batch["size"])
+    sent = services.ledger().sent(key)
+    message_ids = [sent.get(i) for i in range(size)]
+    failures = [
+        BatchFailure(
+            index=i,
+            code=FailureCode.BATCH_FAILED,
+            message="the batch failed unexpectedly after retries; this recipient was not sent",
+        )
+        for i in range(size)
+        if message_ids[i] is None
+    ]
+    logger.warning(
+        "batch %s reconciled: %d sent, %d failed", key, size - len(failures), len(failures)
+    )
+    return BatchResult(messageIds=message_ids, failures=failures).model_dump(mode="json")

@@ -1,0 +1,19 @@
+"""The Function App: wiring only. Each concern is a blueprint; the logic lives in ``sendmail``.
+
+Importing this module must stay cheap (cold starts): the blueprints import their domain modules
+and heavy clients (boto3, Azure Tables) lazily, inside the functions.
+"""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities.send import bp as activities
+from api.emails import bp as emails
+from api.health import bp as health
+from orchestrators.send import bp as orchestrators
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(emails)
+app.register_functions(health)
+app.register_functions(orchestrators)
+app.register_functions(activities)

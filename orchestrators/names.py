@@ -1,0 +1,6 @@
+"""Orchestrator function names and the kind of send each one runs."""
+
+SES_ORCHESTRATOR = "send_ses_orchestrator"
+SMTP_ORCHESTRATOR = "send_smtp_orchestrator"
+
+KIND_BY_ORCHESTRATOR = {SES_ORCHESTRATOR: "ses", SMTP_ORCHESTRATOR: "smtp"}

@@ -1,0 +1,1 @@
+"""Send-Mail's domain: pure Python, no Azure Functions imports."""

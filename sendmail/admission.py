@@ -1,0 +1,62 @@
+"""Admission of a company send: decided before anything starts.
+
+A 403 or 429 must be answered before the orchestration starts — once a 202 is out it is too late.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from sendmail.errors import Forbidden, QuotaExceeded
+from sendmail.models import AwsEmailRequest
+from sendmail.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: A rolling 24-hour window frees capacity gradually; there is no exact time to come back.
+QUOTA_RETRY_AFTER_SECONDS = 3600
+
+
+class QuotaSource(Protocol):
+    def get_quota(self) -> _Quota: ...
+
+
+class _Quota(Protocol):
+    def remaining(self) -> float | None: ...
+
+    @property
+    def max_24_hour_send(self) -> float: ...
+
+
+def sender_allowed(sender: str, settings: Settings) -> bool:
+    address = sender.lower()
+    domain = address.rpartition("@")[2]
+    return address in settings.SENDMAIL_ALLOWED_SENDERS or domain in (
+        settings.SENDMAIL_ALLOWED_SENDER_DOMAINS
+    )
+
+
+def admit_ses(request: AwsEmailRequest, settings: Settings, quota: QuotaSource) -> None:
+    """Raise :class:`Forbidden` for a sender not allowed, :class:`QuotaExceeded` past the quota."""
+    if not sender_allowed(request.senderEmail, settings):
+        raise Forbidden(
+            f"senderEmail {request.senderEmail} is not an allowed sender for aws-send; "
+            "use a verified company address"
+        )
+    needed = len(request.recipientEmails)
+    current = quota.get_quota()
+    remaining = current.remaining()
+    if remaining is not None and needed > remaining:
+        logger.warning("ses quota: %d needed, %d left", needed, int(max(remaining, 0)))
+        if needed > current.max_24_hour_send:
+            message = (
+                f"This send needs {needed} messages but the SES 24-hour quota is "
+                f"{int(current.max_24_hour_send)}; split it across days or raise the quota"
+            )
+        else:
+            message = (
+                f"This send needs {needed} messages but only {int(max(remaining, 0))} are left "
+                "in the SES 24-hour quota; retry later"
+            )
+        raise QuotaExceeded(message, retry_after=QUOTA_RETRY_AFTER_SECONDS)

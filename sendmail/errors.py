@@ -1,0 +1,96 @@
+"""The service's error hierarchy and the v1 error envelope, in one place.
+
+Every error a caller can see is a :class:`SendMailError`; :func:`envelope` turns it into the v1
+body ``{timestamp, status, error, message, path}``. Anything else is an unexpected error: the HTTP
+layer logs it and answers the generic 500 from :func:`internal_error`, never the exception text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import ClassVar
+
+
+class SendMailError(Exception):
+    """Base of every error shown to callers. ``message`` is written for the caller."""
+
+    status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class ValidationFailed(SendMailError):
+    """The request is malformed or breaks a rule (400)."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, problems: str | list[str]) -> None:
+        items = [problems] if isinstance(problems, str) else problems
+        super().__init__("Validation failed: " + "; ".join(items))
+        self.problems = items
+
+
+class Unauthorized(SendMailError):
+    status = HTTPStatus.UNAUTHORIZED
+
+
+class Forbidden(SendMailError):
+    """The caller may not do this (403), e.g. a sender that is not allowed."""
+
+    status = HTTPStatus.FORBIDDEN
+
+
+class NotFound(SendMailError):
+    status = HTTPStatus.NOT_FOUND
+
+
+class QuotaExceeded(SendMailError):
+    """Sending now would exceed a quota (429). ``retry_after`` seconds go into Retry-After."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class ServiceMisconfigured(SendMailError):
+    """A setting the request needs is missing or invalid (500; details only in the log)."""
+
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """ISO 8601 UTC with a ``Z`` and whole seconds, as v1 wrote it."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def envelope(
+    status: int, message: str, path: str, *, now: datetime | None = None
+) -> dict[str, object]:
+    """The v1 error body."""
+    return {
+        "timestamp": utc_timestamp(now),
+        "status": int(status),
+        "error": HTTPStatus(status).phrase,
+        "message": message,
+        "path": path,
+    }
+
+
+def error_envelope(error: SendMailError, path: str) -> dict[str, object]:
+    return envelope(error.status, error.message, path)
+
+
+def internal_error(path: str) -> dict[str, object]:
+    """The generic 500: no internal text reaches the caller."""
+    return envelope(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        "An unexpected error occurred. It has been logged; please try again later.",
+        path,
+    )

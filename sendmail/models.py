@@ -1,0 +1,273 @@
+"""Request models of the v1 API and their validation.
+
+The field names are v1's (camelCase). Unknown fields are ignored, as v1 did. Every rule failure
+becomes a :class:`~sendmail.errors.ValidationFailed` whose message names the field and the problem.
+Limits that come from settings (subject and body size, recipient count) are passed in as
+:class:`Limits` through pydantic's validation context.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from sendmail.errors import ValidationFailed
+from sendmail.providers import Provider
+from sendmail.settings import Settings
+
+#: v1's cap on user-send recipients (providers accept about 100 recipients per message).
+USER_SEND_MAX_RECIPIENTS = 100
+_MAX_REPORTED_PROBLEMS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_recipients: int
+    max_subject_chars: int
+    max_body_bytes: int
+
+    @classmethod
+    def for_aws(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.SENDMAIL_SES_MAX_RECIPIENTS,
+            settings.SENDMAIL_MAX_SUBJECT_CHARS,
+            settings.SENDMAIL_MAX_BODY_BYTES,
+        )
+
+    @classmethod
+    def for_user(cls, settings: Settings) -> Limits:
+        return cls(
+            USER_SEND_MAX_RECIPIENTS,
+            settings.SENDMAIL_MAX_SUBJECT_CHARS,
+            settings.SENDMAIL_MAX_BODY_BYTES,
+        )
+
+
+def _limits(info: ValidationInfo) -> Limits | None:
+    context = info.context
+    if isinstance(context, dict):
+        limits = context.get("limits")
+        if isinstance(limits, Limits):
+            return limits
+    return None
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("sendmail", message)
+
+
+def check_address(value: str) -> str:
+    """A syntactically valid address (no DNS), with no line breaks; returned as given."""
+    if "\r" in value or "\n" in value:
+        raise _fail("must not contain line breaks")
+    if value != value.strip() or not value:
+        raise _fail("must be a valid email address")
+    try:
+        validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as e:
+        raise _fail("must be a valid email address") from e
+    return value
+
+
+class AwsEmailRequest(BaseModel):
+    """``POST /api/v1/emails/aws-send``: company mail through AWS SES."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "senderEmail": "se@aifactory.page",
+                    "recipientEmails": ["user1@example.com", "user2@example.com"],
+                    "subject": "Welcome!",
+                    "body": "Thank you for signing up.",
+                }
+            ]
+        },
+    )
+
+    senderEmail: StrictStr = Field(
+        description="An allowed, SES-verified sender address (or an address at a verified domain).",
+        examples=["se@aifactory.page"],
+    )
+    recipientEmails: list[StrictStr] = Field(
+        min_length=1,
+        description=(
+            "Recipients. Each gets its own message. Duplicates (case-insensitive) are sent once."
+        ),
+    )
+    subject: StrictStr = Field(description="Subject, plain text, no line breaks.", min_length=1)
+    body: StrictStr = Field(description="Body, plain text (UTF-8).", min_length=1)
+
+    kind: ClassVar[str] = "ses"
+
+    @field_validator("senderEmail")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return check_address(value)
+
+    @field_validator("recipientEmails")
+    @classmethod
+    def _recipients(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if not value:
+            raise _fail("must contain at least one address")
+        problems: list[tuple[int, str]] = []
+        unique: dict[str, str] = {}
+        for index, address in enumerate(value):
+            try:
+                check_address(address)
+            except PydanticCustomError as e:
+                problems.append((index, e.message()))
+                continue
+            unique.setdefault(address.casefold(), address)
+        if problems:
+            index, message = problems[0]
+            more = f" ({len(problems) - 1} more invalid)" if len(problems) > 1 else ""
+            raise _fail(f"[{index}] {message}{more}")
+        limits = _limits(info)
+        if limits and len(unique) > limits.max_recipients:
+            raise _fail(
+                f"must contain at most {limits.max_recipients} distinct addresses "
+                f"(got {len(unique)})"
+            )
+        return list(unique.values())
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise _fail("must not be blank")
+        if "\r" in value or "\n" in value:
+            raise _fail("must not contain line breaks")
+        limits = _limits(info)
+        if limits and len(value) > limits.max_subject_chars:
+            raise _fail(f"must be at most {limits.max_subject_chars} characters")
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise _fail("must not be blank")
+        limits = _limits(info)
+        if limits and len(value.encode("utf-8", "surrogatepass")) > limits.max_body_bytes:
+            raise _fail(f"must be at most {limits.max_body_bytes} bytes in UTF-8")
+        return value
+
+
+class UserEmailRequest(AwsEmailRequest):
+    """``POST /api/v1/emails/user-send``: mail through the user's own SMTP account."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "provider": "GMAIL",
+                    "senderEmail": "your@gmail.com",
+                    "password": "appPassword",
+                    "recipientEmails": ["friend@example.com"],
+                    "subject": "Hi",
+                    "body": "Long time no see!",
+                }
+            ]
+        },
+    )
+
+    provider: Provider = Field(description="The user's mail provider.")
+    password: SecretStr = Field(
+        min_length=1,
+        description="App password / SMTP password of senderEmail. Never stored in plain text.",
+        json_schema_extra={"format": "password", "writeOnly": True},
+    )
+    senderEmail: StrictStr = Field(
+        description="The SMTP login account, which is also the sender.",
+        examples=["your@gmail.com"],
+    )
+    recipientEmails: list[StrictStr] = Field(
+        min_length=1,
+        max_length=None,
+        description=(
+            f"At most {USER_SEND_MAX_RECIPIENTS} recipients. Each gets its own message. "
+            "Duplicates (case-insensitive) are sent once."
+        ),
+    )
+
+    kind: ClassVar[str] = "smtp"
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if not secret.strip():
+            raise _fail("must not be blank")
+        if "\r" in secret or "\n" in secret:
+            raise _fail("must not contain line breaks")
+        return value
+
+
+M = TypeVar("M", bound=AwsEmailRequest)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def _describe(error: Any) -> str:
+    field = _field_path(tuple(error["loc"]))
+    kind = error["type"]
+    if kind == "missing":
+        return f"{field} is required"
+    if kind == "sendmail":
+        message = str(error["msg"])
+        return f"{field}{message}" if message.startswith("[") else f"{field} {message}"
+    if kind in {"string_type", "string_sub_type"}:
+        return f"{field} must be a string"
+    if kind == "list_type":
+        return f"{field} must be an array of strings"
+    if kind in {"too_short", "string_too_short"}:
+        return f"{field} must not be empty"
+    if kind == "enum":
+        names = ", ".join(p.value for p in Provider)
+        return f"{field} must be one of {names}"
+    return f"{field} is invalid"
+
+
+def parse_request(model: type[M], raw: bytes, limits: Limits) -> M:
+    """Decode a JSON body and validate it; raise :class:`ValidationFailed` with clear messages."""
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValidationFailed("the request body must be valid UTF-8 JSON") from e
+    if data is None:
+        raise ValidationFailed("the request body must be a JSON object")
+    if not isinstance(data, dict):
+        raise ValidationFailed("the request body must be a JSON object")
+    try:
+        return model.model_validate(data, context={"limits": limits})
+    except ValidationError as e:
+        problems = [_describe(err) for err in e.errors(include_url=False, include_input=False)]
+        problems = list(dict.fromkeys(problems))
+        if len(problems) > _MAX_REPORTED_PROBLEMS:
+            extra = len(problems) - _MAX_REPORTED_PROBLEMS
+            problems = [*problems[:_MAX_REPORTED_PROBLEMS], f"and {extra} more"]
+        raise ValidationFailed(problems) from None

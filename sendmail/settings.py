@@ -1,0 +1,108 @@
+"""Typed settings, read once from the environment.
+
+Every setting the service reads is a field here; the README's settings table documents the same
+names. Locally they come from ``local.settings.json`` (or the devhost), in Azure from app
+settings (secrets through Key Vault references).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TlsMode = Literal["implicit", "starttls"]
+
+#: The sender the v1 service used in practice; the default allow-list.
+DEFAULT_ALLOWED_SENDER = "se@aifactory.page"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """The service's configuration. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # --- AWS SES -------------------------------------------------------------------------
+    AWS_REGION: str = Field(
+        default="ap-northeast-2",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region of the SES account.",
+    )
+    SENDMAIL_ALLOWED_SENDERS: Annotated[list[str], NoDecode] = Field(
+        default=[DEFAULT_ALLOWED_SENDER],
+        description="Comma-separated sender addresses allowed on aws-send.",
+    )
+    SENDMAIL_ALLOWED_SENDER_DOMAINS: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Comma-separated domains whose every address is allowed on aws-send.",
+    )
+    SENDMAIL_SES_BATCH_SIZE: int = Field(default=500, ge=1, le=5000)
+    SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES: int = Field(default=4, ge=1, le=100)
+    SENDMAIL_SES_MAX_RECIPIENTS: int = Field(default=50_000, ge=1, le=1_000_000)
+    SENDMAIL_SES_CONFIGURATION_SET: str | None = Field(
+        default=None, description="SES configuration set (event destinations for bounces)."
+    )
+    SENDMAIL_SES_MAX_ATTEMPTS: int = Field(
+        default=6, ge=1, le=20, description="Attempts per recipient when SES throttles."
+    )
+
+    # --- Request limits --------------------------------------------------------------------
+    SENDMAIL_MAX_SUBJECT_CHARS: int = Field(default=998, ge=1)
+    SENDMAIL_MAX_BODY_BYTES: int = Field(default=102_400, ge=1)
+
+    # --- SMTP --------------------------------------------------------------------------------
+    SENDMAIL_SMTP_CONNECTIONS: int = Field(default=3, ge=1, le=10)
+    SENDMAIL_SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    SENDMAIL_SMTP_MAX_ATTEMPTS: int = Field(
+        default=3, ge=1, le=10, description="Attempts per recipient on 4xx / dropped connections."
+    )
+    SENDMAIL_SMTP_HOST: str | None = Field(
+        default=None, description="Override every provider's host (tests, local runs)."
+    )
+    SENDMAIL_SMTP_PORT: int | None = Field(default=None, ge=1, le=65535)
+    SENDMAIL_SMTP_TLS_MODE: TlsMode | None = None
+    SENDMAIL_SMTP_CA_FILE: str | None = Field(
+        default=None, description="Extra CA bundle to trust (self-signed local servers)."
+    )
+
+    # --- Secrets -------------------------------------------------------------------------------
+    SENDMAIL_SEALING_KEY: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s), comma-separated, newest first, sealing SMTP passwords.",
+    )
+
+    @field_validator("SENDMAIL_ALLOWED_SENDERS", "SENDMAIL_ALLOWED_SENDER_DOMAINS", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("SENDMAIL_ALLOWED_SENDERS", "SENDMAIL_ALLOWED_SENDER_DOMAINS")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.lower().lstrip("@") for v in value]
+
+    @classmethod
+    def env_names(cls) -> frozenset[str]:
+        """Every environment variable name this class reads (for docs and infra checks)."""
+        names: set[str] = set()
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                names.update(str(choice) for choice in alias.choices)
+            else:
+                names.add(name)
+        return frozenset(names)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated once."""
+    return Settings()

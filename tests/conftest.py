@@ -1,0 +1,31 @@
+"""Shared fixtures. Real servers live in tests/support/ as pytest plugins, one module each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["tests.support.ses", "tests.support.smtp", "tests.support.azurite"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts from the embedded defaults, whatever the developer's shell holds."""
+    from sendmail import services
+    from sendmail.settings import Settings
+
+    for name in Settings.env_names():
+        monkeypatch.delenv(name, raising=False)
+    services.reset()
+    yield
+    services.reset()
+
+
+@pytest.fixture(scope="session")
+def app_functions() -> dict[str, Any]:
+    """Every function the app registers, by name (``get_functions`` works once per process)."""
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}

@@ -1,0 +1,130 @@
+"""Stand-ins for the Durable runtime where nothing real can run inside a unit test.
+
+``FakeOrchestrationContext`` hands out real SDK ``TaskBase`` objects and completes them when the
+orchestrator yields ``task_any``, so ``orchestrator_generator_wrapper`` can drive a real
+orchestrator generator. ``FakeDurableClient`` records starts and serves statuses built with the
+SDK's own ``DurableOrchestrationStatus.from_json``. End-to-end behaviour against a real replaying
+host is covered by the devhost tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+from azure.durable_functions.models.Task import TaskBase
+
+Outcome = Callable[[str, dict[str, Any]], Any]
+
+
+class FakeOrchestrationContext:
+    """Completes activities when the orchestrator waits; ``pick`` chooses which finishes first."""
+
+    def __init__(
+        self,
+        job: dict[str, Any],
+        outcome: Outcome,
+        *,
+        instance_id: str = "instance-1",
+        pick: Callable[[list[TaskBase]], TaskBase] = lambda tasks: tasks[0],
+    ) -> None:
+        self._job = job
+        self._outcome = outcome
+        self._pick = pick
+        self.instance_id = instance_id
+        self.is_replaying = False
+        self.scheduled: list[tuple[str, dict[str, Any]]] = []
+        self.custom_statuses: list[Any] = []
+        self.window_sizes: list[int] = []
+        self._calls: dict[TaskBase, tuple[str, dict[str, Any]]] = {}
+
+    def get_input(self) -> dict[str, Any]:
+        return self._job
+
+    def _task(self, name: str, payload: dict[str, Any]) -> TaskBase:
+        task = TaskBase(len(self.scheduled), [])
+        self.scheduled.append((name, payload))
+        self._calls[task] = (name, payload)
+        return task
+
+    def call_activity_with_retry(self, name: str, retry: Any, payload: dict[str, Any]) -> TaskBase:
+        return self._task(name, payload)
+
+    def call_activity(self, name: str, payload: dict[str, Any]) -> TaskBase:
+        task = self._task(name, payload)
+        self._complete(task)
+        return task
+
+    def _complete(self, task: TaskBase) -> None:
+        name, payload = self._calls[task]
+        value = self._outcome(name, payload)
+        task.set_value(is_error=isinstance(value, Exception), value=value)
+
+    def task_any(self, tasks: list[TaskBase]) -> TaskBase:
+        self.window_sizes.append(len(tasks))
+        chosen = self._pick(tasks)
+        self._complete(chosen)
+        winner = TaskBase(-1, [])
+        winner.set_value(is_error=False, value=chosen)
+        return winner
+
+    def set_custom_status(self, status: Any) -> None:
+        self.custom_statuses.append(status)
+
+
+def status(
+    instance_id: str,
+    name: str,
+    runtime_status: str,
+    *,
+    output: Any = None,
+    custom_status: Any = None,
+    input_: Any = None,
+) -> DurableOrchestrationStatus:
+    return DurableOrchestrationStatus.from_json(
+        {
+            "name": name,
+            "instanceId": instance_id,
+            "createdTime": "2026-11-29T10:00:00Z",
+            "lastUpdatedTime": "2026-11-29T10:00:05Z",
+            "input": input_,
+            "output": output,
+            "runtimeStatus": runtime_status,
+            "customStatus": custom_status,
+        }
+    )
+
+
+class FakeDurableClient:
+    """Records ``start_new`` calls; ``get_status`` serves the statuses a test scripted."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, Any]] = []
+        self.statuses: dict[str, list[DurableOrchestrationStatus]] = {}
+        self.status_reads: list[tuple[str, bool]] = []
+
+    async def start_new(
+        self,
+        orchestration_function_name: str,
+        instance_id: str | None = None,
+        client_input: Any = None,
+    ) -> str:
+        self.started.append((orchestration_function_name, client_input))
+        return instance_id or f"inst{len(self.started)}"
+
+    async def get_status(
+        self,
+        instance_id: str,
+        show_history: bool = False,
+        show_history_output: bool = False,
+        show_input: bool = False,
+    ) -> DurableOrchestrationStatus:
+        self.status_reads.append((instance_id, show_input))
+        queue = self.statuses.get(instance_id)
+        if not queue:
+            return DurableOrchestrationStatus.from_json({})
+        current = queue[0] if len(queue) == 1 else queue.pop(0)
+        if not show_input:
+            current = DurableOrchestrationStatus.from_json({**current.to_json(), "input": None})
+        return current

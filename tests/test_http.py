@@ -1,0 +1,437 @@
+"""The HTTP functions, called as the host calls them, with a recording Durable client.
+
+202 + Location, ``Prefer: wait``, 403 and 429 decided before anything starts, the sealed password
+in the orchestration input, the status route, and the v1 envelope for every error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
+from sendmail import services
+from sendmail.sealing import Sealer, new_key
+from sendmail.ses import SendQuota
+from tests.support.durable import FakeDurableClient, status
+
+BASE = "http://localhost:7071"
+
+
+class StubQuota:
+    """The quota source of the admission check (SES itself is exercised in test_ses.py)."""
+
+    def __init__(self, quota: SendQuota) -> None:
+        self.quota = quota
+        self.reads = 0
+
+    def get_quota(self) -> SendQuota:
+        self.reads += 1
+        return self.quota
+
+
+@pytest.fixture
+def sealing_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    key = new_key()
+    monkeypatch.setenv("SENDMAIL_SEALING_KEY", key)
+    return key
+
+
+@pytest.fixture
+def quota() -> StubQuota:
+    stub = StubQuota(SendQuota(max_24_hour_send=-1, max_send_rate=14, sent_last_24_hours=0))
+    services.override(ses=stub)
+    return stub
+
+
+@pytest.fixture
+def client() -> FakeDurableClient:
+    return FakeDurableClient()
+
+
+def call(
+    app_functions: dict[str, Any],
+    name: str,
+    client: FakeDurableClient | None,
+    *,
+    method: str = "POST",
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    route_params: dict[str, str] | None = None,
+) -> func.HttpResponse:
+    user_function = app_functions[name].get_user_function()
+    raw = (
+        body
+        if isinstance(body, bytes)
+        else (json.dumps(body).encode() if body is not None else b"")
+    )
+    req = func.HttpRequest(
+        method=method,
+        url=f"{BASE}{path}",
+        headers=headers or {},
+        params={},
+        route_params=route_params or {},
+        body=raw,
+    )
+    if client is None:
+        return user_function(req)  # type: ignore[no-any-return]
+    inner = user_function.client_function
+    return asyncio.run(inner(req=req, client=client))  # type: ignore[no-any-return]
+
+
+def body_of(response: func.HttpResponse) -> Any:
+    return json.loads(response.get_body())
+
+
+AWS = {
+    "senderEmail": "se@aifactory.page",
+    "recipientEmails": ["a@example.com", "B@example.com", "b@example.com"],
+    "subject": "안녕하세요",
+    "body": "본문입니다",
+}
+USER = {
+    "provider": "GMAIL",
+    "senderEmail": "me@gmail.com",
+    "password": "app-password-123",
+    "recipientEmails": ["friend@example.com"],
+    "subject": "Hi",
+    "body": "Long time no see!",
+}
+
+
+def assert_envelope(response: func.HttpResponse, status_code: int, path: str) -> dict[str, Any]:
+    assert response.status_code == status_code
+    assert response.mimetype == "application/json"
+    envelope = body_of(response)
+    assert set(envelope) == {"timestamp", "status", "error", "message", "path"}
+    assert envelope["status"] == status_code
+    assert envelope["path"] == path
+    assert envelope["timestamp"].endswith("Z")
+    return envelope
+
+
+def test_aws_send_starts_the_ses_orchestration_and_answers_202(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=AWS)
+
+    assert response.status_code == 202
+    assert response.headers["Location"] == f"{BASE}/api/v1/emails/inst1"
+    assert int(response.headers["Retry-After"]) > 0
+    assert body_of(response) == {
+        "id": "inst1",
+        "kind": "ses",
+        "runtimeStatus": "Pending",
+        "total": 2,
+        "statusUrl": f"{BASE}/api/v1/emails/inst1",
+    }
+    [(name, job)] = client.started
+    assert name == SES_ORCHESTRATOR
+    assert job["recipients"] == ["a@example.com", "B@example.com"]
+    assert job["mail"] == {
+        "sender": "se@aifactory.page",
+        "subject": "안녕하세요",
+        "body": "본문입니다",
+    }
+    assert (job["batchSize"], job["maxInFlight"]) == (500, 4)
+
+
+def test_a_sender_that_is_not_allowed_is_403_and_nothing_starts(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    body = {**AWS, "senderEmail": "someone@elsewhere.example.com"}
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=body)
+    envelope = assert_envelope(response, 403, "/api/v1/emails/aws-send")
+    assert envelope["error"] == "Forbidden"
+    assert "someone@elsewhere.example.com" in envelope["message"]
+    assert client.started == []
+
+
+def test_allowed_domains_admit_every_address_at_them(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    quota: StubQuota,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SENDMAIL_ALLOWED_SENDER_DOMAINS", "Example.org")
+    services.reset()
+    services.override(ses=quota)
+    body = {**AWS, "senderEmail": "news@example.org"}
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=body)
+    assert response.status_code == 202
+
+
+def test_a_send_past_the_quota_is_429_with_retry_after_and_nothing_starts(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    quota.quota = SendQuota(max_24_hour_send=200, max_send_rate=1, sent_last_24_hours=199)
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=AWS)
+    envelope = assert_envelope(response, 429, "/api/v1/emails/aws-send")
+    assert envelope["error"] == "Too Many Requests"
+    assert "only 1 are left" in envelope["message"]
+    assert int(response.headers["Retry-After"]) > 0
+    assert client.started == []
+
+
+def test_a_send_within_the_quota_is_admitted(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    quota.quota = SendQuota(max_24_hour_send=200, max_send_rate=1, sent_last_24_hours=198)
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=AWS)
+    assert response.status_code == 202
+    assert quota.reads == 1
+
+
+def test_invalid_input_is_400_before_any_quota_read(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    response = call(
+        app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=b"{oops"
+    )
+    envelope = assert_envelope(response, 400, "/api/v1/emails/aws-send")
+    assert envelope["error"] == "Bad Request"
+    assert envelope["message"] == "Validation failed: the request body must be valid UTF-8 JSON"
+    assert quota.reads == 0
+    assert client.started == []
+
+
+def test_user_send_seals_the_password_before_starting(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    sealing_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    response = call(app_functions, "user_send", client, path="/api/v1/emails/user-send", body=USER)
+
+    assert response.status_code == 202
+    [(name, job)] = client.started
+    assert name == SMTP_ORCHESTRATOR
+    assert "app-password-123" not in json.dumps(job)
+    assert (
+        Sealer(services.get_settings().SENDMAIL_SEALING_KEY)
+        .open(job["sealedPassword"])
+        .get_secret_value()
+        == "app-password-123"
+    )
+    assert job["connections"] == 3
+    assert "app-password-123" not in caplog.text
+    assert "app-password-123" not in response.get_body().decode()
+
+
+def test_user_send_without_a_sealing_key_is_a_generic_500(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    response = call(app_functions, "user_send", client, path="/api/v1/emails/user-send", body=USER)
+    envelope = assert_envelope(response, 500, "/api/v1/emails/user-send")
+    assert envelope["error"] == "Internal Server Error"
+    assert "SEALING" not in envelope["message"]
+    assert client.started == []
+
+
+def test_an_unknown_provider_is_400(
+    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str
+) -> None:
+    body = {**USER, "provider": "HOTMAIL"}
+    response = call(app_functions, "user_send", client, path="/api/v1/emails/user-send", body=body)
+    envelope = assert_envelope(response, 400, "/api/v1/emails/user-send")
+    assert envelope["message"] == "Validation failed: provider must be one of GMAIL, NAVER, KAKAO"
+
+
+def test_an_unexpected_error_is_a_generic_500_and_logged(
+    app_functions: dict[str, Any],
+    quota: StubQuota,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(FakeDurableClient):
+        async def start_new(self, *args: Any, **kwargs: Any) -> str:
+            raise RuntimeError("task hub storage said: secret internals")
+
+    response = call(app_functions, "aws_send", Broken(), path="/api/v1/emails/aws-send", body=AWS)
+    envelope = assert_envelope(response, 500, "/api/v1/emails/aws-send")
+    assert "internals" not in envelope["message"]
+    assert "secret internals" in caplog.text  # the operator sees it in the log
+
+
+def completed(instance_id: str, name: str = SES_ORCHESTRATOR) -> Any:
+    output = {
+        "kind": "ses",
+        "total": 2,
+        "sent": 1,
+        "failed": 1,
+        "messageIds": ["0101-abc"],
+        "failures": [
+            {"recipient": "b@example.com", "code": "SES_MESSAGE_REJECTED", "message": "x"}
+        ],
+    }
+    return status(instance_id, name, "Completed", output=output)
+
+
+def test_prefer_wait_answers_like_v1_when_the_send_finishes_in_time(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    client.statuses["inst1"] = [status("inst1", SES_ORCHESTRATOR, "Running"), completed("inst1")]
+    response = call(
+        app_functions,
+        "aws_send",
+        client,
+        path="/api/v1/emails/aws-send",
+        body=AWS,
+        headers={"Prefer": "respond-async, wait=5"},
+    )
+    assert response.status_code == 200
+    body = body_of(response)
+    assert body["messageIds"] == ["0101-abc"]
+    assert body["failures"][0]["recipient"] == "b@example.com"
+    assert response.headers["Preference-Applied"] == "wait=5"
+
+
+def test_prefer_wait_falls_back_to_202_when_the_send_takes_longer(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    client.statuses["inst1"] = [status("inst1", SES_ORCHESTRATOR, "Running")]
+    response = call(
+        app_functions,
+        "aws_send",
+        client,
+        path="/api/v1/emails/aws-send",
+        body=AWS,
+        headers={"Prefer": "wait=1"},
+    )
+    assert response.status_code == 202
+    assert response.headers["Location"].endswith("/api/v1/emails/inst1")
+    assert len(client.status_reads) >= 2
+
+
+def test_prefer_wait_is_capped_at_sixty_seconds() -> None:
+    from api.http import preferred_wait
+
+    def prefer(value: str) -> int | None:
+        req = func.HttpRequest("POST", "http://x/", headers={"Prefer": value}, body=b"")
+        return preferred_wait(req)
+
+    assert prefer("wait=600") == 60
+    assert prefer("wait=10") == 10
+    assert prefer("respond-async") is None
+    assert prefer("handling=lenient; wait=3") == 3
+
+
+def test_status_of_a_running_send_is_202_with_progress(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    client.statuses["abc"] = [
+        status(
+            "abc",
+            SES_ORCHESTRATOR,
+            "Running",
+            custom_status={"total": 10, "sent": 4, "failed": 1, "batches": 2, "batchesDone": 1},
+        )
+    ]
+    response = call(
+        app_functions,
+        "email_status",
+        client,
+        method="GET",
+        path="/api/v1/emails/abc",
+        route_params={"id": "abc"},
+    )
+    assert response.status_code == 202
+    assert int(response.headers["Retry-After"]) > 0
+    body = body_of(response)
+    assert body["kind"] == "ses"
+    assert body["runtimeStatus"] == "Running"
+    assert body["progress"] == {"total": 10, "sent": 4, "failed": 1}
+    assert body["messageIds"] == []
+
+
+def test_status_of_a_pending_send_counts_the_input_without_returning_it(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    job = {"recipients": ["a@example.com", "b@example.com"], "sealedPassword": "token"}
+    client.statuses["abc"] = [status("abc", SMTP_ORCHESTRATOR, "Pending", input_=job)]
+    response = call(
+        app_functions,
+        "email_status",
+        client,
+        method="GET",
+        path="/api/v1/emails/abc",
+        route_params={"id": "abc"},
+    )
+    assert response.status_code == 202
+    body = body_of(response)
+    assert body["progress"] == {"total": 2, "sent": 0, "failed": 0}
+    assert "token" not in response.get_body().decode()
+    assert "a@example.com" not in response.get_body().decode()
+
+
+def test_status_of_a_finished_send_is_200_with_message_ids_and_failures(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    client.statuses["abc"] = [completed("abc")]
+    response = call(
+        app_functions,
+        "email_status",
+        client,
+        method="GET",
+        path="/api/v1/emails/abc",
+        route_params={"id": "abc"},
+    )
+    assert response.status_code == 200
+    body = body_of(response)
+    assert set(body) == {
+        "id",
+        "kind",
+        "runtimeStatus",
+        "createdTime",
+        "lastUpdatedTime",
+        "progress",
+        "messageIds",
+        "failures",
+    }
+    assert body["progress"] == {"total": 2, "sent": 1, "failed": 1}
+    assert body["messageIds"] == ["0101-abc"]
+    assert body["createdTime"] == "2026-11-29T10:00:00Z"
+    assert "Retry-After" not in response.headers
+
+
+@pytest.mark.parametrize("instance_id", ["nope", "../../etc", "x" * 101])
+def test_status_of_an_unknown_id_is_404_in_the_envelope(
+    app_functions: dict[str, Any], client: FakeDurableClient, instance_id: str
+) -> None:
+    response = call(
+        app_functions,
+        "email_status",
+        client,
+        method="GET",
+        path=f"/api/v1/emails/{instance_id}",
+        route_params={"id": instance_id},
+    )
+    envelope = assert_envelope(response, 404, f"/api/v1/emails/{instance_id}")
+    assert envelope["error"] == "Not Found"
+
+
+def test_status_of_a_foreign_orchestration_is_404(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    client.statuses["abc"] = [status("abc", "some_other_orchestrator", "Completed")]
+    response = call(
+        app_functions,
+        "email_status",
+        client,
+        method="GET",
+        path="/api/v1/emails/abc",
+        route_params={"id": "abc"},
+    )
+    assert response.status_code == 404
+
+
+def test_health_is_anonymous_and_ok(app_functions: dict[str, Any]) -> None:
+    response = call(app_functions, "health", None, method="GET", path="/api/health")
+    assert response.status_code == 200
+    assert body_of(response) == {"status": "ok"}

@@ -1,0 +1,180 @@
+"""Validation of the v1 request bodies: every rule, with the message a caller reads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sendmail.errors import ValidationFailed
+from sendmail.models import AwsEmailRequest, Limits, UserEmailRequest, parse_request
+
+LIMITS = Limits(max_recipients=5, max_subject_chars=20, max_body_bytes=30)
+
+
+def aws(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "senderEmail": "se@aifactory.page",
+        "recipientEmails": ["a@example.com", "b@example.com"],
+        "subject": "Hello",
+        "body": "Hi there",
+    }
+    body.update(overrides)
+    return body
+
+
+def user(**overrides: Any) -> dict[str, Any]:
+    body = aws(senderEmail="me@gmail.com", provider="GMAIL", password="app-pass")
+    body.update(overrides)
+    return body
+
+
+def parse(model: Any, body: Any, limits: Limits = LIMITS) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return parse_request(model, raw, limits)
+
+
+def problem(model: Any, body: Any, limits: Limits = LIMITS) -> str:
+    with pytest.raises(ValidationFailed) as info:
+        parse(model, body, limits)
+    return info.value.message
+
+
+def test_a_valid_request_is_parsed_and_unknown_fields_are_ignored() -> None:
+    request = parse(AwsEmailRequest, aws(cc=["x@example.com"], priority=1))
+    assert request.recipientEmails == ["a@example.com", "b@example.com"]
+    assert not hasattr(request, "cc")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"{not json", "Validation failed: the request body must be valid UTF-8 JSON"),
+        (b"", "Validation failed: the request body must be a JSON object"),
+        (b"[1, 2]", "Validation failed: the request body must be a JSON object"),
+        (b"\xff\xfe", "Validation failed: the request body must be valid UTF-8 JSON"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_refused(raw: bytes, expected: str) -> None:
+    assert problem(AwsEmailRequest, raw) == expected
+
+
+@pytest.mark.parametrize("field", ["senderEmail", "recipientEmails", "subject", "body"])
+def test_each_required_field_is_named_when_missing(field: str) -> None:
+    body = aws()
+    del body[field]
+    assert problem(AwsEmailRequest, body) == f"Validation failed: {field} is required"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = problem(AwsEmailRequest, {"subject": 3})
+    assert message == (
+        "Validation failed: senderEmail is required; recipientEmails is required; "
+        "subject must be a string; body is required"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"senderEmail": "not-an-address"}, "senderEmail must be a valid email address"),
+        ({"senderEmail": ""}, "senderEmail must be a valid email address"),
+        (
+            {"senderEmail": "se@aifactory.page\r\nBcc: x@evil.test"},
+            "senderEmail must not contain line breaks",
+        ),
+        ({"senderEmail": " se@aifactory.page"}, "senderEmail must be a valid email address"),
+        ({"recipientEmails": []}, "recipientEmails must not be empty"),
+        ({"recipientEmails": "a@example.com"}, "recipientEmails must be an array of strings"),
+        ({"recipientEmails": ["a@example.com", 7]}, "recipientEmails[1] must be a string"),
+        (
+            {"recipientEmails": ["a@example.com", "bad", "also bad"]},
+            "recipientEmails[1] must be a valid email address (1 more invalid)",
+        ),
+        (
+            {"recipientEmails": ["a@example.com\n"]},
+            "recipientEmails[0] must not contain line breaks",
+        ),
+        ({"subject": ""}, "subject must not be empty"),
+        ({"subject": "   "}, "subject must not be blank"),
+        ({"subject": "Hi\r\nBcc: x@evil.test"}, "subject must not contain line breaks"),
+        ({"subject": "x" * 21}, "subject must be at most 20 characters"),
+        ({"body": ""}, "body must not be empty"),
+        ({"body": "가" * 11}, "body must be at most 30 bytes in UTF-8"),
+        (
+            {"recipientEmails": [f"r{i}@example.com" for i in range(6)]},
+            "recipientEmails must contain at most 5 distinct addresses (got 6)",
+        ),
+    ],
+)
+def test_rule_violations_name_the_field_and_the_problem(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    assert problem(AwsEmailRequest, aws(**overrides)) == f"Validation failed: {expected}"
+
+
+def test_limits_are_counted_in_characters_for_the_subject() -> None:
+    assert parse(AwsEmailRequest, aws(subject="가" * 20)).subject == "가" * 20
+
+
+def test_duplicates_are_dropped_case_insensitively_keeping_the_first_spelling() -> None:
+    request = parse(
+        AwsEmailRequest,
+        aws(
+            recipientEmails=[
+                "Ann@Example.com",
+                "bob@example.com",
+                "ann@example.com",
+                "BOB@example.com",
+            ]
+        ),
+    )
+    assert request.recipientEmails == ["Ann@Example.com", "bob@example.com"]
+
+
+def test_the_recipient_cap_counts_distinct_addresses() -> None:
+    many = ["same@example.com"] * 50
+    assert parse(AwsEmailRequest, aws(recipientEmails=many)).recipientEmails == ["same@example.com"]
+
+
+def test_template_looking_text_is_kept_literally() -> None:
+    request = parse(AwsEmailRequest, aws(subject="{{name}}", body="Dear {{name}}"))
+    assert (request.subject, request.body) == ("{{name}}", "Dear {{name}}")
+
+
+def test_user_send_takes_provider_and_password() -> None:
+    request = parse(UserEmailRequest, user(), Limits(100, 998, 1000))
+    assert request.provider.value == "GMAIL"
+    assert request.password.get_secret_value() == "app-pass"
+    assert "app-pass" not in repr(request)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"provider": "YAHOO"}, "provider must be one of GMAIL, NAVER, KAKAO"),
+        ({"provider": None}, "provider must be one of GMAIL, NAVER, KAKAO"),
+        ({"password": ""}, "password must not be empty"),
+        ({"password": "  "}, "password must not be blank"),
+        ({"password": 1234}, "password must be a string"),
+    ],
+)
+def test_user_send_rules(overrides: dict[str, Any], expected: str) -> None:
+    assert problem(UserEmailRequest, user(**overrides)) == f"Validation failed: {expected}"
+
+
+def test_user_send_caps_recipients_at_one_hundred() -> None:
+    from sendmail.models import USER_SEND_MAX_RECIPIENTS
+    from sendmail.settings import Settings
+
+    limits = Limits.for_user(Settings())
+    ok = [f"r{i}@example.com" for i in range(USER_SEND_MAX_RECIPIENTS)]
+    assert len(parse(UserEmailRequest, user(recipientEmails=ok), limits).recipientEmails) == 100
+    message = problem(UserEmailRequest, user(recipientEmails=[*ok, "one@more.com"]), limits)
+    assert message.endswith("at most 100 distinct addresses (got 101)")
+
+
+def test_a_validation_error_never_echoes_the_password() -> None:
+    message = problem(UserEmailRequest, user(password="s3cr3t-value", senderEmail="bad"))
+    assert "s3cr3t-value" not in message

@@ -1,0 +1,52 @@
+"""What the app registers with the Functions host: every function, trigger, route and auth level."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
+from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
+
+
+def describe(function: Any) -> tuple[str, str | None, tuple[str, ...], str | None]:
+    trigger = function.get_trigger()
+    route = getattr(trigger, "route", None)
+    methods = tuple(str(getattr(m, "value", m)) for m in (getattr(trigger, "methods", None) or ()))
+    auth = getattr(trigger, "auth_level", None)
+    return trigger.type, route, methods, str(getattr(auth, "value", auth)) if auth else None
+
+
+def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]) -> None:
+    found = {name: describe(f) for name, f in app_functions.items()}
+    assert found == {
+        "aws_send": ("httpTrigger", "v1/emails/aws-send", ("POST",), "function"),
+        "user_send": ("httpTrigger", "v1/emails/user-send", ("POST",), "function"),
+        "email_status": ("httpTrigger", "v1/emails/{id}", ("GET",), "function"),
+        "health": ("httpTrigger", "health", ("GET",), "anonymous"),
+        SES_ORCHESTRATOR: ("orchestrationTrigger", None, (), None),
+        SMTP_ORCHESTRATOR: ("orchestrationTrigger", None, (), None),
+        SEND_SES_BATCH: ("activityTrigger", None, (), None),
+        SEND_SMTP_BATCH: ("activityTrigger", None, (), None),
+        RECONCILE_BATCH: ("activityTrigger", None, (), None),
+    }
+
+
+def test_the_send_routes_have_a_durable_client(app_functions: dict[str, Any]) -> None:
+    for name in ("aws_send", "user_send", "email_status"):
+        types = {b.type for b in app_functions[name].get_bindings()}
+        assert "durableClient" in types, name
+
+
+def test_importing_the_app_does_not_load_heavy_clients() -> None:
+    code = (
+        "import sys, function_app; "
+        "heavy = [m for m in ('boto3', 'botocore', 'azure.data.tables', 'azure.identity', "
+        "'pydantic_settings', 'email_validator', 'cryptography', 'sendmail.ses') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == ""
