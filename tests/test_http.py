@@ -18,6 +18,7 @@ from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail import services
 from sendmail.sealing import Sealer, new_key
 from sendmail.ses import SendQuota
+from sendmail.settings import get_settings
 from tests.support.durable import FakeDurableClient, status
 
 BASE = "http://localhost:7071"
@@ -108,7 +109,7 @@ USER = {
 def assert_envelope(response: func.HttpResponse, status_code: int, path: str) -> dict[str, Any]:
     assert response.status_code == status_code
     assert response.mimetype == "application/json"
-    envelope = body_of(response)
+    envelope: dict[str, Any] = body_of(response)
     assert set(envelope) == {"timestamp", "status", "error", "message", "path"}
     assert envelope["status"] == status_code
     assert envelope["path"] == path
@@ -215,7 +216,7 @@ def test_user_send_seals_the_password_before_starting(
     assert name == SMTP_ORCHESTRATOR
     assert "app-password-123" not in json.dumps(job)
     assert (
-        Sealer(services.get_settings().SENDMAIL_SEALING_KEY)
+        Sealer(get_settings().SENDMAIL_SEALING_KEY)
         .open(job["sealedPassword"])
         .get_secret_value()
         == "app-password-123"
