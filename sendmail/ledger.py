@@ -1,0 +1,466 @@
+"""The send ledger: what an activity already sent, so a retried batch does not send it again.
+
+No SES send call takes an idempotency token, and Durable activities run at least once: an
+activity retried by ``RetryOptions`` or re-run after a host crash would mail the same people
+again. The activity asks the ledger first and records every success as it goes::
+
+    key = f"{instance_id}:{batch_no}"        # unique per orchestration batch
+    done = ledger.sent(key)                   # recipient index within the batch -> Message-ID
+    for index, recipient in enumerate(batch):
+        if index in done:
+            continue                          # sent by an earlier attempt: report done[index]
+        message_id = send(recipient)
+        ledger.record(key, index, message_id)
+
+What is guaranteed, and what is not:
+
+- A recipient whose ``record`` returned is never sent again by a later attempt of the same
+  batch. The one window left is *after* the provider accepted a message and *before* its
+  ``record`` returned (a crash, a lost connection, a ledger error): that recipient is sent again.
+  Nothing closes that window without a provider-side idempotency token; the ledger shrinks it
+  from "the whole batch" to "one recipient per crash".
+- If ``record`` raises after a send, the mail is out: the caller should report that recipient as
+  sent (it has the Message-ID) and not pretend it failed.
+- Two attempts of the same batch running *at the same time* (which Durable does not do on its
+  own) are not serialised: both may send. The ledger is a record, not a lock.
+
+``record_many`` writes up to 100 records of one key in one round trip (an entity group
+transaction). A caller that buffers records to use it widens the window above to "every record
+not yet flushed": that is the caller's explicit choice, and the default path (``record`` per
+recipient) does not buffer at all.
+
+Privacy: the ledger stores no addresses. The partition key is the batch key
+(``instance:batch``), the row key the recipient's index within the batch, and the only property
+besides ``CreatedAt`` is the Message-ID.
+
+Retention: every batch is one partition whose key starts with the instance id, so a batch's
+records go with the orchestration history: purge the instance (``purge_instance_history``) and
+then ``TableSendLedger.purge(instance_id)``. Keys whose escaped form is too long for a table key
+(only very long or non-ASCII instance ids) are stored under a hash and are not reached by
+``purge``; they cost a few hundred bytes each and can be dropped with the whole table.
+
+Azure SDK imports (``azure.data.tables``, ``azure.identity``) happen inside functions, so that
+importing this module stays cheap for code that only needs :class:`MemorySendLedger`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableClient
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_TABLE_NAME",
+    "LedgerError",
+    "LedgerUnavailable",
+    "MemorySendLedger",
+    "SendLedger",
+    "TableSendLedger",
+    "ledger_from_environment",
+]
+
+#: The table the Functions app's ledger lives in, in the host's own storage account.
+DEFAULT_TABLE_NAME = "SendMailLedger"
+
+#: Azure Storage's well-known development account (Azurite, the storage emulator).
+DEV_ACCOUNT_NAME = "devstoreaccount1"
+DEV_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+DEV_TABLE_PORT = 10002
+
+# Table keys may not hold / \ # ? or control characters, and ' % and friends are fragile in the
+# URLs and filters that carry keys. Everything outside this set is escaped as ~XX per UTF-8 byte.
+_KEY_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
+# Table keys are at most 1 KiB. 512 ASCII characters stay inside that however it is counted
+# (UTF-8 or UTF-16); longer escaped keys are stored as ~H + SHA-256 (see _partition_key).
+_MAX_PLAIN_KEY = 512
+_ROW_KEY_WIDTH = 10
+_MAX_INDEX = 10**_ROW_KEY_WIDTH - 1
+# An entity group transaction holds at most 100 operations.
+_TRANSACTION_LIMIT = 100
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+
+
+class LedgerError(Exception):
+    """The send ledger could not be read or written. Do not send what it could not confirm."""
+
+
+class LedgerUnavailable(LedgerError):
+    """No storage is configured for the send ledger (or its settings are unusable)."""
+
+
+@runtime_checkable
+class SendLedger(Protocol):
+    """A durable record of the recipients an orchestration batch has already been sent to."""
+
+    def sent(self, key: str) -> dict[int, str]:
+        """Recipient index within the batch -> Message-ID, for every record under ``key``."""
+        ...
+
+    def record(self, key: str, index: int, message_id: str) -> None:
+        """Record one successful send. Calling it again for the same index is harmless."""
+        ...
+
+    def record_many(self, key: str, records: Mapping[int, str]) -> None:
+        """Record several sends of one batch in as few round trips as the store allows."""
+        ...
+
+
+def _check_record(key: str, index: int, message_id: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError("ledger key must be a non-empty string")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= _MAX_INDEX:
+        raise ValueError(f"recipient index must be an int in 0..{_MAX_INDEX}")
+    if not isinstance(message_id, str) or not message_id:
+        raise ValueError("message id must be a non-empty string")
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError("ledger key must be a non-empty string")
+
+
+class MemorySendLedger:
+    """A process-local ledger for tests and the devhost. Thread-safe; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[int, str]] = {}
+
+    def sent(self, key: str) -> dict[int, str]:
+        _check_key(key)
+        with self._lock:
+            return dict(self._records.get(key, {}))
+
+    def record(self, key: str, index: int, message_id: str) -> None:
+        _check_record(key, index, message_id)
+        with self._lock:
+            self._records.setdefault(key, {})[index] = message_id
+
+    def record_many(self, key: str, records: Mapping[int, str]) -> None:
+        for index, message_id in records.items():
+            _check_record(key, index, message_id)
+        with self._lock:
+            self._records.setdefault(key, {}).update(records)
+
+    def purge(self, instance_id: str) -> int:
+        """Drop every record of ``instance_id``'s batches; returns how many were dropped."""
+        _check_key(instance_id)
+        prefix = f"{instance_id}:"
+        with self._lock:
+            keys = [key for key in self._records if key.startswith(prefix)]
+            return sum(len(self._records.pop(key)) for key in keys)
+
+
+def _escape_key(value: str) -> str:
+    out: list[str] = []
+    for char in value:
+        if char in _KEY_SAFE:
+            out.append(char)
+        else:
+            out.extend(f"~{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+    return "".join(out)
+
+
+def _partition_key(key: str) -> str:
+    """The table partition key for a ledger key: injective, and prefix-preserving when short.
+
+    Escaped keys use only ``[A-Za-z0-9._:-]`` and ``~`` + two upper-case hex digits, so
+    ``~H`` (H is not a hex digit) cannot collide with them.
+    """
+    escaped = _escape_key(key)
+    if len(escaped) <= _MAX_PLAIN_KEY:
+        return escaped
+    return "~H" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _row_key(index: int) -> str:
+    return f"{index:0{_ROW_KEY_WIDTH}d}"
+
+
+_T = TypeVar("_T")
+
+
+class TableSendLedger:
+    """The send ledger on Azure Table storage (or Azurite): one partition per batch key.
+
+    Build it with :meth:`from_connection_string`, :meth:`from_endpoint`, or
+    :func:`ledger_from_environment`. Construction does no I/O; the table is created on first use.
+    Every ``record`` is one upsert, written before it returns (no buffering).
+    """
+
+    def __init__(self, table_client: TableClient) -> None:
+        if not _TABLE_NAME.match(table_client.table_name):
+            raise ValueError(
+                "table name must be 3-63 letters and digits, starting with a letter: "
+                f"{table_client.table_name!r}"
+            )
+        self._client = table_client
+        self._table_ready = threading.Event()
+        self._table_lock = threading.Lock()
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, *, table_name: str = DEFAULT_TABLE_NAME, **client_options: Any
+    ) -> TableSendLedger:
+        """A ledger in the account a storage connection string names (``UseDevelopmentStorage``
+        included: see :func:`ledger_from_environment`)."""
+        from azure.data.tables import TableClient
+
+        client = TableClient.from_connection_string(
+            _resolve_development_storage(connection_string),
+            table_name=table_name,
+            **_client_options(client_options),
+        )
+        return cls(client)
+
+    @classmethod
+    def from_endpoint(
+        cls,
+        endpoint: str,
+        credential: TokenCredential,
+        *,
+        table_name: str = DEFAULT_TABLE_NAME,
+        **client_options: Any,
+    ) -> TableSendLedger:
+        """A ledger at a table service URI (``https://{account}.table.core.windows.net``),
+        authenticated with a Microsoft Entra token credential (managed identity)."""
+        from azure.data.tables import TableClient
+
+        client = TableClient(
+            endpoint=endpoint,
+            table_name=table_name,
+            credential=credential,
+            **_client_options(client_options),
+        )
+        return cls(client)
+
+    @property
+    def table_client(self) -> TableClient:
+        """The underlying client (its ``url``, ``table_name`` and ``credential``)."""
+        return self._client
+
+    # --- the SendLedger protocol -------------------------------------------------------------
+    def sent(self, key: str) -> dict[int, str]:
+        _check_key(key)
+        partition = _partition_key(key)
+        done: dict[int, str] = {}
+
+        def query() -> None:
+            entities = self._client.query_entities(
+                "PartitionKey eq @pk",
+                parameters={"pk": partition},
+                select=["RowKey", "MessageId"],
+            )
+            for entity in entities:
+                row_key, message_id = entity.get("RowKey"), entity.get("MessageId")
+                if (
+                    isinstance(row_key, str)
+                    and row_key.isascii()
+                    and row_key.isdigit()
+                    and isinstance(message_id, str)
+                    and message_id
+                ):
+                    done[int(row_key)] = message_id
+                else:
+                    logger.warning("Ignoring a malformed send-ledger row in one partition")
+
+        self._call("read", query)
+        return done
+
+    def record(self, key: str, index: int, message_id: str) -> None:
+        _check_record(key, index, message_id)
+        from azure.data.tables import UpdateMode
+
+        entity = self._entity(_partition_key(key), index, message_id)
+        self._call("write", lambda: self._client.upsert_entity(entity, mode=UpdateMode.REPLACE))
+
+    def record_many(self, key: str, records: Mapping[int, str]) -> None:
+        """Upsert ``records`` in transactions of up to 100: each transaction is all-or-nothing."""
+        for index, message_id in records.items():
+            _check_record(key, index, message_id)
+        if not records:
+            return
+        from azure.data.tables import UpdateMode
+
+        partition = _partition_key(key)
+        items = sorted(records.items())
+        for start in range(0, len(items), _TRANSACTION_LIMIT):
+            operations = [
+                ("upsert", self._entity(partition, index, message_id), {"mode": UpdateMode.REPLACE})
+                for index, message_id in items[start : start + _TRANSACTION_LIMIT]
+            ]
+            self._call("write", partial(self._client.submit_transaction, operations))
+
+    # --- retention -----------------------------------------------------------------------------
+    def purge(self, instance_id: str) -> int:
+        """Delete every record of ``instance_id``'s batches (keys ``{instance_id}:...``).
+
+        One range query over the partition keys, then one transaction per 100 rows of a batch.
+        Returns how many records were deleted. Batches stored under a hashed key (see the module
+        docs) are not reached.
+        """
+        _check_key(instance_id)
+        low = _escape_key(f"{instance_id}:")
+        high = low[:-1] + ";"  # ':' + 1: every key that starts with low sorts below it
+        rows: dict[str, list[str]] = {}
+
+        def scan() -> None:
+            entities = self._client.query_entities(
+                "PartitionKey ge @low and PartitionKey lt @high",
+                parameters={"low": low, "high": high},
+                select=["PartitionKey", "RowKey"],
+            )
+            for entity in entities:
+                rows.setdefault(str(entity["PartitionKey"]), []).append(str(entity["RowKey"]))
+
+        self._call("read", scan)
+        deleted = 0
+        for partition, row_keys in rows.items():
+            for start in range(0, len(row_keys), _TRANSACTION_LIMIT):
+                chunk = row_keys[start : start + _TRANSACTION_LIMIT]
+                operations = [("delete", {"PartitionKey": partition, "RowKey": rk}) for rk in chunk]
+                self._call("purge", partial(self._client.submit_transaction, operations))
+                deleted += len(chunk)
+        return deleted
+
+    # --- internals -----------------------------------------------------------------------------
+    @staticmethod
+    def _entity(partition: str, index: int, message_id: str) -> dict[str, Any]:
+        return {
+            "PartitionKey": partition,
+            "RowKey": _row_key(index),
+            "MessageId": message_id,
+            "CreatedAt": datetime.now(UTC),
+        }
+
+    def _ensure_table(self) -> None:
+        if self._table_ready.is_set():
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        with self._table_lock:
+            if self._table_ready.is_set():
+                return
+            try:
+                self._client.create_table()
+                logger.info("Created the send-ledger table %s", self._client.table_name)
+            except ResourceExistsError:
+                pass
+            self._table_ready.set()
+
+    def _call(self, operation: str, action: Callable[[], _T]) -> _T:
+        from azure.core.exceptions import AzureError
+
+        try:
+            self._ensure_table()
+            return action()
+        except AzureError as e:
+            status = getattr(e, "status_code", None)
+            detail = f" (HTTP {status})" if status else ""
+            raise LedgerError(
+                f"send ledger {operation} failed on table {self._client.table_name}: "
+                f"{type(e).__name__}{detail}"
+            ) from e
+
+
+def _client_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Bounded defaults: azure-core would wait 300 s per read and retry up to 10 times."""
+    merged: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30, "retry_total": 3}
+    merged.update(options)
+    return merged
+
+
+def _parse_connection_string(connection_string: str) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for segment in connection_string.split(";"):
+        name, sep, value = segment.strip().partition("=")
+        if sep and name:
+            parts[name.strip().lower()] = value.strip()
+    return parts
+
+
+def _resolve_development_storage(connection_string: str) -> str:
+    """Expand ``UseDevelopmentStorage=true[;DevelopmentStorageProxyUri=...]`` to Azurite's
+    well-known account; any other connection string is returned unchanged."""
+    parts = _parse_connection_string(connection_string)
+    if parts.get("usedevelopmentstorage", "").lower() != "true":
+        return connection_string
+    base = parts.get("developmentstorageproxyuri", "http://127.0.0.1").rstrip("/")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT_NAME};"
+        f"AccountKey={DEV_ACCOUNT_KEY};"
+        f"TableEndpoint={base}:{DEV_TABLE_PORT}/{DEV_ACCOUNT_NAME};"
+    )
+
+
+def _credential_from_environment(env: Mapping[str, str], connection: str) -> TokenCredential:
+    kind = env.get(f"{connection}__credential", "").strip().lower()
+    client_id = env.get(f"{connection}__clientId", "").strip() or None
+    if kind == "managedidentity":
+        from azure.identity import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(client_id=client_id)
+    if kind:
+        raise LedgerUnavailable(
+            f"{connection}__credential={kind!r} is not supported by the send ledger; "
+            "use 'managedidentity' or leave it unset"
+        )
+    # As the Functions host does without __credential: a developer's identity locally, the
+    # system-assigned managed identity in Azure.
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=client_id)
+
+
+def ledger_from_environment(
+    env: Mapping[str, str] = os.environ,
+    *,
+    connection: str = "AzureWebJobsStorage",
+    table_name: str = DEFAULT_TABLE_NAME,
+) -> SendLedger:
+    """The Table ledger in the storage the Functions host itself uses.
+
+    Read in this order (``connection`` is ``AzureWebJobsStorage`` unless told otherwise):
+
+    1. ``{connection}``: a connection string; ``UseDevelopmentStorage=true`` means Azurite on
+       ``127.0.0.1:10002`` (or ``DevelopmentStorageProxyUri``).
+    2. ``{connection}__tableServiceUri``: identity-based, with ``{connection}__credential=
+       managedidentity`` and ``{connection}__clientId`` (user-assigned identity); without
+       ``__credential``, ``DefaultAzureCredential``.
+    3. ``{connection}__accountName``: identity-based at ``https://{name}.table.core.windows.net``.
+
+    Raises :class:`LedgerUnavailable` when none is set. Builds clients only: no network I/O.
+    """
+    connection_string = env.get(connection, "").strip()
+    service_uri = env.get(f"{connection}__tableServiceUri", "").strip()
+    account_name = env.get(f"{connection}__accountName", "").strip()
+    try:
+        if connection_string:
+            return TableSendLedger.from_connection_string(connection_string, table_name=table_name)
+        if not service_uri and account_name:
+            service_uri = f"https://{account_name}.table.core.windows.net"
+        if service_uri:
+            credential = _credential_from_environment(env, connection)
+            return TableSendLedger.from_endpoint(service_uri, credential, table_name=table_name)
+    except ValueError as e:
+        # The SDK's own words on a malformed setting; they name no secret values.
+        raise LedgerUnavailable(f"the send ledger's storage settings are unusable: {e}") from e
+    raise LedgerUnavailable(
+        f"no storage configured for the send ledger: set {connection} (a connection string) or "
+        f"{connection}__tableServiceUri / {connection}__accountName (identity-based)"
+    )
