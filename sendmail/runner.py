@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from sendmail.jobs import BatchResult
-from sendmail.ledger import SendLedger
+from sendmail.ledger import LedgerError, SendLedger
 from sendmail.results import Delivery
 
 logger = logging.getLogger(__name__)
@@ -37,12 +37,26 @@ def run_batch(ledger: SendLedger, key: str, recipients: Sequence[str], send: Sen
         i: Delivery.sent(recipients[i], already[i]) for i in range(len(recipients)) if i in already
     }
     if todo:
+        unrecorded = 0
 
         def record(position: int, message_id: str) -> None:
-            ledger.record(key, todo[position], message_id)
+            # The message is out whatever the ledger says: a failed record must not fail the
+            # batch (a retry would then re-send everything sent so far). It only widens the
+            # duplicate window for this one recipient, which is logged.
+            nonlocal unrecorded
+            try:
+                ledger.record(key, todo[position], message_id)
+            except LedgerError:
+                unrecorded += 1
+                if unrecorded == 1:
+                    logger.warning("batch %s: the send ledger is failing; sending goes on", key)
 
         deliveries = send([recipients[i] for i in todo], record)
         if len(deliveries) != len(todo):
             raise RuntimeError(f"sender returned {len(deliveries)} results for {len(todo)}")
         outcome.update(zip(todo, deliveries, strict=True))
+        if unrecorded:
+            logger.warning(
+                "batch %s: %d sends could not be recorded in the ledger", key, unrecorded
+            )
     return BatchResult.from_deliveries([outcome[i] for i in range(len(recipients))])

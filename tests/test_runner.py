@@ -80,3 +80,20 @@ def test_batches_do_not_share_records() -> None:
     other = RecordingSender()
     run_batch(ledger, "i:1", RECIPIENTS, other)
     assert other.delivered == RECIPIENTS
+
+
+class FailingLedger(MemorySendLedger):
+    def record(self, key: str, index: int, message_id: str) -> None:
+        from sendmail.ledger import LedgerError
+
+        raise LedgerError("table storage unavailable")
+
+
+def test_a_failing_ledger_does_not_fail_the_batch_or_lose_message_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sender = RecordingSender()
+    result = run_batch(FailingLedger(), "i:0", RECIPIENTS, sender)
+    assert sender.delivered == RECIPIENTS
+    assert result.messageIds == [f"<{r}>" for r in RECIPIENTS]
+    assert "6 sends could not be recorded" in caplog.text
