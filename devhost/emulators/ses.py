@@ -1,0 +1,279 @@
+"""A local Amazon SES for the dev host: moto's server on loopback, made to look like production.
+
+:class:`SesEmulator` runs ``moto.server.ThreadedMotoServer`` in this process on 127.0.0.1 and a
+free port. Point the app at it with ``AWS_ENDPOINT_URL=<endpoint_url>`` and dummy credentials
+(``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``): the app's SESv2 client (sending) and its
+SESv1 client (``GetSendQuota``) both resolve to it, because moto's server routes SESv2
+(``/v2/email/...``) and the SESv1 query API (``POST /``) by path.
+
+What it adds to moto:
+
+- ``start()`` verifies every allowed sender address and sender domain through the real SES API
+  over HTTP, so moto's sender verification (unverified ``FromEmailAddress`` ->
+  ``MessageRejected``) matches the service's allow-list.
+- ``GetSendQuota`` answers production-like limits (moto hard-codes the sandbox's 200 a day and
+  1 a second) with ``SentLast24Hours`` counting the recipients moto really accepted in the last
+  24 hours. This is done by patching the SES backend *instance* of this account and region in
+  process (the server's threads share moto's process-global backends).
+- ``messages()`` lists what moto accepted as :class:`OutboxMessage` (decoded subject, SES
+  MessageId, the time the emulator saw the send).
+
+moto's backends are process-global: run one emulator per process and region. A moto reset
+(``/moto-api/reset``) drops the verified identities; the quota patch is re-applied on the next
+call to this class.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from devhost.emulators.outbox import OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+_DUMMY_KEY = "testing"  # moto accepts any credentials
+_WINDOW = timedelta(hours=24)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SesEmulator:
+    """moto's SES server on loopback with verified senders and a configurable quota."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        allowed_senders: Sequence[str],
+        allowed_domains: Sequence[str],
+        max_24_hour_send: float = 50_000,
+        max_send_rate: float = 14,
+    ) -> None:
+        self.region = region
+        self._senders = list(dict.fromkeys(s.strip().lower() for s in allowed_senders if s))
+        self._domains = list(
+            dict.fromkeys(d.strip().lower().lstrip("@") for d in allowed_domains if d)
+        )
+        self._max_24_hour_send = float(max_24_hour_send)
+        self._max_send_rate = float(max_send_rate)
+        self._lock = threading.RLock()
+        self._server: Any = None
+        self._endpoint_url: str | None = None
+        self._patched: Any = None  # the moto SES backend instance carrying our patches
+        self._received_at: dict[str, datetime] = {}
+        self._sends: list[tuple[datetime, int]] = []  # (when, recipients) per accepted send
+        self._baseline = 0  # messages already in moto's backend when this emulator began
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the server and verify the allowed senders and domains in it."""
+        from moto.server import ThreadedMotoServer
+
+        with self._lock:
+            if self._server is not None:
+                raise RuntimeError("the SES emulator is already running")
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            host, port = server.get_host_and_port()
+            self._server = server
+            self._endpoint_url = f"http://{host}:{port}"
+            # Moto's backends are process-global: list only what is sent from now on.
+            self._ensure_patched(baseline=True)
+        try:
+            self._verify_identities()
+        except BaseException:
+            self.stop()
+            raise
+        logger.info(
+            "SES emulator on %s (%s): %d sender(s), %d domain(s) verified",
+            self._endpoint_url,
+            self.region,
+            len(self._senders),
+            len(self._domains),
+        )
+
+    def stop(self) -> None:
+        """Stop the server and take the patches off moto's backend. Idempotent."""
+        with self._lock:
+            server, self._server = self._server, None
+            self._endpoint_url = None
+            self._unpatch()
+        if server is None:
+            return
+        server.stop()
+        inner = getattr(server, "_server", None)
+        if inner is not None:
+            inner.server_close()
+
+    def __enter__(self) -> SesEmulator:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._endpoint_url is None:
+            raise RuntimeError("the SES emulator has not been started")
+        return self._endpoint_url
+
+    # --- quota ---------------------------------------------------------------------------
+
+    def set_quota(self, max_24_hour_send: float, max_send_rate: float) -> None:
+        """What ``GetSendQuota`` reports from now on (-1 = unlimited daily sending)."""
+        with self._lock:
+            self._max_24_hour_send = float(max_24_hour_send)
+            self._max_send_rate = float(max_send_rate)
+            self._ensure_patched()
+
+    def _sent_last_24_hours(self) -> int:
+        cutoff = datetime.now(UTC) - _WINDOW
+        with self._lock:
+            self._sends = [(when, n) for when, n in self._sends if when > cutoff]
+            return sum(n for _, n in self._sends)
+
+    # --- captured mail -------------------------------------------------------------------
+
+    def messages(self) -> list[OutboxMessage]:
+        """Every mail moto accepted in this region, oldest first."""
+        from moto.ses.models import Message, RawMessage
+
+        with self._lock:
+            backend = self._ensure_patched()
+            captured = list(backend.sent_messages)[self._baseline :]
+            out: list[OutboxMessage] = []
+            for item in captured:
+                received = self._received_at.setdefault(item.id, datetime.now(UTC))
+                if isinstance(item, Message):
+                    out.append(self._simple(item, received))
+                elif isinstance(item, RawMessage):
+                    out.append(self._raw(item, received))
+            return out
+
+    @staticmethod
+    def _simple(item: Any, received: datetime) -> OutboxMessage:
+        return OutboxMessage(
+            transport="ses",
+            sender=item.source,
+            to=_recipients(item),
+            subject=item.subject,
+            message_id=item.id,
+            received_at=_iso(received),
+            body=item.body,
+        )
+
+    @staticmethod
+    def _raw(item: Any, received: datetime) -> OutboxMessage:
+        # moto keeps the raw message as text; parse it as the bytes it was on the wire, or an
+        # 8-bit UTF-8 body comes back as escapes.
+        raw = item.raw_data.encode("utf-8", "surrogateescape")
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        part = parsed.get_body(preferencelist=("plain", "html"))
+        body = part.get_content() if part is not None else ""
+        to = _recipients(item)
+        return OutboxMessage(
+            transport="ses",
+            sender=item.source or str(parsed.get("From", "")),
+            to=to,
+            subject=str(parsed.get("Subject", "")),
+            message_id=item.id,
+            received_at=_iso(received),
+            body=body,
+        )
+
+    # --- moto internals ------------------------------------------------------------------
+
+    def _backend(self) -> Any:
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+        return ses_backends[account][self.region]
+
+    def _ensure_patched(self, *, baseline: bool = False) -> Any:
+        """Patch this region's SES backend instance (again, if moto was reset) and return it.
+
+        ``baseline``: ignore the messages already in the backend (at start). A backend that
+        replaced ours was made by a moto reset, so everything in it was sent since.
+        """
+        with self._lock:
+            backend = self._backend()
+            # A moto reset either replaces the backend or re-initialises it in place.
+            intact = backend is self._patched and "get_send_quota" in vars(backend)
+            if intact or self._server is None:
+                return backend
+            self._unpatch()
+            self._received_at.clear()
+            self._sends.clear()
+            self._baseline = len(backend.sent_messages) if baseline else 0
+            backend.send_email = self._stamping(backend.send_email)
+            backend.send_raw_email = self._stamping(backend.send_raw_email)
+            backend.get_send_quota = self._get_send_quota
+            self._patched = backend
+            return backend
+
+    def _unpatch(self) -> None:
+        backend, self._patched = self._patched, None
+        if backend is None:
+            return
+        for name in ("send_email", "send_raw_email", "get_send_quota"):
+            backend.__dict__.pop(name, None)  # the class's own method shows through again
+
+    def _stamping(self, send: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a backend send so each accepted message gets a time and a recipient count."""
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                message = send(*args, **kwargs)
+                now = datetime.now(UTC)
+                self._received_at[message.id] = now
+                self._sends.append((now, len(_recipients(message))))
+                return message
+
+        return wrapper
+
+    def _get_send_quota(self) -> dict[str, float]:
+        # A plain dict in the response's shape: moto serialises it like its own SESQuota, which
+        # would hard-code 200/1 (and keep every instance alive in moto's model registry).
+        with self._lock:
+            return {
+                "Max24HourSend": self._max_24_hour_send,
+                "MaxSendRate": self._max_send_rate,
+                "SentLast24Hours": float(self._sent_last_24_hours()),
+            }
+
+    def _verify_identities(self) -> None:
+        import boto3
+
+        client = boto3.session.Session().client(
+            "sesv2",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=_DUMMY_KEY,
+            aws_secret_access_key=_DUMMY_KEY,
+        )
+        for identity in [*self._senders, *self._domains]:
+            client.create_email_identity(EmailIdentity=identity)
+
+
+def _recipients(message: Any) -> tuple[str, ...]:
+    """The distinct recipients of a moto message (a raw one lists header addresses again)."""
+    destinations = message.destinations or ()
+    if isinstance(destinations, dict):
+        destinations = [
+            address
+            for key in ("ToAddresses", "CcAddresses", "BccAddresses")
+            for address in destinations.get(key, [])
+        ]
+    return tuple(dict.fromkeys(str(address) for address in destinations))
