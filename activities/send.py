@@ -35,7 +35,7 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
         job.ledgerKey,
         job.recipients,
         lambda recipients, on_sent: sender.send(
-            mail.sender, recipients, mail.subject, mail.body, on_sent=on_sent
+            mail.sender, recipients, mail.subject, mail.body, on_sent=on_sent, max_rate=job.maxRate
         ),
     )
     logger.info(

@@ -57,12 +57,14 @@ async def aws_send(
 
     settings = get_settings()
     request = parse_request(AwsEmailRequest, req.get_body(), Limits.for_aws(settings))
-    admit_ses(request, settings, services.ses_sender())
+    quota = admit_ses(request, settings, services.ses_sender())
+    in_flight = settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES
     job = SesJob(
         mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
         recipients=request.recipientEmails,
         batchSize=settings.SENDMAIL_SES_BATCH_SIZE,
-        maxInFlight=settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES,
+        maxInFlight=in_flight,
+        maxRatePerBatch=quota.max_send_rate / in_flight if quota.max_send_rate > 0 else None,
     )
     instance_id = await client.start_new(SES_ORCHESTRATOR, None, job.model_dump(mode="json"))
     logger.info("ses send %s started: %d recipients", instance_id, len(job.recipients))

@@ -41,7 +41,10 @@ def send_ses_orchestrator(
     batches = split_batches(job.recipients, job.batchSize)
     inputs = [
         SesBatch(
-            ledgerKey=ledger_key(context.instance_id, n), mail=job.mail, recipients=batch
+            ledgerKey=ledger_key(context.instance_id, n),
+            mail=job.mail,
+            recipients=batch,
+            maxRate=job.maxRatePerBatch,
         ).model_dump(mode="json")
         for n, batch in enumerate(batches)
     ]

@@ -28,6 +28,9 @@ class _Quota(Protocol):
     @property
     def max_24_hour_send(self) -> float: ...
 
+    @property
+    def max_send_rate(self) -> float: ...
+
 
 def sender_allowed(sender: str, settings: Settings) -> bool:
     address = sender.lower()
@@ -37,8 +40,11 @@ def sender_allowed(sender: str, settings: Settings) -> bool:
     )
 
 
-def admit_ses(request: AwsEmailRequest, settings: Settings, quota: QuotaSource) -> None:
-    """Raise :class:`Forbidden` for a sender not allowed, :class:`QuotaExceeded` past the quota."""
+def admit_ses(request: AwsEmailRequest, settings: Settings, quota: QuotaSource) -> _Quota:
+    """Raise :class:`Forbidden` for a sender not allowed, :class:`QuotaExceeded` past the quota.
+
+    Returns the quota it read (its ``max_send_rate`` paces the send).
+    """
     if not sender_allowed(request.senderEmail, settings):
         raise Forbidden(
             f"senderEmail {request.senderEmail} is not an allowed sender for aws-send; "
@@ -60,3 +66,4 @@ def admit_ses(request: AwsEmailRequest, settings: Settings, quota: QuotaSource) 
                 "in the SES 24-hour quota; retry later"
             )
         raise QuotaExceeded(message, retry_after=QUOTA_RETRY_AFTER_SECONDS)
+    return current

@@ -37,6 +37,8 @@ class SesJob(_Json):
     recipients: list[str]
     batchSize: int = Field(ge=1)
     maxInFlight: int = Field(ge=1)
+    #: Sends per second for each batch: the account's ``MaxSendRate`` shared by the window.
+    maxRatePerBatch: float | None = Field(default=None, gt=0)
 
 
 class SmtpJob(_Json):
@@ -56,6 +58,7 @@ class SesBatch(_Json):
     ledgerKey: str
     mail: Mail
     recipients: list[str]
+    maxRate: float | None = Field(default=None, gt=0)
 
 
 class SmtpBatch(_Json):

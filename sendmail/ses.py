@@ -273,6 +273,27 @@ def _classify(exc: ClientError) -> _Failure:
     return _Failure(FailureCode.SES_ERROR, f"Amazon SES refused the message ({code}).")
 
 
+class _Pacer:
+    """Spaces calls at least ``1 / rate`` seconds apart (no bursts); no rate means no pacing."""
+
+    def __init__(
+        self, rate: float | None, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> None:
+        self._interval = 1.0 / rate if rate and rate > 0 else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next = clock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        now = self._clock()
+        if now < self._next:
+            self._sleep(self._next - now)
+            now = self._next
+        self._next = now + self._interval
+
+
 class SesSender:
     """Sends one SES message per recipient and reports a :class:`Delivery` for each.
 
@@ -289,8 +310,10 @@ class SesSender:
         quota_client: SESClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings if settings is not None else get_settings()
+        self._clock = clock
         self._client = client
         self._quota_client = quota_client
         self._sleep = sleep
@@ -330,16 +353,20 @@ class SesSender:
         body: str,
         *,
         on_sent: Callable[[int, str], None] | None = None,
+        max_rate: float | None = None,
     ) -> list[Delivery]:
         """Send ``subject``/``body`` from ``sender`` to each recipient separately.
 
         Returns one :class:`Delivery` per recipient, in input order. ``on_sent(index,
         message_id)`` runs right after each successful send (record it before anything else
         can fail). Expected SES failures become failed deliveries; anything else raises.
+        ``max_rate`` (calls per second) paces every ``SendEmail`` call, retries included, so
+        that batches sharing the account's ``MaxSendRate`` are not throttled in the first place.
         """
         if not recipients:
             return []
         client = self._sesv2()
+        pacer = _Pacer(max_rate, self._clock, self._sleep)
         results: list[Delivery] = []
         retries = 0
         stop: _Failure | None = None
@@ -348,7 +375,7 @@ class SesSender:
                 results.append(Delivery.failed(recipient, stop.code, stop.message))
                 continue
             request = self._request(sender, recipient, subject, body)
-            message_id, failure, attempts = self._send_one(client, request, index)
+            message_id, failure, attempts = self._send_one(client, request, index, pacer)
             retries += attempts - 1
             if message_id is not None:
                 results.append(Delivery.sent(recipient, message_id))
@@ -403,7 +430,7 @@ class SesSender:
         return request
 
     def _send_one(
-        self, client: SESV2Client, request: SendEmailRequestTypeDef, index: int
+        self, client: SESV2Client, request: SendEmailRequestTypeDef, index: int, pacer: _Pacer
     ) -> tuple[str | None, _Failure | None, int]:
         """(message id, failure, attempts made) for one recipient."""
         from botocore.exceptions import ClientError, HTTPClientError
@@ -412,6 +439,7 @@ class SesSender:
         attempt = 0
         while True:
             attempt += 1
+            pacer.wait()
             try:
                 response = client.send_email(**request)
             except ClientError as exc:

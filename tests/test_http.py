@@ -141,6 +141,7 @@ def test_aws_send_starts_the_ses_orchestration_and_answers_202(
         "body": "본문입니다",
     }
     assert (job["batchSize"], job["maxInFlight"]) == (500, 4)
+    assert job["maxRatePerBatch"] == 14 / 4  # the account's MaxSendRate shared by the window
 
 
 def test_a_sender_that_is_not_allowed_is_403_and_nothing_starts(

@@ -38,6 +38,7 @@ def ses_job(recipients: list[str], batch_size: int = 500, in_flight: int = 2) ->
         "recipients": recipients,
         "batchSize": batch_size,
         "maxInFlight": in_flight,
+        "maxRatePerBatch": 3.5,
     }
 
 
@@ -54,6 +55,7 @@ def test_recipients_are_split_into_batches_with_a_bounded_window(ses_orchestrato
     sizes = [len(p["recipients"]) for name, p in context.scheduled if name == SEND_SES_BATCH]
     assert sizes == [500, 500, 234]
     assert max(context.window_sizes) == 2
+    assert {p["maxRate"] for _, p in context.scheduled} == {3.5}
     keys = [p["ledgerKey"] for _, p in context.scheduled]
     assert keys == ["instance-1:0", "instance-1:1", "instance-1:2"]
     assert outcome["messageIds"] == [f"id-{r}" for r in recipients]

@@ -416,3 +416,50 @@ def test_importing_the_module_does_not_import_boto3():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the sender sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_max_rate_spaces_every_call_so_the_window_shares_the_account_rate(
+    sesv2_client, verified_sender
+):
+    clock = FakeClock()
+    settings = Settings(SENDMAIL_SES_MAX_ATTEMPTS=3)
+    sender = SesSender(
+        sesv2_client, settings=settings, sleep=clock.sleep, clock=clock, random=lambda: 0.5
+    )
+    spy = first_n(1, (429, "TooManyRequestsException", "Maximum sending rate exceeded.")).install(
+        sesv2_client
+    )
+
+    results = sender.send(
+        verified_sender, [f"r{i}@example.com" for i in range(4)], "s", "b", max_rate=2.0
+    )
+
+    assert all(d.ok for d in results)
+    assert spy.calls == 5  # one throttled attempt, then four sends
+    # Calls start at t=100 and are at least 0.5 s apart: the clock advanced by sleeps only,
+    # covering four intervals (the retry's backoff may already cover part of one).
+    assert clock.now - 100.0 >= 4 * 0.5
+    assert all(s > 0 for s in clock.sleeps)
+
+
+def test_without_max_rate_nothing_waits(sesv2_client, verified_sender):
+    clock = FakeClock()
+    sender = SesSender(sesv2_client, settings=Settings(), sleep=clock.sleep, clock=clock)
+    results = sender.send(verified_sender, ["a@example.com", "b@example.com"], "s", "b")
+    assert all(d.ok for d in results)
+    assert clock.sleeps == []

@@ -1,0 +1,1 @@
+"""Benchmarks: each measures the project next to a baseline and reports ratios (``make bench``)."""

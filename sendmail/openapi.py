@@ -1,0 +1,401 @@
+"""The OpenAPI 3.1 document of the v1 API, generated from the pydantic models the code runs on.
+
+Schemas come from the request models (:mod:`sendmail.models`, validation mode) and the response
+models (:mod:`sendmail.api_models`, serialization mode) through pydantic's JSON Schema generator;
+nothing here repeats a field by hand. The limits that come from settings (recipients, subject,
+body) are written into the request schemas from the same :class:`~sendmail.models.Limits` the
+handlers validate with, so the document a deployment serves tells the truth for that deployment.
+
+:func:`build_openapi` is pure: no Azure imports, no I/O, the same settings give the same document.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from sendmail import api_models
+from sendmail.errors import envelope
+from sendmail.models import AwsEmailRequest, Limits, UserEmailRequest
+from sendmail.settings import Settings
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1.0.0"
+#: Where the routes live relative to the document's host: the Functions route prefix.
+SERVER_URL = "/api"
+#: The longest ``Prefer: wait=N`` honoured (kept equal to ``api.http.MAX_WAIT_SECONDS``).
+MAX_WAIT_SECONDS = 60
+
+_REF = "#/components/schemas/{model}"
+_JSON = "application/json"
+_EXAMPLE_TIME = datetime(2025, 7, 2, 15, 4, 33, tzinfo=UTC)
+
+Schema = dict[str, Any]
+
+#: Security requirements: a function key in the header *or* in the query string.
+FUNCTION_KEY: list[dict[str, list[str]]] = [{"functionKey": []}, {"functionKeyQuery": []}]
+
+
+def build_openapi(settings: Settings) -> dict[str, Any]:
+    """The whole document for a deployment configured with ``settings``."""
+    schemas = _component_schemas(settings)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Send-Mail",
+            "version": API_VERSION,
+            "summary": "Mail as a service: company bulk mail through AWS SES, users' own SMTP.",
+            "description": _DESCRIPTION,
+        },
+        "servers": [{"url": SERVER_URL, "description": "This deployment (the Functions host)."}],
+        "tags": [
+            {"name": "emails", "description": "Send mail and follow a send."},
+            {"name": "health", "description": "Liveness."},
+        ],
+        "security": FUNCTION_KEY,
+        "paths": {
+            "/v1/emails/aws-send": {"post": _aws_send()},
+            "/v1/emails/user-send": {"post": _user_send()},
+            "/v1/emails/{id}": {"get": _email_status()},
+            "/health": {"get": _health()},
+        },
+        "components": {
+            "schemas": schemas,
+            "headers": _HEADERS,
+            "responses": _error_responses(),
+            "securitySchemes": {
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "A function key of the app, in the `x-functions-key` header.",
+                },
+                "functionKeyQuery": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "code",
+                    "description": "A function key of the app, as the `code` query parameter.",
+                },
+            },
+        },
+    }
+
+
+# --- Schemas ----------------------------------------------------------------------------------
+
+
+def _component_schemas(settings: Settings) -> dict[str, Schema]:
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (AwsEmailRequest, "validation"),
+        (UserEmailRequest, "validation"),
+        *((model, "serialization") for model in api_models.RESPONSE_MODELS),
+    ]
+    _, generated = models_json_schema(
+        models, ref_template=_REF, union_format="primitive_type_array"
+    )
+    schemas: dict[str, Schema] = copy.deepcopy(generated["$defs"])
+    for schema in schemas.values():
+        for field in schema.get("properties", {}).values():
+            field.pop("title", None)  # "Senderemail": pydantic's titles add nothing to the names
+    _apply_limits(schemas["AwsEmailRequest"], Limits.for_aws(settings))
+    _apply_limits(schemas["UserEmailRequest"], Limits.for_user(settings))
+    return dict(sorted(schemas.items()))
+
+
+def _apply_limits(schema: Schema, limits: Limits) -> None:
+    """Write the deployment's limits into a request schema (what the validators enforce)."""
+    fields = schema["properties"]
+    fields["senderEmail"]["format"] = "email"
+    recipients = fields["recipientEmails"]
+    recipients["items"] = {**recipients["items"], "format": "email"}
+    recipients["maxItems"] = limits.max_recipients
+    recipients["description"] = (
+        f"At most {limits.max_recipients} distinct recipients. Each gets its own message; "
+        "duplicates (compared case-insensitively) are sent once, keeping the first spelling."
+    )
+    subject = fields["subject"]
+    subject["maxLength"] = limits.max_subject_chars
+    subject["pattern"] = r"^[^\r\n]*$"
+    subject["description"] = (
+        f"Subject, plain text, at most {limits.max_subject_chars} characters, no line breaks."
+    )
+    body = fields["body"]
+    # Characters never outnumber UTF-8 bytes: maxLength is a true (if loose) bound on the body.
+    body["maxLength"] = limits.max_body_bytes
+    body["description"] = (
+        f"Body, plain text. At most {limits.max_body_bytes} bytes in UTF-8 "
+        "(non-ASCII characters take 2-4 bytes each, so fewer characters fit)."
+    )
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json_content(model: type[BaseModel], *examples: tuple[str, object]) -> Schema:
+    content: Schema = {"schema": _ref(model.__name__)}
+    if examples:
+        content["examples"] = {name: {"value": value} for name, value in examples}
+    return {_JSON: content}
+
+
+def _model_example(model: type[BaseModel]) -> object:
+    """The first of the model's own examples (every documented model has one)."""
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if not isinstance(examples, list) or not examples:
+        raise TypeError(f"{model.__name__} declares no examples")
+    return examples[0]
+
+
+# --- Headers and shared responses -------------------------------------------------------------
+
+_HEADERS: dict[str, Schema] = {
+    "Location": {
+        "description": "Absolute URL of the send's status route.",
+        "schema": {"type": "string", "format": "uri"},
+    },
+    "RetryAfter": {
+        "description": "Seconds to wait before asking again.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "PreferenceApplied": {
+        "description": "The `wait` preference that was honoured, e.g. `wait=30`.",
+        "schema": {"type": "string"},
+    },
+    "ContentLocation": {
+        "description": "Absolute URL of the send's status route.",
+        "schema": {"type": "string", "format": "uri"},
+    },
+}
+
+
+def _header(name: str) -> Schema:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+ErrorName = Literal[
+    "BadRequest", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests", "InternalError"
+]
+
+_ERRORS: dict[ErrorName, tuple[HTTPStatus, str, str, str]] = {
+    "BadRequest": (
+        HTTPStatus.BAD_REQUEST,
+        "The body is not a JSON object, or a field breaks a rule: the message names each.",
+        "Validation failed: senderEmail must be a valid email address",
+        "/api/v1/emails/aws-send",
+    ),
+    "Unauthorized": (
+        HTTPStatus.UNAUTHORIZED,
+        "No function key, or a wrong one. In Azure the Functions host answers this itself, "
+        "before the app runs, and its body may be empty.",
+        "A valid function key is required (x-functions-key header or code query parameter).",
+        "/api/v1/emails/aws-send",
+    ),
+    "Forbidden": (
+        HTTPStatus.FORBIDDEN,
+        "`senderEmail` is not an allowed company sender. Nothing was started.",
+        "senderEmail someone@elsewhere.example.com is not an allowed sender for aws-send; "
+        "use a verified company address",
+        "/api/v1/emails/aws-send",
+    ),
+    "NotFound": (
+        HTTPStatus.NOT_FOUND,
+        "No send with this id exists.",
+        "No send with id '0f1c2d3e4f5a46b7a8b9c0d1e2f3a4b5' exists.",
+        "/api/v1/emails/0f1c2d3e4f5a46b7a8b9c0d1e2f3a4b5",
+    ),
+    "TooManyRequests": (
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "The send needs more messages than are left in the SES 24-hour quota. Nothing was "
+        "started; `Retry-After` says when to try again.",
+        "This send needs 2 messages but only 1 are left in the SES 24-hour quota; retry later",
+        "/api/v1/emails/aws-send",
+    ),
+    "InternalError": (
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        "Something unexpected happened: it is logged with its details, the caller sees a "
+        "generic message.",
+        "An unexpected error occurred. It has been logged; please try again later.",
+        "/api/v1/emails/aws-send",
+    ),
+}
+
+
+def _error_responses() -> dict[str, Schema]:
+    responses: dict[str, Schema] = {}
+    for name, (status, description, message, path) in _ERRORS.items():
+        example = envelope(status, message, path, now=_EXAMPLE_TIME)
+        response: Schema = {
+            "description": description,
+            "content": _json_content(api_models.ErrorEnvelope, (name, example)),
+        }
+        if status == HTTPStatus.TOO_MANY_REQUESTS:
+            response["headers"] = {"Retry-After": _header("RetryAfter")}
+        responses[name] = response
+    return responses
+
+
+def _error(name: ErrorName) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+# --- Operations -------------------------------------------------------------------------------
+
+_PREFER: Schema = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": (
+        "`wait=N` (RFC 7240): wait up to N seconds for the send to finish and answer like v1, "
+        f"`200` with the Message-IDs. N is capped at {MAX_WAIT_SECONDS}. If the send is still "
+        "running after N seconds the answer is the usual `202`."
+    ),
+    "schema": {"type": "string"},
+    "example": "wait=30",
+}
+
+
+def _send_responses(*errors: ErrorName) -> dict[str, Schema]:
+    return {
+        "200": {
+            "description": (
+                "Only with `Prefer: wait=N`: the send finished within N seconds. v1's "
+                "synchronous answer, plus the send's `id` and its `failures`."
+            ),
+            "headers": {
+                "Preference-Applied": _header("PreferenceApplied"),
+                "Content-Location": _header("ContentLocation"),
+            },
+            "content": _json_content(api_models.SendResult),
+        },
+        "202": {
+            "description": "The send started. Poll `Location` (the status route).",
+            "headers": {"Location": _header("Location"), "Retry-After": _header("RetryAfter")},
+            "content": _json_content(api_models.Accepted),
+        },
+        **{str(_ERRORS[name][0].value): _error(name) for name in errors},
+        "500": {
+            "description": (
+                "Something unexpected happened (logged; the caller sees a generic message). "
+                "With `Prefer: wait`, also a send that ended as Failed, Terminated or Canceled "
+                "within N seconds: `Location` then points at its status."
+            ),
+            "headers": {"Location": _header("Location")},
+            "content": _json_content(api_models.ErrorEnvelope),
+        },
+    }
+
+
+def _send_body(model: type[BaseModel], description: str) -> Schema:
+    return {
+        "required": True,
+        "description": description,
+        "content": _json_content(model, ("default", _model_example(model))),
+    }
+
+
+def _aws_send() -> Schema:
+    return {
+        "operationId": "aws_send",
+        "tags": ["emails"],
+        "summary": "Send company mail through AWS SES",
+        "description": (
+            "Validates the request, checks that the sender is allowed (403) and that the SES "
+            "24-hour quota has room for every recipient (429) — both before anything starts — "
+            "then starts the send: one message per recipient."
+        ),
+        "parameters": [_PREFER],
+        "requestBody": _send_body(AwsEmailRequest, "The mail and its recipients."),
+        "responses": _send_responses("BadRequest", "Unauthorized", "Forbidden", "TooManyRequests"),
+    }
+
+
+def _user_send() -> Schema:
+    return {
+        "operationId": "user_send",
+        "tags": ["emails"],
+        "summary": "Send mail through the user's own SMTP account",
+        "description": (
+            "Sends through the provider's submission server (from the service's registry, never "
+            "from the request), logging in as `senderEmail` with `password`. The password is "
+            "sealed at once and never stored or logged in plain text."
+        ),
+        "parameters": [_PREFER],
+        "requestBody": _send_body(
+            UserEmailRequest, "The provider, the account, the mail and its recipients."
+        ),
+        "responses": _send_responses("BadRequest", "Unauthorized"),
+    }
+
+
+def _email_status() -> Schema:
+    return {
+        "operationId": "email_status",
+        "tags": ["emails"],
+        "summary": "Where a send is",
+        "description": (
+            "`202` with `Retry-After` while the send is Pending or Running, `200` once it "
+            "finished. Never returns the send's input."
+        ),
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "The send's id, from the `202` answer.",
+                "schema": {"type": "string", "maxLength": 100},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "The send finished (Completed, Failed, Terminated or Canceled).",
+                "content": _json_content(
+                    api_models.EmailStatus,
+                    ("completed", _model_example(api_models.EmailStatus)),
+                ),
+            },
+            "202": {
+                "description": "The send is still running; ask again after `Retry-After`.",
+                "headers": {"Retry-After": _header("RetryAfter")},
+                "content": _json_content(api_models.EmailStatus),
+            },
+            "401": _error("Unauthorized"),
+            "404": _error("NotFound"),
+            "500": _error("InternalError"),
+        },
+    }
+
+
+def _health() -> Schema:
+    return {
+        "operationId": "health",
+        "tags": ["health"],
+        "summary": "Liveness",
+        "description": "Anonymous. Touches no dependency.",
+        "security": [],
+        "responses": {
+            "200": {"description": "The app is up.", "content": _json_content(api_models.Health)}
+        },
+    }
+
+
+_DESCRIPTION = """\
+Mail sending as a service, replacing the synchronous v1 service with the same request fields,
+error envelope and status codes.
+
+Sending is asynchronous: a send route answers `202 Accepted` with `Location` (the status route)
+and `Retry-After`; poll the status route until it answers `200`. A caller that wants v1's
+synchronous answer sends `Prefer: wait=N` (N ≤ 60).
+
+Every recipient gets its own message (nobody sees another recipient). `messageIds` come back in
+recipient order, one per recipient sent; every recipient not sent is in `failures` with a code.
+
+Send and status routes need a function key: the `x-functions-key` header or the `code` query
+parameter. Every error is the v1 envelope `{timestamp, status, error, message, path}`.
+"""
