@@ -17,6 +17,8 @@ import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.data.tables import TableServiceClient
 
+from devhost.emulators import azurite as azurite_emulator
+from devhost.emulators.azurite import REPO_ROOT, Azurite, _free_port
 from sendmail.ledger import (
     LedgerError,
     LedgerUnavailable,
@@ -26,7 +28,6 @@ from sendmail.ledger import (
     ledger_from_environment,
 )
 from tests.support import azurite as azurite_support
-from tests.support.azurite import REPO_ROOT, Azurite, _free_port
 
 
 def _table_name() -> str:
@@ -449,7 +450,7 @@ def test_importing_the_module_does_not_import_the_azure_sdk() -> None:
 def test_a_missing_azurite_install_fails_and_says_to_run_npm_ci(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(azurite_support, "BIN_DIR", tmp_path / "node_modules" / ".bin")
+    monkeypatch.setattr(azurite_emulator, "BIN_DIR", tmp_path / "node_modules" / ".bin")
     with (
         pytest.raises(azurite_support.AzuriteNotInstalled, match="run `npm ci`"),
         azurite_support.start_azurite(),
