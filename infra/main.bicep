@@ -1,0 +1,339 @@
+// Send-Mail on Azure: a Python Durable Functions app on Flex Consumption, reaching its storage,
+// telemetry and secrets with one user-assigned managed identity — no keys anywhere.
+// Deploy at resource-group scope (docs/deploy.md):
+//   az deployment group create -g <rg> --template-file infra/main.bicep --parameters infra/main.bicepparam
+// or `azd up` (azure.yaml at the repository root).
+
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------------------------------------
+// Naming and placement
+// ---------------------------------------------------------------------------------------------
+
+@description('Environment name (azd env name, e.g. prod, staging). Part of the names and tags.')
+@minLength(1)
+@maxLength(16)
+param environmentName string
+
+@description('Short application prefix for resource names: lowercase letters and digits only.')
+@minLength(3)
+@maxLength(10)
+param appName string = 'sendmail'
+
+@description('Region of every resource. Defaults to the resource group\'s region, which must offer Flex Consumption.')
+param location string = resourceGroup().location
+
+@description('Extra tags merged into the standard ones.')
+param extraTags object = {}
+
+// ---------------------------------------------------------------------------------------------
+// Hosting (Flex Consumption)
+// ---------------------------------------------------------------------------------------------
+
+@description('Python version of the Flex runtime.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@description('Memory per instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Maximum number of instances the app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Always-ready instances for the Durable group. 0 scales to zero at idle (cold start on the next request); 1+ is billed while idle.')
+@minValue(0)
+@maxValue(20)
+param durableAlwaysReadyInstances int = 0
+
+@description('Zone-redundant Flex Consumption plan (only in regions that offer it; keep storageSkuName zone-redundant too).')
+param zoneRedundant bool = false
+
+@description('Storage redundancy of the app\'s storage account (replicated SKUs only).')
+@allowed([
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param storageSkuName string = 'Standard_ZRS'
+
+@description('Days that logs are kept in Log Analytics.')
+@minValue(30)
+@maxValue(730)
+param logRetentionInDays int = 30
+
+// ---------------------------------------------------------------------------------------------
+// Network
+// ---------------------------------------------------------------------------------------------
+
+@description('Caller allow-list as CIDRs (e.g. 203.0.113.0/24, 198.51.100.7/32). Non-empty: every other source is denied (default action Deny). Empty: open, function keys only.')
+param allowedIpRanges array = []
+
+@description('Operator/deployer CIDRs: allowed to the SCM (deployment) endpoint when restrictions are on, and through the Key Vault firewall when restrictDataPlaneToSubnet is true.')
+param operatorIpRanges array = []
+
+@description('Resource id of a subnet for regional VNet integration (delegated to Microsoft.App/environments). Empty: no VNet integration.')
+param virtualNetworkSubnetId string = ''
+
+@description('With VNet integration: deny the storage account and Key Vault to every network except that subnet (service endpoints Microsoft.Storage and Microsoft.KeyVault required on it) and operatorIpRanges.')
+param restrictDataPlaneToSubnet bool = false
+
+// ---------------------------------------------------------------------------------------------
+// Operators
+// ---------------------------------------------------------------------------------------------
+
+@description('Object id of the operator (user, group or service principal) granted Key Vault Secrets Officer to set the secrets. Empty: none (grant it yourself).')
+param operatorPrincipalId string = ''
+
+@description('Kind of principal operatorPrincipalId is.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
+// ---------------------------------------------------------------------------------------------
+// Secrets: stored in Key Vault only when given; otherwise set by ops afterwards (docs/deploy.md)
+// ---------------------------------------------------------------------------------------------
+
+@secure()
+@description('AWS access key id of the SES sending IAM user. Empty: set it in Key Vault afterwards.')
+param awsAccessKeyId string = ''
+
+@secure()
+@description('AWS secret access key of the SES sending IAM user. Empty: set it in Key Vault afterwards.')
+param awsSecretAccessKey string = ''
+
+@secure()
+@description('Fernet key(s) sealing SMTP passwords, comma-separated, newest first. Empty: set it in Key Vault afterwards.')
+param sealingKey string = ''
+
+// ---------------------------------------------------------------------------------------------
+// Application settings (names as read by sendmail/settings.py; defaults are the code's)
+// ---------------------------------------------------------------------------------------------
+
+@description('AWS_REGION: region of the SES account.')
+param awsRegion string = 'ap-northeast-2'
+
+@description('SENDMAIL_ALLOWED_SENDERS: comma-separated sender addresses allowed on aws-send.')
+param allowedSenders string = 'se@aifactory.page'
+
+@description('SENDMAIL_ALLOWED_SENDER_DOMAINS: comma-separated domains whose every address is allowed on aws-send.')
+param allowedSenderDomains string = ''
+
+@description('SENDMAIL_SES_BATCH_SIZE: recipients per SES batch activity.')
+@minValue(1)
+@maxValue(5000)
+param sesBatchSize int = 500
+
+@description('SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES: SES batch activities running at once per send.')
+@minValue(1)
+@maxValue(100)
+param sesMaxInFlightBatches int = 4
+
+@description('SENDMAIL_SES_MAX_RECIPIENTS: recipients accepted in one aws-send request.')
+@minValue(1)
+@maxValue(1000000)
+param sesMaxRecipients int = 50000
+
+@description('SENDMAIL_SES_MAX_ATTEMPTS: attempts per recipient when SES throttles.')
+@minValue(1)
+@maxValue(20)
+param sesMaxAttempts int = 6
+
+@description('SENDMAIL_SES_CONFIGURATION_SET: SES configuration set for bounce/complaint events. Empty: not set.')
+param sesConfigurationSet string = ''
+
+@description('SENDMAIL_MAX_SUBJECT_CHARS: longest subject accepted.')
+@minValue(1)
+param maxSubjectChars int = 998
+
+@description('SENDMAIL_MAX_BODY_BYTES: largest body accepted (UTF-8 bytes).')
+@minValue(1)
+param maxBodyBytes int = 102400
+
+@description('SENDMAIL_SMTP_CONNECTIONS: parallel SMTP connections per user-send.')
+@minValue(1)
+@maxValue(10)
+param smtpConnections int = 3
+
+@description('SENDMAIL_SMTP_TIMEOUT_SECONDS: SMTP socket timeout in seconds.')
+@minValue(1)
+@maxValue(300)
+param smtpTimeoutSeconds int = 30
+
+@description('SENDMAIL_SMTP_MAX_ATTEMPTS: attempts per recipient on 4xx replies or dropped connections.')
+@minValue(1)
+@maxValue(10)
+param smtpMaxAttempts int = 3
+
+// ---------------------------------------------------------------------------------------------
+// Names: unique per resource group + environment, stable across deployments
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, appName))
+var names = {
+  identity: 'id-${appName}-${resourceToken}'
+  plan: 'plan-${appName}-${resourceToken}'
+  functionApp: 'func-${appName}-${resourceToken}'
+  storage: take('st${appName}${resourceToken}', 24)
+  keyVault: take('kv-${appName}-${resourceToken}', 24)
+  workspace: 'log-${appName}-${resourceToken}'
+  applicationInsights: 'appi-${appName}-${resourceToken}'
+  deploymentContainer: 'app-package'
+}
+
+var tags = union(extraTags, {
+  'azd-env-name': environmentName
+  application: 'send-mail'
+})
+
+// Key Vault secret names; the app settings reference them by URI.
+var secretNames = {
+  awsAccessKeyId: 'aws-access-key-id'
+  awsSecretAccessKey: 'aws-secret-access-key'
+  sealingKey: 'sendmail-sealing-key'
+}
+
+// Everything the service reads from the environment besides secrets (see sendmail/settings.py).
+var sendMailSettings = {
+  AWS_REGION: awsRegion
+  SENDMAIL_ALLOWED_SENDERS: allowedSenders
+  SENDMAIL_ALLOWED_SENDER_DOMAINS: allowedSenderDomains
+  SENDMAIL_SES_BATCH_SIZE: string(sesBatchSize)
+  SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES: string(sesMaxInFlightBatches)
+  SENDMAIL_SES_MAX_RECIPIENTS: string(sesMaxRecipients)
+  SENDMAIL_SES_MAX_ATTEMPTS: string(sesMaxAttempts)
+  SENDMAIL_MAX_SUBJECT_CHARS: string(maxSubjectChars)
+  SENDMAIL_MAX_BODY_BYTES: string(maxBodyBytes)
+  SENDMAIL_SMTP_CONNECTIONS: string(smtpConnections)
+  SENDMAIL_SMTP_TIMEOUT_SECONDS: string(smtpTimeoutSeconds)
+  SENDMAIL_SMTP_MAX_ATTEMPTS: string(smtpMaxAttempts)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------------------------
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = {
+  name: names.identity
+  location: location
+  tags: tags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'sendmail-monitoring'
+  params: {
+    location: location
+    tags: tags
+    workspaceName: names.workspace
+    applicationInsightsName: names.applicationInsights
+    retentionInDays: logRetentionInDays
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'sendmail-storage'
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: names.storage
+    skuName: storageSkuName
+    deploymentContainerName: names.deploymentContainer
+    subnetId: virtualNetworkSubnetId
+    restrictToSubnet: restrictDataPlaneToSubnet && !empty(virtualNetworkSubnetId)
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'sendmail-keyvault'
+  params: {
+    location: location
+    tags: tags
+    keyVaultName: names.keyVault
+    workspaceId: monitoring.outputs.workspaceId
+    subnetId: virtualNetworkSubnetId
+    restrictToSubnet: restrictDataPlaneToSubnet && !empty(virtualNetworkSubnetId)
+    operatorIpRanges: operatorIpRanges
+    secretNames: secretNames
+    awsAccessKeyId: awsAccessKeyId
+    awsSecretAccessKey: awsSecretAccessKey
+    sealingKey: sealingKey
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'sendmail-roles'
+  params: {
+    principalId: identity.properties.principalId
+    storageAccountName: storage.outputs.storageAccountName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.keyVaultName
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'sendmail-functionapp'
+  params: {
+    location: location
+    tags: tags
+    planName: names.plan
+    functionAppName: names.functionApp
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    pythonVersion: pythonVersion
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    durableAlwaysReadyInstances: durableAlwaysReadyInstances
+    zoneRedundant: zoneRedundant
+    blobEndpoint: storage.outputs.blobEndpoint
+    queueEndpoint: storage.outputs.queueEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultUri: keyVault.outputs.keyVaultUri
+    secretNames: secretNames
+    allowedIpRanges: allowedIpRanges
+    operatorIpRanges: operatorIpRanges
+    virtualNetworkSubnetId: virtualNetworkSubnetId
+    sendMailSettings: sendMailSettings
+    sesConfigurationSet: sesConfigurationSet
+  }
+  // The app must not start before its identity can read storage, telemetry and secrets.
+  dependsOn: [
+    roles
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs: names, host name and resource ids only — never a secret or a key
+// ---------------------------------------------------------------------------------------------
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.functionAppName
+output AZURE_FUNCTION_APP_ID string = functionApp.outputs.functionAppId
+output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
+output SERVICE_API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
+output AZURE_IDENTITY_ID string = identity.id
+output AZURE_IDENTITY_CLIENT_ID string = identity.properties.clientId
+output AZURE_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.storageAccountName
+output AZURE_STORAGE_ACCOUNT_ID string = storage.outputs.storageAccountId
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.keyVaultName
+output AZURE_KEY_VAULT_ID string = keyVault.outputs.keyVaultId
+output AZURE_KEY_VAULT_URI string = keyVault.outputs.keyVaultUri
+output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output AZURE_LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceId

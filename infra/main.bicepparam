@@ -1,0 +1,50 @@
+// Production parameters for infra/main.bicep.
+//   az deployment group what-if -g <rg> --template-file infra/main.bicep --parameters infra/main.bicepparam
+//   az deployment group create  -g <rg> --template-file infra/main.bicep --parameters infra/main.bicepparam
+// azd reads this file too (`azd up`); the AZURE_* variables below come from the azd environment.
+// Secrets are never written here: they are read from the deployer's environment when set, and
+// otherwise left for ops to put in Key Vault afterwards (docs/deploy.md, "Secrets").
+using './main.bicep'
+
+param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'prod')
+param appName = 'sendmail'
+
+// Flex Consumption sizing. One always-ready Durable instance removes the cold start of the
+// orchestrations; set 0 to scale to zero at idle (see "Cost at idle" in docs/deploy.md).
+param pythonVersion = '3.11'
+param instanceMemoryMB = 2048
+param maximumInstanceCount = 40
+param durableAlwaysReadyInstances = 1
+param storageSkuName = 'Standard_ZRS'
+param logRetentionInDays = 30
+
+// Network. Callers' CIDRs (the v1 service's ACL); empty = open to the internet (function keys
+// still required). Add /32 for a single address.
+param allowedIpRanges = []
+param operatorIpRanges = []
+param virtualNetworkSubnetId = ''
+param restrictDataPlaneToSubnet = false
+
+// The person running azd gets Key Vault Secrets Officer (azd sets AZURE_PRINCIPAL_ID).
+param operatorPrincipalId = readEnvironmentVariable('AZURE_PRINCIPAL_ID', '')
+param operatorPrincipalType = 'User'
+
+// Secrets: only from the environment of the deployment, never committed.
+param awsAccessKeyId = readEnvironmentVariable('SES_AWS_ACCESS_KEY_ID', '')
+param awsSecretAccessKey = readEnvironmentVariable('SES_AWS_SECRET_ACCESS_KEY', '')
+param sealingKey = readEnvironmentVariable('SENDMAIL_SEALING_KEY_VALUE', '')
+
+// Service settings (sendmail/settings.py).
+param awsRegion = 'ap-northeast-2'
+param allowedSenders = 'se@aifactory.page'
+param allowedSenderDomains = ''
+param sesBatchSize = 500
+param sesMaxInFlightBatches = 4
+param sesMaxRecipients = 50000
+param sesMaxAttempts = 6
+param sesConfigurationSet = ''
+param maxSubjectChars = 998
+param maxBodyBytes = 102400
+param smtpConnections = 3
+param smtpTimeoutSeconds = 30
+param smtpMaxAttempts = 3
