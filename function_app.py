@@ -8,6 +8,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.send import bp as activities
+from api.docs import bp as docs
 from api.emails import bp as emails
 from api.health import bp as health
 from orchestrators.send import bp as orchestrators
@@ -15,5 +16,6 @@ from orchestrators.send import bp as orchestrators
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(emails)
 app.register_functions(health)
+app.register_functions(docs)
 app.register_functions(orchestrators)
 app.register_functions(activities)

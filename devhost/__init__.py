@@ -1,0 +1,1 @@
+"""devhost: a local, single-machine host for the app's ``function_app.app`` (development only)."""
