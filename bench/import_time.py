@@ -20,7 +20,7 @@ PROBE = (
 
 
 def measure(module: str) -> float:
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603 (our own interpreter and module names)
         [sys.executable, "-c", PROBE.format(module=module)],
         cwd=ROOT,
         capture_output=True,

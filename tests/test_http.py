@@ -217,9 +217,7 @@ def test_user_send_seals_the_password_before_starting(
     assert name == SMTP_ORCHESTRATOR
     assert "app-password-123" not in json.dumps(job)
     assert (
-        Sealer(get_settings().SENDMAIL_SEALING_KEY)
-        .open(job["sealedPassword"])
-        .get_secret_value()
+        Sealer(get_settings().SENDMAIL_SEALING_KEY).open(job["sealedPassword"]).get_secret_value()
         == "app-password-123"
     )
     assert job["connections"] == 3

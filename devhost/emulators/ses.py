@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devhost.emulators.outbox import OutboxMessage
+from devhost.emulators.outbox import OutboxJournal, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ class SesEmulator:
         allowed_domains: Sequence[str],
         max_24_hour_send: float = 50_000,
         max_send_rate: float = 14,
+        journal: OutboxJournal | None = None,
     ) -> None:
         self.region = region
+        self._journal = journal
         self._senders = list(dict.fromkeys(s.strip().lower() for s in allowed_senders if s))
         self._domains = list(
             dict.fromkeys(d.strip().lower().lstrip("@") for d in allowed_domains if d)
@@ -146,7 +148,13 @@ class SesEmulator:
     # --- captured mail -------------------------------------------------------------------
 
     def messages(self) -> list[OutboxMessage]:
-        """Every mail moto accepted in this region, oldest first."""
+        """Every mail moto accepted in this region, oldest first (with a journal: ever)."""
+        if self._journal is not None:
+            return self._journal.read()
+        with self._lock:
+            return self._captured()
+
+    def _captured(self) -> list[OutboxMessage]:
         from moto.ses.models import Message, RawMessage
 
         with self._lock:
@@ -160,6 +168,14 @@ class SesEmulator:
                 elif isinstance(item, RawMessage):
                     out.append(self._raw(item, received))
             return out
+
+    @classmethod
+    def _outbox_message(cls, item: Any, received: datetime) -> OutboxMessage:
+        from moto.ses.models import RawMessage
+
+        if isinstance(item, RawMessage):
+            return cls._raw(item, received)
+        return cls._simple(item, received)
 
     @staticmethod
     def _simple(item: Any, received: datetime) -> OutboxMessage:
@@ -239,6 +255,8 @@ class SesEmulator:
                 now = datetime.now(UTC)
                 self._received_at[message.id] = now
                 self._sends.append((now, len(_recipients(message))))
+                if self._journal is not None:
+                    self._journal.append(self._outbox_message(message, now))
                 return message
 
         return wrapper

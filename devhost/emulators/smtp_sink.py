@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from devhost.emulators.outbox import OutboxMessage
+from devhost.emulators.outbox import OutboxJournal, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,10 @@ class SmtpSink:
         *,
         tls_mode: SinkTlsMode = "implicit",
         rejected_password: str = "wrong-password",  # noqa: S107 - a test fixture value
+        journal: OutboxJournal | None = None,
     ) -> None:
         self.host = LOOPBACK
+        self._journal = journal
         self.port = 0
         self.tls_mode: SinkTlsMode = tls_mode
         self.rejected_password = rejected_password
@@ -162,7 +164,9 @@ class SmtpSink:
     # --- what was received -------------------------------------------------------------------
 
     def messages(self) -> list[OutboxMessage]:
-        """The accepted mail, oldest first."""
+        """The accepted mail, oldest first (with a journal: also before a restart)."""
+        if self._journal is not None:
+            return self._journal.read()
         with self._lock:
             return list(self._messages)
 
@@ -299,6 +303,8 @@ class SmtpSink:
             with self._lock:
                 self._messages.append(captured)
                 self._raw.append(raw)
+            if self._journal is not None:
+                self._journal.append(captured)
         if drop:
             # Cut the connection without a reply, as a crashed or unreachable server would.
             # Raising CancelledError ends aiosmtpd's client task the way a lost connection does.

@@ -178,6 +178,7 @@ def test_bicepparam_allows_real_cidrs(bicepparam_source: str, infra: Project) ->
 
 def test_azure_yaml_deploys_the_root_as_a_python_function_app() -> None:
     import yaml  # type: ignore[import-untyped]
+
     config = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text(encoding="utf-8"))
     assert config["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
     api = config["services"]["api"]

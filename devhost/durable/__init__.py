@@ -1,0 +1,1 @@
+"""The local durable engine: replay protocol, SQLite store, HTTP API."""

@@ -1,0 +1,162 @@
+"""Embedded defaults: local SES and SMTP emulators, Azurite for storage, and a dev sealing key.
+
+Everything here changes ``os.environ`` and must run BEFORE ``function_app`` is imported: the
+app reads its settings once. Emulator modules are imported lazily, only when started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devhost.config import write_private
+
+logger = logging.getLogger(__name__)
+
+SEALING_KEY_ENV = "SENDMAIL_SEALING_KEY"
+SEALING_KEY_FILE = "sealing-key"
+SES_ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_SESV2", "AWS_ENDPOINT_URL")
+SMTP_OVERRIDE_ENVS = ("SENDMAIL_SMTP_HOST", "SENDMAIL_SMTP_PORT")
+STORAGE_ENVS = ("AzureWebJobsStorage", "AzureWebJobsStorage__tableServiceUri")
+OUTBOX_JOURNAL = "outbox.jsonl"
+DEFAULT_REGION = "ap-northeast-2"
+DEFAULT_SENDER = "se@aifactory.page"
+
+
+def _csv(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+@dataclass
+class Embedded:
+    """The emulators devhost started (if any) and what they captured."""
+
+    ses: Any = None
+    smtp: Any = None
+    azurite: Any = None
+    notes: list[str] = field(default_factory=list)
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def active(self) -> list[str]:
+        names = []
+        if self.ses is not None:
+            names.append(f"SES emulator at {self.ses.endpoint_url}")
+        if self.smtp is not None:
+            names.append(f"SMTP sink at {self.smtp.host}:{self.smtp.port} (implicit TLS)")
+        if self.azurite is not None:
+            names.append(f"Azurite (tables) at {self.azurite.table_endpoint}")
+        return names
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Both emulators' messages as JSON, oldest first (``GET /_dev/outbox``)."""
+        messages: list[Any] = []
+        for emulator in (self.ses, self.smtp):
+            if emulator is not None:
+                messages.extend(emulator.messages())
+        messages.sort(key=lambda m: m.received_at)
+        return [m.to_json() for m in messages]
+
+    def stop(self) -> None:
+        self._stack.close()
+        for emulator in (self.smtp, self.ses):
+            if emulator is not None:
+                try:
+                    emulator.stop()
+                except Exception:
+                    logger.exception("stopping %s", type(emulator).__name__)
+
+
+def ensure_sealing_key(state_dir: Path) -> str:
+    """Set a dev ``SENDMAIL_SEALING_KEY`` (Fernet) unless one is configured.
+
+    Returns where it came from: ``env``, ``state`` or ``generated``.
+    """
+    if os.environ.get(SEALING_KEY_ENV):
+        return "env"
+    path = state_dir / SEALING_KEY_FILE
+    if path.is_file() and path.read_text(encoding="utf-8").strip():
+        os.environ[SEALING_KEY_ENV] = path.read_text(encoding="utf-8").strip()
+        os.chmod(path, 0o600)
+        return "state"
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    write_private(path, key)
+    os.environ[SEALING_KEY_ENV] = key
+    return "generated"
+
+
+def start_embedded(state_dir: Path, *, emulators: bool = True) -> Embedded:
+    """Start the emulators that are not replaced by configuration and point the env at them."""
+    embedded = Embedded()
+    embedded.notes.append(f"sealing key: {ensure_sealing_key(state_dir)}")
+    if not emulators:
+        embedded.notes.append("emulators disabled (--no-emulators)")
+        return embedded
+    from devhost.emulators.outbox import OutboxJournal
+
+    journal = OutboxJournal(state_dir / OUTBOX_JOURNAL)
+    try:
+        if any(os.environ.get(name) for name in STORAGE_ENVS):
+            embedded.notes.append("storage: configured AzureWebJobsStorage")
+        else:
+            embedded.azurite = _start_azurite(state_dir, embedded._stack)
+        if any(os.environ.get(name) for name in SES_ENDPOINT_ENVS):
+            embedded.notes.append("SES: configured endpoint")
+        else:
+            embedded.ses = _start_ses(journal)
+        if any(os.environ.get(name) for name in SMTP_OVERRIDE_ENVS):
+            embedded.notes.append("SMTP: configured override")
+        else:
+            embedded.smtp = _start_smtp(state_dir, journal)
+    except BaseException:
+        embedded.stop()
+        raise
+    return embedded
+
+
+def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
+    """Azurite's table service, persistent under the state dir (the send ledger survives)."""
+    from devhost.emulators.azurite import start_azurite
+
+    location = state_dir / "azurite"
+    location.mkdir(parents=True, exist_ok=True)
+    azurite = stack.enter_context(start_azurite(("table",), location=location))
+    os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 (its name)
+    return azurite
+
+
+def _start_ses(journal: Any) -> Any:
+    from devhost.emulators.ses import SesEmulator
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    senders = _csv(os.environ.get("SENDMAIL_ALLOWED_SENDERS")) or [DEFAULT_SENDER]
+    domains = _csv(os.environ.get("SENDMAIL_ALLOWED_SENDER_DOMAINS"))
+    emulator = SesEmulator(
+        region=region, allowed_senders=senders, allowed_domains=domains, journal=journal
+    )
+    emulator.start()
+    os.environ["AWS_ENDPOINT_URL"] = emulator.endpoint_url
+    os.environ["AWS_ACCESS_KEY_ID"] = "devhost"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "devhost"  # noqa: S105 - moto accepts any credentials
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ["AWS_REGION"] = region
+    return emulator
+
+
+def _start_smtp(state_dir: Path, journal: Any) -> Any:
+    from devhost.emulators.smtp_sink import SmtpSink
+
+    cert_dir = state_dir / "smtp-tls"
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    sink = SmtpSink(cert_dir, tls_mode="implicit", journal=journal)
+    sink.start()
+    os.environ["SENDMAIL_SMTP_HOST"] = sink.host
+    os.environ["SENDMAIL_SMTP_PORT"] = str(sink.port)
+    os.environ["SENDMAIL_SMTP_TLS_MODE"] = "implicit"
+    os.environ["SENDMAIL_SMTP_CA_FILE"] = str(sink.ca_file)
+    return sink

@@ -1,0 +1,81 @@
+"""Call user functions the way the Python worker does.
+
+``async def`` functions run on one long-lived event loop thread (the worker's loop: the Durable
+SDK keeps a process-wide ``aiohttp`` session bound to it); plain functions run in a thread
+pool (``PYTHON_THREADPOOL_THREAD_COUNT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+
+class InvocationContext:
+    """A minimal ``azure.functions.Context`` for functions that take a ``context`` parameter."""
+
+    def __init__(self, function_name: str, function_directory: str = "") -> None:
+        self.invocation_id = str(uuid.uuid4())
+        self.function_name = function_name
+        self.function_directory = function_directory
+        self.trace_context = None
+        self.retry_context = None
+        self.thread_local_storage = threading.local()
+
+
+def accepted_parameters(func: Callable[..., Any]) -> set[str]:
+    try:
+        return set(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+class Worker:
+    """The language worker: an event loop thread plus a thread pool."""
+
+    def __init__(self, sync_threads: int = 16) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name="devhost-worker-loop", daemon=True
+        )
+        self._thread.start()
+        self.pool = ThreadPoolExecutor(max_workers=sync_threads, thread_name_prefix="devhost-fn")
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call_blocking(self, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call from a non-loop thread and wait (activities)."""
+        if inspect.iscoroutinefunction(func):
+            return asyncio.run_coroutine_threadsafe(func(**kwargs), self.loop).result()
+        result = func(**kwargs)
+        if inspect.isawaitable(result):
+            return asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()
+        return result
+
+    async def call_async(self, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call from another event loop (the HTTP server's) without blocking it."""
+        if inspect.iscoroutinefunction(func):
+            future = asyncio.run_coroutine_threadsafe(func(**kwargs), self.loop)
+            return await asyncio.wrap_future(future)
+        running = asyncio.get_running_loop()
+        result = await running.run_in_executor(self.pool, functools.partial(func, **kwargs))
+        if inspect.isawaitable(result):
+            future = asyncio.run_coroutine_threadsafe(_await(result), self.loop)
+            return await asyncio.wrap_future(future)
+        return result
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,192 @@
+"""The HTTP front: HTTP-triggered functions, the Durable HTTP API, dev endpoints."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.functions as func
+from aiohttp import web
+
+from devhost.app_loader import FunctionIndex, HttpFunction
+from devhost.durable import api as durable_api
+from devhost.durable.api import DurableUrls
+from devhost.durable.engine import Engine
+from devhost.invoker import InvocationContext, Worker, accepted_parameters
+
+logger = logging.getLogger("devhost.http")
+
+RPC_PREFIX = "/_devhost/rpc/"
+OutboxProvider = Callable[[], list[dict[str, Any]]]
+
+
+def error_body(status: int, error: str, message: str, path: str) -> dict[str, Any]:
+    """The service's error envelope ``{timestamp, status, error, message, path}``."""
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "status": status,
+        "error": error,
+        "message": message,
+        "path": path,
+    }
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+class DevHost:
+    """Serves one indexed app."""
+
+    def __init__(
+        self,
+        index: FunctionIndex,
+        engine: Engine,
+        worker: Worker,
+        urls: DurableUrls,
+        rpc_token: str,
+        outbox: OutboxProvider | None = None,
+    ) -> None:
+        self.index = index
+        self.engine = engine
+        self.worker = worker
+        self.urls = urls
+        self.rpc_token = rpc_token
+        self.outbox = outbox
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._access_log], client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    @web.middleware
+    async def _access_log(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            path = request.path
+            if path.startswith(RPC_PREFIX):
+                path = RPC_PREFIX + "***/" + path[len(RPC_PREFIX) :].partition("/")[2]
+            logger.info("%s %s %d %.1fms", request.method, path, status, elapsed)
+
+    def _authorised(self, request: web.Request) -> bool:
+        supplied = request.headers.get("x-functions-key") or request.query.get("code") or ""
+        return hmac.compare_digest(supplied.encode(), self.urls.key.encode())
+
+    def _unauthorised(self, request: web.Request) -> web.Response:
+        return _json(
+            error_body(
+                401,
+                "Unauthorized",
+                "A valid function key is required "
+                "(x-functions-key header or code query parameter).",
+                request.path,
+            ),
+            401,
+        )
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/_dev/health":
+            return _json({"state": "Running"})
+        if path.startswith(RPC_PREFIX):
+            token, _, rest = path[len(RPC_PREFIX) :].partition("/")
+            if not hmac.compare_digest(token.encode(), self.rpc_token.encode()):
+                return self._unauthorised(request)
+            return await durable_api.handle(request, rest, self.engine, self.urls)
+        if path == durable_api.WEBHOOK_PREFIX or path.startswith(durable_api.WEBHOOK_PREFIX + "/"):
+            if not self._authorised(request):
+                return self._unauthorised(request)
+            rest = path[len(durable_api.WEBHOOK_PREFIX) :]
+            return await durable_api.handle(request, rest, self.engine, self.urls)
+        if path == "/_dev/outbox" and request.method == "GET":
+            if not self._authorised(request):
+                return self._unauthorised(request)
+            messages = self.outbox() if self.outbox else []
+            return _json({"messages": messages})
+        return await self._http_function(request)
+
+    # --- HTTP-triggered functions -------------------------------------------------------------
+    def _route(self, request: web.Request) -> tuple[HttpFunction, dict[str, str]] | None:
+        raw_path = request.raw_path.split("?", 1)[0]
+        for function in self.index.http:
+            params = function.route.match(raw_path)
+            if params is None:
+                continue
+            if function.methods is not None and request.method.upper() not in function.methods:
+                continue
+            return function, params
+        return None
+
+    async def _http_function(self, request: web.Request) -> web.StreamResponse:
+        found = self._route(request)
+        if found is None:
+            return _json(
+                error_body(404, "Not Found", "No function matches this route.", request.path), 404
+            )
+        function, route_params = found
+        if function.auth_level != "anonymous" and not self._authorised(request):
+            return self._unauthorised(request)
+        body = await request.read()
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        params: dict[str, str] = {}
+        for name, value in request.query.items():
+            params.setdefault(name, value)
+        host = request.headers.get("Host") or self.urls.origin.split("://", 1)[1]
+        http_request = func.HttpRequest(
+            method=request.method.upper(),
+            url=f"{request.scheme}://{host}{request.raw_path}",
+            headers=headers,
+            params=params,
+            route_params=route_params,
+            body=body,
+        )
+        kwargs: dict[str, Any] = {function.trigger_name: http_request}
+        for client in function.client_names:
+            kwargs[client] = self.urls.client_binding()
+        accepted = accepted_parameters(function.func)
+        if "context" in accepted and "context" not in kwargs:
+            kwargs["context"] = InvocationContext(function.name)
+        try:
+            result = await self.worker.call_async(function.func, kwargs)
+        except Exception:
+            logger.exception("function %s raised", function.name)
+            return _json(
+                error_body(500, "Internal Server Error", "The function failed.", request.path), 500
+            )
+        return to_web_response(result)
+
+
+def to_web_response(result: Any) -> web.Response:
+    """Write a function's return value as the worker would."""
+    if isinstance(result, func.HttpResponse):
+        headers = {k: v for k, v in result.headers.items()}
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        if content_type is None:
+            content_type = f"{result.mimetype}; charset={result.charset}"
+        response = web.Response(status=result.status_code, body=result.get_body(), headers=headers)
+        response.headers["Content-Type"] = content_type
+        return response
+    if result is None:
+        return web.Response(status=204)
+    if isinstance(result, (bytes, bytearray)):
+        return web.Response(status=200, body=bytes(result), content_type="application/octet-stream")
+    if isinstance(result, str):
+        return web.Response(status=200, text=result, content_type="text/plain")
+    return _json(result)
