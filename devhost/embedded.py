@@ -23,6 +23,10 @@ SES_ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_SESV2", "AWS_ENDPOINT_URL")
 SMTP_OVERRIDE_ENVS = ("SENDMAIL_SMTP_HOST", "SENDMAIL_SMTP_PORT")
 STORAGE_ENVS = ("AzureWebJobsStorage", "AzureWebJobsStorage__tableServiceUri")
 OUTBOX_JOURNAL = "outbox.jsonl"
+#: The SES emulator's quota: a new production SES account's (50,000 a day, 14 a second) unless
+#: these say otherwise. moto alone would report the sandbox's 200 a day and 1 a second.
+SES_DAILY_QUOTA_ENV = "DEVHOST_SES_MAX_24_HOUR_SEND"
+SES_RATE_ENV = "DEVHOST_SES_MAX_SEND_RATE"
 DEFAULT_REGION = "ap-northeast-2"
 DEFAULT_SENDER = "se@aifactory.page"
 
@@ -125,9 +129,32 @@ def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
 
     location = state_dir / "azurite"
     location.mkdir(parents=True, exist_ok=True)
+    pid_file = location / "azurite.pid"
+    _wait_for_exit(pid_file)  # a previous devhost's Azurite may still be saving (SIGINT)
     azurite = stack.enter_context(start_azurite(("table",), location=location))
+    pid_file.write_text(str(azurite.pid), encoding="utf-8")
     os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 (its name)
     return azurite
+
+
+def _wait_for_exit(pid_file: Path, timeout: float = 15.0) -> None:
+    """Wait (bounded) until the process named in ``pid_file`` is gone."""
+    import time
+
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return  # another user's process re-used the pid
+        time.sleep(0.05)
+    logger.warning("the previous Azurite (pid %d) is still running; starting anyway", pid)
 
 
 def _start_ses(journal: Any) -> Any:
@@ -137,7 +164,12 @@ def _start_ses(journal: Any) -> Any:
     senders = _csv(os.environ.get("SENDMAIL_ALLOWED_SENDERS")) or [DEFAULT_SENDER]
     domains = _csv(os.environ.get("SENDMAIL_ALLOWED_SENDER_DOMAINS"))
     emulator = SesEmulator(
-        region=region, allowed_senders=senders, allowed_domains=domains, journal=journal
+        region=region,
+        allowed_senders=senders,
+        allowed_domains=domains,
+        max_24_hour_send=float(os.environ.get(SES_DAILY_QUOTA_ENV) or 50_000),
+        max_send_rate=float(os.environ.get(SES_RATE_ENV) or 14),
+        journal=journal,
     )
     emulator.start()
     os.environ["AWS_ENDPOINT_URL"] = emulator.endpoint_url

@@ -3,7 +3,7 @@
 Install it with ``npm ci`` at the repository root (``package.json`` pins the version). Used by the
 tests (in memory) and by the dev host (persistent under its state directory, so the send ledger
 survives a restart). On Linux the Azurite process is tied to its parent: if the parent dies, even
-by ``SIGKILL``, Azurite gets ``SIGKILL`` too and no orphan keeps the port.
+by ``SIGKILL``, Azurite gets ``SIGINT``, saves its data and exits: no orphan keeps the port.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Azurite:
     """A running Azurite: its endpoints and a connection string for them."""
 
     ports: dict[str, int]
+    pid: int | None = None
     host: str = HOST
     account_name: str = ACCOUNT_NAME
     account_key: str = ACCOUNT_KEY
@@ -93,7 +94,7 @@ def _binary(services: Sequence[str]) -> Path:
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
-    process.terminate()
+    process.send_signal(signal.SIGINT)  # Azurite's graceful close (it saves its data)
     try:
         process.wait(timeout=STOP_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
@@ -102,14 +103,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent dies."""
+    """A ``preexec_fn`` asking Linux to SIGINT the child when its parent dies.
+
+    SIGINT, not SIGTERM: Azurite saves its data on SIGINT only (on SIGTERM Node just exits).
+    """
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
 
     def preexec() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        libc.prctl(pr_set_pdeathsig, signal.SIGINT)
 
     return preexec
 
@@ -189,6 +193,6 @@ def start_azurite(
             )
         process, ports = launched
         try:
-            yield Azurite(ports=ports)
+            yield Azurite(ports=ports, pid=process.pid)
         finally:
             _stop(process)

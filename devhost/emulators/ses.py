@@ -150,7 +150,7 @@ class SesEmulator:
     def messages(self) -> list[OutboxMessage]:
         """Every mail moto accepted in this region, oldest first (with a journal: ever)."""
         if self._journal is not None:
-            return self._journal.read()
+            return [m for m in self._journal.read() if m.transport == "ses"]
         with self._lock:
             return self._captured()
 

@@ -166,7 +166,7 @@ class SmtpSink:
     def messages(self) -> list[OutboxMessage]:
         """The accepted mail, oldest first (with a journal: also before a restart)."""
         if self._journal is not None:
-            return self._journal.read()
+            return [m for m in self._journal.read() if m.transport == "smtp"]
         with self._lock:
             return list(self._messages)
 

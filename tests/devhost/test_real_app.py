@@ -1,0 +1,451 @@
+"""The real Send-Mail app under devhost, driven only over HTTP (plus reading devhost's state).
+
+devhost runs ``function_app.app`` with its embedded emulators: moto's SES server, the aiosmtpd
+sink with TLS, and Azurite for the send ledger. These tests are what a caller, a poller and an
+operator see: every route, sends polled to completion and checked against the outbox, the
+password never in plain text anywhere, a kill -9 in the middle of a send, and a real recorded
+history replayed through the SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.devhost.conftest import REPO_ROOT, DevhostProcess
+
+pytestmark = pytest.mark.e2e
+
+SENDER = "se@aifactory.page"
+FAST_SES = {
+    "DEVHOST_SES_MAX_SEND_RATE": "2000",
+    "DEVHOST_SES_MAX_24_HOUR_SEND": "1000000",
+    "SENDMAIL_SES_BATCH_SIZE": "250",
+}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
+    state = tmp_path_factory.mktemp("real-app") / "state"
+    process = DevhostProcess(REPO_ROOT, state, env=FAST_SES, emulators=True)
+    process.start(timeout=90)
+    yield process
+    process.stop()
+    process.session.close()
+
+
+def poll(app: DevhostProcess, location: str, timeout: float = 120) -> requests.Response:
+    """Follow a Location like a client: honour Retry-After (capped), stop at the first 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = app.session.get(location, headers={"x-functions-key": app.key}, timeout=30)
+        if response.status_code != 202:
+            return response
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{location} still running: {response.text[:500]}")
+        time.sleep(min(float(response.headers.get("Retry-After", "1")), 0.5))
+
+
+def outbox(app: DevhostProcess) -> list[dict[str, Any]]:
+    response = app.request("GET", "/_dev/outbox")
+    assert response.status_code == 200
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+def envelope_of(response: requests.Response, status: int, path: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"timestamp", "status", "error", "message", "path"}
+    assert (body["status"], body["path"]) == (status, path)
+    return body
+
+
+# --- routes, keys and errors ------------------------------------------------------------------
+
+
+def test_health_is_anonymous_and_the_send_routes_need_the_key(app: DevhostProcess) -> None:
+    assert app.request("GET", "/api/health", auth=False).json() == {"status": "ok"}
+    body = {
+        "senderEmail": SENDER,
+        "recipientEmails": ["a@example.com"],
+        "subject": "s",
+        "body": "b",
+    }
+    for method, path in [
+        ("POST", "/api/v1/emails/aws-send"),
+        ("POST", "/api/v1/emails/user-send"),
+        ("GET", "/api/v1/emails/whatever"),
+    ]:
+        response = app.request(method, path, auth=False, json=body)
+        envelope_of(response, 401, path)
+        wrong = app.request(method, path, auth=False, json=body, headers={"x-functions-key": "x"})
+        assert wrong.status_code == 401
+    assert app.request("GET", "/_dev/outbox", auth=False).status_code == 401
+
+
+def test_bad_input_forbidden_senders_and_unknown_ids_get_the_v1_envelope(
+    app: DevhostProcess,
+) -> None:
+    path = "/api/v1/emails/aws-send"
+    malformed = app.request(
+        "POST", path, data=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert envelope_of(malformed, 400, path)["message"] == (
+        "Validation failed: the request body must be valid UTF-8 JSON"
+    )
+    missing = app.request("POST", path, json={"senderEmail": SENDER})
+    assert "recipientEmails is required" in envelope_of(missing, 400, path)["message"]
+    injected = app.request(
+        "POST",
+        path,
+        json={
+            "senderEmail": SENDER,
+            "recipientEmails": ["a@example.com"],
+            "subject": "Hi\r\nBcc: everyone@example.com",
+            "body": "b",
+        },
+    )
+    assert "subject must not contain line breaks" in envelope_of(injected, 400, path)["message"]
+    forbidden = app.request(
+        "POST",
+        path,
+        json={
+            "senderEmail": "ceo@example.com",
+            "recipientEmails": ["a@example.com"],
+            "subject": "s",
+            "body": "b",
+        },
+    )
+    envelope_of(forbidden, 403, path)
+    user_path = "/api/v1/emails/user-send"
+    provider = app.request(
+        "POST",
+        user_path,
+        json={
+            "provider": "HOTMAIL",
+            "senderEmail": "me@example.com",
+            "password": "pw",
+            "recipientEmails": ["a@example.com"],
+            "subject": "s",
+            "body": "b",
+        },
+    )
+    assert "provider must be one of" in envelope_of(provider, 400, user_path)["message"]
+    unknown = app.request("GET", "/api/v1/emails/no-such-send")
+    envelope_of(unknown, 404, "/api/v1/emails/no-such-send")
+
+
+# --- SES --------------------------------------------------------------------------------------
+
+
+def test_a_bulk_send_is_polled_to_completion_one_message_per_recipient(
+    app: DevhostProcess,
+) -> None:
+    recipients = [f"bulk{i:05d}@example.com" for i in range(3000)]
+    response = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={
+            "senderEmail": SENDER,
+            "recipientEmails": [*recipients, recipients[0].upper()],  # a duplicate, sent once
+            "subject": "대량 발송 테스트",
+            "body": "안녕하세요,\n대량 발송입니다.",
+        },
+    )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["total"] == 3000
+    location = response.headers["Location"]
+    assert location == f"{app.base_url}/api/v1/emails/{accepted['id']}"
+
+    final = poll(app, location)
+
+    assert final.status_code == 200
+    status = final.json()
+    assert status["runtimeStatus"] == "Completed"
+    assert status["progress"] == {"total": 3000, "sent": 3000, "failed": 0}
+    assert status["failures"] == []
+    ids = status["messageIds"]
+    assert len(ids) == len(set(ids)) == 3000
+    delivered = {m["to"][0]: m for m in outbox(app) if m["to"][0].startswith("bulk")}
+    assert sorted(delivered) == recipients  # one message each, to that recipient alone
+    assert all(len(m["to"]) == 1 for m in delivered.values())
+    assert [delivered[r]["messageId"] for r in recipients] == ids  # recipient order
+    assert {m["subject"] for m in delivered.values()} == {"대량 발송 테스트"}
+    assert {m["body"] for m in delivered.values()} == {"안녕하세요,\n대량 발송입니다."}
+
+
+def test_prefer_wait_answers_like_v1(app: DevhostProcess) -> None:
+    response = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={
+            "senderEmail": SENDER,
+            "recipientEmails": ["wait1@example.com", "wait2@example.com"],
+            "subject": "s",
+            "body": "b",
+        },
+        headers={"Prefer": "wait=30"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Preference-Applied"] == "wait=30"
+    body = response.json()
+    assert len(body["messageIds"]) == 2
+    sent = {m["messageId"] for m in outbox(app) if m["to"][0].startswith("wait")}
+    assert set(body["messageIds"]) == sent
+
+
+def test_an_operator_reads_the_same_outcome_from_the_durable_api(app: DevhostProcess) -> None:
+    response = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={
+            "senderEmail": SENDER,
+            "recipientEmails": ["ops@example.com"],
+            "subject": "s",
+            "body": "b",
+        },
+        headers={"Prefer": "wait=30"},
+        timeout=60,
+    )
+    assert response.status_code == 200
+    instance_id = response.json()["id"]
+    durable = app.status(instance_id).json()
+    assert durable["runtimeStatus"] == "Completed"
+    assert durable["output"]["messageIds"] == response.json()["messageIds"]
+    assert durable["output"]["sent"] == 1
+    listed = app.request(
+        "GET", "/runtime/webhooks/durabletask/instances", params={"runtimeStatus": "Completed"}
+    ).json()
+    assert instance_id in {item["instanceId"] for item in listed}
+
+
+# --- SMTP -------------------------------------------------------------------------------------
+
+PASSWORD = "Pw-7f3a9c1e-never-in-plain-text"
+
+
+@pytest.mark.parametrize("provider", ["GMAIL", "NAVER", "KAKAO"])
+def test_user_send_through_each_provider_arrives_with_its_message_ids(
+    app: DevhostProcess, provider: str
+) -> None:
+    recipients = [f"{provider.lower()}-{i}@example.com" for i in range(5)]
+    response = app.request(
+        "POST",
+        "/api/v1/emails/user-send",
+        json={
+            "provider": provider,
+            "senderEmail": f"me@{provider.lower()}.example.com",
+            "password": PASSWORD,
+            "recipientEmails": recipients,
+            "subject": f"{provider} 안부",
+            "body": "오랜만이야!\n{{name}} 그대로",
+        },
+        headers={"Prefer": "wait=30"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    ids = response.json()["messageIds"]
+    assert len(ids) == 5
+    assert all(i.endswith(f"@{provider.lower()}.example.com>") for i in ids)
+    received = {m["to"][0]: m for m in outbox(app) if m["transport"] == "smtp"}
+    assert [received[r]["messageId"] for r in recipients] == ids
+    assert {received[r]["subject"] for r in recipients} == {f"{provider} 안부"}
+    assert {received[r]["body"] for r in recipients} == {"오랜만이야!\n{{name}} 그대로"}
+
+
+def test_a_wrong_password_fails_every_recipient_with_smtp_auth_failed(app: DevhostProcess) -> None:
+    response = app.request(
+        "POST",
+        "/api/v1/emails/user-send",
+        json={
+            "provider": "GMAIL",
+            "senderEmail": "me@gmail.example.com",
+            "password": "wrong-password",
+            "recipientEmails": [
+                "x1@example.com",
+                "x2@example.com",
+                "x3@example.com",
+                "x4@example.com",
+            ],
+            "subject": "s",
+            "body": "b",
+        },
+    )
+    assert response.status_code == 202
+    status = poll(app, response.headers["Location"]).json()
+    assert status["runtimeStatus"] == "Completed"
+    assert status["messageIds"] == []
+    assert {f["code"] for f in status["failures"]} == {"SMTP_AUTH_FAILED"}
+    assert sorted(f["recipient"] for f in status["failures"]) == [
+        "x1@example.com",
+        "x2@example.com",
+        "x3@example.com",
+        "x4@example.com",
+    ]
+    assert not any(m["to"][0].startswith("x") for m in outbox(app) if m["transport"] == "smtp")
+
+
+def test_the_password_is_never_stored_returned_or_logged_in_plain_text(
+    app: DevhostProcess,
+) -> None:
+    response = app.request(
+        "POST",
+        "/api/v1/emails/user-send",
+        json={
+            "provider": "NAVER",
+            "senderEmail": "me@naver.example.com",
+            "password": PASSWORD,
+            "recipientEmails": ["secret-check@example.com"],
+            "subject": "s",
+            "body": "b",
+        },
+        headers={"Prefer": "wait=30"},
+        timeout=60,
+    )
+    assert response.status_code == 200
+    instance_id = response.json()["id"]
+    durable = app.status(
+        instance_id, showInput="true", showHistory="true", showHistoryOutput="true"
+    )
+    assert durable.status_code == 200
+    assert "sealedPassword" in durable.text  # the input is there, sealed
+    seen = [
+        response.text,
+        durable.text,
+        app.request("GET", f"/api/v1/emails/{instance_id}").text,
+        json.dumps(outbox(app)),
+        app.log(),
+    ]
+    for path in Path(app.state_dir).rglob("*"):
+        if path.is_file():
+            seen.append(path.read_bytes().decode("utf-8", "replace"))
+    assert all(PASSWORD not in text for text in seen)
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+
+def test_a_recorded_history_replays_to_the_same_actions_and_output(
+    app: DevhostProcess, app_functions: dict[str, Any]
+) -> None:
+    from devhost.durable.history import action_signature
+    from devhost.durable.replay import (
+        EngineState,
+        EpisodeInput,
+        build_context,
+        call_orchestrator,
+    )
+    from devhost.durable.store import Store
+    from orchestrators.names import SES_ORCHESTRATOR
+
+    response = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={
+            "senderEmail": SENDER,
+            "recipientEmails": [f"replay{i}@example.com" for i in range(600)],
+            "subject": "s",
+            "body": "b",
+        },
+        headers={"Prefer": "wait=60"},
+        timeout=90,
+    )
+    assert response.status_code == 200, response.text
+    instance_id = response.json()["id"]
+    store = Store(Path(app.state_dir) / "durable.sqlite3")
+    row = store.get_instance(instance_id)
+    assert row is not None
+    assert row.status == "Completed"
+    episode = EpisodeInput(
+        instance_id=instance_id,
+        name=row.name,
+        input=row.input,
+        parent_instance_id=row.parent_instance_id,
+        history=store.get_history(instance_id),
+        new_events=[],
+        state=EngineState(),
+        now=None,  # type: ignore[arg-type]
+    )
+    handle = app_functions[SES_ORCHESTRATOR].get_user_function()
+    outcome = call_orchestrator(handle, build_context(episode, []))
+    state = EngineState.from_json(row.engine_state)
+    assert [action_signature(a) for a in outcome.actions] == state.signatures
+    assert outcome.is_done
+    assert outcome.output == json.loads(row.output or "null")
+    assert len(outcome.output["messageIds"]) == 600
+
+
+# --- crash and restart ------------------------------------------------------------------------
+
+
+def test_kill_9_in_the_middle_of_a_send_then_restart_delivers_everyone(
+    tmp_path_factory: pytest.TempPathFactory, record_property: Any
+) -> None:
+    """The at-least-once window, measured: nobody lost, duplicates bounded by the ledger."""
+    state = tmp_path_factory.mktemp("crash") / "state"
+    env = {**FAST_SES, "DEVHOST_SES_MAX_SEND_RATE": "300", "SENDMAIL_SES_BATCH_SIZE": "100"}
+    host = DevhostProcess(REPO_ROOT, state, env=env, emulators=True)
+    host.start(timeout=90)
+    try:
+        recipients = [f"crash{i:04d}@example.com" for i in range(1500)]
+        response = host.request(
+            "POST",
+            "/api/v1/emails/aws-send",
+            json={
+                "senderEmail": SENDER,
+                "recipientEmails": recipients,
+                "subject": "s",
+                "body": "b",
+            },
+        )
+        assert response.status_code == 202, response.text
+        location = response.headers["Location"]
+        deadline = time.monotonic() + 60
+        while True:
+            sent_so_far = len(outbox(host))
+            if sent_so_far >= 400:
+                break
+            assert time.monotonic() < deadline, "the send never got going"
+            time.sleep(0.05)
+        host.kill()
+        delivered_before_kill = len(host_outbox_journal(state))
+        host.start(timeout=90)
+
+        final = poll(host, location, timeout=180)
+
+        assert final.status_code == 200
+        status = final.json()
+        assert status["progress"] == {"total": 1500, "sent": 1500, "failed": 0}
+        counts = Counter(m["to"][0] for m in outbox(host))
+        lost = [r for r in recipients if counts[r] == 0]
+        twice = sum(n - 1 for n in counts.values() if n > 1)
+        record_property("delivered_before_kill", delivered_before_kill)
+        record_property("delivered_twice", twice)
+        print(  # the figure the issue asks for, visible with -s or -rA
+            f"\nkill -9 figures: {delivered_before_kill} delivered before the kill, "
+            f"{twice} delivered twice, {len(lost)} lost"
+        )
+        assert lost == []
+        # At most one message per batch in flight (4) can fall between a send and its record.
+        assert twice <= 4
+        returned = status["messageIds"]
+        assert len(set(returned)) == 1500
+        assert set(returned) <= {m["messageId"] for m in outbox(host)}
+    finally:
+        host.kill()
+        host.session.close()
+
+
+def host_outbox_journal(state: Path) -> list[str]:
+    journal = state / "outbox.jsonl"
+    return journal.read_text(encoding="utf-8").splitlines() if journal.exists() else []
