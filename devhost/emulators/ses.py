@@ -84,6 +84,8 @@ class SesEmulator:
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the SES emulator is already running")
+            # werkzeug logs every request at INFO on its own handler: one line per mail.
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
             host, port = server.get_host_and_port()
