@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # aiosmtpd logs every connection and command at INFO: the sink's own lines say enough.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     app_dir = args.app_dir.resolve()
     state_dir = (args.state or app_dir / ".devhost").resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
