@@ -6,6 +6,7 @@ deliberate regression (the check must report it), so no check passes vacuously.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,15 @@ import pytest
 
 from sendmail.settings import Settings
 from tests.infra import policies
-from tests.infra.bicep import Project, call_arguments, call_name, parse, syntax_errors, text
+from tests.infra.bicep import (
+    Project,
+    call_arguments,
+    call_name,
+    evaluate,
+    parse,
+    syntax_errors,
+    text,
+)
 from tests.infra.conftest import INFRA
 
 Check = Callable[[Project], list[str]]
@@ -665,3 +674,11 @@ def test_unresolvable_app_settings_fail_instead_of_passing() -> None:
     violations = check_settings_names(project)
     assert violations
     assert "cannot resolve" in violations[0]
+
+
+def test_the_python_thread_pool_matches_the_activity_concurrency(infra: Project) -> None:
+    """Sync activities run on the worker's thread pool: host.json and the Bicep must agree."""
+    host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+    activities = host["extensions"]["durableTask"]["maxConcurrentActivityFunctions"]
+    _, node = policies.app_settings(infra)["PYTHON_THREADPOOL_THREAD_COUNT"]
+    assert evaluate(node) == str(activities)
