@@ -64,8 +64,8 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
         logger.error("smtp batch %s: the sealed password cannot be opened", job.ledgerKey)
         return BatchResult.all_failed(
             len(job.recipients),
-            FailureCode.SMTP_AUTH_FAILED,
-            "the password could not be unsealed (the sealing key changed); send again",
+            FailureCode.SMTP_ERROR,
+            "the service could not unseal the password (its sealing key changed); send again",
         ).model_dump(mode="json")
     sender = services.smtp_sender()
     result = run_batch(
@@ -107,7 +107,7 @@ def reconcile_batch(batch: dict[str, Any]) -> dict[str, Any]:
         BatchFailure(
             index=i,
             code=FailureCode.BATCH_FAILED,
-            message="the batch failed unexpectedly after retries; this recipient was not sent",
+            message="the batch failed unexpectedly after retries; not confirmed as sent",
         )
         for i in range(size)
         if message_ids[i] is None

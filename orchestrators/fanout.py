@@ -2,7 +2,9 @@
 
 Deterministic (replays): no I/O, no clocks, no randomness — only the context's own calls. A batch
 whose activity fails even after its retries is not lost: the orchestrator asks the ledger (through
-the reconcile activity) what that batch did send, and reports the rest as failed.
+the reconcile activity) what that batch did send, and reports the rest as failed; if even the
+ledger cannot be read, that batch's recipients are reported as ``DELIVERY_UNKNOWN``. No single
+batch can fail the whole send.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ logger = logging.getLogger(__name__)
 ACTIVITY_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=10_000, max_number_of_attempts=3
 )
+
+
+def _unknown(size: int) -> dict[str, Any]:
+    from sendmail.jobs import BatchResult
+    from sendmail.results import FailureCode
+
+    return BatchResult.all_failed(
+        size,
+        FailureCode.DELIVERY_UNKNOWN,
+        "the batch failed unexpectedly and its send record could not be read: "
+        "this recipient may or may not have been sent",
+    ).model_dump(mode="json")
 
 
 def fan_out(
@@ -57,9 +71,18 @@ def fan_out(
                     context.instance_id,
                     index,
                 )
-            reconciled = yield context.call_activity(
-                RECONCILE_BATCH, {"ledgerKey": inputs[index]["ledgerKey"], "size": sizes[index]}
-            )
+            try:
+                reconciled = yield context.call_activity_with_retry(
+                    RECONCILE_BATCH,
+                    ACTIVITY_RETRY,
+                    {"ledgerKey": inputs[index]["ledgerKey"], "size": sizes[index]},
+                )
+            except Exception:  # the ledger is unreachable too: say so, keep the other batches
+                if not context.is_replaying:
+                    logger.error(
+                        "instance %s: batch %d could not be reconciled", context.instance_id, index
+                    )
+                reconciled = _unknown(sizes[index])
             results[index] = reconciled
         else:
             results[index] = finished.result

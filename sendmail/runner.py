@@ -4,7 +4,7 @@ Durable activities run at least once, and no SES or SMTP call is idempotent. Bef
 batch asks the ledger which of its recipients were already sent (by an earlier attempt of the same
 activity) and sends only to the others; every success is recorded right after the send. What is
 left is a crash between a send and its record: that one message per connection may be sent twice,
-and is the only duplicate window (see docs/operations.md).
+and is the only duplicate window (see docs/architecture.md).
 """
 
 from __future__ import annotations

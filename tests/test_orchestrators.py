@@ -133,6 +133,31 @@ def test_a_batch_that_fails_unexpectedly_is_reconciled_from_the_ledger(
     ]
 
 
+def test_a_batch_that_cannot_even_be_reconciled_is_unknown_and_the_send_goes_on(
+    ses_orchestrator: Any,
+) -> None:
+    def storage_down_for_batch_zero(name: str, payload: dict[str, Any]) -> Any:
+        if name == RECONCILE_BATCH or payload["ledgerKey"].endswith(":0"):
+            return RuntimeError("table storage unavailable")
+        return all_sent(name, payload)
+
+    recipients = ["a@example.com", "b@example.com", "c@example.com"]
+    context = FakeOrchestrationContext(ses_job(recipients, 2, 1), storage_down_for_batch_zero)
+
+    outcome = run(ses_orchestrator, context)
+
+    assert [name for name, _ in context.scheduled] == [
+        SEND_SES_BATCH,
+        RECONCILE_BATCH,
+        SEND_SES_BATCH,
+    ]
+    assert outcome["messageIds"] == ["id-c@example.com"]
+    assert [(f["recipient"], f["code"]) for f in outcome["failures"]] == [
+        ("a@example.com", "DELIVERY_UNKNOWN"),
+        ("b@example.com", "DELIVERY_UNKNOWN"),
+    ]
+
+
 def test_smtp_recipients_are_spread_over_the_configured_connections(smtp_orchestrator: Any) -> None:
     recipients = [f"r{i}@example.com" for i in range(100)]
     job = {

@@ -13,9 +13,33 @@ from collections.abc import Callable
 from typing import Any
 
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
-from azure.durable_functions.models.Task import TaskBase
+from azure.durable_functions.models.Task import TaskBase, TaskState
 
 Outcome = Callable[[str, dict[str, Any]], Any]
+
+
+class _LazyTask(TaskBase):  # type: ignore[misc]
+    """A task completed when the orchestrator first reads it (a directly yielded task).
+
+    Like the SDK, reading a failed task's result raises its exception into the orchestrator.
+    """
+
+    def __init__(self, id_: int, complete: Callable[[TaskBase], None]) -> None:
+        self._complete_now = complete
+        self._value: Any = None
+        super().__init__(id_, [])
+
+    @property
+    def result(self) -> Any:
+        if self.state is TaskState.RUNNING:
+            self._complete_now(self)
+        if self.state is TaskState.FAILED and isinstance(self._value, Exception):
+            raise self._value
+        return self._value
+
+    @result.setter
+    def result(self, value: Any) -> None:
+        self._value = value
 
 
 class FakeOrchestrationContext:
@@ -43,7 +67,7 @@ class FakeOrchestrationContext:
         return self._job
 
     def _task(self, name: str, payload: dict[str, Any]) -> TaskBase:
-        task = TaskBase(len(self.scheduled), [])
+        task = _LazyTask(len(self.scheduled), self._complete)
         self.scheduled.append((name, payload))
         self._calls[task] = (name, payload)
         return task
@@ -57,6 +81,8 @@ class FakeOrchestrationContext:
         return task
 
     def _complete(self, task: TaskBase) -> None:
+        if task.state is not TaskState.RUNNING:
+            return
         name, payload = self._calls[task]
         value = self._outcome(name, payload)
         task.set_value(is_error=isinstance(value, Exception), value=value)
