@@ -61,7 +61,10 @@ class DevHost:
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._access_log], client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        # Every path reaches _dispatch, which answers unmatched ones with the JSON envelope.
+        # ``[\s\S]``, not ``.``: aiohttp matches the decoded path, and ``.`` stops at a "\n"
+        # (``%0A``), which aiohttp would then answer itself with a plain-text 404.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._dispatch)
         return app
 
     @web.middleware

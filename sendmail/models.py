@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sendmail.errors import ValidationFailed
+from sendmail.mime import has_line_break
 from sendmail.providers import Provider
 from sendmail.settings import Settings
 
@@ -70,9 +71,18 @@ def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("sendmail", message)
 
 
+def _is_utf8_text(value: str) -> bool:
+    """False for a string with an unpaired surrogate: JSON allows one, UTF-8 does not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_address(value: str) -> str:
     """A syntactically valid address (no DNS), with no line breaks; returned as given."""
-    if "\r" in value or "\n" in value:
+    if has_line_break(value):
         raise _fail("must not contain line breaks")
     if value != value.strip() or not value:
         raise _fail("must be a valid email address")
@@ -152,7 +162,9 @@ class AwsEmailRequest(BaseModel):
     def _subject(cls, value: str, info: ValidationInfo) -> str:
         if not value.strip():
             raise _fail("must not be blank")
-        if "\r" in value or "\n" in value:
+        # Every break the mail builder refuses (not only CR and LF: U+2028, U+0085, ...), or the
+        # send would be accepted here and then fail in the SMTP activity on every retry.
+        if has_line_break(value):
             raise _fail("must not contain line breaks")
         limits = _limits(info)
         if limits and len(value) > limits.max_subject_chars:
@@ -215,6 +227,10 @@ class UserEmailRequest(AwsEmailRequest):
     @classmethod
     def _password(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
+        # StrictStr fields refuse an unpaired surrogate ("\ud800" in the JSON) themselves;
+        # SecretStr does not, and the password must survive UTF-8 (sealing, SMTP AUTH).
+        if not _is_utf8_text(secret):
+            raise _fail("must be valid Unicode text")
         if not secret.strip():
             raise _fail("must not be blank")
         if "\r" in secret or "\n" in secret:
@@ -242,6 +258,8 @@ def _describe(error: Any) -> str:
         return f"{field}{message}" if message.startswith("[") else f"{field} {message}"
     if kind in {"string_type", "string_sub_type"}:
         return f"{field} must be a string"
+    if kind == "string_unicode":
+        return f"{field} must be valid Unicode text"
     if kind == "list_type":
         return f"{field} must be an array of strings"
     if kind in {"too_short", "string_too_short"}:

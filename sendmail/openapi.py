@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from sendmail import api_models
 from sendmail.errors import envelope
+from sendmail.mime import LINE_BREAK_CHARACTERS
 from sendmail.models import AwsEmailRequest, Limits, UserEmailRequest
 from sendmail.settings import Settings
 
@@ -36,6 +37,18 @@ _JSON = "application/json"
 _EXAMPLE_TIME = datetime(2025, 7, 2, 15, 4, 33, tzinfo=UTC)
 
 Schema = dict[str, Any]
+
+#: No line break of any kind (what the validation and the mail builder refuse), written with
+#: ``\\uXXXX`` escapes, which ECMA-262 and Python regular expressions read alike.
+SUBJECT_PATTERN = "^[^" + "".join(f"\\u{ord(c):04x}" for c in LINE_BREAK_CHARACTERS) + "]*$"
+
+#: What ``sendmail.models.check_address`` holds addresses to, beyond JSON Schema's ``email``
+#: format (an annotation that admits all of these): found by fuzzing, which sent them and got 400.
+ADDRESS_RULES = (
+    "Addresses are plain ASCII `local@domain.tld`: no quoted local part, no IP literal, "
+    "a domain with a dot and not a special-use name (`.test`, `.invalid`, `.local`, "
+    "`.localhost`, `.onion`, `.arpa`); anything else is 400."
+)
 
 #: Security requirements: a function key in the header *or* in the query string.
 FUNCTION_KEY: list[dict[str, list[str]]] = [{"functionKey": []}, {"functionKeyQuery": []}]
@@ -110,25 +123,29 @@ def _component_schemas(settings: Settings) -> dict[str, Schema]:
 def _apply_limits(schema: Schema, limits: Limits) -> None:
     """Write the deployment's limits into a request schema (what the validators enforce)."""
     fields = schema["properties"]
-    fields["senderEmail"]["format"] = "email"
+    sender = fields["senderEmail"]
+    sender["format"] = "email"
+    sender["description"] = f"{sender['description']} {ADDRESS_RULES}"
     recipients = fields["recipientEmails"]
     recipients["items"] = {**recipients["items"], "format": "email"}
     recipients["maxItems"] = limits.max_recipients
     recipients["description"] = (
         f"At most {limits.max_recipients} distinct recipients. Each gets its own message; "
-        "duplicates (compared case-insensitively) are sent once, keeping the first spelling."
+        "duplicates (compared case-insensitively) are sent once, keeping the first spelling. "
+        f"{ADDRESS_RULES}"
     )
     subject = fields["subject"]
     subject["maxLength"] = limits.max_subject_chars
-    subject["pattern"] = r"^[^\r\n]*$"
+    subject["pattern"] = SUBJECT_PATTERN
     subject["description"] = (
-        f"Subject, plain text, at most {limits.max_subject_chars} characters, no line breaks."
+        f"Subject, plain text, at most {limits.max_subject_chars} characters, no line breaks, "
+        "not only white space."
     )
     body = fields["body"]
     # Characters never outnumber UTF-8 bytes: maxLength is a true (if loose) bound on the body.
     body["maxLength"] = limits.max_body_bytes
     body["description"] = (
-        f"Body, plain text. At most {limits.max_body_bytes} bytes in UTF-8 "
+        f"Body, plain text, not only white space. At most {limits.max_body_bytes} bytes in UTF-8 "
         "(non-ASCII characters take 2-4 bytes each, so fewer characters fit)."
     )
 

@@ -25,6 +25,7 @@ reconnect, log in again and retry the same recipient within the same budget, the
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import ssl
@@ -320,11 +321,8 @@ class SmtpSender:
                 FailureCode.SMTP_ERROR,
                 f"the SMTP server for {provider_name} offers no supported login method",
             )
-        authobject = connection.auth_plain if mechanism == "PLAIN" else connection.auth_login
-        connection.user = sender
-        connection.password = password.get_secret_value()
         try:
-            connection.auth(mechanism, authobject, initial_response_ok=True)
+            _authenticate(connection, mechanism, sender, password)
         except smtplib.SMTPAuthenticationError as error:
             if _is_temporary(error.smtp_code):
                 raise _Retryable(FailureCode.SMTP_TEMPORARY_FAILURE, error.smtp_code) from error
@@ -335,8 +333,6 @@ class SmtpSender:
                 "check the sender address and its app password (2-step verification must be "
                 "on; the account password itself does not work)",
             ) from error
-        finally:
-            connection.password = ""  # do not keep the secret on the connection object
 
 
 # --- internals ---------------------------------------------------------------------------------
@@ -397,6 +393,29 @@ class _Abort(Exception):
         super().__init__(code, message)
         self.code = code
         self.message = message
+
+
+def _authenticate(connection: smtplib.SMTP, mechanism: str, user: str, password: SecretStr) -> None:
+    """``AUTH PLAIN`` or ``AUTH LOGIN`` with the credentials in UTF-8.
+
+    Not ``smtplib.SMTP.auth``: it encodes them as ASCII, so a password with any other character
+    raised ``UnicodeEncodeError`` before the server saw it, and the whole batch failed. PLAIN
+    is UTF-8 by definition (RFC 4616); LOGIN servers take the same bytes. The secret is never
+    stored on the connection. A refusal raises ``SMTPAuthenticationError`` as smtplib's would.
+    """
+
+    def encoded(text: str) -> str:
+        return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+    secret = password.get_secret_value()
+    if mechanism == "PLAIN":
+        code, reply = connection.docmd("AUTH", "PLAIN " + encoded(f"\0{user}\0{secret}"))
+    else:
+        code, reply = connection.docmd("AUTH", f"LOGIN {encoded(user)}")
+        if code == 334:  # "Password:"
+            code, reply = connection.docmd(encoded(secret))
+    if code not in (235, 503):  # 503: already authenticated, as smtplib counts it
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _close(connection: smtplib.SMTP) -> None:

@@ -235,6 +235,18 @@ def test_user_send_without_a_sealing_key_is_a_generic_500(
     assert client.started == []
 
 
+def test_a_password_that_is_not_valid_unicode_is_400_not_500(
+    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str
+) -> None:
+    # Found by fuzzing: an unpaired surrogate in the password reached the sealer, which raised.
+    raw = json.dumps({**USER, "password": "app\ud800"}).encode()
+    assert b"\\ud800" in raw  # valid JSON, but no valid UTF-8 text
+    response = call(app_functions, "user_send", client, path="/api/v1/emails/user-send", body=raw)
+    envelope = assert_envelope(response, 400, "/api/v1/emails/user-send")
+    assert envelope["message"] == "Validation failed: password must be valid Unicode text"
+    assert client.started == []
+
+
 def test_an_unknown_provider_is_400(
     app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str
 ) -> None:

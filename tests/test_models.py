@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sendmail.errors import ValidationFailed
+from sendmail.mime import LINE_BREAK_CHARACTERS, ensure_single_line
 from sendmail.models import AwsEmailRequest, Limits, UserEmailRequest, parse_request
 
 LIMITS = Limits(max_recipients=5, max_subject_chars=20, max_body_bytes=30)
@@ -162,6 +163,42 @@ def test_user_send_takes_provider_and_password() -> None:
 )
 def test_user_send_rules(overrides: dict[str, Any], expected: str) -> None:
     assert problem(UserEmailRequest, user(**overrides)) == f"Validation failed: {expected}"
+
+
+@pytest.mark.parametrize("line_break", list(LINE_BREAK_CHARACTERS), ids=lambda c: f"U+{ord(c):04X}")
+def test_every_line_break_the_mail_builder_refuses_is_refused_in_the_subject(
+    line_break: str,
+) -> None:
+    # Found by fuzzing: "\x85" or "\u2028" in a subject passed validation (202), then the SMTP
+    # activity refused to build the message on every retry and the send ended as BATCH_FAILED.
+    subject = f"Hello{line_break}there"
+    with pytest.raises(ValueError, match="line breaks"):
+        ensure_single_line("subject", subject)
+    assert problem(AwsEmailRequest, aws(subject=subject)) == (
+        "Validation failed: subject must not contain line breaks"
+    )
+    assert problem(AwsEmailRequest, aws(recipientEmails=[f"a{line_break}@example.com"])) == (
+        "Validation failed: recipientEmails[0] must not contain line breaks"
+    )
+
+
+def test_unpaired_surrogates_are_refused_in_every_text_field() -> None:
+    # Found by fuzzing: "\ud800" is valid JSON but no valid UTF-8; in the password (a
+    # SecretStr) it got through validation and sealing the password raised: a 500.
+    message = problem(
+        UserEmailRequest,
+        user(password="app\ud800pass", subject="Hi\udfff", body="\ud800"),
+    )
+    assert message == (
+        "Validation failed: subject must be valid Unicode text; "
+        "body must be valid Unicode text; password must be valid Unicode text"
+    )
+    assert "app" not in message
+
+
+def test_a_non_ascii_password_is_accepted() -> None:
+    request = parse(UserEmailRequest, user(password="비밀번호 pässwörd"))
+    assert request.password.get_secret_value() == "비밀번호 pässwörd"
 
 
 def test_user_send_caps_recipients_at_one_hundred() -> None:

@@ -28,7 +28,9 @@ from api.docs import DOCS_FUNCTIONS
 from orchestrators.names import SES_ORCHESTRATOR
 from sendmail import services
 from sendmail.errors import ValidationFailed
+from sendmail.mime import LINE_BREAK_CHARACTERS, has_line_break
 from sendmail.models import AwsEmailRequest, Limits, parse_request
+from sendmail.openapi import ADDRESS_RULES
 from sendmail.ses import SendQuota
 from sendmail.settings import get_settings
 from tests.support.durable import FakeDurableClient, status
@@ -304,6 +306,56 @@ def test_the_documented_recipient_limit_is_the_one_requests_are_held_to(
         parse_request(AwsEmailRequest, body(most + 1, longest), limits)
     with pytest.raises(ValidationFailed, match="at most 998 characters"):
         parse_request(AwsEmailRequest, body(most, longest + 1), limits)
+
+
+def test_the_subject_pattern_refuses_every_line_break_the_service_refuses(
+    document: dict[str, Any],
+) -> None:
+    # Found by fuzzing: the pattern (and the validation) refused CR and LF only, while the mail
+    # builder also refuses U+0085, U+2028, ... so such a send was accepted, then failed.
+    subject = validator(
+        document, pointer("components", "schemas", "UserEmailRequest", "properties", "subject")
+    )
+    assert subject.is_valid("Hello there, 안녕하세요 \t ✓")
+    for line_break in LINE_BREAK_CHARACTERS:
+        assert not subject.is_valid(f"Hello{line_break}there"), repr(line_break)
+        assert has_line_break(f"Hello{line_break}there")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "user@mail.test",  # special-use domains: the fuzzer's favourite, 400 before the fix
+        "user@mail.invalid",
+        "user@printer.local",
+        "user@localhost",
+        "user@[127.0.0.1]",
+        '"two words"@example.com',
+        "üser@example.com",
+    ],
+)
+def test_the_address_rules_the_document_states_are_the_ones_enforced(
+    document: dict[str, Any], address: str
+) -> None:
+    """JSON Schema's ``email`` format admits these; the descriptions say they are 400."""
+    schemas = document["components"]["schemas"]
+    for name in ("AwsEmailRequest", "UserEmailRequest"):
+        fields = schemas[name]["properties"]
+        for field in ("senderEmail", "recipientEmails"):
+            assert ADDRESS_RULES in fields[field]["description"], (name, field)
+    body = {
+        "senderEmail": "se@aifactory.page",
+        "recipientEmails": [address],
+        "subject": "s",
+        "body": "b",
+    }
+    with pytest.raises(ValidationFailed, match=r"recipientEmails\[0\] must be a valid email"):
+        parse_request(AwsEmailRequest, json.dumps(body).encode(), Limits(10, 100, 100))
+    parse_request(  # and the same address at a public domain is fine
+        AwsEmailRequest,
+        json.dumps({**body, "recipientEmails": ["user@mail.example.com"]}).encode(),
+        Limits(10, 100, 100),
+    )
 
 
 def test_every_example_validates_against_its_schema(document: dict[str, Any]) -> None:

@@ -119,6 +119,29 @@ def test_wrong_app_password_fails_everyone_once_without_retry(start_smtp_sink):
     assert sink.messages() == []
 
 
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_a_non_ascii_password_is_sent_in_utf8_with_either_mechanism(
+    start_smtp_sink, monkeypatch, mechanism
+):
+    # Found by fuzzing: smtplib's auth() encodes credentials as ASCII, so "pässwörd" raised
+    # UnicodeEncodeError in the activity, which failed three times and ended as BATCH_FAILED.
+    monkeypatch.setattr("sendmail.smtp._AUTH_MECHANISMS", (mechanism,))
+    sink = start_smtp_sink("implicit", rejected_password="비밀번호-pässwörd")
+
+    sent = make_sender(sink).send(
+        Provider.KAKAO, SENDER, SecretStr("앱-비밀번호"), RECIPIENTS[:1], "s", "b"
+    )
+    refused = make_sender(sink).send(
+        Provider.KAKAO, SENDER, SecretStr("비밀번호-pässwörd"), RECIPIENTS[:1], "s", "b"
+    )
+
+    assert [r.ok for r in sent] == [True]
+    # The sink refuses exactly the UTF-8 bytes of this password: they arrived intact.
+    assert [r.code for r in refused] == [FailureCode.SMTP_AUTH_FAILED]
+    assert sink.auth_commands == 2
+    assert sink.logins() == [SENDER]
+
+
 def test_refused_recipient_does_not_stop_the_others(smtp_sink):
     smtp_sink.refuse_recipients("b@example.com")
 

@@ -47,6 +47,18 @@ def test_http_trigger_routing(toy):
     assert toy.request("GET", "/api/no/such/route").status_code == 404
 
 
+def test_a_line_feed_in_the_path_is_routed_like_any_other_character(toy):
+    # Found by fuzzing: aiohttp's own router stopped at a decoded "\n" and answered a plain-text
+    # 404 itself, so neither the function nor the JSON envelope was ever reached.
+    hello = toy.request("GET", "/api/hello/a%0Ab", auth=False)
+    assert (hello.status_code, hello.text) == (200, "hello a\nb")
+    for path in ["/api/no/such%0Aroute", "/api/hello/a%0Ab/extra"]:
+        missing = toy.request("GET", path, auth=False)
+        assert missing.status_code == 404
+        assert missing.headers["Content-Type"].startswith("application/json")
+        assert missing.json()["status"] == 404
+
+
 def test_function_key_is_required_unless_anonymous(toy):
     missing = toy.request("POST", "/api/echo/1", auth=False)
     assert missing.status_code == 401

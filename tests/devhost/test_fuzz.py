@@ -1,0 +1,257 @@
+"""Property-based fuzzing of the real app under devhost, from the document it serves.
+
+schemathesis loads ``GET /api/v1/openapi.json`` from a running devhost (the real app with its
+embedded SES emulator, SMTP sink and Azurite) and generates, for every documented operation, the
+document's own examples, valid requests (positive) and invalid ones (negative). Every answer is
+checked: never a 5xx, and its status code, content type, headers and body are the ones the
+document gives. Sends really reach the emulators; most fuzzed senders are not allowed, and the
+documented 403 is then the right answer.
+
+schemathesis's own pytest integration (``schemathesis.pytest.from_fixture``) is not used: in
+4.32.5 it sets ``Function._nodeid``, which pytest 9.2 no longer has. Each operation's strategy
+(``APIOperation.as_strategy``) runs under ``hypothesis.given`` here instead, which needs the
+schema only at run time, after the fixture started devhost.
+
+Runs are bounded: a fixed number of examples per operation and mode, a timeout on every request,
+and ``Prefer: wait=N`` capped at :data:`WAIT_CAP_SECONDS` (``Prefer`` is a documented parameter,
+so it is fuzzed; a capped wait takes the same code path). One more pass sends with no ``Prefer``
+at all. The last test prints the cases each operation got, by status, and any failure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.devhost.conftest import REPO_ROOT, DevhostProcess
+
+pytestmark = pytest.mark.e2e
+
+FAST_SES = {
+    "DEVHOST_SES_MAX_SEND_RATE": "2000",
+    "DEVHOST_SES_MAX_24_HOUR_SEND": "1000000",
+}
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+AWS_SEND = ("/v1/emails/aws-send", "POST")
+USER_SEND = ("/v1/emails/user-send", "POST")
+STATUS = ("/v1/emails/{id}", "GET")
+HEALTH = ("/health", "GET")
+OPERATIONS = [AWS_SEND, USER_SEND, STATUS, HEALTH]
+SENDS = [AWS_SEND, USER_SEND]
+#: The one sender aws-send allows by default (SENDMAIL_ALLOWED_SENDERS).
+ALLOWED_SENDER = "se@aifactory.page"
+#: Generated cases per operation and mode (the document's examples come on top).
+MAX_EXAMPLES = 40
+MAX_EXAMPLES_WITHOUT_PREFER = 15
+#: The longest ``Prefer: wait`` a fuzzed send may ask for.
+WAIT_CAP_SECONDS = 5
+REQUEST_TIMEOUT_SECONDS = 30
+_WAIT = re.compile(r"(wait\s*=\s*\"?)(\d+)", re.IGNORECASE)
+
+#: Statuses per (pass, operation); how sends carried ``Prefer``; failures per (pass, operation).
+#: STARTED: the ids of the sends the app accepted, for the status route.
+CASES: defaultdict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+STARTED: list[str] = []
+#: Per-recipient failure codes of finished sends (status route, or ``Prefer: wait`` answers).
+FAILURE_CODES: Counter[str] = Counter()
+PREFER: Counter[str] = Counter()
+FAILURES: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+
+SETTINGS = hypothesis.settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    database=None,  # no .hypothesis/ directory in the repository
+    suppress_health_check=list(hypothesis.HealthCheck),
+    print_blob=True,
+)
+
+Adjust = Callable[[dict[str, Any]], None]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
+    state = tmp_path_factory.mktemp("fuzz-app") / "state"
+    process = DevhostProcess(REPO_ROOT, state, env=FAST_SES, emulators=True)
+    process.start(timeout=90)
+    yield process
+    process.stop()
+    process.session.close()
+
+
+@pytest.fixture(scope="module")
+def api_schema(app: DevhostProcess) -> Any:
+    return schemathesis.openapi.from_url(f"{app.base_url}/api/v1/openapi.json", timeout=30)
+
+
+def _name(operation: tuple[str, str]) -> str:
+    return f"{operation[1]} {operation[0]}"
+
+
+def cap_wait(headers: dict[str, Any]) -> None:
+    for name, value in list(headers.items()):
+        if name.lower() == "prefer" and isinstance(value, str):
+            headers[name] = _WAIT.sub(
+                lambda m: f"{m.group(1)}{min(int(m.group(2)), WAIT_CAP_SECONDS)}", value
+            )
+
+
+def drop_prefer(headers: dict[str, Any]) -> None:
+    for name in [h for h in headers if h.lower() == "prefer"]:
+        del headers[name]
+
+
+def send_case(label: str, app: DevhostProcess, case: Any, adjust: Adjust) -> None:
+    """Send one case with the function key and run the checks; record what happened."""
+    headers: dict[str, Any] = dict(case.headers or {})
+    adjust(headers)
+    headers["x-functions-key"] = app.key
+    case.headers = headers
+    operation = f"{case.method.upper()} {case.path}"
+    if case.method.upper() == "POST":
+        prefer = next((str(v) for k, v in headers.items() if k.lower() == "prefer"), None)
+        PREFER["absent" if prefer is None else "wait" if _WAIT.search(prefer) else "other"] += 1
+    try:
+        response = case.call_and_validate(
+            session=app.session, checks=CHECKS, timeout=REQUEST_TIMEOUT_SECONDS
+        )
+    except Exception as error:
+        FAILURES[(label, operation)].append(f"{type(error).__name__}: {str(error)[:500]}")
+        raise
+    CASES[(label, operation)][response.status_code] += 1
+    if case.method.upper() == "POST" and response.status_code in (200, 202):
+        STARTED.append(response.json()["id"])
+    if response.status_code == 200 and case.path != "/health":  # a finished send, either way
+        FAILURE_CODES.update(failure["code"] for failure in response.json()["failures"])
+
+
+def run(
+    label: str,
+    app: DevhostProcess,
+    strategy: st.SearchStrategy[Any],
+    adjust: Adjust,
+    max_examples: int,
+) -> None:
+    @hypothesis.settings(SETTINGS, max_examples=max_examples)
+    @hypothesis.given(case=strategy)
+    def fuzz(case: Any) -> None:
+        send_case(label, app, case, adjust)
+
+    fuzz()
+
+
+def test_the_document_has_the_operations_fuzzed_here(api_schema: Any) -> None:
+    labels = {result.ok().label for result in api_schema.get_all_operations()}
+    assert labels == {_name(operation) for operation in OPERATIONS}
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=_name)
+def test_the_documented_examples_answer_as_documented(
+    app: DevhostProcess, api_schema: Any, operation: tuple[str, str]
+) -> None:
+    api_operation = api_schema[operation[0]][operation[1]]
+    examples = api_operation.get_strategies_from_examples()
+    # GET /health documents no input, so it has no request example: one plain call.
+    strategy = st.one_of(*examples) if examples else api_operation.as_strategy()
+    run("examples", app, strategy, cap_wait, max_examples=5)
+
+
+# GET /health takes no input, so it has no invalid variant: it is fuzzed in the valid mode only.
+MODES = [
+    (operation, mode)
+    for operation in OPERATIONS
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if not (operation == HEALTH and mode is GenerationMode.NEGATIVE)
+]
+
+
+@pytest.mark.parametrize(("operation", "mode"), MODES, ids=[f"{_name(o)}-{m}" for o, m in MODES])
+def test_every_operation_answers_as_documented(
+    app: DevhostProcess, api_schema: Any, operation: tuple[str, str], mode: GenerationMode
+) -> None:
+    api_operation = api_schema[operation[0]][operation[1]]
+    strategy = api_operation.as_strategy(generation_mode=mode)
+    run(str(mode), app, strategy, cap_wait, MAX_EXAMPLES)
+
+
+def test_sends_from_the_allowed_sender_answer_as_documented(
+    app: DevhostProcess, api_schema: Any
+) -> None:
+    """Fuzzed aws-sends from the one allowed sender: past the 403, into admission and SES."""
+
+    def from_allowed_sender(case: Any) -> Any:
+        if isinstance(case.body, dict):
+            case.body = {**case.body, "senderEmail": ALLOWED_SENDER}
+        return case
+
+    strategy = api_schema[AWS_SEND[0]][AWS_SEND[1]].as_strategy().map(from_allowed_sender)
+    run("allowed", app, strategy, cap_wait, MAX_EXAMPLES)
+
+
+def test_the_status_of_real_sends_answers_as_documented(
+    app: DevhostProcess, api_schema: Any
+) -> None:
+    """The status route with the ids of the sends above: 200 and 202 bodies, not only 404s."""
+    assert STARTED, "no send was accepted before this test"
+    status = api_schema[STATUS[0]][STATUS[1]]
+    strategy = st.sampled_from(sorted(set(STARTED))).flatmap(
+        lambda instance_id: status.as_strategy(path_parameters={"id": instance_id})
+    )
+    run("real-ids", app, strategy, cap_wait, MAX_EXAMPLES)
+
+
+@pytest.mark.parametrize("operation", SENDS, ids=_name)
+def test_sends_without_prefer_answer_as_documented(
+    app: DevhostProcess, api_schema: Any, operation: tuple[str, str]
+) -> None:
+    strategy = api_schema[operation[0]][operation[1]].as_strategy()
+    run("no-prefer", app, strategy, drop_prefer, MAX_EXAMPLES_WITHOUT_PREFER)
+
+
+def test_every_operation_was_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
+    """The record: cases per pass and operation, by status, and every failure (none)."""
+    lines = ["", "schemathesis cases per pass and operation (status: count):"]
+    for (label, operation), statuses in sorted(CASES.items()):
+        counts = ", ".join(f"{code}: {n}" for code, n in sorted(statuses.items()))
+        lines.append(f"  {label:9} {operation:26} {sum(statuses.values()):4}  ({counts})")
+    per_operation: Counter[str] = Counter()
+    for (_, operation), statuses in CASES.items():
+        per_operation[operation] += sum(statuses.values())
+    lines.append(f"  per operation: {dict(sorted(per_operation.items()))}")
+    lines.append(f"  total: {sum(per_operation.values())} cases; Prefer on sends: {dict(PREFER)}")
+    lines.append(f"  failure codes of finished sends: {dict(FAILURE_CODES)}")
+    for (label, operation), failures in sorted(FAILURES.items()):
+        lines.append(f"  FAILED {label} {operation}: {len(failures)}")
+        lines.extend(f"    {failure}" for failure in failures[:3])
+    with capsys.disabled():
+        print("\n".join(lines))
+
+    assert set(per_operation) == {_name(operation) for operation in OPERATIONS}
+    real_ids = CASES[("real-ids", _name(STATUS))]
+    assert real_ids[200] + real_ids[202] == sum(real_ids.values()) > 0
+    # Whatever the app accepted, its activities handled: none failed unexpectedly (an input
+    # the validation let through and the sender then refused would end as BATCH_FAILED).
+    assert FAILURE_CODES["BATCH_FAILED"] == 0
+    assert PREFER["absent"] > 0
+    assert PREFER["wait"] > 0
+    assert not FAILURES
