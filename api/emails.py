@@ -4,11 +4,14 @@ A send route parses and validates the body, admits the request (allowed sender, 
 decided before anything starts, since once a 202 is out it is too late for 403 or 429), seals the
 SMTP password, starts the orchestration and answers 202 with ``Location`` — or, when the caller
 asked with ``Prefer: wait=N`` and the send finishes in time, the v1 ``200 {"messageIds": [...]}``.
-Domain modules are imported inside the handlers: keeping ``function_app`` cheap to import.
+Bodies are built from the response models of :mod:`sendmail.api_models`, the same models the
+OpenAPI document is generated from. Domain modules are imported inside the handlers: keeping
+``function_app`` cheap to import.
 """
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -26,6 +29,7 @@ from api.http import (
     v1_errors,
 )
 from orchestrators.names import KIND_BY_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
+from sendmail.constants import FINISHED_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +38,6 @@ bp = df.Blueprint()
 STATUS_ROUTE = "v1/emails/{id}"
 #: Seconds a poller is asked to wait between status reads while a send runs.
 POLL_AFTER_SECONDS = 2
-
-_FINISHED = {"Completed", "Failed", "Terminated", "Canceled"}
 
 
 def status_url(req: func.HttpRequest, instance_id: str) -> str:
@@ -58,13 +60,16 @@ async def aws_send(
     settings = get_settings()
     request = parse_request(AwsEmailRequest, req.get_body(), Limits.for_aws(settings))
     quota = admit_ses(request, settings, services.ses_sender())
+    batch_size = settings.SENDMAIL_SES_BATCH_SIZE
     in_flight = settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES
+    # The account's rate is shared by the batches that can actually run at once.
+    sharing = min(in_flight, math.ceil(len(request.recipientEmails) / batch_size))
     job = SesJob(
         mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
         recipients=request.recipientEmails,
-        batchSize=settings.SENDMAIL_SES_BATCH_SIZE,
+        batchSize=batch_size,
         maxInFlight=in_flight,
-        maxRatePerBatch=quota.max_send_rate / in_flight if quota.max_send_rate > 0 else None,
+        maxRatePerBatch=quota.max_send_rate / sharing if quota.max_send_rate > 0 else None,
     )
     instance_id = await client.start_new(SES_ORCHESTRATOR, None, job.model_dump(mode="json"))
     logger.info("ses send %s started: %d recipients", instance_id, len(job.recipients))
@@ -109,43 +114,85 @@ async def _accepted(
     kind: str,
     total: int,
 ) -> func.HttpResponse:
-    """202 with where to poll — or the v1 200 if the caller waits and the send finishes."""
+    """202 with where to poll — or v1's synchronous answer if the caller waits and it finishes.
+
+    The send has started: from here on nothing may answer as if it had not (a caller told
+    "500, try again" would send twice), so a failure while waiting falls back to the 202.
+    """
+    from sendmail.api_models import Accepted
+
     location = status_url(req, instance_id)
     wait = preferred_wait(req)
     if wait:
-        status = await _wait_for_finish(client, instance_id, wait)
+        try:
+            status = await _wait_for_finish(client, instance_id, wait)
+        except Exception:  # the send runs; only the wait failed
+            logger.warning(
+                "send %s: waiting for it failed; answering 202", instance_id, exc_info=True
+            )
+            status = None
         if status is not None and status.runtime_status is not None:
-            name = status.runtime_status.value
-            output = as_json_object(status.output)
-            if name == "Completed" and output is not None:
-                return json_response(
-                    {
-                        "id": instance_id,
-                        "messageIds": output.get("messageIds", []),
-                        "failures": output.get("failures", []),
-                    },
-                    200,
-                    {"Preference-Applied": f"wait={wait}", "Content-Location": location},
-                )
-            if name in _FINISHED:
-                from sendmail.errors import envelope
-
-                body = envelope(
-                    500,
-                    f"The send {instance_id} ended as {name}; see {location} for details.",
-                    request_path(req),
-                )
-                return json_response(body, 500, {"Location": location})
+            finished = _finished_answer(req, instance_id, status, wait, location)
+            if finished is not None:
+                return finished
+    body = Accepted(
+        id=instance_id, kind=kind, runtimeStatus="Pending", total=total, statusUrl=location
+    )
     return json_response(
-        {
-            "id": instance_id,
-            "kind": kind,
-            "runtimeStatus": "Pending",
-            "total": total,
-            "statusUrl": location,
-        },
+        body.model_dump(mode="json"),
         202,
         {"Location": location, **retry_after(POLL_AFTER_SECONDS)},
+    )
+
+
+def _finished_answer(
+    req: func.HttpRequest,
+    instance_id: str,
+    status: DurableOrchestrationStatus,
+    wait: int,
+    location: str,
+) -> func.HttpResponse | None:
+    """v1's answer for a send that finished while the caller waited; None if still running.
+
+    Completed with at least one message sent: ``200 {"messageIds", "failures", "id"}``.
+    Completed with nothing sent: the envelope, as v1 answered a failed send — 403 when the SMTP
+    server refused the login (the caller's credentials), 500 otherwise. Failed or terminated:
+    500. Every such answer carries ``Location`` so the per-recipient details stay reachable.
+    """
+    from sendmail.api_models import SendResult
+    from sendmail.errors import envelope
+    from sendmail.jobs import SendOutcome
+    from sendmail.results import FailureCode
+
+    runtime = status.runtime_status.value if status.runtime_status else None
+    if runtime not in FINISHED_STATUSES:
+        return None
+    path = request_path(req)
+    headers = {"Location": location, "Preference-Applied": f"wait={wait}"}
+    output = as_json_object(status.output) if runtime == "Completed" else None
+    if output is None:
+        message = f"The send {instance_id} ended as {runtime}; see {location} for details."
+        return json_response(envelope(500, message, path), 500, headers)
+    outcome = SendOutcome.model_validate(output)
+    if outcome.sent == 0 and outcome.failures:
+        codes = {f.code for f in outcome.failures}
+        first = outcome.failures[0]
+        if codes == {FailureCode.SMTP_AUTH_FAILED}:
+            return json_response(envelope(403, first.message, path), 403, headers)
+        message = (
+            f"None of the {outcome.total} recipients could be sent ({first.code.value}: "
+            f"{first.message}); see {location} for each recipient."
+        )
+        return json_response(envelope(500, message, path), 500, headers)
+    body = SendResult.model_validate(
+        {
+            "id": instance_id,
+            "messageIds": outcome.messageIds,
+            "failures": [f.model_dump(mode="json") for f in outcome.failures],
+        }
+    )
+    return json_response(
+        body.model_dump(mode="json"), 200, {**headers, "Content-Location": location}
     )
 
 
@@ -157,7 +204,7 @@ async def _wait_for_finish(
     status: DurableOrchestrationStatus | None = None
     while True:
         status = await client.get_status(instance_id)
-        if status.runtime_status is not None and status.runtime_status.value in _FINISHED:
+        if status.runtime_status is not None and status.runtime_status.value in FINISHED_STATUSES:
             return status
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -173,6 +220,7 @@ async def _wait_for_finish(
 async def email_status(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
+    from sendmail.api_models import EmailStatus
     from sendmail.errors import NotFound
 
     instance_id = req.route_params.get("id", "")
@@ -189,20 +237,29 @@ async def email_status(
         progress = {k: custom.get(k) for k in ("total", "sent", "failed")}
         if progress["total"] is None:
             progress = await _pending_progress(client, instance_id)
-    body: dict[str, Any] = {
-        "id": instance_id,
-        "kind": kind,
-        "runtimeStatus": runtime,
-        "createdTime": _iso(status.created_time),
-        "lastUpdatedTime": _iso(status.last_updated_time),
-        "progress": progress,
-        "messageIds": output.get("messageIds", []) if output else [],
-        "failures": output.get("failures", []) if output else [],
-    }
-    if runtime in {"Failed", "Terminated", "Canceled"}:
-        body["error"] = f"The send ended as {runtime} before every recipient was attempted."
-    headers = {} if runtime in _FINISHED else retry_after(POLL_AFTER_SECONDS)
-    return json_response(body, 200 if runtime in _FINISHED else 202, headers)
+    body = EmailStatus.model_validate(
+        {
+            "id": instance_id,
+            "kind": kind,
+            "runtimeStatus": runtime,
+            "createdTime": _iso(status.created_time),
+            "lastUpdatedTime": _iso(status.last_updated_time),
+            "progress": progress,
+            "messageIds": output.get("messageIds", []) if output else [],
+            "failures": output.get("failures", []) if output else [],
+            "error": (
+                f"The send ended as {runtime} before every recipient was attempted."
+                if runtime in FINISHED_STATUSES - {"Completed"}
+                else None
+            ),
+        }
+    )
+    done = runtime in FINISHED_STATUSES
+    return json_response(
+        body.model_dump(mode="json", exclude_none=True),
+        200 if done else 202,
+        {} if done else retry_after(POLL_AFTER_SECONDS),
+    )
 
 
 async def _pending_progress(
@@ -211,6 +268,7 @@ async def _pending_progress(
     """Before the orchestrator's first episode there is no custom status: count the input.
 
     The input is read here, server-side, only for its recipient count; it is never returned.
+    This happens only between the start and the orchestrator's first episode.
     """
     status = await client.get_status(instance_id, show_input=True)
     job = as_json_object(status.input_) or {}

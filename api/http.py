@@ -17,12 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import azure.functions as func
 
+from sendmail.constants import MAX_WAIT_SECONDS
+
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 
-#: The longest ``Prefer: wait=N`` honoured (RFC 7240 preferences are hints: longer asks are capped).
-MAX_WAIT_SECONDS = 60
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d{1,6})\"?", re.IGNORECASE)
 
 

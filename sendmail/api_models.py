@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
+from sendmail.jobs import Kind
 from sendmail.results import FailureCode
 
-Kind = Literal["ses", "smtp"]
 #: Durable Functions' runtime statuses, as the status route reports them.
 RuntimeStatus = Literal[
     "Pending",

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from sendmail import api_models
+from sendmail.constants import MAX_WAIT_SECONDS
 from sendmail.errors import envelope
 from sendmail.mime import LINE_BREAK_CHARACTERS
 from sendmail.models import AwsEmailRequest, Limits, UserEmailRequest
@@ -29,8 +30,6 @@ OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
 #: Where the routes live relative to the document's host: the Functions route prefix.
 SERVER_URL = "/api"
-#: The longest ``Prefer: wait=N`` honoured (kept equal to ``api.http.MAX_WAIT_SECONDS``).
-MAX_WAIT_SECONDS = 60
 
 _REF = "#/components/schemas/{model}"
 _JSON = "application/json"
@@ -282,8 +281,9 @@ def _send_responses(*errors: ErrorName) -> dict[str, Schema]:
     return {
         "200": {
             "description": (
-                "Only with `Prefer: wait=N`: the send finished within N seconds. v1's "
-                "synchronous answer, plus the send's `id` and its `failures`."
+                "Only with `Prefer: wait=N`: the send finished within N seconds and sent at "
+                "least one message. v1's synchronous answer, plus the send's `id` and its "
+                "`failures`."
             ),
             "headers": {
                 "Preference-Applied": _header("PreferenceApplied"),
@@ -301,7 +301,8 @@ def _send_responses(*errors: ErrorName) -> dict[str, Schema]:
             "description": (
                 "Something unexpected happened (logged; the caller sees a generic message). "
                 "With `Prefer: wait`, also a send that ended as Failed, Terminated or Canceled "
-                "within N seconds: `Location` then points at its status."
+                "within N seconds, or that finished without sending to anyone: `Location` then "
+                "points at its status, which lists every recipient's failure."
             ),
             "headers": {"Location": _header("Location")},
             "content": _json_content(api_models.ErrorEnvelope),
@@ -347,7 +348,18 @@ def _user_send() -> Schema:
         "requestBody": _send_body(
             UserEmailRequest, "The provider, the account, the mail and its recipients."
         ),
-        "responses": _send_responses("BadRequest", "Unauthorized"),
+        "responses": {
+            **_send_responses("BadRequest", "Unauthorized"),
+            "403": {
+                "description": (
+                    "Only with `Prefer: wait=N`: the send finished and the provider's SMTP "
+                    "server refused the login (`SMTP_AUTH_FAILED` for every recipient): check "
+                    "the app password. `Location` points at the send's status."
+                ),
+                "headers": {"Location": _header("Location")},
+                "content": _json_content(api_models.ErrorEnvelope),
+            },
+        },
     }
 
 

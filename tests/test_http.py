@@ -141,7 +141,7 @@ def test_aws_send_starts_the_ses_orchestration_and_answers_202(
         "body": "본문입니다",
     }
     assert (job["batchSize"], job["maxInFlight"]) == (500, 4)
-    assert job["maxRatePerBatch"] == 14 / 4  # the account's MaxSendRate shared by the window
+    assert job["maxRatePerBatch"] == 14  # one batch: it has the account's MaxSendRate to itself
 
 
 def test_a_sender_that_is_not_allowed_is_403_and_nothing_starts(
@@ -447,3 +447,90 @@ def test_health_is_anonymous_and_ok(app_functions: dict[str, Any]) -> None:
     response = call(app_functions, "health", None, method="GET", path="/api/health")
     assert response.status_code == 200
     assert body_of(response) == {"status": "ok"}
+
+
+@pytest.mark.parametrize(("count", "rate"), [(500, 14.0), (501, 7.0), (1200, 14 / 3), (5000, 3.5)])
+def test_the_account_rate_is_shared_by_the_batches_that_run_at_once(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    quota: StubQuota,
+    count: int,
+    rate: float,
+) -> None:
+    body = {**AWS, "recipientEmails": [f"r{i}@example.com" for i in range(count)]}
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=body)
+    assert response.status_code == 202
+    [(_, job)] = client.started
+    assert job["maxRatePerBatch"] == pytest.approx(rate)
+
+
+def test_prefer_wait_falls_back_to_202_when_reading_the_status_fails(
+    app_functions: dict[str, Any], quota: StubQuota
+) -> None:
+    class FlakyStatus(FakeDurableClient):
+        async def get_status(self, *args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("task hub storage: 503")
+
+    client = FlakyStatus()
+    response = call(
+        app_functions,
+        "aws_send",
+        client,
+        path="/api/v1/emails/aws-send",
+        body=AWS,
+        headers={"Prefer": "wait=5"},
+    )
+    # The send started: a 500 here would invite the caller to send it again.
+    assert response.status_code == 202
+    assert len(client.started) == 1
+    assert response.headers["Location"].endswith("/api/v1/emails/inst1")
+
+
+def nothing_sent(instance_id: str, code: str, name: str = SMTP_ORCHESTRATOR) -> Any:
+    failures = [
+        {"recipient": r, "code": code, "message": "the SMTP server rejected the login"}
+        for r in ("a@example.com", "b@example.com")
+    ]
+    output = {
+        "kind": "smtp",
+        "total": 2,
+        "sent": 0,
+        "failed": 2,
+        "messageIds": [],
+        "failures": failures,
+    }
+    return status(instance_id, name, "Completed", output=output)
+
+
+def test_prefer_wait_with_a_refused_login_is_403_not_a_v1_success(
+    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str
+) -> None:
+    client.statuses["inst1"] = [nothing_sent("inst1", "SMTP_AUTH_FAILED")]
+    response = call(
+        app_functions,
+        "user_send",
+        client,
+        path="/api/v1/emails/user-send",
+        body=USER,
+        headers={"Prefer": "wait=5"},
+    )
+    envelope = assert_envelope(response, 403, "/api/v1/emails/user-send")
+    assert envelope["message"] == "the SMTP server rejected the login"
+    assert response.headers["Location"].endswith("/api/v1/emails/inst1")
+
+
+def test_prefer_wait_with_nobody_sent_for_another_reason_is_500_with_the_first_failure(
+    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str
+) -> None:
+    client.statuses["inst1"] = [nothing_sent("inst1", "SMTP_RECIPIENT_REFUSED")]
+    response = call(
+        app_functions,
+        "user_send",
+        client,
+        path="/api/v1/emails/user-send",
+        body=USER,
+        headers={"Prefer": "wait=5"},
+    )
+    envelope = assert_envelope(response, 500, "/api/v1/emails/user-send")
+    assert envelope["message"].startswith("None of the 2 recipients could be sent")
+    assert "SMTP_RECIPIENT_REFUSED" in envelope["message"]
