@@ -65,7 +65,8 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
         return BatchResult.all_failed(
             len(job.recipients),
             FailureCode.SMTP_ERROR,
-            "the service could not unseal the password (its sealing key changed); send again",
+            "the service could not unseal the password (its sealing key changed, or the send "
+            "is older than the sealed lifetime); send again",
         ).model_dump(mode="json")
     sender = services.smtp_sender()
     result = run_batch(

@@ -34,10 +34,6 @@ class ValidationFailed(SendMailError):
         self.problems = items
 
 
-class Unauthorized(SendMailError):
-    status = HTTPStatus.UNAUTHORIZED
-
-
 class Forbidden(SendMailError):
     """The caller may not do this (403), e.g. a sender that is not allowed."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -124,8 +124,6 @@ class AwsEmailRequest(BaseModel):
     subject: StrictStr = Field(description="Subject, plain text, no line breaks.", min_length=1)
     body: StrictStr = Field(description="Body, plain text (UTF-8).", min_length=1)
 
-    kind: ClassVar[str] = "ses"
-
     @field_validator("senderEmail")
     @classmethod
     def _sender(cls, value: str) -> str:
@@ -220,8 +218,6 @@ class UserEmailRequest(AwsEmailRequest):
             "Duplicates (case-insensitive) are sent once."
         ),
     )
-
-    kind: ClassVar[str] = "smtp"
 
     @field_validator("password")
     @classmethod

@@ -22,6 +22,11 @@ class SealingError(Exception):
     """A sealed value could not be opened (wrong key, tampered, or not a token)."""
 
 
+#: A sealed password opens for this long after sealing. A send finishes in minutes; the limit
+#: bounds what a leaked key could open from old task-hub history.
+SEALED_LIFETIME_SECONDS = 7 * 24 * 3600
+
+
 class Sealer:
     def __init__(self, keys: SecretStr | None) -> None:
         from cryptography.fernet import Fernet, MultiFernet
@@ -40,11 +45,17 @@ class Sealer:
     def seal(self, secret: SecretStr) -> str:
         return self._fernet.encrypt(secret.get_secret_value().encode("utf-8")).decode("ascii")
 
-    def open(self, token: str) -> SecretStr:
+    def open(self, token: str, *, now: int | None = None) -> SecretStr:
+        """The secret, if the token is genuine and at most ``SEALED_LIFETIME_SECONDS`` old."""
         from cryptography.fernet import InvalidToken
 
+        data = token.encode("ascii", "replace")
         try:
-            return SecretStr(self._fernet.decrypt(token.encode("ascii")).decode("utf-8"))
+            if now is None:
+                plain = self._fernet.decrypt(data, ttl=SEALED_LIFETIME_SECONDS)
+            else:
+                plain = self._fernet.decrypt_at_time(data, SEALED_LIFETIME_SECONDS, now)
+            return SecretStr(plain.decode("utf-8"))
         except (InvalidToken, UnicodeError) as e:
             raise SealingError(
                 "the sealed password cannot be opened with the configured keys"

@@ -42,3 +42,16 @@ def test_rotation_new_key_first_still_opens_tokens_sealed_with_the_old_one() -> 
 def test_a_missing_or_malformed_key_is_a_configuration_error(keys: SecretStr | None) -> None:
     with pytest.raises(ServiceMisconfigured):
         Sealer(keys)
+
+
+def test_a_sealed_password_expires_after_its_lifetime() -> None:
+    import time
+
+    from sendmail.sealing import SEALED_LIFETIME_SECONDS
+
+    sealer = Sealer(SecretStr(new_key()))
+    token = sealer.seal(SecretStr("pw"))
+    now = int(time.time())
+    assert sealer.open(token, now=now + SEALED_LIFETIME_SECONDS - 60).get_secret_value() == "pw"
+    with pytest.raises(SealingError):
+        sealer.open(token, now=now + SEALED_LIFETIME_SECONDS + 60)
