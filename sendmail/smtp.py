@@ -412,10 +412,22 @@ def _authenticate(connection: smtplib.SMTP, mechanism: str, user: str, password:
         code, reply = connection.docmd("AUTH", "PLAIN " + encoded(f"\0{user}\0{secret}"))
     else:
         code, reply = connection.docmd("AUTH", f"LOGIN {encoded(user)}")
+        if code == 334 and _challenge(reply).startswith("user"):
+            # The server ignored the initial response and asks for the user name again: never
+            # answer a "Username:" prompt with the password.
+            code, reply = connection.docmd(encoded(user))
         if code == 334:  # "Password:"
             code, reply = connection.docmd(encoded(secret))
     if code not in (235, 503):  # 503: already authenticated, as smtplib counts it
         raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def _challenge(reply: bytes) -> str:
+    """A LOGIN prompt (``334 VXNlcm5hbWU6``) decoded and lower-cased; "" if not base64."""
+    try:
+        return base64.b64decode(reply.strip(), validate=True).decode("utf-8").lower()
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def _close(connection: smtplib.SMTP) -> None:

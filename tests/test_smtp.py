@@ -334,3 +334,33 @@ def test_password_never_reaches_logs_or_smtplib_debug_output(start_smtp_sink, ca
     assert "send:" not in captured.err  # smtplib's debug output stayed off
     for form in forms:
         assert form not in captured.out + captured.err
+
+
+class ScriptedLogin:
+    """A connection whose server ignores AUTH LOGIN's initial response and prompts again."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ...]] = []
+        self.replies = [
+            (334, b"VXNlcm5hbWU6"),  # "Username:"
+            (334, b"UGFzc3dvcmQ6"),  # "Password:"
+            (235, b"2.7.0 Authentication successful"),
+        ]
+
+    def docmd(self, *args: str) -> tuple[int, bytes]:
+        self.sent.append(args)
+        return self.replies.pop(0)
+
+
+def test_a_username_prompt_is_answered_with_the_user_never_the_password() -> None:
+    import base64
+
+    from pydantic import SecretStr
+
+    from sendmail.smtp import _authenticate
+
+    connection = ScriptedLogin()
+    _authenticate(connection, "LOGIN", "me@example.com", SecretStr("s3cret"))  # type: ignore[arg-type]
+    user = base64.b64encode(b"me@example.com").decode()
+    secret = base64.b64encode(b"s3cret").decode()
+    assert connection.sent == [("AUTH", f"LOGIN {user}"), (user,), (secret,)]
