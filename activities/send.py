@@ -6,7 +6,6 @@ compact :class:`~sendmail.jobs.BatchResult`. Expected failures are per-recipient
 unexpected raises.
 """
 
-from __future__ import annotations
 
 import logging
 from typing import Any
@@ -37,12 +36,6 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
         lambda recipients, on_sent: sender.send(
             mail.sender, recipients, mail.subject, mail.body, on_sent=on_sent, max_rate=job.maxRate
         ),
-    )
-    logger.info(
-        "ses batch %s: %d sent, %d failed",
-        job.ledgerKey,
-        len(job.recipients) - len(result.failures),
-        len(result.failures),
     )
     return result.model_dump(mode="json")
 
@@ -82,12 +75,6 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
             mail.body,
             on_sent=on_sent,
         ),
-    )
-    logger.info(
-        "smtp batch %s: %d sent, %d failed",
-        job.ledgerKey,
-        len(job.recipients) - len(result.failures),
-        len(result.failures),
     )
     return result.model_dump(mode="json")
 

@@ -8,7 +8,7 @@ Both validate their input, split the recipients, run :func:`fan_out`, keep the c
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
@@ -16,6 +16,9 @@ from azure.durable_functions.models.Task import TaskBase
 from activities.names import SEND_SES_BATCH, SEND_SMTP_BATCH
 from orchestrators.fanout import fan_out
 from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
+
+if TYPE_CHECKING:
+    from sendmail.jobs import Kind
 
 bp = df.Blueprint()
 
@@ -30,12 +33,36 @@ def _progress_reporter(context: df.DurableOrchestrationContext, total: int, batc
     return report
 
 
+def _gather(
+    context: df.DurableOrchestrationContext,
+    kind: Kind,
+    activity: str,
+    slices: list[list[str]],
+    inputs: list[dict[str, Any]],
+    max_in_flight: int,
+) -> Generator[TaskBase, Any, dict[str, Any]]:
+    """Fan the batch inputs out and assemble the outcome in recipient order."""
+    from sendmail.jobs import BatchResult, assemble
+
+    total = sum(len(s) for s in slices)
+    results = yield from fan_out(
+        context,
+        activity,
+        inputs,
+        [len(s) for s in slices],
+        max_in_flight,
+        _progress_reporter(context, total, len(slices)),
+    )
+    parsed = [BatchResult.model_validate(r) for r in results]
+    return assemble(kind, slices, parsed).model_dump(mode="json")
+
+
 @bp.function_name(SES_ORCHESTRATOR)
 @bp.orchestration_trigger(context_name="context")
 def send_ses_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.jobs import BatchResult, SesBatch, SesJob, assemble, ledger_key, split_batches
+    from sendmail.jobs import SesBatch, SesJob, ledger_key, split_batches
 
     job = SesJob.model_validate(context.get_input())
     batches = split_batches(job.recipients, job.batchSize)
@@ -48,16 +75,7 @@ def send_ses_orchestrator(
         ).model_dump(mode="json")
         for n, batch in enumerate(batches)
     ]
-    results = yield from fan_out(
-        context,
-        SEND_SES_BATCH,
-        inputs,
-        [len(b) for b in batches],
-        job.maxInFlight,
-        _progress_reporter(context, len(job.recipients), len(batches)),
-    )
-    parsed = [BatchResult.model_validate(r) for r in results]
-    return assemble("ses", batches, parsed).model_dump(mode="json")
+    return (yield from _gather(context, "ses", SEND_SES_BATCH, batches, inputs, job.maxInFlight))
 
 
 @bp.function_name(SMTP_ORCHESTRATOR)
@@ -65,7 +83,7 @@ def send_ses_orchestrator(
 def send_smtp_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.jobs import BatchResult, SmtpBatch, SmtpJob, assemble, ledger_key, split_even
+    from sendmail.jobs import SmtpBatch, SmtpJob, ledger_key, split_even
 
     job = SmtpJob.model_validate(context.get_input())
     slices = split_even(job.recipients, job.connections)
@@ -79,13 +97,4 @@ def send_smtp_orchestrator(
         ).model_dump(mode="json")
         for n, part in enumerate(slices)
     ]
-    results = yield from fan_out(
-        context,
-        SEND_SMTP_BATCH,
-        inputs,
-        [len(s) for s in slices],
-        len(slices),
-        _progress_reporter(context, len(job.recipients), len(slices)),
-    )
-    parsed = [BatchResult.model_validate(r) for r in results]
-    return assemble("smtp", slices, parsed).model_dump(mode="json")
+    return (yield from _gather(context, "smtp", SEND_SMTP_BATCH, slices, inputs, len(slices)))

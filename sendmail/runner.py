@@ -59,4 +59,11 @@ def run_batch(ledger: SendLedger, key: str, recipients: Sequence[str], send: Sen
             logger.warning(
                 "batch %s: %d sends could not be recorded in the ledger", key, unrecorded
             )
-    return BatchResult.from_deliveries([outcome[i] for i in range(len(recipients))])
+    result = BatchResult.from_deliveries([outcome[i] for i in range(len(recipients))])
+    logger.info(
+        "batch %s: %d sent, %d failed",
+        key,
+        len(recipients) - len(result.failures),
+        len(result.failures),
+    )
+    return result
