@@ -6,7 +6,6 @@ compact :class:`~sendmail.jobs.BatchResult`. Expected failures are per-recipient
 unexpected raises.
 """
 
-
 import logging
 from typing import Any
 
