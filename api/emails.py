@@ -60,6 +60,7 @@ async def aws_send(
     settings = get_settings()
     request = parse_request(AwsEmailRequest, req.get_body(), Limits.for_aws(settings))
     quota = admit_ses(request, settings, services.ses_sender())
+    services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
     batch_size = settings.SENDMAIL_SES_BATCH_SIZE
     in_flight = settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES
     # The account's rate is shared by the batches that can actually run at once.
@@ -90,6 +91,7 @@ async def user_send(
 
     settings = get_settings()
     request = parse_request(UserEmailRequest, req.get_body(), Limits.for_user(settings))
+    services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
     job = SmtpJob(
         mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
         provider=request.provider,

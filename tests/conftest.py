@@ -14,11 +14,14 @@ pytest_plugins = ["tests.support.ses", "tests.support.smtp", "tests.support.azur
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts from the embedded defaults, whatever the developer's shell holds."""
     from sendmail import services
+    from sendmail.ledger import MemorySendLedger
     from sendmail.settings import Settings
 
     for name in Settings.env_names():
         monkeypatch.delenv(name, raising=False)
     services.reset()
+    # The Table ledger is tested against Azurite (test_ledger.py); elsewhere an in-memory one.
+    services.override(ledger=MemorySendLedger())
     yield
     services.reset()
 

@@ -16,6 +16,7 @@ import pytest
 
 from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail import services
+from sendmail.ledger import MemorySendLedger
 from sendmail.sealing import Sealer, new_key
 from sendmail.ses import SendQuota
 from sendmail.settings import get_settings
@@ -163,7 +164,7 @@ def test_allowed_domains_admit_every_address_at_them(
 ) -> None:
     monkeypatch.setenv("SENDMAIL_ALLOWED_SENDER_DOMAINS", "Example.org")
     services.reset()
-    services.override(ses=quota)
+    services.override(ses=quota, ledger=MemorySendLedger())
     body = {**AWS, "senderEmail": "news@example.org"}
     response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=body)
     assert response.status_code == 202
@@ -534,3 +535,20 @@ def test_prefer_wait_with_nobody_sent_for_another_reason_is_500_with_the_first_f
     envelope = assert_envelope(response, 500, "/api/v1/emails/user-send")
     assert envelope["message"].startswith("None of the 2 recipients could be sent")
     assert "SMTP_RECIPIENT_REFUSED" in envelope["message"]
+
+
+def test_a_send_that_could_not_be_guarded_by_the_ledger_never_starts(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    quota: StubQuota,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name in ("AzureWebJobsStorage", "AzureWebJobsStorage__tableServiceUri"):
+        monkeypatch.delenv(name, raising=False)
+    services.reset()
+    services.override(ses=quota)
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=AWS)
+    assert_envelope(response, 500, "/api/v1/emails/aws-send")
+    assert client.started == []
+    assert "LedgerUnavailable" in caplog.text
