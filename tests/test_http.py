@@ -6,7 +6,6 @@ in the orchestration input, the status route, and the v1 envelope for every erro
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -20,21 +19,9 @@ from sendmail.ledger import MemorySendLedger
 from sendmail.sealing import Sealer, new_key
 from sendmail.ses import SendQuota
 from sendmail.settings import get_settings
+from tests.support import http
 from tests.support.durable import FakeDurableClient, status
-
-BASE = "http://localhost:7071"
-
-
-class StubQuota:
-    """The quota source of the admission check (SES itself is exercised in test_ses.py)."""
-
-    def __init__(self, quota: SendQuota) -> None:
-        self.quota = quota
-        self.reads = 0
-
-    def get_quota(self) -> SendQuota:
-        self.reads += 1
-        return self.quota
+from tests.support.http import BASE, StubQuota, completed
 
 
 @pytest.fixture
@@ -46,7 +33,7 @@ def sealing_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def quota() -> StubQuota:
-    stub = StubQuota(SendQuota(max_24_hour_send=-1, max_send_rate=14, sent_last_24_hours=0))
+    stub = StubQuota()
     services.override(ses=stub)
     return stub
 
@@ -63,28 +50,9 @@ def call(
     *,
     method: str = "POST",
     path: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    route_params: dict[str, str] | None = None,
+    **kwargs: Any,
 ) -> func.HttpResponse:
-    user_function = app_functions[name].get_user_function()
-    raw = (
-        body
-        if isinstance(body, bytes)
-        else (json.dumps(body).encode() if body is not None else b"")
-    )
-    req = func.HttpRequest(
-        method=method,
-        url=f"{BASE}{path}",
-        headers=headers or {},
-        params={},
-        route_params=route_params or {},
-        body=raw,
-    )
-    if client is None:
-        return user_function(req)  # type: ignore[no-any-return]
-    inner = user_function.client_function
-    return asyncio.run(inner(req=req, client=client))  # type: ignore[no-any-return]
+    return http.call(app_functions, name, path, method=method, client=client, **kwargs)
 
 
 def body_of(response: func.HttpResponse) -> Any:
@@ -270,20 +238,6 @@ def test_an_unexpected_error_is_a_generic_500_and_logged(
     envelope = assert_envelope(response, 500, "/api/v1/emails/aws-send")
     assert "internals" not in envelope["message"]
     assert "secret internals" in caplog.text  # the operator sees it in the log
-
-
-def completed(instance_id: str, name: str = SES_ORCHESTRATOR) -> Any:
-    output = {
-        "kind": "ses",
-        "total": 2,
-        "sent": 1,
-        "failed": 1,
-        "messageIds": ["0101-abc"],
-        "failures": [
-            {"recipient": "b@example.com", "code": "SES_MESSAGE_REJECTED", "message": "x"}
-        ],
-    }
-    return status(instance_id, name, "Completed", output=output)
 
 
 def test_prefer_wait_answers_like_v1_when_the_send_finishes_in_time(
@@ -503,10 +457,24 @@ def nothing_sent(instance_id: str, code: str, name: str = SMTP_ORCHESTRATOR) -> 
     return status(instance_id, name, "Completed", output=output)
 
 
-def test_prefer_wait_with_a_refused_login_is_403_not_a_v1_success(
-    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str
+@pytest.mark.parametrize(
+    ("code", "status_code", "message"),
+    [
+        # A refused login is the caller's credentials: 403, with the sender's own words.
+        ("SMTP_AUTH_FAILED", 403, "the SMTP server rejected the login"),
+        # Anything else: v1 answered a failed send with 500; the message names the first failure.
+        ("SMTP_RECIPIENT_REFUSED", 500, "None of the 2 recipients could be sent (SMTP_RECIPIENT"),
+    ],
+)
+def test_prefer_wait_never_answers_v1_success_when_nobody_was_sent(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    sealing_key: str,
+    code: str,
+    status_code: int,
+    message: str,
 ) -> None:
-    client.statuses["inst1"] = [nothing_sent("inst1", "SMTP_AUTH_FAILED")]
+    client.statuses["inst1"] = [nothing_sent("inst1", code)]
     response = call(
         app_functions,
         "user_send",
@@ -515,26 +483,9 @@ def test_prefer_wait_with_a_refused_login_is_403_not_a_v1_success(
         body=USER,
         headers={"Prefer": "wait=5"},
     )
-    envelope = assert_envelope(response, 403, "/api/v1/emails/user-send")
-    assert envelope["message"] == "the SMTP server rejected the login"
+    envelope = assert_envelope(response, status_code, "/api/v1/emails/user-send")
+    assert envelope["message"].startswith(message)
     assert response.headers["Location"].endswith("/api/v1/emails/inst1")
-
-
-def test_prefer_wait_with_nobody_sent_for_another_reason_is_500_with_the_first_failure(
-    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str
-) -> None:
-    client.statuses["inst1"] = [nothing_sent("inst1", "SMTP_RECIPIENT_REFUSED")]
-    response = call(
-        app_functions,
-        "user_send",
-        client,
-        path="/api/v1/emails/user-send",
-        body=USER,
-        headers={"Prefer": "wait=5"},
-    )
-    envelope = assert_envelope(response, 500, "/api/v1/emails/user-send")
-    assert envelope["message"].startswith("None of the 2 recipients could be sent")
-    assert "SMTP_RECIPIENT_REFUSED" in envelope["message"]
 
 
 def test_a_send_that_could_not_be_guarded_by_the_ledger_never_starts(

@@ -7,8 +7,6 @@ bodies they return validate against the schemas the document gives for that rout
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import re
 import subprocess
@@ -31,11 +29,11 @@ from sendmail.errors import ValidationFailed
 from sendmail.mime import LINE_BREAK_CHARACTERS, has_line_break
 from sendmail.models import AwsEmailRequest, Limits, parse_request
 from sendmail.openapi import ADDRESS_RULES, build_openapi
-from sendmail.ses import SendQuota
 from sendmail.settings import Settings, get_settings
+from tests.support import http
 from tests.support.durable import FakeDurableClient, status
+from tests.support.http import BASE, StubQuota, completed
 
-BASE = "http://localhost:7071"
 DOCUMENT_URI = "urn:sendmail:openapi"
 
 
@@ -43,34 +41,9 @@ DOCUMENT_URI = "urn:sendmail:openapi"
 
 
 def request(
-    app_functions: dict[str, Any],
-    name: str,
-    path: str,
-    *,
-    method: str = "GET",
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    route_params: dict[str, str] | None = None,
-    client: FakeDurableClient | None = None,
+    app_functions: dict[str, Any], name: str, path: str, **kwargs: Any
 ) -> func.HttpResponse:
-    """Call an HTTP function as the host does (a Durable client when the function takes one)."""
-    user_function = app_functions[name].get_user_function()
-    req = func.HttpRequest(
-        method=method,
-        url=f"{BASE}{path}",
-        headers=headers or {},
-        params={},
-        route_params=route_params or {},
-        body=json.dumps(body).encode() if body is not None else b"",
-    )
-    if client is not None:
-        result = user_function.client_function(req=req, client=client)
-    else:
-        result = user_function(req)
-    if inspect.iscoroutine(result):
-        result = asyncio.run(result)
-    assert isinstance(result, func.HttpResponse)
-    return result
+    return http.call(app_functions, name, path, **kwargs)
 
 
 def fetch_document(app_functions: dict[str, Any]) -> dict[str, Any]:
@@ -431,25 +404,6 @@ AWS = {
     "subject": "Hello",
     "body": "Body",
 }
-
-
-class StubQuota:
-    def get_quota(self) -> SendQuota:
-        return SendQuota(max_24_hour_send=-1, max_send_rate=14, sent_last_24_hours=0)
-
-
-def completed(instance_id: str) -> Any:
-    output = {
-        "kind": "ses",
-        "total": 2,
-        "sent": 1,
-        "failed": 1,
-        "messageIds": ["0101-abc"],
-        "failures": [
-            {"recipient": "b@example.com", "code": "SES_MESSAGE_REJECTED", "message": "x"}
-        ],
-    }
-    return status(instance_id, SES_ORCHESTRATOR, "Completed", output=output)
 
 
 def assert_documented(
