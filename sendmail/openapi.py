@@ -426,5 +426,6 @@ Every recipient gets its own message (nobody sees another recipient). `messageId
 recipient order, one per recipient sent; every recipient not sent is in `failures` with a code.
 
 Send and status routes need a function key: the `x-functions-key` header or the `code` query
-parameter. Every error is the v1 envelope `{timestamp, status, error, message, path}`.
+parameter. Every error the app answers is the v1 envelope `{timestamp, status, error, message,
+path}` (a missing or wrong key is refused by the Functions host itself; see 401).
 """
