@@ -41,6 +41,17 @@ class Limits:
     max_subject_chars: int
     max_body_bytes: int
 
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest body worth parsing: every field at its limit, generously encoded.
+
+        Text may be JSON-escaped (up to 6 bytes a character for the body and subject); valid
+        addresses are ASCII and at most 254 characters. Anything larger is refused before
+        parsing, so an oversized request costs no parsing or validation time.
+        """
+        text = 6 * (self.max_body_bytes + 4 * self.max_subject_chars)
+        return text + 300 * self.max_recipients + 64 * 1024
+
     @classmethod
     def for_aws(cls, settings: Settings) -> Limits:
         return cls(
@@ -134,6 +145,13 @@ class AwsEmailRequest(BaseModel):
     def _recipients(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if not value:
             raise _fail("must contain at least one address")
+        limits = _limits(info)
+        distinct = len({address.casefold() for address in value})
+        if limits and distinct > limits.max_recipients:
+            # Counted before the (costlier) address checks: an oversized list is refused cheaply.
+            raise _fail(
+                f"must contain at most {limits.max_recipients} distinct addresses (got {distinct})"
+            )
         problems: list[tuple[int, str]] = []
         unique: dict[str, str] = {}
         for index, address in enumerate(value):
@@ -147,12 +165,6 @@ class AwsEmailRequest(BaseModel):
             index, message = problems[0]
             more = f" ({len(problems) - 1} more invalid)" if len(problems) > 1 else ""
             raise _fail(f"[{index}] {message}{more}")
-        limits = _limits(info)
-        if limits and len(unique) > limits.max_recipients:
-            raise _fail(
-                f"must contain at most {limits.max_recipients} distinct addresses "
-                f"(got {len(unique)})"
-            )
         return list(unique.values())
 
     @field_validator("subject")
@@ -268,6 +280,8 @@ def _describe(error: Any) -> str:
 
 def parse_request(model: type[M], raw: bytes, limits: Limits) -> M:
     """Decode a JSON body and validate it; raise :class:`ValidationFailed` with clear messages."""
+    if len(raw) > limits.max_request_bytes:
+        raise ValidationFailed(f"the request body must be at most {limits.max_request_bytes} bytes")
     try:
         data = json.loads(raw.decode("utf-8")) if raw.strip() else None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

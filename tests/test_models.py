@@ -215,3 +215,34 @@ def test_user_send_caps_recipients_at_one_hundred() -> None:
 def test_a_validation_error_never_echoes_the_password() -> None:
     message = problem(UserEmailRequest, user(password="s3cr3t-value", senderEmail="bad"))
     assert "s3cr3t-value" not in message
+
+
+def test_an_oversized_body_is_refused_before_parsing() -> None:
+    limits = Limits(max_recipients=2, max_subject_chars=10, max_body_bytes=10)
+    raw = json.dumps(aws(body="x" * limits.max_request_bytes)).encode()
+    with pytest.raises(ValidationFailed) as info:
+        parse_request(AwsEmailRequest, raw, limits)
+    assert info.value.message == (
+        f"Validation failed: the request body must be at most {limits.max_request_bytes} bytes"
+    )
+
+
+def test_a_body_at_every_limit_is_within_the_request_size() -> None:
+    from sendmail.settings import Settings
+
+    limits = Limits.for_aws(Settings())
+    longest = "a" * 64 + "@" + ("b" * 63 + ".") * 2 + "example.com"
+    body = aws(
+        recipientEmails=[f"{i:05d}{longest[5:]}" for i in range(limits.max_recipients)],
+        subject="가" * limits.max_subject_chars,
+        body="나" * (limits.max_body_bytes // 3),
+    )
+    raw = json.dumps(body).encode()  # ensure_ascii: every Korean character escaped
+    assert len(raw) <= limits.max_request_bytes  # so the size check never refuses a valid send
+
+
+def test_too_many_recipients_are_refused_before_each_address_is_checked() -> None:
+    many = [f"not-an-address-{i}" for i in range(6)]
+    assert problem(AwsEmailRequest, aws(recipientEmails=many)) == (
+        "Validation failed: recipientEmails must contain at most 5 distinct addresses (got 6)"
+    )
