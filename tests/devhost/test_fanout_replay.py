@@ -99,7 +99,7 @@ def finish(engine: Engine) -> Any:
         row = engine.store.get_instance(instance_id)
         if row is not None and row.status in TERMINAL_STATUSES:
             assert row.status == "Completed", row.output
-            return json.loads(row.output)
+            return json.loads(row.output or "null")
         time.sleep(0.02)
     raise TimeoutError(instance_id)
 
