@@ -149,34 +149,22 @@ class Engine:
 
     def raise_event(self, instance_id: str, event_name: str, input_text: str | None) -> str:
         """``accepted``, ``not_found`` or ``gone`` (completed, failed or terminated)."""
-        with self.store.transaction() as conn:
-            instance = self.store.get_instance(instance_id, conn)
-            if instance is None:
-                return "not_found"
-            if instance.status in TERMINAL_STATUSES:
-                return "gone"
-            self.store.add_inbox(
-                conn,
-                instance_id,
-                instance.execution_id,
-                event(EventType.EVENT_RAISED, utcnow(), Name=event_name, Input=input_text),
-            )
-        self.notify()
-        return "accepted"
+        raised = event(EventType.EVENT_RAISED, utcnow(), Name=event_name, Input=input_text)
+        return self._deliver(instance_id, raised)
 
     def terminate(self, instance_id: str, reason: str | None) -> str:
+        """``accepted``, ``not_found`` or ``gone``, as :meth:`raise_event`."""
+        return self._deliver(instance_id, {"EventType": _TERMINATE, "Input": reason})
+
+    def _deliver(self, instance_id: str, new_event: dict[str, Any]) -> str:
+        """Queue an event for a running instance's next episode."""
         with self.store.transaction() as conn:
             instance = self.store.get_instance(instance_id, conn)
             if instance is None:
                 return "not_found"
             if instance.status in TERMINAL_STATUSES:
                 return "gone"
-            self.store.add_inbox(
-                conn,
-                instance_id,
-                instance.execution_id,
-                {"EventType": _TERMINATE, "Input": reason},
-            )
+            self.store.add_inbox(conn, instance_id, instance.execution_id, new_event)
         self.notify()
         return "accepted"
 

@@ -7,6 +7,7 @@ that is driven only over HTTP on loopback and killed at teardown. It works for a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -200,3 +201,19 @@ def toy_index() -> Any:
 
         _TOY_INDEX.append(index_functions(function_app.app))
     return _TOY_INDEX[0]
+
+
+#: A fast, generous emulated SES, so end-to-end tests measure the app rather than the pacing.
+FAST_SES = {"DEVHOST_SES_MAX_SEND_RATE": "2000", "DEVHOST_SES_MAX_24_HOUR_SEND": "1000000"}
+
+
+@contextlib.contextmanager
+def real_app(state_dir: Path, env: Mapping[str, str]) -> Iterator[DevhostProcess]:
+    """The real ``function_app`` under devhost with its embedded emulators, stopped after use."""
+    process = DevhostProcess(REPO_ROOT, state_dir, env=env, emulators=True)
+    process.start(timeout=90)
+    try:
+        yield process
+    finally:
+        process.stop()
+        process.session.close()

@@ -38,14 +38,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.devhost.conftest import REPO_ROOT, DevhostProcess
+from tests.devhost.conftest import FAST_SES, DevhostProcess, real_app
 
 pytestmark = pytest.mark.e2e
 
-FAST_SES = {
-    "DEVHOST_SES_MAX_SEND_RATE": "2000",
-    "DEVHOST_SES_MAX_24_HOUR_SEND": "1000000",
-}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -91,12 +87,8 @@ Adjust = Callable[[dict[str, Any]], None]
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    state = tmp_path_factory.mktemp("fuzz-app") / "state"
-    process = DevhostProcess(REPO_ROOT, state, env=FAST_SES, emulators=True)
-    process.start(timeout=90)
-    yield process
-    process.stop()
-    process.session.close()
+    with real_app(tmp_path_factory.mktemp("fuzz-app") / "state", FAST_SES) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

@@ -19,26 +19,18 @@ from typing import Any
 import pytest
 import requests
 
-from tests.devhost.conftest import REPO_ROOT, DevhostProcess
+from tests.devhost.conftest import FAST_SES, REPO_ROOT, DevhostProcess, real_app
 
 pytestmark = pytest.mark.e2e
 
 SENDER = "se@aifactory.page"
-FAST_SES = {
-    "DEVHOST_SES_MAX_SEND_RATE": "2000",
-    "DEVHOST_SES_MAX_24_HOUR_SEND": "1000000",
-    "SENDMAIL_SES_BATCH_SIZE": "250",
-}
+APP_ENV = {**FAST_SES, "SENDMAIL_SES_BATCH_SIZE": "250"}
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    state = tmp_path_factory.mktemp("real-app") / "state"
-    process = DevhostProcess(REPO_ROOT, state, env=FAST_SES, emulators=True)
-    process.start(timeout=90)
-    yield process
-    process.stop()
-    process.session.close()
+    with real_app(tmp_path_factory.mktemp("real-app") / "state", APP_ENV) as process:
+        yield process
 
 
 def poll(app: DevhostProcess, location: str, timeout: float = 120) -> requests.Response:
@@ -393,7 +385,7 @@ def test_kill_9_in_the_middle_of_a_send_then_restart_delivers_everyone(
 ) -> None:
     """The at-least-once window, measured: nobody lost, duplicates bounded by the ledger."""
     state = tmp_path_factory.mktemp("crash") / "state"
-    env = {**FAST_SES, "DEVHOST_SES_MAX_SEND_RATE": "300", "SENDMAIL_SES_BATCH_SIZE": "100"}
+    env = {**APP_ENV, "DEVHOST_SES_MAX_SEND_RATE": "300", "SENDMAIL_SES_BATCH_SIZE": "100"}
     host = DevhostProcess(REPO_ROOT, state, env=env, emulators=True)
     host.start(timeout=90)
     try:
