@@ -59,7 +59,9 @@ async def aws_send(
 
     settings = get_settings()
     request = parse_request(AwsEmailRequest, req.get_body(), Limits.for_aws(settings))
-    quota = admit_ses(request, settings, services.ses_sender())
+    # Admission reads SES (boto3, blocking, up to minutes with its retries): off the event loop,
+    # which every async request on this worker shares (tests/test_event_loop.py).
+    quota = await asyncio.to_thread(admit_ses, request, settings, services.ses_sender())
     services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
     batch_size = settings.SENDMAIL_SES_BATCH_SIZE
     in_flight = settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES
