@@ -45,17 +45,17 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Maximum number of instances the app scales out to.')
-@minValue(1)
+@description('Maximum number of instances the app scales out to. Flex Consumption accepts 40 (its lowest maximum) to 1000.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-@description('Always-ready instances for the Durable group. 0 scales to zero at idle (cold start on the next request); 1+ is billed while idle.')
+@description('Always-ready instances for the Durable group. 0 scales to zero at idle (cold start on the next request); 1+ is billed while idle. With zoneRedundant, at least 2 are configured (Flex Consumption refuses fewer).')
 @minValue(0)
 @maxValue(20)
 param durableAlwaysReadyInstances int = 0
 
-@description('Zone-redundant Flex Consumption plan (only in regions that offer it; keep storageSkuName zone-redundant too).')
+@description('Zone-redundant Flex Consumption plan (only in regions that offer it; keep storageSkuName zone-redundant too). Raises the Durable always-ready count to at least 2, billed while idle.')
 param zoneRedundant bool = false
 
 @description('Storage redundancy of the app\'s storage account (replicated SKUs only).')
@@ -94,7 +94,7 @@ param restrictDataPlaneToSubnet bool = false
 @description('Object id of the operator (user, group or service principal) granted Key Vault Secrets Officer to set the secrets. Empty: none (grant it yourself).')
 param operatorPrincipalId string = ''
 
-@description('Kind of principal operatorPrincipalId is.')
+@description('Kind of principal operatorPrincipalId is: User for a person, ServicePrincipal for CI (main.bicepparam reads AZURE_PRINCIPAL_TYPE). A wrong kind fails the role assignment with UnmatchedPrincipalType.')
 @allowed([
   'User'
   'Group'
@@ -298,6 +298,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     durableAlwaysReadyInstances: durableAlwaysReadyInstances
     zoneRedundant: zoneRedundant
+    storageAccountName: storage.outputs.storageAccountName
     blobEndpoint: storage.outputs.blobEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
     tableEndpoint: storage.outputs.tableEndpoint

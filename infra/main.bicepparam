@@ -11,6 +11,7 @@ param appName = 'sendmail'
 
 // Flex Consumption sizing. One always-ready Durable instance removes the cold start of the
 // orchestrations; set 0 to scale to zero at idle (see "Cost at idle" in docs/deploy.md).
+// maximumInstanceCount: 40..1000 on Flex. zoneRedundant (off here) raises always-ready to 2.
 param pythonVersion = '3.11'
 param instanceMemoryMB = 2048
 param maximumInstanceCount = 40
@@ -25,9 +26,11 @@ param operatorIpRanges = []
 param virtualNetworkSubnetId = ''
 param restrictDataPlaneToSubnet = false
 
-// The person running azd gets Key Vault Secrets Officer (azd sets AZURE_PRINCIPAL_ID).
+// Whoever deploys gets Key Vault Secrets Officer (azd sets AZURE_PRINCIPAL_ID). Its kind must
+// match: 'User' for a person; a pipeline signed in as a service principal sets
+// AZURE_PRINCIPAL_TYPE=ServicePrincipal (otherwise: UnmatchedPrincipalType). docs/deploy.md.
 param operatorPrincipalId = readEnvironmentVariable('AZURE_PRINCIPAL_ID', '')
-param operatorPrincipalType = 'User'
+param operatorPrincipalType = readEnvironmentVariable('AZURE_PRINCIPAL_TYPE', 'User')
 
 // Secrets: only from the environment of the deployment, never committed.
 param awsAccessKeyId = readEnvironmentVariable('SES_AWS_ACCESS_KEY_ID', '')

@@ -1,9 +1,12 @@
 // Flex Consumption plan (FC1, Linux) and the Send-Mail function app (Python, Durable Functions).
 // The app reaches storage, Application Insights and Key Vault with its user-assigned identity
 // only: AzureWebJobsStorage__* identity settings, APPLICATIONINSIGHTS_AUTHENTICATION_STRING,
-// Key Vault references resolved with keyVaultReferenceIdentity. Settings that Flex Consumption
-// rejects (FUNCTIONS_WORKER_RUNTIME, WEBSITE_RUN_FROM_PACKAGE, linuxFxVersion, content-share
-// settings...) are deliberately absent: functionAppConfig carries the runtime and the package.
+// Key Vault references resolved with keyVaultReferenceIdentity. The site properties and app
+// settings that Microsoft lists as deprecated on Flex Consumption (FUNCTIONS_WORKER_RUNTIME,
+// WEBSITE_RUN_FROM_PACKAGE, linuxFxVersion, ftpsState, content-share settings...; see
+// https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations)
+// are deliberately absent: functionAppConfig carries the runtime, the package and the scale.
+// tests/infra checks all of this, with the source of each rule.
 
 @description('Azure region, passed down from main.bicep (the resource group\'s location).')
 param location string
@@ -38,18 +41,21 @@ param pythonVersion string
 ])
 param instanceMemoryMB int
 
-@description('Upper bound of instances the app scales out to (caps cost and SES/SMTP pressure).')
-@minValue(1)
+@description('Upper bound of instances the app scales out to (caps cost and SES/SMTP pressure). Flex Consumption accepts 40 to 1000.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
 
-@description('Spread the plan\'s instances across availability zones (region must support it for Flex Consumption; pair with ZRS storage).')
+@description('Spread the plan\'s instances across availability zones (region must support it for Flex Consumption; pair with ZRS storage). Raises the Durable group\'s always-ready count to at least 2.')
 param zoneRedundant bool
 
-@description('Always-ready instances for the Durable group (orchestrators, activities, entities). 0 lets the app scale to zero.')
+@description('Always-ready instances for the Durable group (orchestrators, activities, entities). 0 lets the app scale to zero; with zoneRedundant at least 2 are configured.')
 @minValue(0)
 @maxValue(20)
 param durableAlwaysReadyInstances int
+
+@description('Name of the storage account behind AzureWebJobsStorage (the blob/queue/table endpoints below are its own).')
+param storageAccountName string
 
 @description('Storage account blob endpoint (https://<account>.blob.core.windows.net/).')
 param blobEndpoint string
@@ -106,6 +112,13 @@ var scmIpRestrictions = [for (cidr, i) in operatorIpRanges: {
 var restrictCallers = !empty(allowedIpRanges)
 var restrictScm = restrictCallers || !empty(operatorIpRanges)
 
+// Flex Consumption refuses fewer than two always-ready instances per function group on a
+// zone-redundant plan ("No less than two always-ready instances can be configured per function or
+// function group while zone redundancy is enabled", learn.microsoft.com/azure/azure-functions/
+// flex-consumption-plan#always-ready-instances), and keeps (and bills) two there whatever is
+// configured. So a zone-redundant plan gets at least two: the template deploys instead of failing.
+var durableAlwaysReady = zoneRedundant ? max(durableAlwaysReadyInstances, 2) : durableAlwaysReadyInstances
+
 // Key Vault references without a version: the app follows the latest secret version.
 var keyVaultReferences = {
   AWS_ACCESS_KEY_ID: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${secretNames.awsAccessKeyId})'
@@ -113,13 +126,17 @@ var keyVaultReferences = {
   SENDMAIL_SEALING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${secretNames.sealingKey})'
 }
 
+// Identity-based host storage for the Functions host and the Durable task hub (blob, queue AND
+// table), with a user-assigned identity: __credential + __clientId (Durable does not take
+// __managedIdentityResourceId). __accountName beside the service URIs: the host can fail to build
+// its BlobServiceClient at start-up with service URIs only (Azure/azure-functions-host#11787).
 var platformSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
+  AzureWebJobsStorage__accountName: storageAccountName
   AzureWebJobsStorage__blobServiceUri: blobEndpoint
   AzureWebJobsStorage__queueServiceUri: queueEndpoint
   AzureWebJobsStorage__tableServiceUri: tableEndpoint
-  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
   // Sync activities run on this pool: sized to host.json's maxConcurrentActivityFunctions (8).
   PYTHON_THREADPOOL_THREAD_COUNT: '8'
@@ -129,7 +146,14 @@ var optionalSettings = empty(sesConfigurationSet) ? {} : {
   SENDMAIL_SES_CONFIGURATION_SET: sesConfigurationSet
 }
 
-var appSettings = union(platformSettings, keyVaultReferences, sendMailSettings, optionalSettings)
+// A `for` may only iterate values known when the deployment starts (Bicep BCP178, checked through
+// variables): these settings come from parameters only. The one run-time value, the connection
+// string of the existing Application Insights component, is appended after the loop in siteConfig.
+var startSettings = union(platformSettings, keyVaultReferences, sendMailSettings, optionalSettings)
+var startSettingList = [for setting in items(startSettings): {
+  name: setting.key
+  value: setting.value
+}]
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -156,6 +180,7 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   // checkov:skip=CKV_AZURE_17: Callers authenticate with function keys; mutual TLS client certificates are not part of the API contract.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales instances on demand; availability of the Durable workers is set with durableAlwaysReadyInstances (2+ for failover), not with a fixed minimum instance count.
   // checkov:skip=CKV_AZURE_213: Health check (healthCheckPath) is not supported on the Flex Consumption plan.
+  // checkov:skip=CKV_AZURE_78: Flex Consumption rejects siteConfig.ftpsState (ARM error 51021; Microsoft lists it as deprecated: FTPS not supported); FTP publishing does not exist there, and basic-auth publishing is disabled below.
   name: functionAppName
   location: location
   tags: union(tags, {
@@ -178,17 +203,18 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       ipSecurityRestrictions: ipRestrictions
       ipSecurityRestrictionsDefaultAction: restrictCallers ? 'Deny' : 'Allow'
       scmIpSecurityRestrictions: scmIpRestrictions
       scmIpSecurityRestrictionsDefaultAction: restrictScm ? 'Deny' : 'Allow'
       scmIpSecurityRestrictionsUseMain: false
-      appSettings: [for setting in items(appSettings): {
-        name: setting.key
-        value: setting.value
-      }]
+      appSettings: concat(startSettingList, [
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: applicationInsights.properties.ConnectionString
+        }
+      ])
     }
     functionAppConfig: {
       deployment: {
@@ -204,10 +230,10 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
-        alwaysReady: durableAlwaysReadyInstances > 0 ? [
+        alwaysReady: durableAlwaysReady > 0 ? [
           {
             name: 'durable'
-            instanceCount: durableAlwaysReadyInstances
+            instanceCount: durableAlwaysReady
           }
         ] : []
       }

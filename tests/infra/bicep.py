@@ -10,10 +10,10 @@ source node), so a check can tell "not a literal" from "wrong literal".
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import tree_sitter_bicep
 from tree_sitter import Language, Node, Parser, Tree
@@ -529,3 +529,139 @@ def parse_api_version(version: str) -> tuple[str, bool] | None:
     """('2025-03-01', is_preview) or None when malformed."""
     match = _VERSION.match(version)
     return (match.group(1), match.group(2) is not None) if match else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Computing an expression for given parameter values
+# ------------------------------------------------------------------------------------------------
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+_ARITHMETIC: dict[str, Callable[[int, int], int]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: int(a / b),  # ARM's div truncates toward zero
+    "%": lambda a, b: a % b,
+}
+
+
+def compute(bicep_file: BicepFile, node: Node, env: dict[str, Value]) -> Value:
+    """The value of an expression once its parameters have the values in ``env``.
+
+    Follows variables and understands literals, ``!``, unary ``-``, ``&&``, ``||``, comparisons,
+    ``+ - * / %``, ``?:`` and the functions max, min, empty, length, concat and union: what a
+    policy needs to decide, e.g., "is the always-ready count at least 2 whenever the plan is
+    zone-redundant" for every value a parameter may take. Anything else (resource properties,
+    other functions, parameters missing from ``env``) raises :class:`Unresolved`.
+    """
+    node = unwrap(node)
+    kind = node.type
+    if kind in {"number", "boolean", "null"}:
+        return evaluate(node)
+    if kind == "string":
+        pieces = []
+        for part in string_parts(node):
+            value = part if isinstance(part, str) else compute(bicep_file, part, env)
+            pieces.append(value if isinstance(value, str) else _arm_text(value))
+        return "".join(pieces)
+    if kind == "array":
+        return [compute(bicep_file, item, env) for item in significant(node)]
+    if kind == "object":
+        return {key: compute(bicep_file, value, env) for key, value in object_items(node).items()}
+    if kind == "identifier":
+        name = text(node)
+        if name in env:
+            return env[name]
+        if name in bicep_file.vars:
+            return compute(bicep_file, bicep_file.vars[name].value, env)
+        raise Unresolved(f"{bicep_file.path}: no value for {name!r}")
+    if kind == "unary_expression":
+        operator = text(node.child_by_field_name("operator") or node)
+        argument = node.child_by_field_name("argument")
+        value = compute(bicep_file, argument, env) if argument is not None else None
+        if operator == "!" and isinstance(value, bool):
+            return not value
+        if operator == "-" and isinstance(value, int) and not isinstance(value, bool):
+            return -value
+    if kind == "binary_expression":
+        return _compute_binary(bicep_file, node, env)
+    if kind == "ternary_expression":
+        condition = compute(bicep_file, _field(node, "condition"), env)
+        if not isinstance(condition, bool):
+            raise Unresolved(f"{bicep_file.path}: condition {text(node)[:60]!r} is not a bool")
+        branch = "consequence" if condition else "alternative"
+        return compute(bicep_file, _field(node, branch), env)
+    if kind == "call_expression":
+        return _compute_call(bicep_file, node, env)
+    raise Unresolved(f"{bicep_file.path}: cannot compute {text(node)[:60]!r}")
+
+
+def _field(node: Node, name: str) -> Node:
+    child = node.child_by_field_name(name)
+    if child is None:
+        raise Unresolved(f"no {name} in {text(node)[:60]!r}")
+    return child
+
+
+def _arm_text(value: Value) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"  # ARM's string(true) is 'True'
+    return str(value)
+
+
+def _compute_binary(bicep_file: BicepFile, node: Node, env: dict[str, Value]) -> Value:
+    operator = text(_field(node, "operator"))
+    left = compute(bicep_file, _field(node, "left"), env)
+    if operator in {"&&", "||"}:
+        if not isinstance(left, bool):
+            raise Unresolved(f"{bicep_file.path}: {text(node)[:60]!r}: not a bool")
+        if (operator == "&&" and not left) or (operator == "||" and left):
+            return left  # short-circuit, as ARM does
+        right = compute(bicep_file, _field(node, "right"), env)
+        if not isinstance(right, bool):
+            raise Unresolved(f"{bicep_file.path}: {text(node)[:60]!r}: not a bool")
+        return right
+    right = compute(bicep_file, _field(node, "right"), env)
+    if operator in _COMPARISONS:
+        try:
+            return bool(_COMPARISONS[operator](left, right))
+        except TypeError as exc:
+            raise Unresolved(f"{bicep_file.path}: {text(node)[:60]!r}: {exc}") from exc
+    if (
+        operator in _ARITHMETIC
+        and isinstance(left, int)
+        and isinstance(right, int)
+        and not isinstance(left, bool)
+        and not isinstance(right, bool)
+    ):
+        return _ARITHMETIC[operator](left, right)
+    raise Unresolved(f"{bicep_file.path}: cannot compute {text(node)[:60]!r}")
+
+
+def _compute_call(bicep_file: BicepFile, node: Node, env: dict[str, Value]) -> Value:
+    name = call_name(node)
+    args = [compute(bicep_file, argument, env) for argument in call_arguments(node)]
+    ints = all(isinstance(a, int) and not isinstance(a, bool) for a in args)
+    if name in {"max", "min"} and args and ints:
+        numbers = [a for a in args if isinstance(a, int)]
+        return max(numbers) if name == "max" else min(numbers)
+    if name == "empty" and len(args) == 1:
+        return args[0] in (None, "", [], {})
+    if name == "length" and len(args) == 1 and isinstance(args[0], str | list | dict):
+        return len(args[0])
+    if name == "concat" and args and all(isinstance(a, list) for a in args):
+        return [item for a in args if isinstance(a, list) for item in a]
+    if name == "union" and args and all(isinstance(a, dict) for a in args):
+        merged: dict[str, Value] = {}
+        for a in args:
+            if isinstance(a, dict):
+                merged.update(a)
+        return merged
+    raise Unresolved(f"{bicep_file.path}: cannot compute {name}(...)")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from tree_sitter import Node
 
+from tests.infra import flex
 from tests.infra.bicep import (
     BicepFile,
     Expr,
@@ -81,56 +82,9 @@ ROLE_SCOPES = {
     "4633458b-17de-408a-b874-0445c86b69e6": "Microsoft.KeyVault/vaults",  # Key Vault Secrets User
 }
 
-#: App settings that Flex Consumption rejects or ignores (its runtime and package come from
-#: functionAppConfig, and there is no content share).
-FLEX_REJECTED_SETTINGS = frozenset(
-    {
-        "FUNCTIONS_EXTENSION_VERSION",
-        "FUNCTIONS_WORKER_RUNTIME",
-        "FUNCTIONS_WORKER_RUNTIME_VERSION",
-        "FUNCTIONS_MAX_HTTP_CONCURRENCY",
-        "FUNCTIONS_WORKER_PROCESS_COUNT",
-        "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
-        "SCM_DO_BUILD_DURING_DEPLOYMENT",
-        "ENABLE_ORYX_BUILD",
-        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
-        "WEBSITE_CONTENTOVERVNET",
-        "WEBSITE_CONTENTSHARE",
-        "WEBSITE_DNS_SERVER",
-        "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
-        "WEBSITE_NODE_DEFAULT_VERSION",
-        "WEBSITE_RUN_FROM_PACKAGE",
-        "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
-        "WEBSITE_VNET_ROUTE_ALL",
-        "AzureWebJobsStorage",  # a connection string: identity-based settings instead
-    }
-)
-#: Site properties that Flex Consumption rejects (set in functionAppConfig, or not applicable).
-FLEX_REJECTED_SITE_PROPERTIES = frozenset(
-    {
-        "linuxFxVersion",
-        "windowsFxVersion",
-        "alwaysOn",
-        "functionAppScaleLimit",
-        "minimumElasticInstanceCount",
-        "preWarmedInstanceCount",
-        "use32BitWorkerProcess",
-        "javaVersion",
-        "netFrameworkVersion",
-        "powerShellVersion",
-        "pythonVersion",
-        "containerSize",
-        "dailyMemoryTimeQuota",
-    }
-)
-
-IDENTITY_STORAGE_SETTINGS = (
-    "AzureWebJobsStorage__credential",
-    "AzureWebJobsStorage__clientId",
-    "AzureWebJobsStorage__blobServiceUri",
-    "AzureWebJobsStorage__queueServiceUri",
-    "AzureWebJobsStorage__tableServiceUri",
-)
+#: Identity-based host storage (the Durable task hub and the send ledger): see flex.py for
+#: where each setting is required.
+IDENTITY_STORAGE_SETTINGS = flex.DURABLE_IDENTITY_SETTINGS
 
 #: Read by boto3's credential chain, not by sendmail.settings.Settings.
 BOTO3_SETTINGS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
@@ -267,8 +221,6 @@ def check_function_app(project: Project) -> list[str]:
             problems.append(f"{where}: httpsOnly is not true")
         if evaluate(app.get("properties", "siteConfig", "minTlsVersion")) != "1.2":
             problems.append(f"{where}: siteConfig.minTlsVersion is not '1.2'")
-        if evaluate(app.get("properties", "siteConfig", "ftpsState")) != "Disabled":
-            problems.append(f"{where}: siteConfig.ftpsState is not 'Disabled' (FTP must be off)")
         if evaluate(app.get("identity", "type")) != "UserAssigned":
             problems.append(f"{where}: identity.type is not 'UserAssigned'")
         if app.get("properties", "keyVaultReferenceIdentity") is None:
@@ -318,25 +270,12 @@ def _python_311_capable(project: Project, bicep_file: BicepFile, node: Node | No
 
 
 def check_flex_rejected(project: Project) -> list[str]:
-    problems = []
-    for bicep_file, app in _function_apps(project):
-        for node in walk(app.body):
-            if node.type == "object_property":
-                key = text(node.named_children[0]).strip("'")
-                if key in FLEX_REJECTED_SITE_PROPERTIES:
-                    problems.append(
-                        f"{_where(bicep_file, node)}: site property {key} (Flex rejects it)"
-                    )
+    """No site property or app setting Flex Consumption deprecates (flex.py, [deprecations])."""
     try:
         settings = app_settings(project)
     except Unresolved as exc:
-        return [*problems, str(exc)]
-    problems += [
-        f"{_where(f, n)}: app setting {name} (Flex rejects it)"
-        for name, (f, n) in settings.items()
-        if name in FLEX_REJECTED_SETTINGS
-    ]
-    return problems
+        return [str(exc)]
+    return flex.check_deprecated(project, settings)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -426,18 +365,12 @@ def check_settings_names(project: Project, env_names: Iterable[str]) -> list[str
 
 
 def check_identity_storage_settings(project: Project) -> list[str]:
+    """Host storage and telemetry through the identity only (flex.py, [durable-identity])."""
     try:
         settings = app_settings(project)
     except Unresolved as exc:
         return [str(exc)]
-    problems = [
-        f"app setting {name} is missing"
-        for name in IDENTITY_STORAGE_SETTINGS
-        if name not in settings
-    ]
-    credential = settings.get("AzureWebJobsStorage__credential")
-    if credential is not None and project.resolve_value(*credential) != "managedidentity":
-        problems.append("AzureWebJobsStorage__credential is not 'managedidentity'")
+    problems = flex.check_durable_storage_identity(project, settings)
     if "AzureWebJobsStorage" in settings:
         problems.append("AzureWebJobsStorage (a connection string) is set")
     auth = settings.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")

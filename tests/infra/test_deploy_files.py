@@ -21,6 +21,7 @@ from tests.infra.bicep import (
     Param,
     Project,
     Value,
+    call_arguments,
     call_name,
     evaluate,
     load_source,
@@ -62,12 +63,21 @@ def bicepparam_problems(source: str, main: Project) -> list[str]:
     return problems
 
 
+def _environment_default(value: Value) -> Value:
+    """The default of ``readEnvironmentVariable('NAME', default)``, what a bare shell deploys."""
+    if isinstance(value, Expr) and call_name(value.node) == "readEnvironmentVariable":
+        arguments = call_arguments(value.node)
+        return evaluate(arguments[1]) if len(arguments) == 2 else None
+    return value
+
+
 def _value_problems(param: Param, value: Value) -> list[str]:
     problems = []
     if param.secure and not (
         isinstance(value, Expr) and call_name(value.node) == "readEnvironmentVariable"
     ):
         problems.append(f"{param.name} is @secure(): read it from the environment, never a literal")
+    value = _environment_default(value)
     allowed = param.allowed()
     if allowed and not isinstance(value, Expr) and value not in allowed:
         problems.append(f"{param.name}={value!r} is not one of {allowed}")
@@ -151,6 +161,17 @@ def test_bicepparam_sets_the_app_settings_within_the_code_limits(
             "read it from the environment",
         ),
         (("param instanceMemoryMB = 2048", "param instanceMemoryMB = 1024"), "is not one of"),
+        (
+            ("param maximumInstanceCount = 40", "param maximumInstanceCount = 20"),
+            "maximumInstanceCount=20 breaks @minValue(40)",
+        ),
+        (
+            (
+                "readEnvironmentVariable('AZURE_PRINCIPAL_TYPE', 'User')",
+                "readEnvironmentVariable('AZURE_PRINCIPAL_TYPE', 'user')",
+            ),
+            "operatorPrincipalType='user' is not one of",
+        ),
         (("param sesBatchSize = 500", "param sesBatchSize = 6000"), "@maxValue"),
         (("using './main.bicep'", "using './other.bicep'"), "not './main.bicep'"),
         (("param appName = 'sendmail'", "param appName = {"), "syntax error"),
@@ -163,6 +184,30 @@ def test_bicepparam_problem_is_reported(
     assert old in bicepparam_source
     problems = bicepparam_problems(bicepparam_source.replace(old, new, 1), infra)
     assert any(expected in p for p in problems), problems
+
+
+def test_operator_principal_type_follows_the_deployer(bicepparam_source: str) -> None:
+    """A pipeline signed in as a service principal must not be assigned as a 'User'.
+
+    ARM refuses a role assignment whose principalType does not match the principal
+    (UnmatchedPrincipalType); azd pipelines set AZURE_PRINCIPAL_TYPE=ServicePrincipal.
+    """
+    _, values, _ = read_bicepparam(bicepparam_source)
+    value = values["operatorPrincipalType"]
+    assert isinstance(value, Expr)
+    assert call_name(value.node) == "readEnvironmentVariable"
+    assert [evaluate(a) for a in call_arguments(value.node)] == ["AZURE_PRINCIPAL_TYPE", "User"]
+    documented = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "AZURE_PRINCIPAL_TYPE" in documented
+
+
+def test_production_follows_the_durable_on_flex_recommendation(bicepparam_source: str) -> None:
+    """One always-ready instance for the durable group (durable-functions-azure-storage-provider
+    #flex-consumption-plan: "Set the always ready instance count for the durable group to 1")."""
+    _, values, _ = read_bicepparam(bicepparam_source)
+    count = values["durableAlwaysReadyInstances"]
+    assert isinstance(count, int)
+    assert count >= 1
 
 
 def test_bicepparam_allows_real_cidrs(bicepparam_source: str, infra: Project) -> None:
@@ -214,3 +259,4 @@ def test_validate_infra_script_is_executable_bash() -> None:
     body = script.read_text(encoding="utf-8")
     assert "--skip-download" in body
     assert "parsing_errors" in body
+    assert "pytest -q -p no:cacheprovider tests/infra" in body  # `make infra` runs the policies

@@ -1,7 +1,9 @@
 """Policy tests over infra/*.bicep, read through the tree-sitter-bicep parse tree.
 
 Every check runs on the real templates (no violation allowed) and on a copy of them with one
-deliberate regression (the check must report it), so no check passes vacuously.
+deliberate regression (the check must report it), so no check passes vacuously. The Flex
+Consumption rules and their sources are in flex.py; the compiler's deploy-time-constant rule
+(BCP120/177/178) in deploytime.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sendmail.settings import Settings
-from tests.infra import policies
+from tests.infra import deploytime, flex, policies
 from tests.infra.bicep import (
     Project,
     call_arguments,
@@ -41,6 +43,11 @@ CHECKS: dict[str, Check] = {
     "flex_plan": policies.check_flex_plan,
     "function_app": policies.check_function_app,
     "flex_rejected": policies.check_flex_rejected,
+    "scale_bounds": flex.check_scale_bounds,
+    "always_ready": flex.check_always_ready,
+    "one_app_per_plan": flex.check_one_app_per_plan,
+    "deploy_time_constants": deploytime.check_deploy_time_constants,
+    "loop_placement": deploytime.check_loop_placement,
     "settings_names": check_settings_names,
     "identity_storage_settings": policies.check_identity_storage_settings,
     "secret_settings": policies.check_secret_settings,
@@ -232,12 +239,6 @@ REGRESSIONS: list[tuple[str, str, tuple[tuple[str, str, str], ...], str]] = [
     ),
     (
         "function_app",
-        "ftp-on",
-        ((APP, "ftpsState: 'Disabled'", "ftpsState: 'AllAllowed'"),),
-        "FTP must be off",
-    ),
-    (
-        "function_app",
         "no-durable-always-ready",
         ((APP, "name: 'durable'", "name: 'http'"),),
         "'durable' group",
@@ -272,17 +273,217 @@ REGRESSIONS: list[tuple[str, str, tuple[tuple[str, str, str], ...], str]] = [
         ((MAIN, "param pythonVersion string = '3.11'", "param pythonVersion string = '3.12'"),),
         "3.11",
     ),
+    # Flex Consumption plan deprecations (flex.py [deprecations])
+    (
+        "flex_rejected",
+        "ftpsState-back",
+        ((APP, "http20Enabled: true", "http20Enabled: true\n      ftpsState: 'Disabled'"),),
+        "site property ftpsState (deprecated on Flex Consumption)",
+    ),
     (
         "flex_rejected",
         "linuxFxVersion",
+        ((APP, "http20Enabled: true", "http20Enabled: true\n      linuxFxVersion: 'Python|3.11'"),),
+        "site property linuxFxVersion",
+    ),
+    (
+        "flex_rejected",
+        "site-level-vnetRouteAllEnabled",
+        ((APP, "httpsOnly: true", "httpsOnly: true\n    vnetRouteAllEnabled: true"),),
+        "site property vnetRouteAllEnabled",
+    ),
+    # flex-consumption-plan#considerations ("Scale: The lowest maximum scale is currently 40")
+    (
+        "scale_bounds",
+        "main-accepts-below-40",
+        (
+            (
+                MAIN,
+                "@minValue(40)\n@maxValue(1000)\nparam maximumInstanceCount",
+                "@minValue(1)\n@maxValue(1000)\nparam maximumInstanceCount",
+            ),
+        ),
+        "main.bicep:",
+    ),
+    (
+        "scale_bounds",
+        "module-accepts-above-1000",
         (
             (
                 APP,
-                "ftpsState: 'Disabled'",
-                "ftpsState: 'Disabled'\n      linuxFxVersion: 'Python|3.11'",
+                "@minValue(40)\n@maxValue(1000)\nparam maximumInstanceCount",
+                "@minValue(40)\n@maxValue(2000)\nparam maximumInstanceCount",
             ),
         ),
-        "linuxFxVersion",
+        "@maxValue(2000) lets maximumInstanceCount above 1000",
+    ),
+    (
+        "scale_bounds",
+        "literal-count-below-40",
+        ((APP, "maximumInstanceCount: maximumInstanceCount", "maximumInstanceCount: 20"),),
+        "maximumInstanceCount 20 is outside 40..1000",
+    ),
+    # flex-consumption-plan#instance-sizes
+    (
+        "scale_bounds",
+        "unknown-memory-size",
+        ((MAIN, "@allowed([\n  512\n  2048", "@allowed([\n  512\n  1024\n  2048"),),
+        "must be a subset of Flex Consumption's sizes",
+    ),
+    # flex-consumption-plan#always-ready-instances ("No less than two ... zone redundancy")
+    (
+        "always_ready",
+        "one-instance-when-zone-redundant",
+        (
+            (
+                APP,
+                "zoneRedundant ? max(durableAlwaysReadyInstances, 2) : durableAlwaysReadyInstances",
+                "durableAlwaysReadyInstances",
+            ),
+        ),
+        "has 1 instance(s) on a zone-redundant plan (Flex requires at least 2) when "
+        "durableAlwaysReadyInstances=1, zoneRedundant=True",
+    ),
+    (
+        "always_ready",
+        "unknown-group",
+        ((APP, "name: 'durable'", "name: 'orchestrators'"),),
+        "alwaysReady name 'orchestrators' is not http, blob, durable or function:<name>",
+    ),
+    (
+        "always_ready",
+        "uncomputable",
+        ((APP, "instanceCount: durableAlwaysReady", "instanceCount: length(plan.properties)"),),
+        "alwaysReady cannot be checked",
+    ),
+    # flex-consumption-plan#considerations ("Only one app is allowed per Flex Consumption plan",
+    # "Deployment slots aren't currently supported")
+    (
+        "one_app_per_plan",
+        "second-app",
+        (
+            (
+                APP,
+                "// Publishing goes through Microsoft Entra ID",
+                "resource second 'Microsoft.Web/sites@2025-03-01' = {\n"
+                "  name: '${functionAppName}-2'\n  location: location\n"
+                "  properties: {\n    serverFarmId: plan.id\n  }\n}\n"
+                "// Publishing goes through Microsoft Entra ID",
+            ),
+        ),
+        "hosts exactly one app (found 2)",
+    ),
+    (
+        "one_app_per_plan",
+        "slot",
+        (
+            (
+                APP,
+                "// Publishing goes through Microsoft Entra ID",
+                "resource staging 'Microsoft.Web/sites/slots@2025-03-01' = {\n  parent: functionApp"
+                "\n  name: 'staging'\n  location: location\n}\n"
+                "// Publishing goes through Microsoft Entra ID",
+            ),
+        ),
+        "deployment slots are not supported",
+    ),
+    # Azure/bicep DeployTimeConstant*Visitor.cs: BCP178 (for), BCP177 (if), BCP120 (properties)
+    (
+        "deploy_time_constants",
+        "settings-loop-over-runtime-value",  # the loop this project shipped (issue 12)
+        (
+            (
+                APP,
+                "  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization",
+                "  APPLICATIONINSIGHTS_CONNECTION_STRING: "
+                "applicationInsights.properties.ConnectionString\n"
+                "  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization",
+            ),
+        ),
+        "(through startSettings -> platformSettings)",
+    ),
+    (
+        "loop_placement",
+        "property-loop-inside-a-function-call",
+        (
+            (
+                APP,
+                "appSettings: concat(startSettingList, [",
+                "appSettings: concat([for s in items(startSettings): {\n"
+                "        name: s.key\n        value: s.value\n      }], [",
+            ),
+        ),
+        "BCP138: a for-expression inside arguments",
+    ),
+    (
+        "deploy_time_constants",
+        "loop-over-resource-property",
+        (
+            (
+                STORAGE,
+                "output storageAccountId",
+                "var endpointList = [for e in items(storage.properties.primaryEndpoints): e.value]"
+                "\noutput endpoints array = endpointList\noutput storageAccountId",
+            ),
+        ),
+        "storage.properties is a run-time property of a resource",
+    ),
+    (
+        "deploy_time_constants",
+        "var-loop-body-holds-whole-resource",
+        (
+            (
+                STORAGE,
+                "output storageAccountId",
+                "var copies = [for i in range(0, 2): storage]\noutput n array = copies"
+                "\noutput storageAccountId",
+            ),
+        ),
+        "the whole of storage is only known at run time",
+    ),
+    (
+        "deploy_time_constants",
+        "loop-over-module-output",
+        (
+            (
+                MAIN,
+                "output AZURE_LOCATION",
+                "output ranges array = [for r in items(keyVault.outputs): r.key]\n"
+                "output AZURE_LOCATION",
+            ),
+        ),
+        "keyVault.outputs is a run-time value of a module",
+    ),
+    (
+        "deploy_time_constants",
+        "loop-over-reference",
+        (
+            (
+                ROLES,
+                "resource blobDataOwner",
+                "var refs = [for k in items(reference(storage.id)): k.key]\n"
+                "output refKeys array = refs\nresource blobDataOwner",
+            ),
+        ),
+        "reference() is evaluated at run time",
+    ),
+    (
+        "deploy_time_constants",
+        "if-on-module-output",
+        (
+            (
+                MAIN,
+                "module roles 'modules/roles.bicep' = {",
+                "module roles 'modules/roles.bicep' = if (!empty(keyVault.outputs.keyVaultUri)) {",
+            ),
+        ),
+        "BCP177: the if-condition",
+    ),
+    (
+        "deploy_time_constants",
+        "name-from-module-output",
+        ((MAIN, "  name: names.identity\n", "  name: storage.outputs.storageAccountName\n"),),
+        "BCP120: the resource property 'name'",
     ),
     (
         "storage",
@@ -583,19 +784,42 @@ def with_setting(line: str, anchor: tuple[str, str] = SETTING_ANCHOR) -> Project
 
 
 @pytest.mark.parametrize(
-    "name",
-    [
-        "FUNCTIONS_WORKER_RUNTIME",
-        "FUNCTIONS_EXTENSION_VERSION",
-        "WEBSITE_RUN_FROM_PACKAGE",
-        "WEBSITE_CONTENTSHARE",
-        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
-        "AzureWebJobsStorage",
-    ],
+    "name", sorted(flex.FLEX_DEPRECATED_SETTINGS | flex.PROJECT_REJECTED_SETTINGS)
 )
-def test_flex_rejected_setting_is_reported(name: str) -> None:
+def test_flex_deprecated_setting_is_reported(name: str) -> None:
+    """Every app setting on Microsoft's Flex Consumption deprecation list (flex.py)."""
     violations = policies.check_flex_rejected(with_setting(f"{name}: 'x'"))
-    assert any(f"app setting {name} (Flex rejects it)" in v for v in violations), violations
+    expected = f"app setting {name} (deprecated on Flex Consumption)"
+    assert any(expected in v for v in violations), violations
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(flex.FLEX_DEPRECATED_SITE_PROPERTIES | flex.PROJECT_REJECTED_SITE_PROPERTIES),
+)
+@pytest.mark.parametrize("where", ["siteConfig", "properties"])
+def test_flex_deprecated_site_property_is_reported(name: str, where: str) -> None:
+    """Every site property on Microsoft's Flex Consumption deprecation list (flex.py)."""
+    anchor = "      http20Enabled: true\n" if where == "siteConfig" else "    httpsOnly: true\n"
+    indent = "      " if where == "siteConfig" else "    "
+    project = mutated((APP, anchor, f"{anchor}{indent}{name}: 'x'\n"))
+    violations = policies.check_flex_rejected(project)
+    expected = f"site property {name} (deprecated on Flex Consumption)"
+    assert any(expected in v for v in violations), violations
+
+
+def test_deprecated_property_in_a_web_config_resource_is_reported() -> None:
+    project = mutated(
+        (
+            APP,
+            "// Publishing goes through Microsoft Entra ID",
+            "resource web 'Microsoft.Web/sites/config@2025-03-01' = {\n  parent: functionApp\n"
+            "  name: 'web'\n  properties: {\n    alwaysOn: false\n  }\n}\n"
+            "// Publishing goes through Microsoft Entra ID",
+        )
+    )
+    violations = policies.check_flex_rejected(project)
+    assert any("site property alwaysOn" in v for v in violations), violations
 
 
 def test_setting_added_in_main_is_seen_through_the_module_call() -> None:
@@ -626,11 +850,32 @@ def test_local_only_smtp_override_is_reported() -> None:
     assert any("SENDMAIL_SMTP_HOST is for local runs only" in v for v in violations), violations
 
 
-def test_missing_identity_storage_setting_is_reported() -> None:
-    project = mutated((APP, "  AzureWebJobsStorage__tableServiceUri: tableEndpoint\n", ""))
-    assert "app setting AzureWebJobsStorage__tableServiceUri is missing" in (
-        policies.check_identity_storage_settings(project)
+@pytest.mark.parametrize("name", flex.DURABLE_IDENTITY_SETTINGS)
+def test_missing_identity_storage_setting_is_reported(name: str) -> None:
+    """Durable's task hub needs blob, queue AND table; __accountName avoids a start-up race."""
+    source = (INFRA / APP).read_text(encoding="utf-8")
+    line = next(line for line in source.splitlines() if line.startswith(f"  {name}: "))
+    project = mutated((APP, f"{line}\n", ""))
+    assert f"app setting {name} is missing" in policies.check_identity_storage_settings(project)
+
+
+def test_managed_identity_resource_id_is_reported() -> None:
+    """Durable Functions does not support __managedIdentityResourceId (use __clientId)."""
+    project = with_setting("AzureWebJobsStorage__managedIdentityResourceId: identityClientId")
+    violations = policies.check_identity_storage_settings(project)
+    assert any("does not support it" in v for v in violations), violations
+
+
+def test_service_uri_from_the_wrong_endpoint_is_reported() -> None:
+    project = mutated(
+        (
+            APP,
+            "AzureWebJobsStorage__queueServiceUri: queueEndpoint",
+            "AzureWebJobsStorage__queueServiceUri: tableEndpoint",
+        )
     )
+    violations = policies.check_identity_storage_settings(project)
+    assert any("queueServiceUri does not come from" in v for v in violations), violations
 
 
 def test_storage_credential_other_than_managed_identity_is_reported() -> None:
