@@ -124,37 +124,17 @@ def start_embedded(state_dir: Path, *, emulators: bool = True) -> Embedded:
 
 
 def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
-    """Azurite's table service, persistent under the state dir (the send ledger survives)."""
+    """Azurite's table service, persistent under the state dir (the send ledger survives).
+
+    It outlives a crashed devhost just long enough to save its data; the start waits for a
+    previous devhost's Azurite to have done so (``devhost.emulators.azurite``'s module docs).
+    """
     from devhost.emulators.azurite import start_azurite
 
     location = state_dir / "azurite"
-    location.mkdir(parents=True, exist_ok=True)
-    pid_file = location / "azurite.pid"
-    _wait_for_exit(pid_file)  # a previous devhost's Azurite may still be saving (SIGINT)
     azurite = stack.enter_context(start_azurite(("table",), location=location))
-    pid_file.write_text(str(azurite.pid), encoding="utf-8")
     os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 (its name)
     return azurite
-
-
-def _wait_for_exit(pid_file: Path, timeout: float = 15.0) -> None:
-    """Wait (bounded) until the process named in ``pid_file`` is gone."""
-    import time
-
-    try:
-        pid = int(pid_file.read_text(encoding="utf-8").strip())
-    except (OSError, ValueError):
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            return  # another user's process re-used the pid
-        time.sleep(0.05)
-    logger.warning("the previous Azurite (pid %d) is still running; starting anyway", pid)
 
 
 def _start_ses(journal: Any) -> Any:
