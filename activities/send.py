@@ -3,10 +3,13 @@
 Each validates its JSON input, runs the batch through :func:`sendmail.runner.run_batch` (which
 consults the send ledger so a retried activity never re-sends what was already sent) and returns a
 compact :class:`~sendmail.jobs.BatchResult`. Expected failures are per-recipient results; only the
-unexpected raises.
+unexpected raises. An SES batch runs for at most ``SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS`` (and
+never past the send's deadline) and hands back what SES did not take yet as *pending*: the lane
+orchestrator schedules it again (see ``orchestrators/lanes.py``).
 """
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -24,17 +27,29 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
     from sendmail.jobs import SesBatch
     from sendmail.runner import run_batch
+    from sendmail.settings import get_settings
 
     job = SesBatch.model_validate(batch)
     mail = job.mail
     sender = services.ses_sender()
+    budget = get_settings().SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS
+    if job.deadline is not None:  # never past the send's deadline: pending is decided there
+        budget = min(budget, (job.deadline - datetime.now(UTC)).total_seconds())
     result = run_batch(
         services.ledger(),
         job.ledgerKey,
         job.recipients,
         lambda recipients, on_sent: sender.send(
-            mail.sender, recipients, mail.subject, mail.body, on_sent=on_sent, max_rate=job.maxRate
+            mail.sender,
+            recipients,
+            mail.subject,
+            mail.body,
+            on_sent=on_sent,
+            max_rate=job.maxRate,
+            start_rate=job.startRate,
+            time_budget=max(0.0, budget),
         ),
+        only=job.pending,
     )
     return result.model_dump(mode="json")
 
@@ -44,7 +59,7 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
 def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
     from sendmail.jobs import BatchResult, SmtpBatch
-    from sendmail.results import FailureCode
+    from sendmail.results import BatchReport, FailureCode
     from sendmail.runner import run_batch
     from sendmail.sealing import SealingError
 
@@ -65,14 +80,16 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
         services.ledger(),
         job.ledgerKey,
         job.recipients,
-        lambda recipients, on_sent: sender.send(
-            job.provider,
-            mail.sender,
-            password,
-            recipients,
-            mail.subject,
-            mail.body,
-            on_sent=on_sent,
+        lambda recipients, on_sent: BatchReport(
+            sender.send(
+                job.provider,
+                mail.sender,
+                password,
+                recipients,
+                mail.subject,
+                mail.body,
+                on_sent=on_sent,
+            )
         ),
     )
     return result.model_dump(mode="json")

@@ -64,15 +64,19 @@ async def aws_send(
     quota = await asyncio.to_thread(admit_ses, request, settings, services.ses_sender())
     services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
     batch_size = settings.SENDMAIL_SES_BATCH_SIZE
-    in_flight = settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES
-    # The account's rate is shared by the batches that can actually run at once.
-    sharing = min(in_flight, math.ceil(len(request.recipientEmails) / batch_size))
+    # Lanes: the batches that run at once. They share the account's rate, each sending its
+    # batches in turn (orchestrators/lanes.py); a send of one batch has the rate to itself.
+    lanes = min(
+        settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES,
+        math.ceil(len(request.recipientEmails) / batch_size),
+    )
     job = SesJob(
         mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
         recipients=request.recipientEmails,
         batchSize=batch_size,
-        maxInFlight=in_flight,
-        maxRatePerBatch=quota.max_send_rate / sharing if quota.max_send_rate > 0 else None,
+        lanes=lanes,
+        maxRate=quota.max_send_rate if quota.max_send_rate > 0 else None,
+        deadlineSeconds=settings.SENDMAIL_SES_SEND_DEADLINE_SECONDS,
     )
     instance_id = await client.start_new(SES_ORCHESTRATOR, None, job.model_dump(mode="json"))
     logger.info("ses send %s started: %d recipients", instance_id, len(job.recipients))
@@ -237,10 +241,11 @@ async def email_status(
     custom = as_json_object(status.custom_status) or {}
     if output is not None:
         progress = {k: output.get(k, 0) for k in ("total", "sent", "failed")}
+        progress["pending"] = 0
+    elif custom.get("total") is None:
+        progress = await _pending_progress(client, instance_id)
     else:
-        progress = {k: custom.get(k) for k in ("total", "sent", "failed")}
-        if progress["total"] is None:
-            progress = await _pending_progress(client, instance_id)
+        progress = await _running_progress(client, instance_id, custom)
     body = EmailStatus.model_validate(
         {
             "id": instance_id,
@@ -266,6 +271,26 @@ async def email_status(
     )
 
 
+async def _running_progress(
+    client: df.DurableOrchestrationClient, instance_id: str, custom: dict[str, Any]
+) -> dict[str, int]:
+    """A running send's counts: the sum of its lanes' own progress (each lane publishes its
+    share as it goes; the parent only learns of a lane's results when the lane ends)."""
+    from orchestrators.lanes import lane_instance_id
+
+    counts = {k: int(custom.get(k) or 0) for k in ("total", "sent", "failed", "pending")}
+    lanes = int(custom.get("lanes") or 0)
+    if lanes:
+        statuses = await asyncio.gather(
+            *(client.get_status(lane_instance_id(instance_id, n)) for n in range(lanes))
+        )
+        for key in ("sent", "failed", "pending"):
+            counts[key] = sum(
+                int((as_json_object(s.custom_status) or {}).get(key) or 0) for s in statuses
+            )
+    return counts
+
+
 async def _pending_progress(
     client: df.DurableOrchestrationClient, instance_id: str
 ) -> dict[str, int]:
@@ -278,7 +303,7 @@ async def _pending_progress(
     job = as_json_object(status.input_) or {}
     recipients = job.get("recipients")
     total = len(recipients) if isinstance(recipients, list) else 0
-    return {"total": total, "sent": 0, "failed": 0}
+    return {"total": total, "sent": 0, "failed": 0, "pending": 0}
 
 
 def _plausible_id(instance_id: str) -> bool:

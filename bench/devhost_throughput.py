@@ -115,7 +115,7 @@ def run_baseline(recipients: list[str]) -> dict[str, Any]:
         client = create_sesv2_client(settings, endpoint_url=ses.endpoint_url)
         sender = SesSender(client, settings=settings)
         started = time.perf_counter()
-        deliveries = sender.send(SENDER, recipients, "벤치", "b")
+        deliveries = sender.send(SENDER, recipients, "벤치", "b").deliveries
         elapsed = time.perf_counter() - started
     return {
         "seconds": round(elapsed, 2),

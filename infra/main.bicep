@@ -136,7 +136,7 @@ param allowedSenderDomains string = ''
 @maxValue(5000)
 param sesBatchSize int = 500
 
-@description('SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES: SES batch activities running at once per send.')
+@description('SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES: lanes per send: SES batch activities running at once, sharing the account rate.')
 @minValue(1)
 @maxValue(100)
 param sesMaxInFlightBatches int = 4
@@ -146,10 +146,20 @@ param sesMaxInFlightBatches int = 4
 @maxValue(1000000)
 param sesMaxRecipients int = 50000
 
-@description('SENDMAIL_SES_MAX_ATTEMPTS: attempts per recipient when SES throttles.')
+@description('SENDMAIL_SES_MAX_CONCURRENCY: most SendEmail calls in flight in one batch activity (the pace decides; this caps).')
 @minValue(1)
-@maxValue(20)
-param sesMaxAttempts int = 6
+@maxValue(64)
+param sesMaxConcurrency int = 16
+
+@description('SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS: how long one batch activity sends before handing what is left back (below functionTimeout).')
+@minValue(5)
+@maxValue(1500)
+param sesBatchTimeBudgetSeconds int = 300
+
+@description('SENDMAIL_SES_SEND_DEADLINE_SECONDS: after this long, recipients SES kept throttling or refusing are failed.')
+@minValue(60)
+@maxValue(604800)
+param sesSendDeadlineSeconds int = 3600
 
 @description('SENDMAIL_SES_CONFIGURATION_SET: SES configuration set for bounce/complaint events. Empty: not set.')
 param sesConfigurationSet string = ''
@@ -213,7 +223,9 @@ var sendMailSettings = {
   SENDMAIL_SES_BATCH_SIZE: string(sesBatchSize)
   SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES: string(sesMaxInFlightBatches)
   SENDMAIL_SES_MAX_RECIPIENTS: string(sesMaxRecipients)
-  SENDMAIL_SES_MAX_ATTEMPTS: string(sesMaxAttempts)
+  SENDMAIL_SES_MAX_CONCURRENCY: string(sesMaxConcurrency)
+  SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS: string(sesBatchTimeBudgetSeconds)
+  SENDMAIL_SES_SEND_DEADLINE_SECONDS: string(sesSendDeadlineSeconds)
   SENDMAIL_MAX_SUBJECT_CHARS: string(maxSubjectChars)
   SENDMAIL_MAX_BODY_BYTES: string(maxBodyBytes)
   SENDMAIL_SMTP_CONNECTIONS: string(smtpConnections)

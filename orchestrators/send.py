@@ -1,60 +1,50 @@
-"""The two orchestrations: SES batches and SMTP connections, fanned out and gathered.
+"""The two orchestrations — SES batches and SMTP connections — and the lane they both run.
 
-Both validate their input, split the recipients, run :func:`fan_out`, keep the custom status
-(progress counts only, well under the 16 KB cap) up to date, and return the outcome
-(``messageIds`` in recipient order, per-recipient ``failures`` and the counts).
+A send validates its input, splits the recipients into lanes of batches, runs the lanes at once
+(:func:`~orchestrators.lanes.run_lanes`: one ``task_all`` of sub-orchestrations, each sending its
+batches one after another), keeps the custom status (progress counts only, well under the 16 KB
+cap) up to date, and returns the outcome (``messageIds`` in recipient order, per-recipient
+``failures`` and the counts). While the lanes run, each lane publishes its own progress; the
+status route adds them up (the parent's status says how many lanes there are).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
-from activities.names import SEND_SES_BATCH, SEND_SMTP_BATCH
-from orchestrators.fanout import fan_out
-from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
+from orchestrators.lanes import run_lane, run_lanes
+from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
 if TYPE_CHECKING:
-    from sendmail.jobs import Kind
+    from sendmail.jobs import Kind, LaneJob
 
 bp = df.Blueprint()
-
-
-def _progress_reporter(context: df.DurableOrchestrationContext, total: int, batches: int) -> Any:
-    from sendmail.jobs import BatchResult, progress
-
-    def report(results: list[dict[str, Any] | None]) -> None:
-        parsed = [BatchResult.model_validate(r) if r is not None else None for r in results]
-        context.set_custom_status(progress(total, batches, parsed).model_dump(mode="json"))
-
-    return report
 
 
 def _gather(
     context: df.DurableOrchestrationContext,
     kind: Kind,
-    activity: str,
-    slices: list[list[str]],
-    inputs: list[dict[str, Any]],
-    max_in_flight: int,
+    total: int,
+    jobs: list[LaneJob],
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    """Fan the batch inputs out and assemble the outcome in recipient order."""
-    from sendmail.jobs import BatchResult, assemble
+    """Run the lanes and assemble the outcome in recipient order."""
+    from sendmail.jobs import assemble, progress
 
-    total = sum(len(s) for s in slices)
-    results = yield from fan_out(
-        context,
-        activity,
-        inputs,
-        [len(s) for s in slices],
-        max_in_flight,
-        _progress_reporter(context, total, len(slices)),
+    batches = [batch for job in jobs for batch in job.batches]
+    start = progress(total, len(batches), [], lanes=len(jobs))
+    context.set_custom_status(start.model_dump(mode="json"))
+    per_lane = yield from run_lanes(context, jobs)
+    results = [result for lane in per_lane for result in lane]
+    context.set_custom_status(
+        progress(total, len(batches), results, lanes=len(jobs)).model_dump(mode="json")
     )
-    parsed = [BatchResult.model_validate(r) for r in results]
-    return assemble(kind, slices, parsed).model_dump(mode="json")
+    slices = [batch.recipients for batch in batches]
+    return assemble(kind, slices, results).model_dump(mode="json")
 
 
 @bp.function_name(SES_ORCHESTRATOR)
@@ -62,20 +52,25 @@ def _gather(
 def send_ses_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.jobs import SesBatch, SesJob, ledger_key, split_batches
+    from sendmail.jobs import LaneBatch, LaneJob, SesJob, lane_batch_slices, ledger_key
 
     job = SesJob.model_validate(context.get_input())
-    batches = split_batches(job.recipients, job.batchSize)
-    inputs = [
-        SesBatch(
-            ledgerKey=ledger_key(context.instance_id, n),
-            mail=job.mail,
-            recipients=batch,
-            maxRate=job.maxRatePerBatch,
-        ).model_dump(mode="json")
-        for n, batch in enumerate(batches)
-    ]
-    return (yield from _gather(context, "ses", SEND_SES_BATCH, batches, inputs, job.maxInFlight))
+    lanes = lane_batch_slices(job.recipients, job.lanes, job.batchSize)
+    deadline = context.current_utc_datetime + timedelta(seconds=job.deadlineSeconds)
+    rate = job.maxRate / len(lanes) if job.maxRate else None
+    jobs: list[LaneJob] = []
+    number = 0
+    for lane in lanes:
+        batches = []
+        for recipients in lane:
+            batches.append(
+                LaneBatch(ledgerKey=ledger_key(context.instance_id, number), recipients=recipients)
+            )
+            number += 1
+        jobs.append(
+            LaneJob(kind="ses", mail=job.mail, batches=batches, maxRate=rate, deadline=deadline)
+        )
+    return (yield from _gather(context, "ses", len(job.recipients), jobs))
 
 
 @bp.function_name(SMTP_ORCHESTRATOR)
@@ -83,18 +78,26 @@ def send_ses_orchestrator(
 def send_smtp_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.jobs import SmtpBatch, SmtpJob, ledger_key, split_even
+    from sendmail.jobs import LaneBatch, LaneJob, SmtpJob, ledger_key, split_even
 
     job = SmtpJob.model_validate(context.get_input())
-    slices = split_even(job.recipients, job.connections)
-    inputs = [
-        SmtpBatch(
-            ledgerKey=ledger_key(context.instance_id, n),
+    jobs = [
+        LaneJob(
+            kind="smtp",
             mail=job.mail,
+            batches=[LaneBatch(ledgerKey=ledger_key(context.instance_id, n), recipients=part)],
             provider=job.provider,
             sealedPassword=job.sealedPassword,
-            recipients=part,
-        ).model_dump(mode="json")
-        for n, part in enumerate(slices)
+        )
+        for n, part in enumerate(split_even(job.recipients, job.connections))
     ]
-    return (yield from _gather(context, "smtp", SEND_SMTP_BATCH, slices, inputs, len(slices)))
+    return (yield from _gather(context, "smtp", len(job.recipients), jobs))
+
+
+@bp.function_name(LANE_ORCHESTRATOR)
+@bp.orchestration_trigger(context_name="context")
+def send_lane_orchestrator(
+    context: df.DurableOrchestrationContext,
+) -> Generator[TaskBase, Any, list[dict[str, Any]]]:
+    results: list[dict[str, Any]] = yield from run_lane(context)
+    return results

@@ -105,13 +105,20 @@ class SendResult(BaseModel):
 
 
 class StatusProgress(BaseModel):
-    """Counts of recipients: attempted so far, sent and failed."""
+    """Counts of recipients: sent and failed so far, and pending a retry."""
 
-    model_config = _examples({"total": 2, "sent": 1, "failed": 1})
+    model_config = _examples({"total": 2, "sent": 1, "failed": 1, "pending": 0})
 
     total: int = Field(ge=0, description="Distinct recipients in the send.")
     sent: int = Field(ge=0, description="Recipients sent so far.")
     failed: int = Field(ge=0, description="Recipients that failed so far.")
+    pending: int = Field(
+        ge=0,
+        description=(
+            "Recipients Amazon SES refused for now (throttling, server errors), waiting for "
+            "their next attempt. They are sent later, or failed once the send's deadline passes."
+        ),
+    )
 
 
 class EmailStatus(BaseModel):
@@ -128,7 +135,7 @@ class EmailStatus(BaseModel):
             "runtimeStatus": "Completed",
             "createdTime": "2026-11-29T10:00:00Z",
             "lastUpdatedTime": "2026-11-29T10:00:04Z",
-            "progress": {"total": 2, "sent": 1, "failed": 1},
+            "progress": {"total": 2, "sent": 1, "failed": 1, "pending": 0},
             "messageIds": [_EXAMPLE_MESSAGE_ID],
             "failures": [_EXAMPLE_FAILURE],
         },
@@ -138,7 +145,7 @@ class EmailStatus(BaseModel):
             "runtimeStatus": "Running",
             "createdTime": "2026-11-29T10:00:00Z",
             "lastUpdatedTime": "2026-11-29T10:00:02Z",
-            "progress": {"total": 40, "sent": 12, "failed": 0},
+            "progress": {"total": 40, "sent": 12, "failed": 0, "pending": 0},
             "messageIds": [],
             "failures": [],
         },

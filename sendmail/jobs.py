@@ -8,13 +8,14 @@ result) are what the orchestrators call, so they are tested without any Durable 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sendmail.providers import Provider
-from sendmail.results import Delivery, FailureCode
+from sendmail.results import BatchReport, Delivery, FailureCode
 
 Kind = Literal["ses", "smtp"]
 
@@ -36,9 +37,12 @@ class SesJob(_Json):
     mail: Mail
     recipients: list[str]
     batchSize: int = Field(ge=1)
-    maxInFlight: int = Field(ge=1)
-    #: Sends per second for each batch: the account's ``MaxSendRate`` shared by the window.
-    maxRatePerBatch: float | None = Field(default=None, gt=0)
+    #: Lanes: batches of this send that run at once (each lane sends its batches in turn).
+    lanes: int = Field(ge=1)
+    #: The account's ``MaxSendRate`` at admission (None: unknown, unpaced); the lanes share it.
+    maxRate: float | None = Field(default=None, gt=0)
+    #: After this long, recipients SES kept throttling or refusing are failed.
+    deadlineSeconds: float = Field(gt=0)
 
 
 class SmtpJob(_Json):
@@ -52,13 +56,42 @@ class SmtpJob(_Json):
     connections: int = Field(ge=1)
 
 
+class LaneBatch(_Json):
+    """One batch of a lane. ``ledgerKey`` names it in the send ledger (``instance:batch``)."""
+
+    ledgerKey: str
+    recipients: list[str]
+
+
+class LaneJob(_Json):
+    """Input of one lane: its batches, sent one after another, and what its activities need."""
+
+    kind: Kind
+    mail: Mail
+    batches: list[LaneBatch]
+    #: SES: this lane's share of the account's rate, and when transient failures become final.
+    maxRate: float | None = Field(default=None, gt=0)
+    deadline: datetime | None = None
+    #: SMTP: the provider and the sealed password (a Fernet token, never plain).
+    provider: Provider | None = None
+    sealedPassword: str | None = None
+
+
 class SesBatch(_Json):
-    """Input of one SES batch activity. ``ledgerKey`` names the batch in the send ledger."""
+    """Input of one SES batch activity. ``ledgerKey`` names the batch in the send ledger.
+
+    ``pending`` (indices into ``recipients``) limits the run to the recipients still pending
+    from an earlier run of the same batch; None means all. ``startRate`` is where the pace
+    starts (where the lane's previous run ended).
+    """
 
     ledgerKey: str
     mail: Mail
     recipients: list[str]
     maxRate: float | None = Field(default=None, gt=0)
+    startRate: float | None = Field(default=None, gt=0)
+    pending: list[int] | None = None
+    deadline: datetime | None = None
 
 
 class SmtpBatch(_Json):
@@ -78,23 +111,42 @@ class BatchFailure(_Json):
 
 
 class BatchResult(_Json):
-    """An activity's output: ``messageIds[i]`` belongs to the batch's ``recipients[i]``."""
+    """An activity's output: ``messageIds[i]`` belongs to the batch's ``recipients[i]``.
+
+    ``pending`` lists the recipients not sent *yet* (throttling, 5xx, the run's time ran out),
+    each with the code and message it ends with if the send's deadline passes first; ``rate``
+    is the pace the run ended at and ``stalled`` says SES kept refusing (wait before the next
+    run). Indices in none of the lists were settled by an earlier run of the same batch.
+    """
 
     messageIds: list[str | None]
     failures: list[BatchFailure] = []
+    pending: list[BatchFailure] = []
+    rate: float | None = None
+    stalled: bool = False
 
     @classmethod
-    def from_deliveries(cls, deliveries: Sequence[Delivery]) -> BatchResult:
-        failures = [
-            BatchFailure(
-                index=i,
-                code=d.code or FailureCode.DELIVERY_UNKNOWN,
-                message=d.message or "not sent",
+    def from_outcome(
+        cls, size: int, outcome: Mapping[int, Delivery], report: BatchReport | None = None
+    ) -> BatchResult:
+        """The result of one run: ``outcome`` holds a delivery for each index it settled or
+        left pending; indices it does not hold were settled by an earlier run."""
+
+        def failure(index: int, delivery: Delivery) -> BatchFailure:
+            return BatchFailure(
+                index=index,
+                code=delivery.code or FailureCode.DELIVERY_UNKNOWN,
+                message=delivery.message or "not sent",
             )
-            for i, d in enumerate(deliveries)
-            if not d.ok
-        ]
-        return cls(messageIds=[d.message_id for d in deliveries], failures=failures)
+
+        ordered = sorted(outcome.items())
+        return cls(
+            messageIds=[outcome[i].message_id if i in outcome else None for i in range(size)],
+            failures=[failure(i, d) for i, d in ordered if d.is_final_failure],
+            pending=[failure(i, d) for i, d in ordered if d.pending],
+            rate=report.rate if report is not None else None,
+            stalled=report.stalled if report is not None else False,
+        )
 
     @classmethod
     def all_failed(cls, size: int, code: FailureCode, message: str) -> BatchResult:
@@ -111,11 +163,17 @@ class Failure(_Json):
 
 
 class Progress(_Json):
+    """Counts published in the custom status (the parent's, and each lane's for its share)."""
+
     total: int
     sent: int
     failed: int
+    #: Recipients SES refused for now (throttling, 5xx), waiting for their next attempt.
+    pending: int = 0
     batches: int
     batchesDone: int
+    #: The parent's: how many lanes it runs (the status route reads each lane's progress).
+    lanes: int = 0
 
 
 class SendOutcome(_Json):
@@ -131,6 +189,15 @@ class SendOutcome(_Json):
 
 def ledger_key(instance_id: str, batch_no: int) -> str:
     return f"{instance_id}:{batch_no}"
+
+
+def lane_batch_slices(recipients: Sequence[str], lanes: int, size: int) -> list[list[list[str]]]:
+    """Recipients split evenly over at most ``lanes`` lanes, each lane's share in batches.
+
+    Even shares make the lanes finish together (a lane left with one extra batch would run
+    alone, at its share of the rate, at the end). Batches keep recipient order across lanes.
+    """
+    return [split_batches(share, size) for share in split_even(recipients, lanes)]
 
 
 def split_batches(recipients: Sequence[str], size: int) -> list[list[str]]:
@@ -151,7 +218,14 @@ def split_even(recipients: Sequence[str], parts: int) -> list[list[str]]:
     return [s for s in slices if s]
 
 
-def progress(total: int, batches: int, done: Iterable[BatchResult | None]) -> Progress:
+def progress(
+    total: int,
+    batches: int,
+    done: Iterable[BatchResult | None],
+    *,
+    pending: int = 0,
+    lanes: int = 0,
+) -> Progress:
     sent = failed = finished = 0
     for result in done:
         if result is None:
@@ -159,7 +233,15 @@ def progress(total: int, batches: int, done: Iterable[BatchResult | None]) -> Pr
         finished += 1
         failed += len(result.failures)
         sent += sum(1 for m in result.messageIds if m is not None)
-    return Progress(total=total, sent=sent, failed=failed, batches=batches, batchesDone=finished)
+    return Progress(
+        total=total,
+        sent=sent,
+        failed=failed,
+        pending=pending,
+        batches=batches,
+        batchesDone=finished,
+        lanes=lanes,
+    )
 
 
 def assemble(

@@ -1,42 +1,53 @@
 """Running one batch through a sender, guarded by the send ledger.
 
 Durable activities run at least once, and no SES or SMTP call is idempotent. Before sending, the
-batch asks the ledger which of its recipients were already sent (by an earlier attempt of the same
-activity) and sends only to the others; every success is recorded right after the send. What is
-left is a crash between a send and its record: that one message per connection may be sent twice,
-and is the only duplicate window (see docs/architecture.md).
+batch asks the ledger which of its recipients were already sent (by an earlier run of the same
+batch) and sends only to the others; every success is recorded right after its send, on the
+thread that made it. What is left is a crash between a send and its record: the calls in flight
+at that moment may be sent twice, and are the only duplicate window (see docs/architecture.md).
+
+A run may be limited to ``only`` some recipients of the batch (those an earlier run left
+pending); the result then says nothing about the others, which earlier runs settled.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 
 from sendmail.jobs import BatchResult
 from sendmail.ledger import LedgerError, SendLedger
-from sendmail.results import Delivery
+from sendmail.results import BatchReport, Delivery
 
 logger = logging.getLogger(__name__)
 
 OnSent = Callable[[int, str], None]
-SendFn = Callable[[Sequence[str], OnSent], list[Delivery]]
+SendFn = Callable[[Sequence[str], OnSent], BatchReport]
 
 
-def run_batch(ledger: SendLedger, key: str, recipients: Sequence[str], send: SendFn) -> BatchResult:
-    """Send to the recipients of one batch that the ledger does not know as sent."""
+def run_batch(
+    ledger: SendLedger,
+    key: str,
+    recipients: Sequence[str],
+    send: SendFn,
+    *,
+    only: Sequence[int] | None = None,
+) -> BatchResult:
+    """Send to the recipients of one batch (or ``only`` those) that the ledger does not know."""
     already = ledger.sent(key)
-    todo = [i for i in range(len(recipients)) if i not in already]
-    if already:
-        logger.info(
-            "batch %s resumed: %d already sent, %d to send",
-            key,
-            len(recipients) - len(todo),
-            len(todo),
-        )
+    wanted = range(len(recipients)) if only is None else sorted(set(only))
+    todo = [i for i in wanted if 0 <= i < len(recipients) and i not in already]
     outcome: dict[int, Delivery] = {
-        i: Delivery.sent(recipients[i], already[i]) for i in range(len(recipients)) if i in already
+        i: Delivery.sent(recipients[i], message_id)
+        for i, message_id in already.items()
+        if 0 <= i < len(recipients)
     }
+    if outcome and todo:
+        logger.info("batch %s resumed: %d already sent, %d to send", key, len(outcome), len(todo))
+    report: BatchReport | None = None
     if todo:
+        lock = threading.Lock()
         unrecorded = 0
 
         def record(position: int, message_id: str) -> None:
@@ -47,23 +58,26 @@ def run_batch(ledger: SendLedger, key: str, recipients: Sequence[str], send: Sen
             try:
                 ledger.record(key, todo[position], message_id)
             except LedgerError:
-                unrecorded += 1
-                if unrecorded == 1:
+                with lock:
+                    unrecorded += 1
+                    first = unrecorded == 1
+                if first:
                     logger.warning("batch %s: the send ledger is failing; sending goes on", key)
 
-        deliveries = send([recipients[i] for i in todo], record)
-        if len(deliveries) != len(todo):
-            raise RuntimeError(f"sender returned {len(deliveries)} results for {len(todo)}")
-        outcome.update(zip(todo, deliveries, strict=True))
+        report = send([recipients[i] for i in todo], record)
+        if len(report.deliveries) != len(todo):
+            raise RuntimeError(f"sender returned {len(report.deliveries)} results for {len(todo)}")
+        outcome.update(zip(todo, report.deliveries, strict=True))
         if unrecorded:
             logger.warning(
                 "batch %s: %d sends could not be recorded in the ledger", key, unrecorded
             )
-    result = BatchResult.from_deliveries([outcome[i] for i in range(len(recipients))])
+    result = BatchResult.from_outcome(len(recipients), outcome, report)
     logger.info(
-        "batch %s: %d sent, %d failed",
+        "batch %s: %d sent, %d failed, %d pending",
         key,
-        len(recipients) - len(result.failures),
+        sum(1 for m in result.messageIds if m is not None),
         len(result.failures),
+        len(result.pending),
     )
     return result

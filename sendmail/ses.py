@@ -1,40 +1,51 @@
-"""Sending through Amazon SES: one ``SendEmail`` (SESv2) per recipient, with retries decided here.
+"""Sending through Amazon SES: one ``SendEmail`` (SESv2) per recipient, several in flight, paced.
 
 Why one message per recipient
     Recipients never see each other, every recipient gets its own SES MessageId, and a failure
     (a rejected address, a throttle) is reported for exactly the recipient it concerns.
 
+How a batch is sent (:meth:`SesSender.send`)
+    A call costs tens of milliseconds from Azure to an AWS region, so one call at a time tops
+    out near ``1 / latency`` per batch whatever the account allows (20/s at 50 ms). Instead one
+    dispatcher takes the recipients in order and starts each ``SendEmail`` on a thread of the
+    batch's pool (boto3 clients are thread-safe: one is shared), at the pace
+    :class:`~sendmail.pacing.AdaptiveRate` allows: the batch's share of ``MaxSendRate``, lowered
+    when SES throttles anyway and raised back gradually. The pace decides the throughput; the
+    number of calls in flight is only capped, at ``ceil(rate x observed latency x 2) + 1``
+    (Little's law with room for jitter) and never above ``SENDMAIL_SES_MAX_CONCURRENCY``, so a
+    latency spike cannot pile up threads. ``on_sent`` runs on the calling thread right after
+    each success, before anything else: the ledger records a message as soon as SES accepted
+    it, so a crash can re-send at most the calls in flight.
+
 Where retries happen, and why only here
     A throttled send could be retried at three levels: botocore (standard mode retries
-    ``TooManyRequestsException`` / ``Throttling`` 3 times by default, legacy mode 5), the Durable
-    activity's ``RetryOptions`` and the orchestrator. Stacked, they multiply: 5 botocore attempts
-    x 3 activity attempts x 2 orchestrator rounds is 30 calls for one recipient, and an activity
-    retry re-runs the whole batch. So the send client is built with
-    ``total_max_attempts=1`` (botocore never retries ``SendEmail``) and this module retries, per
-    recipient, only what can succeed later:
+    ``TooManyRequestsException`` 3 times by default, legacy mode 5), the Durable activity and
+    the orchestrator; stacked, they multiply, and an activity retry re-runs a whole batch. So
+    the send client is built with ``total_max_attempts=1`` (botocore never retries
+    ``SendEmail``) and this module retries, per recipient, only what can succeed later:
+    throttling and SES 5xx (see :mod:`sendmail.ses_errors`), and connection failures where the
+    request never reached SES (refused, connect timeout). A recipient that fails that way goes
+    back into the queue behind a full-jitter backoff — ``uniform(0, min(MAX_BACKOFF_SECONDS,
+    BASE_BACKOFF_SECONDS * 2 ** (n - 1)))`` before attempt ``n + 1`` — while the others go on.
 
-    - throttling (``TooManyRequestsException``, v1 ``Throttling``, HTTP 429) and SES 5xx, and
-      connection failures where the request never reached SES (refused, connect timeout);
-    - with exponential backoff and full jitter: before attempt ``n + 1`` it sleeps
-      ``uniform(0, min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (n - 1)))``;
-    - at most ``settings.SENDMAIL_SES_MAX_ATTEMPTS`` attempts (default 6: ceilings 0.5, 1, 2, 4
-      and 8 s, at most 15.5 s and about 7.75 s expected of sleep for one recipient).
-
-    When a recipient still fails after its last attempt, SES is overloaded or down for the whole
-    batch: the remaining recipients are failed at once with the same code (``SES_THROTTLED`` or
-    ``SES_ERROR``) instead of spending up to 15 s each, and the caller may schedule them again
-    later. The activity therefore raises only for the unexpected, and its own retry never
-    re-sends a batch because of throttling.
+A transient condition costs time, never a recipient
+    No attempt count gives up on a recipient. The batch stops and reports the recipients it has
+    not sent as *pending* (:meth:`~sendmail.results.Delivery.postponed`) when its time budget or
+    the send's deadline is reached, or when nothing has succeeded for :data:`STALL_SECONDS`
+    while SES kept refusing (``stalled``: SES is down or throttling hard, and waiting belongs
+    in the orchestration, on a durable timer, not in a worker). Only the orchestration turns
+    pending recipients into failures (``SES_THROTTLED`` / ``SES_ERROR``), at the send's deadline.
 
 What is never retried
     ``MessageRejected``, ``MailFromDomainNotVerifiedException``, sending paused, account
     suspended and the daily quota ("Daily message quota exceeded", which SESv1 reported as
     ``Throttling``; SESv2 as ``LimitExceededException`` or with that message) cannot succeed by
-    retrying now. All but ``MessageRejected`` hold for the whole account, so the first one fails
-    the rest of the batch without calling SES again; so do credential and configuration errors.
-    A connection that breaks *after* the request was sent (read timeout, connection closed) is
-    ambiguous: SES may have sent the mail, and ``SendEmail`` has no idempotency token, so it is
-    reported as ``DELIVERY_UNKNOWN`` rather than risking a duplicate.
+    retrying now. All but ``MessageRejected`` hold for the whole account, so the first one stops
+    the batch: calls in flight finish, nothing new starts, the rest fail with the same code;
+    so do credential and configuration errors. A connection that breaks *after* the request was
+    sent (read timeout, connection closed) is ambiguous: SES may have sent the mail, and
+    ``SendEmail`` has no idempotency token, so it is reported as ``DELIVERY_UNKNOWN`` rather
+    than risking a duplicate.
 
 Quota
     ``GetSendQuota`` (SESv1) is the source of truth for the daily quota and the send rate; it
@@ -42,28 +53,31 @@ Quota
     ``GetAccount`` (SESv2) only adds whether the account left the sandbox, and may be missing
     (moto does not implement it).
 
-Messages in :class:`~sendmail.results.Delivery` are written here; raw SES text (which can
-contain addresses) is never passed on or logged. boto3 is imported only when a client is made,
-so importing this module stays cheap.
+Messages in :class:`~sendmail.results.Delivery` are written in :mod:`sendmail.ses_errors`; raw
+SES text (which can contain addresses) is never passed on or logged. boto3 is imported only when
+a client is made, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import random as _random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sendmail.results import Delivery, FailureCode
+from sendmail.pacing import AdaptiveRate
+from sendmail.results import BatchReport, Delivery
+from sendmail.ses_errors import NOT_REACHED, UNKNOWN, UNREACHABLE, SesFailure, classify, error_code
 from sendmail.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from botocore.config import Config
-    from botocore.exceptions import ClientError
     from mypy_boto3_ses.client import SESClient
     from mypy_boto3_sesv2.client import SESV2Client
     from mypy_boto3_sesv2.type_defs import SendEmailRequestTypeDef
@@ -72,36 +86,23 @@ logger = logging.getLogger(__name__)
 
 #: First backoff ceiling in seconds; it doubles on every further attempt.
 BASE_BACKOFF_SECONDS = 0.5
-#: No single sleep between two attempts is longer than this.
+#: No single wait before a recipient's next attempt is longer than this.
 MAX_BACKOFF_SECONDS = 20.0
 #: botocore timeouts for the send client (seconds).
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 15.0
 #: Attempts botocore makes for the (idempotent) quota reads.
 QUOTA_MAX_ATTEMPTS = 3
-
-_THROTTLING_CODES = frozenset(
-    {"TooManyRequestsException", "Throttling", "ThrottlingException", "ThrottledException"}
-)
-_DAILY_QUOTA_TEXT = "daily message quota exceeded"
-_TRANSIENT_CODES = frozenset(
-    {"InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"}
-)
-#: Errors that say the same for every recipient: credentials, permissions, configuration.
-_CONFIGURATION_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "NotFoundException",
-        "ConfigurationSetDoesNotExist",
-    }
-)
-_SAFE_CODE = re.compile(r"[^A-Za-z0-9._-]")
+#: HTTP connections the shared send client keeps (botocore's default of 10 would make the
+#: batches of one worker open and drop connections instead of reusing them).
+MAX_POOL_CONNECTIONS = 64
+#: A batch in which nothing succeeded for this long while SES kept refusing returns its
+#: recipients as pending, so the orchestration waits on a durable timer instead of a worker.
+STALL_SECONDS = 30.0
+#: Latency assumed before the first answer (seconds): only caps the first calls in flight.
+INITIAL_LATENCY_SECONDS = 0.25
+#: Weight of the newest observation in the latency estimate.
+LATENCY_SMOOTHING = 0.2
 
 
 def send_client_config() -> Config:
@@ -112,6 +113,7 @@ def send_client_config() -> Config:
         retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=READ_TIMEOUT_SECONDS,
+        max_pool_connections=MAX_POOL_CONNECTIONS,
     )
 
 
@@ -173,133 +175,14 @@ class SendQuota:
         return max(0.0, self.max_24_hour_send - self.sent_last_24_hours)
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """How one failed attempt is handled."""
-
-    code: FailureCode
-    message: str
-    #: Another attempt may succeed (throttling, 5xx, connection not established).
-    retryable: bool = False
-    #: Every later recipient of the batch would get the same answer: stop calling SES.
-    batch_wide: bool = False
-
-
-_REJECTED = _Failure(
-    FailureCode.SES_MESSAGE_REJECTED,
-    "Amazon SES rejected the message (for example an unverified sender, or a recipient that "
-    "the SES sandbox does not allow).",
-)
-_MAIL_FROM = _Failure(
-    FailureCode.SES_MAIL_FROM_NOT_VERIFIED,
-    "The sender's custom MAIL FROM domain is not verified in Amazon SES.",
-    batch_wide=True,
-)
-_PAUSED = _Failure(
-    FailureCode.SES_SENDING_PAUSED,
-    "Amazon SES sending is paused for this account or configuration set.",
-    batch_wide=True,
-)
-_SUSPENDED = _Failure(
-    FailureCode.SES_ACCOUNT_SUSPENDED,
-    "The Amazon SES account is suspended.",
-    batch_wide=True,
-)
-_DAILY_QUOTA = _Failure(
-    FailureCode.SES_DAILY_QUOTA_EXCEEDED,
-    "The Amazon SES daily sending quota is used up; send again after it resets.",
-    batch_wide=True,
-)
-_THROTTLED = _Failure(
-    FailureCode.SES_THROTTLED,
-    "Amazon SES kept throttling the sending rate; send again later.",
-    retryable=True,
-)
-_UNAVAILABLE = _Failure(
-    FailureCode.SES_ERROR, "Amazon SES was unavailable; send again later.", retryable=True
-)
-_UNREACHABLE = _Failure(
-    FailureCode.SES_ERROR, "Amazon SES could not be reached; send again later.", retryable=True
-)
-_UNKNOWN = _Failure(
-    FailureCode.DELIVERY_UNKNOWN,
-    "The connection to Amazon SES broke after the message was handed over; it may have been "
-    "sent, so it was not sent again.",
-)
-
-_BY_CODE: dict[str, _Failure] = {
-    "MessageRejected": _REJECTED,
-    "MailFromDomainNotVerifiedException": _MAIL_FROM,
-    "MailFromDomainNotVerified": _MAIL_FROM,
-    "SendingPausedException": _PAUSED,
-    "AccountSendingPausedException": _PAUSED,
-    "ConfigurationSetSendingPausedException": _PAUSED,
-    "AccountSuspendedException": _SUSPENDED,
-    "LimitExceededException": _DAILY_QUOTA,
-}
-
-
-def _error_code(exc: ClientError) -> str:
-    code = str(exc.response.get("Error", {}).get("Code", "") or "")
-    return _SAFE_CODE.sub("", code)[:64] or "unknown"
-
-
-def _http_status(exc: ClientError) -> int:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return int(status or 0)
-
-
-def _classify(exc: ClientError) -> _Failure:
-    """Map an SES error response to how it is reported and whether it is retried."""
-    code = _error_code(exc)
-    text = str(exc.response.get("Error", {}).get("Message", "") or "").casefold()
-    status = _http_status(exc)
-    if _DAILY_QUOTA_TEXT in text:
-        return _DAILY_QUOTA
-    known = _BY_CODE.get(code)
-    if known is not None:
-        return known
-    if code in _THROTTLING_CODES or status == 429:
-        return _THROTTLED
-    if code in _TRANSIENT_CODES or status >= 500:
-        return _UNAVAILABLE
-    if code in _CONFIGURATION_CODES or status in (401, 403):
-        return _Failure(
-            FailureCode.SES_ERROR,
-            f"Amazon SES refused the request ({code}); check the service's AWS credentials, "
-            "region and configuration set.",
-            batch_wide=True,
-        )
-    return _Failure(FailureCode.SES_ERROR, f"Amazon SES refused the message ({code}).")
-
-
-class _Pacer:
-    """Spaces calls at least ``1 / rate`` seconds apart (no bursts); no rate means no pacing."""
-
-    def __init__(
-        self, rate: float | None, clock: Callable[[], float], sleep: Callable[[float], None]
-    ) -> None:
-        self._interval = 1.0 / rate if rate and rate > 0 else 0.0
-        self._clock = clock
-        self._sleep = sleep
-        self._next = clock()
-
-    def wait(self) -> None:
-        if not self._interval:
-            return
-        now = self._clock()
-        if now < self._next:
-            self._sleep(self._next - now)
-            now = self._next
-        self._next = now + self._interval
-
-
 class SesSender:
     """Sends one SES message per recipient and reports a :class:`Delivery` for each.
 
     ``client`` (``sesv2``) and ``quota_client`` (v1 ``ses``) are made from ``settings`` on first
-    use when not given; give them in tests (e.g. clients of a moto server). ``sleep`` and
-    ``random`` (uniform in [0, 1)) drive the backoff. One instance may be shared by threads.
+    use when not given; give them in tests (e.g. clients of a moto server). ``sleep``, ``random``
+    (uniform in [0, 1)) and ``clock`` drive pacing and backoff; ``stall_seconds`` is
+    :data:`STALL_SECONDS` unless a test shortens it. One instance is shared by the batches of a
+    worker process.
     """
 
     def __init__(
@@ -311,8 +194,10 @@ class SesSender:
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.monotonic,
+        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         self._settings = settings if settings is not None else get_settings()
+        self._stall_seconds = stall_seconds
         self._clock = clock
         self._client = client
         self._quota_client = quota_client
@@ -336,12 +221,8 @@ class SesSender:
 
     # --- sending -----------------------------------------------------------------------------
 
-    @property
-    def max_attempts(self) -> int:
-        return self._settings.SENDMAIL_SES_MAX_ATTEMPTS
-
     def backoff(self, attempt: int) -> float:
-        """Seconds to sleep after failed attempt ``attempt`` (1-based): full jitter, capped."""
+        """Seconds before attempt ``attempt + 1`` (``attempt`` 1-based): full jitter, capped."""
         ceiling = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2.0 ** (attempt - 1))
         return ceiling * self._random()
 
@@ -354,62 +235,45 @@ class SesSender:
         *,
         on_sent: Callable[[int, str], None] | None = None,
         max_rate: float | None = None,
-    ) -> list[Delivery]:
+        start_rate: float | None = None,
+        time_budget: float | None = None,
+    ) -> BatchReport:
         """Send ``subject``/``body`` from ``sender`` to each recipient separately.
 
-        Returns one :class:`Delivery` per recipient, in input order. ``on_sent(index,
-        message_id)`` runs right after each successful send (record it before anything else
-        can fail). Expected SES failures become failed deliveries; anything else raises.
-        ``max_rate`` (calls per second) paces every ``SendEmail`` call, retries included, so
-        that batches sharing the account's ``MaxSendRate`` are not throttled in the first place.
+        Returns one :class:`Delivery` per recipient, in input order: sent, failed, or pending
+        (see the module docs). ``on_sent(index, message_id)`` runs right after each success
+        (record it before anything else can fail). ``max_rate`` (calls a second) is the most
+        this batch may use, ``start_rate`` where its pace starts (the previous batch's end);
+        ``time_budget`` (seconds) is how long it may run before returning what is left as
+        pending. Expected SES failures become deliveries; anything else raises once the calls
+        in flight have finished.
         """
         if not recipients:
-            return []
-        client = self._sesv2()
-        pacer = _Pacer(max_rate, self._clock, self._sleep)
-        results: list[Delivery] = []
-        retries = 0
-        stop: _Failure | None = None
-        for index, recipient in enumerate(recipients):
-            if stop is not None:
-                results.append(Delivery.failed(recipient, stop.code, stop.message))
-                continue
-            request = self._request(sender, recipient, subject, body)
-            message_id, failure, attempts = self._send_one(client, request, index, pacer)
-            retries += attempts - 1
-            if message_id is not None:
-                results.append(Delivery.sent(recipient, message_id))
-                if on_sent is not None:
-                    on_sent(index, message_id)
-                continue
-            assert failure is not None
-            if failure.retryable:
-                # Retries are used up: SES is overloaded or down for everyone in this batch.
-                message = f"{failure.message} (gave up after {attempts} attempts)"
-                results.append(Delivery.failed(recipient, failure.code, message))
-                stop = _Failure(
-                    failure.code, f"Not attempted after an earlier recipient: {failure.message}"
-                )
-            else:
-                results.append(Delivery.failed(recipient, failure.code, failure.message))
-                if failure.batch_wide:
-                    stop = failure
-            if stop is not None:
-                remaining = len(recipients) - index - 1
-                logger.warning(
-                    "SES %s at recipient #%d; failing the %d remaining recipients of the batch",
-                    stop.code,
-                    index,
-                    remaining,
-                )
-        sent = sum(1 for d in results if d.ok)
-        logger.info(
-            "SES batch done: %d sent, %d failed, %d retries",
-            sent,
-            len(results) - sent,
-            retries,
+            return BatchReport([], rate=max_rate)
+        requests = [self._request(sender, r, subject, body) for r in recipients]
+        run = _BatchRun(
+            self,
+            self._sesv2(),
+            requests,
+            list(recipients),
+            on_sent,
+            AdaptiveRate(max_rate, start=start_rate, clock=self._clock),
+            None if time_budget is None else self._clock() + max(0.0, time_budget),
         )
-        return results
+        report = run.run()
+        counts = {"sent": 0, "failed": 0, "pending": 0}
+        for delivery in report.deliveries:
+            counts["sent" if delivery.ok else "pending" if delivery.pending else "failed"] += 1
+        logger.info(
+            "SES batch: %d sent, %d failed, %d pending%s; %d throttled, rate %.1f/s",
+            counts["sent"],
+            counts["failed"],
+            counts["pending"],
+            " (stalled)" if report.stalled else "",
+            run.limiter.throttles,
+            report.rate or 0.0,
+        )
+        return report
 
     def _request(
         self, sender: str, recipient: str, subject: str, body: str
@@ -429,49 +293,24 @@ class SesSender:
             request["ConfigurationSetName"] = configuration_set
         return request
 
-    def _send_one(
-        self, client: SESV2Client, request: SendEmailRequestTypeDef, index: int, pacer: _Pacer
-    ) -> tuple[str | None, _Failure | None, int]:
-        """(message id, failure, attempts made) for one recipient."""
+    def call(
+        self, client: SESV2Client, request: SendEmailRequestTypeDef
+    ) -> tuple[str | None, SesFailure | None, str]:
+        """One ``SendEmail``: (message id, failure, detail for the log). Others raise."""
         from botocore.exceptions import ClientError, HTTPClientError
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
-        attempt = 0
-        while True:
-            attempt += 1
-            pacer.wait()
-            try:
-                response = client.send_email(**request)
-            except ClientError as exc:
-                failure = _classify(exc)
-                detail = _error_code(exc)
-            except BotoConnectionError:
-                # Refused, connect timeout, TLS handshake: the request never reached SES.
-                failure, detail = _UNREACHABLE, "connection failed"
-            except HTTPClientError:
-                # Read timeout or connection closed after sending: SES may have sent it.
-                failure, detail = _UNKNOWN, "connection broke after sending"
-            else:
-                return response["MessageId"], None, attempt
-            if not failure.retryable or attempt >= self.max_attempts:
-                logger.info(
-                    "SES send to recipient #%d failed: %s (%s) after %d attempt(s)",
-                    index,
-                    failure.code,
-                    detail,
-                    attempt,
-                )
-                return None, failure, attempt
-            delay = self.backoff(attempt)
-            logger.debug(
-                "SES %s on recipient #%d, attempt %d/%d; retrying in %.2fs",
-                detail,
-                index,
-                attempt,
-                self.max_attempts,
-                delay,
-            )
-            self._sleep(delay)
+        try:
+            response = client.send_email(**request)
+        except ClientError as exc:
+            return None, classify(exc), error_code(exc)
+        except BotoConnectionError:
+            # Refused, connect timeout, TLS handshake: the request never reached SES.
+            return None, UNREACHABLE, "connection failed"
+        except HTTPClientError:
+            # Read timeout or connection closed after sending: SES may have sent it.
+            return None, UNKNOWN, "connection broke after sending"
+        return response["MessageId"], None, ""
 
     # --- quota -------------------------------------------------------------------------------
 
@@ -497,3 +336,170 @@ class SesSender:
             return None
         value = response.get("ProductionAccessEnabled")
         return bool(value) if value is not None else None
+
+
+class _BatchRun:
+    """One batch in flight: the queue, the dispatcher, the callbacks of the calls (see above)."""
+
+    def __init__(
+        self,
+        owner: SesSender,
+        client: SESV2Client,
+        requests: list[SendEmailRequestTypeDef],
+        recipients: list[str],
+        on_sent: Callable[[int, str], None] | None,
+        limiter: AdaptiveRate,
+        end: float | None,
+    ) -> None:
+        self.owner, self.client, self.requests, self.recipients = (
+            owner,
+            client,
+            requests,
+            recipients,
+        )
+        self.on_sent = on_sent
+        self.limiter = limiter
+        self.end = end
+        self.clock = owner._clock
+        self.max_concurrency = owner._settings.SENDMAIL_SES_MAX_CONCURRENCY
+        self.results: list[Delivery | None] = [None] * len(recipients)
+        #: (not before, index, attempts made): what is left to send, earliest first.
+        self.queue: list[tuple[float, int, int]] = [(0.0, i, 0) for i in range(len(recipients))]
+        self.last_failure: dict[int, SesFailure] = {}
+        self.in_flight = 0
+        self.latency = INITIAL_LATENCY_SECONDS
+        self.stop: SesFailure | None = None
+        self.error: BaseException | None = None
+        self.stalled = False
+        self.last_progress = self.clock()
+        self.refusals_since_progress = 0
+        self.cond = threading.Condition()
+
+    def run(self) -> BatchReport:
+        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="ses-send") as pool:
+            while (item := self._next()) is not None:
+                delay = self.limiter.reserve()
+                if delay > 0:
+                    if self.end is not None and self.clock() + delay >= self.end:
+                        self._put_back(item)
+                        break
+                    self.owner._sleep(delay)
+                pool.submit(self._call, *item)
+        # leaving the pool waited for every call in flight: each has reported
+        if self.error is not None:
+            raise self.error
+        return self._report()
+
+    def _window(self) -> int:
+        rate = self.limiter.rate
+        if rate is None:
+            return self.max_concurrency
+        return max(1, min(self.max_concurrency, math.ceil(rate * self.latency * 2) + 1))
+
+    def _next(self) -> tuple[int, int] | None:
+        """The next (index, attempts) to send, when it may go; None when the batch is over."""
+        with self.cond:
+            while True:
+                if self.stop is not None or self.error is not None:
+                    return None
+                if not self.queue and self.in_flight == 0:
+                    return None
+                now = self.clock()
+                if self.end is not None and now >= self.end:
+                    return None
+                stall = self.owner._stall_seconds
+                if self.refusals_since_progress and now - self.last_progress >= stall:
+                    self.stalled = True
+                    return None
+                wake = self.last_progress + stall
+                if self.end is not None:
+                    wake = min(wake, self.end)
+                if self.queue and self.in_flight < self._window():
+                    not_before, index, attempts = self.queue[0]
+                    if not_before <= now:
+                        heapq.heappop(self.queue)
+                        self.in_flight += 1
+                        return index, attempts
+                    wake = min(wake, not_before)
+                self.cond.wait(max(0.001, wake - now))
+
+    def _put_back(self, item: tuple[int, int]) -> None:
+        with self.cond:
+            index, attempts = item
+            heapq.heappush(self.queue, (0.0, index, attempts))
+            self.in_flight -= 1
+            self.cond.notify_all()
+
+    def _call(self, index: int, attempts: int) -> None:
+        """One call on a pool thread; reports to the dispatcher whatever happens."""
+        started = self.clock()
+        message_id: str | None = None
+        failure: SesFailure | None = None
+        detail = ""
+        unexpected: BaseException | None = None
+        try:
+            message_id, failure, detail = self.owner.call(self.client, self.requests[index])
+            if message_id is not None and self.on_sent is not None:
+                self.on_sent(index, message_id)  # the ledger first: nothing may come between
+        except BaseException as exc:  # not an SES answer (a bug): fail the batch after
+            unexpected = exc
+        finished = self.clock()
+        with self.cond:
+            try:
+                self.in_flight -= 1
+                self.latency += LATENCY_SMOOTHING * (finished - started - self.latency)
+                if message_id is not None:
+                    self.results[index] = Delivery.sent(self.recipients[index], message_id)
+                    self.limiter.on_success()
+                    self._progress(finished)
+                elif failure is not None:
+                    self._failed(index, attempts + 1, failure, detail, finished)
+            except BaseException as exc:
+                unexpected = unexpected or exc
+            finally:
+                if unexpected is not None and self.error is None:
+                    self.error = unexpected
+                self.cond.notify_all()
+
+    def _failed(
+        self, index: int, attempts: int, failure: SesFailure, detail: str, now: float
+    ) -> None:
+        if failure.retryable:
+            if failure.throttle:
+                self.limiter.on_throttle()
+            self.last_failure[index] = failure
+            self.refusals_since_progress += 1
+            retry_at = now + self.owner.backoff(attempts)
+            heapq.heappush(self.queue, (retry_at, index, attempts))
+            logger.debug("SES %s on recipient #%d, attempt %d", detail, index, attempts)
+            return
+        logger.info("SES send to recipient #%d failed: %s (%s)", index, failure.code, detail)
+        recipient = self.recipients[index]
+        self.results[index] = Delivery.failed(recipient, failure.code, failure.message)
+        self._progress(now)
+        if failure.batch_wide and self.stop is None:
+            self.stop = failure
+            logger.warning(
+                "SES %s at recipient #%d: the batch stops; %d recipients not attempted",
+                failure.code,
+                index,
+                len(self.queue),
+            )
+
+    def _progress(self, now: float) -> None:
+        self.last_progress = now
+        self.refusals_since_progress = 0
+
+    def _report(self) -> BatchReport:
+        deliveries: list[Delivery] = []
+        for index, result in enumerate(self.results):
+            recipient = self.recipients[index]
+            if result is not None:
+                deliveries.append(result)
+            elif self.stop is not None:
+                message = f"Not attempted after an earlier recipient: {self.stop.message}"
+                deliveries.append(Delivery.failed(recipient, self.stop.code, message))
+            else:
+                last = self.last_failure.get(index, NOT_REACHED)
+                deliveries.append(Delivery.postponed(recipient, last.code, last.message))
+        return BatchReport(deliveries, rate=self.limiter.rate, stalled=self.stalled)

@@ -50,8 +50,23 @@ class Settings(BaseSettings):
     SENDMAIL_SES_CONFIGURATION_SET: str | None = Field(
         default=None, description="SES configuration set (event destinations for bounces)."
     )
-    SENDMAIL_SES_MAX_ATTEMPTS: int = Field(
-        default=6, ge=1, le=20, description="Attempts per recipient when SES throttles."
+    SENDMAIL_SES_MAX_CONCURRENCY: int = Field(
+        default=16,
+        ge=1,
+        le=64,
+        description="Most SendEmail calls in flight in one batch activity (the pace decides).",
+    )
+    SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS: float = Field(
+        default=300.0,
+        ge=5,
+        le=1500,
+        description="How long one batch activity sends before handing what is left back.",
+    )
+    SENDMAIL_SES_SEND_DEADLINE_SECONDS: float = Field(
+        default=3600.0,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="After this long, recipients SES kept throttling or refusing are failed.",
     )
 
     # --- Request limits --------------------------------------------------------------------

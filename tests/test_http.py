@@ -13,7 +13,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
+from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail import services
 from sendmail.ledger import MemorySendLedger
 from sendmail.sealing import Sealer, new_key
@@ -109,8 +109,9 @@ def test_aws_send_starts_the_ses_orchestration_and_answers_202(
         "subject": "안녕하세요",
         "body": "본문입니다",
     }
-    assert (job["batchSize"], job["maxInFlight"]) == (500, 4)
-    assert job["maxRatePerBatch"] == 14  # one batch: it has the account's MaxSendRate to itself
+    assert (job["batchSize"], job["lanes"]) == (500, 1)  # one batch: one lane
+    assert job["maxRate"] == 14  # the account's MaxSendRate; the lanes share it
+    assert job["deadlineSeconds"] == 3600
 
 
 def test_a_sender_that_is_not_allowed_is_403_and_nothing_starts(
@@ -289,7 +290,7 @@ def test_prefer_wait_is_capped_at_sixty_seconds() -> None:
     assert prefer("handling=lenient; wait=3") == 3
 
 
-def test_status_of_a_running_send_is_202_with_progress(
+def test_status_of_a_running_send_adds_up_its_lanes_progress(
     app_functions: dict[str, Any], client: FakeDurableClient
 ) -> None:
     client.statuses["abc"] = [
@@ -297,7 +298,19 @@ def test_status_of_a_running_send_is_202_with_progress(
             "abc",
             SES_ORCHESTRATOR,
             "Running",
-            custom_status={"total": 10, "sent": 4, "failed": 1, "batches": 2, "batchesDone": 1},
+            custom_status={"total": 10, "sent": 0, "failed": 0, "batches": 2, "lanes": 2},
+        )
+    ]
+    lane = {"total": 5, "batches": 1, "batchesDone": 0}
+    client.statuses["abc:lane0"] = [
+        status("abc:lane0", LANE_ORCHESTRATOR, "Running", custom_status={**lane, "sent": 4})
+    ]
+    client.statuses["abc:lane1"] = [
+        status(
+            "abc:lane1",
+            LANE_ORCHESTRATOR,
+            "Running",
+            custom_status={**lane, "sent": 0, "failed": 1, "pending": 3},
         )
     ]
     response = call(
@@ -313,8 +326,23 @@ def test_status_of_a_running_send_is_202_with_progress(
     body = body_of(response)
     assert body["kind"] == "ses"
     assert body["runtimeStatus"] == "Running"
-    assert body["progress"] == {"total": 10, "sent": 4, "failed": 1}
+    assert body["progress"] == {"total": 10, "sent": 4, "failed": 1, "pending": 3}
     assert body["messageIds"] == []
+
+
+def test_a_lane_is_not_a_send_on_the_status_route(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    client.statuses["abc:lane0"] = [status("abc:lane0", LANE_ORCHESTRATOR, "Running")]
+    response = call(
+        app_functions,
+        "email_status",
+        client,
+        method="GET",
+        path="/api/v1/emails/abc:lane0",
+        route_params={"id": "abc:lane0"},
+    )
+    assert response.status_code == 404
 
 
 def test_status_of_a_pending_send_counts_the_input_without_returning_it(
@@ -332,7 +360,7 @@ def test_status_of_a_pending_send_counts_the_input_without_returning_it(
     )
     assert response.status_code == 202
     body = body_of(response)
-    assert body["progress"] == {"total": 2, "sent": 0, "failed": 0}
+    assert body["progress"] == {"total": 2, "sent": 0, "failed": 0, "pending": 0}
     assert "token" not in response.get_body().decode()
     assert "a@example.com" not in response.get_body().decode()
 
@@ -361,7 +389,7 @@ def test_status_of_a_finished_send_is_200_with_message_ids_and_failures(
         "messageIds",
         "failures",
     }
-    assert body["progress"] == {"total": 2, "sent": 1, "failed": 1}
+    assert body["progress"] == {"total": 2, "sent": 1, "failed": 1, "pending": 0}
     assert body["messageIds"] == ["0101-abc"]
     assert body["createdTime"] == "2026-11-29T10:00:00Z"
     assert "Retry-After" not in response.headers
@@ -404,19 +432,20 @@ def test_health_is_anonymous_and_ok(app_functions: dict[str, Any]) -> None:
     assert body_of(response) == {"status": "ok"}
 
 
-@pytest.mark.parametrize(("count", "rate"), [(500, 14.0), (501, 7.0), (1200, 14 / 3), (5000, 3.5)])
-def test_the_account_rate_is_shared_by_the_batches_that_run_at_once(
+@pytest.mark.parametrize(("count", "lanes"), [(500, 1), (501, 2), (1200, 3), (5000, 4)])
+def test_a_send_runs_as_many_lanes_as_it_has_batches_up_to_the_setting(
     app_functions: dict[str, Any],
     client: FakeDurableClient,
     quota: StubQuota,
     count: int,
-    rate: float,
+    lanes: int,
 ) -> None:
     body = {**AWS, "recipientEmails": [f"r{i}@example.com" for i in range(count)]}
     response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=body)
     assert response.status_code == 202
     [(_, job)] = client.started
-    assert job["maxRatePerBatch"] == pytest.approx(rate)
+    assert job["lanes"] == lanes
+    assert job["maxRate"] == 14
 
 
 def test_prefer_wait_falls_back_to_202_when_reading_the_status_fails(

@@ -1,94 +1,169 @@
-"""The orchestrators, driven by the SDK's ``orchestrator_generator_wrapper``.
+"""The orchestrations, run by the real SDK under devhost's engine with scripted activities.
 
-Batching, the in-flight window, progress in the custom status, result assembly in recipient order,
-per-recipient failures, and a batch that fails unexpectedly being reconciled from the ledger.
+Splitting into lanes and batches, results in recipient order, progress, failures per recipient,
+explicit retries and reconciling, and pending recipients carried from run to run until the
+send's deadline — each replayed from real histories, with the host applying actions as Azure's
+shim does (see tests/devhost/test_shim.py for that part on its own).
 """
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
+import azure.durable_functions as df
 import pytest
-from azure.durable_functions.testing import orchestrator_generator_wrapper
 
 from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
+from devhost.durable.engine import Engine
+from devhost.durable.history import EventType, parse_timestamp
+from orchestrators import lanes
 from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
-from tests.support.durable import FakeOrchestrationContext
+from orchestrators.send import bp as send_orchestrators
+from tests.support.engine import output, run, running_engine
+
+app = df.DFApp()
+app.register_functions(send_orchestrators)
+
+Behaviour = Callable[[str, dict[str, Any]], Any]
+CALLS: list[tuple[str, dict[str, Any]]] = []
+_LOCK = threading.Lock()
 
 
-def run(orchestrator: Any, context: FakeOrchestrationContext) -> Any:
-    steps = list(orchestrator_generator_wrapper(orchestrator(context)))
-    return steps[-1]
+def all_sent(name: str, batch: dict[str, Any]) -> Any:
+    indices = batch.get("pending")
+    ids: list[str | None] = [f"id-{r}" for r in batch["recipients"]]
+    if indices is not None:
+        ids = [ids[i] if i in indices else None for i in range(len(ids))]
+    return {"messageIds": ids, "failures": [], "rate": batch.get("maxRate")}
+
+
+BEHAVIOUR: list[Behaviour] = [all_sent]
+
+
+def _answer(name: str, payload: dict[str, Any]) -> Any:
+    with _LOCK:
+        CALLS.append((name, payload))
+    outcome = BEHAVIOUR[0](name, payload)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+@app.function_name(SEND_SES_BATCH)
+@app.activity_trigger(input_name="batch")
+def ses_batch(batch: dict[str, Any]) -> Any:
+    return _answer(SEND_SES_BATCH, batch)
+
+
+@app.function_name(SEND_SMTP_BATCH)
+@app.activity_trigger(input_name="batch")
+def smtp_batch(batch: dict[str, Any]) -> Any:
+    return _answer(SEND_SMTP_BATCH, batch)
+
+
+@app.function_name(RECONCILE_BATCH)
+@app.activity_trigger(input_name="batch")
+def reconcile(batch: dict[str, Any]) -> Any:
+    return _answer(RECONCILE_BATCH, batch)
 
 
 @pytest.fixture
-def ses_orchestrator(app_functions: dict[str, Any]) -> Any:
-    return app_functions[SES_ORCHESTRATOR].get_user_function().orchestrator_function
+def engine(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    monkeypatch.setattr(lanes, "ACTIVITY_RETRY_DELAY", timedelta(milliseconds=30))
+    monkeypatch.setattr(lanes, "FIRST_STALL_WAIT", timedelta(milliseconds=100))
+    monkeypatch.setattr(lanes, "MAX_STALL_WAIT", timedelta(milliseconds=250))
+    CALLS.clear()
+    BEHAVIOUR[0] = all_sent
+    with running_engine(app, tmp_path) as running:
+        yield running
 
 
-@pytest.fixture
-def smtp_orchestrator(app_functions: dict[str, Any]) -> Any:
-    return app_functions[SMTP_ORCHESTRATOR].get_user_function().orchestrator_function
-
-
-def ses_job(recipients: list[str], batch_size: int = 500, in_flight: int = 2) -> dict[str, Any]:
+def ses_job(recipients: list[str], batch_size: int = 500, lanes_: int = 2, **kw: Any) -> Any:
     return {
         "kind": "ses",
         "mail": {"sender": "se@aifactory.page", "subject": "제목", "body": "본문"},
         "recipients": recipients,
         "batchSize": batch_size,
-        "maxInFlight": in_flight,
-        "maxRatePerBatch": 3.5,
+        "lanes": lanes_,
+        "maxRate": 14.0,
+        "deadlineSeconds": 3600,
+        **kw,
     }
 
 
-def all_sent(name: str, batch: dict[str, Any]) -> dict[str, Any]:
-    return {"messageIds": [f"id-{r}" for r in batch["recipients"]], "failures": []}
+def calls(name: str) -> list[dict[str, Any]]:
+    return [payload for called, payload in CALLS if called == name]
 
 
-def test_recipients_are_split_into_batches_with_a_bounded_window(ses_orchestrator: Any) -> None:
+def history_of(engine: Engine, instance_id: str) -> list[dict[str, Any]]:
+    return engine.store.get_history(instance_id)
+
+
+# --- splitting and assembling ------------------------------------------------------------------
+
+
+def test_recipients_are_split_evenly_over_the_lanes_then_into_batches(engine: Engine) -> None:
     recipients = [f"r{i}@example.com" for i in range(1234)]
-    context = FakeOrchestrationContext(ses_job(recipients, 500, 2), all_sent)
 
-    outcome = run(ses_orchestrator, context)
+    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 500, 2))
 
-    sizes = [len(p["recipients"]) for name, p in context.scheduled if name == SEND_SES_BATCH]
-    assert sizes == [500, 500, 234]
-    assert max(context.window_sizes) == 2
-    assert {p["maxRate"] for _, p in context.scheduled} == {3.5}
-    keys = [p["ledgerKey"] for _, p in context.scheduled]
-    assert keys == ["instance-1:0", "instance-1:1", "instance-1:2"]
+    outcome = output(row)
+    batches = sorted(calls(SEND_SES_BATCH), key=lambda b: int(b["ledgerKey"].split(":")[-1]))
+    # two lanes of 617: each in a batch of 500 and one of 117 (even shares finish together)
+    assert [len(b["recipients"]) for b in batches] == [500, 117, 500, 117]
+    assert [b["ledgerKey"] for b in batches] == [f"{row.instance_id}:{n}" for n in range(4)]
+    assert [r for b in batches for r in b["recipients"]] == recipients
+    assert {b["maxRate"] for b in batches} == {7.0}  # the account's 14/s shared by two lanes
+    started = parse_timestamp(history_of(engine, row.instance_id)[0]["Timestamp"])
+    deadlines = {parse_timestamp(b["deadline"]) for b in batches}
+    assert deadlines == {started + timedelta(seconds=3600)}
     assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
     assert (outcome["total"], outcome["sent"], outcome["failed"]) == (1234, 1234, 0)
 
 
-def test_progress_is_published_as_batches_finish(ses_orchestrator: Any) -> None:
-    recipients = [f"r{i}@example.com" for i in range(25)]
-    context = FakeOrchestrationContext(ses_job(recipients, 10, 1), all_sent)
-
-    run(ses_orchestrator, context)
-
-    done = [
-        (s["sent"], s["batchesDone"], s["batches"], s["total"]) for s in context.custom_statuses
+def test_lanes_are_sub_orchestrations_with_ids_derived_from_the_send(engine: Engine) -> None:
+    row = run(engine, SES_ORCHESTRATOR, ses_job([f"r{i}@example.com" for i in range(30)], 10, 3))
+    lanes_ = [
+        e
+        for e in history_of(engine, row.instance_id)
+        if e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
     ]
-    assert done == [(0, 0, 3, 25), (10, 1, 3, 25), (20, 2, 3, 25), (25, 3, 3, 25)]
+    assert [e["InstanceId"] for e in lanes_] == [f"{row.instance_id}:lane{n}" for n in range(3)]
 
 
-def test_message_ids_stay_in_recipient_order_when_batches_finish_out_of_order(
-    ses_orchestrator: Any,
-) -> None:
-    recipients = [f"r{i}@example.com" for i in range(9)]
-    context = FakeOrchestrationContext(
-        ses_job(recipients, 3, 3), all_sent, pick=lambda tasks: tasks[-1]
-    )
+def test_progress_is_published_by_the_parent_and_by_each_lane(engine: Engine) -> None:
+    recipients = [f"r{i}@example.com" for i in range(25)]
 
-    outcome = run(ses_orchestrator, context)
+    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 10, 1))
 
-    assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
+    assert json.loads(row.custom_status or "") == {
+        "total": 25,
+        "sent": 25,
+        "failed": 0,
+        "pending": 0,
+        "batches": 3,
+        "batchesDone": 3,
+        "lanes": 1,
+    }
+    lane = engine.store.get_instance(f"{row.instance_id}:lane0")
+    assert lane is not None
+    assert json.loads(lane.custom_status or "") == {
+        "total": 25,
+        "sent": 25,
+        "failed": 0,
+        "pending": 0,
+        "batches": 3,
+        "batchesDone": 3,
+        "lanes": 0,
+    }
 
 
-def test_per_recipient_failures_carry_the_address_code_and_message(ses_orchestrator: Any) -> None:
-    def some_rejected(name: str, batch: dict[str, Any]) -> dict[str, Any]:
+def test_per_recipient_failures_carry_the_address_code_and_message(engine: Engine) -> None:
+    def second_rejected(name: str, batch: dict[str, Any]) -> Any:
         ids: list[str | None] = [f"id-{r}" for r in batch["recipients"]]
         ids[1] = None
         return {
@@ -96,8 +171,10 @@ def test_per_recipient_failures_carry_the_address_code_and_message(ses_orchestra
             "failures": [{"index": 1, "code": "SES_MESSAGE_REJECTED", "message": "rejected"}],
         }
 
+    BEHAVIOUR[0] = second_rejected
     recipients = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
-    outcome = run(ses_orchestrator, FakeOrchestrationContext(ses_job(recipients, 2), some_rejected))
+
+    outcome = output(run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 2)))
 
     assert outcome["messageIds"] == ["id-a@example.com", "id-c@example.com"]
     assert outcome["failures"] == [
@@ -107,12 +184,31 @@ def test_per_recipient_failures_carry_the_address_code_and_message(ses_orchestra
     assert (outcome["sent"], outcome["failed"]) == (2, 2)
 
 
-def test_a_batch_that_fails_unexpectedly_is_reconciled_from_the_ledger(
-    ses_orchestrator: Any,
-) -> None:
+# --- unexpected failures: explicit retries, then the ledger -----------------------------------
+
+
+def test_an_activity_that_fails_once_is_run_again_after_a_timer(engine: Engine) -> None:
+    failures = {"left": 1}
+
+    def flaky(name: str, batch: dict[str, Any]) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            return RuntimeError("worker lost")
+        return all_sent(name, batch)
+
+    BEHAVIOUR[0] = flaky
+    row = run(engine, SES_ORCHESTRATOR, ses_job(["a@example.com"], 10, 1))
+
+    assert output(row)["messageIds"] == ["id-a@example.com"]
+    lane = history_of(engine, f"{row.instance_id}:lane0")
+    kinds = [e["EventType"] for e in lane if e["EventType"] in (4, 10)]
+    assert kinds == [EventType.TASK_SCHEDULED, EventType.TIMER_CREATED, EventType.TASK_SCHEDULED]
+    assert not any("Retry" in json.dumps(e) for e in lane)  # no *_with_retry anywhere
+
+
+def test_a_batch_that_keeps_failing_is_reconciled_from_the_ledger(engine: Engine) -> None:
     def second_batch_crashes(name: str, payload: dict[str, Any]) -> Any:
         if name == RECONCILE_BATCH:
-            assert payload == {"ledgerKey": "instance-1:1", "size": 2}
             return {
                 "messageIds": ["id-recorded", None],
                 "failures": [{"index": 1, "code": "BATCH_FAILED", "message": "not sent"}],
@@ -121,12 +217,13 @@ def test_a_batch_that_fails_unexpectedly_is_reconciled_from_the_ledger(
             return RuntimeError("storage unavailable")
         return all_sent(name, payload)
 
+    BEHAVIOUR[0] = second_batch_crashes
     recipients = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
-    context = FakeOrchestrationContext(ses_job(recipients, 2), second_batch_crashes)
 
-    outcome = run(ses_orchestrator, context)
+    outcome = output(run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 1)))
 
-    assert [name for name, _ in context.scheduled].count(RECONCILE_BATCH) == 1
+    assert len([b for b in calls(SEND_SES_BATCH) if b["ledgerKey"].endswith(":1")]) == 3
+    assert [p["size"] for p in calls(RECONCILE_BATCH)] == [2]
     assert outcome["messageIds"] == ["id-a@example.com", "id-b@example.com", "id-recorded"]
     assert outcome["failures"] == [
         {"recipient": "d@example.com", "code": "BATCH_FAILED", "message": "not sent"}
@@ -134,23 +231,18 @@ def test_a_batch_that_fails_unexpectedly_is_reconciled_from_the_ledger(
 
 
 def test_a_batch_that_cannot_even_be_reconciled_is_unknown_and_the_send_goes_on(
-    ses_orchestrator: Any,
+    engine: Engine,
 ) -> None:
     def storage_down_for_batch_zero(name: str, payload: dict[str, Any]) -> Any:
         if name == RECONCILE_BATCH or payload["ledgerKey"].endswith(":0"):
             return RuntimeError("table storage unavailable")
         return all_sent(name, payload)
 
+    BEHAVIOUR[0] = storage_down_for_batch_zero
     recipients = ["a@example.com", "b@example.com", "c@example.com"]
-    context = FakeOrchestrationContext(ses_job(recipients, 2, 1), storage_down_for_batch_zero)
 
-    outcome = run(ses_orchestrator, context)
+    outcome = output(run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 1)))
 
-    assert [name for name, _ in context.scheduled] == [
-        SEND_SES_BATCH,
-        RECONCILE_BATCH,
-        SEND_SES_BATCH,
-    ]
     assert outcome["messageIds"] == ["id-c@example.com"]
     assert [(f["recipient"], f["code"]) for f in outcome["failures"]] == [
         ("a@example.com", "DELIVERY_UNKNOWN"),
@@ -158,7 +250,121 @@ def test_a_batch_that_cannot_even_be_reconciled_is_unknown_and_the_send_goes_on(
     ]
 
 
-def test_smtp_recipients_are_spread_over_the_configured_connections(smtp_orchestrator: Any) -> None:
+# --- pending recipients: time, never recipients ------------------------------------------------
+
+
+def pending_first(rounds: int, *, stalled: bool, code: str = "SES_THROTTLED") -> Behaviour:
+    """Each batch leaves its odd recipients pending for ``rounds`` runs, then sends them."""
+    seen: dict[str, int] = {}
+
+    def behaviour(name: str, batch: dict[str, Any]) -> Any:
+        key = batch["ledgerKey"]
+        run_no = seen[key] = seen.get(key, 0) + 1
+        wanted = (
+            batch["pending"] if batch["pending"] is not None else range(len(batch["recipients"]))
+        )
+        ids: list[str | None] = [None] * len(batch["recipients"])
+        pending = []
+        for i in wanted:
+            if i % 2 and run_no <= rounds:
+                pending.append({"index": i, "code": code, "message": "kept throttling"})
+            else:
+                ids[i] = f"id-{batch['recipients'][i]}"
+        return {
+            "messageIds": ids,
+            "failures": [],
+            "pending": pending,
+            "rate": 3.0 + run_no,
+            "stalled": stalled,
+        }
+
+    return behaviour
+
+
+def test_pending_recipients_are_sent_by_the_next_run_of_their_batch(engine: Engine) -> None:
+    BEHAVIOUR[0] = pending_first(2, stalled=False)
+    recipients = [f"r{i}@example.com" for i in range(6)]
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 6, 1))
+
+    outcome = output(row)
+    assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
+    runs = calls(SEND_SES_BATCH)
+    assert [b["pending"] for b in runs] == [None, [1, 3, 5], [1, 3, 5]]
+    assert [b["startRate"] for b in runs] == [
+        14.0,
+        4.0,
+        5.0,
+    ]  # each run starts where the last ended
+    lane = history_of(engine, f"{row.instance_id}:lane0")
+    assert not any(e["EventType"] == EventType.TIMER_CREATED for e in lane)  # progress: no wait
+
+
+def test_a_stalled_batch_waits_on_a_durable_timer_that_grows(engine: Engine) -> None:
+    BEHAVIOUR[0] = pending_first(3, stalled=True)
+    recipients = ["a@example.com", "b@example.com"]
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 1))
+
+    assert output(row)["messageIds"] == ["id-a@example.com", "id-b@example.com"]
+    lane = history_of(engine, f"{row.instance_id}:lane0")
+    waits = [
+        parse_timestamp(e["FireAt"]) - parse_timestamp(e["Timestamp"])
+        for e in lane
+        if e["EventType"] == EventType.TIMER_CREATED
+    ]
+    assert waits == [
+        timedelta(milliseconds=100),
+        timedelta(milliseconds=200),
+        timedelta(milliseconds=250),
+    ]
+
+
+def test_the_status_shows_pending_recipients_while_they_wait(engine: Engine) -> None:
+    gate = threading.Event()
+    inner = pending_first(1, stalled=True)
+
+    def hold_second_run(name: str, batch: dict[str, Any]) -> Any:
+        if batch["pending"] is not None:
+            gate.wait(10)
+        return inner(name, batch)
+
+    BEHAVIOUR[0] = hold_second_run
+    recipients = [f"r{i}@example.com" for i in range(4)]
+    instance_id = engine.start_orchestration(
+        SES_ORCHESTRATOR, None, json.dumps(ses_job(recipients, 4, 1))
+    )
+    try:
+        for _ in range(500):
+            lane = engine.store.get_instance(f"{instance_id}:lane0")
+            status = json.loads(lane.custom_status or "{}") if lane else {}
+            if status.get("pending"):
+                break
+            threading.Event().wait(0.02)
+        assert status["pending"] == 2
+    finally:
+        gate.set()
+
+
+def test_at_the_deadline_pending_recipients_fail_with_their_last_code(engine: Engine) -> None:
+    BEHAVIOUR[0] = pending_first(1000, stalled=True, code="SES_ERROR")
+    recipients = [f"r{i}@example.com" for i in range(4)]
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 4, 1, deadlineSeconds=0.6))
+
+    outcome = output(row)
+    assert outcome["messageIds"] == ["id-r0@example.com", "id-r2@example.com"]
+    assert [(f["recipient"], f["code"]) for f in outcome["failures"]] == [
+        ("r1@example.com", "SES_ERROR"),
+        ("r3@example.com", "SES_ERROR"),
+    ]
+    assert 2 <= len(calls(SEND_SES_BATCH)) <= 5  # it kept trying until the deadline, then stopped
+
+
+# --- SMTP ------------------------------------------------------------------------------------
+
+
+def test_smtp_recipients_are_spread_over_the_configured_connections(engine: Engine) -> None:
     recipients = [f"r{i}@example.com" for i in range(100)]
     job = {
         "kind": "smtp",
@@ -168,22 +374,18 @@ def test_smtp_recipients_are_spread_over_the_configured_connections(smtp_orchest
         "recipients": recipients,
         "connections": 3,
     }
-    context = FakeOrchestrationContext(job, all_sent)
 
-    outcome = run(smtp_orchestrator, context)
+    outcome = output(run(engine, SMTP_ORCHESTRATOR, job))
 
-    batches = [p for name, p in context.scheduled if name == SEND_SMTP_BATCH]
+    batches = sorted(calls(SEND_SMTP_BATCH), key=lambda b: b["ledgerKey"])
     assert [len(b["recipients"]) for b in batches] == [34, 33, 33]
-    assert context.window_sizes[0] == 3
     assert {b["sealedPassword"] for b in batches} == {"gAAAA-sealed-token"}
     assert {b["provider"] for b in batches} == {"GMAIL"}
     assert outcome["kind"] == "smtp"
     assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
 
 
-def test_an_smtp_send_with_fewer_recipients_than_connections_opens_fewer(
-    smtp_orchestrator: Any,
-) -> None:
+def test_an_smtp_send_with_fewer_recipients_than_connections_opens_fewer(engine: Engine) -> None:
     job = {
         "kind": "smtp",
         "mail": {"sender": "me@gmail.com", "subject": "s", "body": "b"},
@@ -192,7 +394,6 @@ def test_an_smtp_send_with_fewer_recipients_than_connections_opens_fewer(
         "recipients": ["only@example.com"],
         "connections": 3,
     }
-    context = FakeOrchestrationContext(job, all_sent)
-    outcome = run(smtp_orchestrator, context)
-    assert len(context.scheduled) == 1
+    outcome = output(run(engine, SMTP_ORCHESTRATOR, job))
+    assert len(calls(SEND_SMTP_BATCH)) == 1
     assert outcome["messageIds"] == ["id-only@example.com"]

@@ -7,33 +7,45 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from sendmail.ledger import MemorySendLedger
-from sendmail.results import Delivery, FailureCode
+from sendmail.results import BatchReport, Delivery, FailureCode
 from sendmail.runner import run_batch
 
 
 class RecordingSender:
-    """Sends to everyone except addresses in ``reject``; can crash after ``crash_after`` sends."""
+    """Sends to everyone except addresses in ``reject`` (failed) and ``later`` (pending); can
+    crash after ``crash_after`` sends."""
 
-    def __init__(self, reject: set[str] | None = None, crash_after: int | None = None) -> None:
+    def __init__(
+        self,
+        reject: set[str] | None = None,
+        crash_after: int | None = None,
+        later: set[str] | None = None,
+    ) -> None:
         self.reject = reject or set()
+        self.later = later or set()
         self.crash_after = crash_after
         self.delivered: list[str] = []
+        self.asked: list[str] = []
 
     def __call__(
         self, recipients: Sequence[str], on_sent: Callable[[int, str], None]
-    ) -> list[Delivery]:
+    ) -> BatchReport:
         out: list[Delivery] = []
+        self.asked.extend(recipients)
         for position, recipient in enumerate(recipients):
             if self.crash_after is not None and len(self.delivered) == self.crash_after:
                 raise ConnectionError("worker lost")
             if recipient in self.reject:
                 out.append(Delivery.failed(recipient, FailureCode.SES_MESSAGE_REJECTED, "no"))
                 continue
+            if recipient in self.later:
+                out.append(Delivery.postponed(recipient, FailureCode.SES_THROTTLED, "later"))
+                continue
             self.delivered.append(recipient)
             message_id = f"<{recipient}>"
             on_sent(position, message_id)
             out.append(Delivery.sent(recipient, message_id))
-        return out
+        return BatchReport(out, rate=12.5, stalled=bool(self.later))
 
 
 RECIPIENTS = [f"r{i}@example.com" for i in range(6)]
@@ -97,3 +109,46 @@ def test_a_failing_ledger_does_not_fail_the_batch_or_lose_message_ids(
     assert sender.delivered == RECIPIENTS
     assert result.messageIds == [f"<{r}>" for r in RECIPIENTS]
     assert "6 sends could not be recorded" in caplog.text
+
+
+def test_pending_recipients_are_reported_apart_from_failures_with_the_pace() -> None:
+    ledger = MemorySendLedger()
+    sender = RecordingSender(reject={"r1@example.com"}, later={"r3@example.com", "r4@example.com"})
+
+    result = run_batch(ledger, "i:0", RECIPIENTS, sender)
+
+    assert [(f.index, f.code) for f in result.failures] == [(1, FailureCode.SES_MESSAGE_REJECTED)]
+    assert [(p.index, p.code) for p in result.pending] == [
+        (3, FailureCode.SES_THROTTLED),
+        (4, FailureCode.SES_THROTTLED),
+    ]
+    assert result.messageIds[3] is None
+    assert (result.rate, result.stalled) == (12.5, True)
+
+
+def test_a_later_run_sends_only_the_pending_and_reports_nothing_about_the_others() -> None:
+    ledger = MemorySendLedger()
+    first = RecordingSender(reject={"r1@example.com"}, later={"r3@example.com", "r4@example.com"})
+    run_batch(ledger, "i:0", RECIPIENTS, first)
+
+    second = RecordingSender()
+    result = run_batch(ledger, "i:0", RECIPIENTS, second, only=[3, 4])
+
+    assert second.asked == ["r3@example.com", "r4@example.com"]  # r1 (failed) is not retried
+    assert result.messageIds == [
+        None if r == "r1@example.com" else f"<{r}>" for r in RECIPIENTS
+    ]  # everything the ledger knows, for the whole batch
+    assert result.failures == []  # r1's failure belongs to the first run's result
+    assert result.pending == []
+
+
+def test_a_pending_recipient_that_was_sent_after_all_is_not_sent_again() -> None:
+    """A crash after the send and its record, before the result reached the orchestration."""
+    ledger = MemorySendLedger()
+    ledger.record("i:0", 3, "<r3@example.com>")
+    sender = RecordingSender()
+
+    result = run_batch(ledger, "i:0", RECIPIENTS, sender, only=[3, 4])
+
+    assert sender.asked == ["r4@example.com"]
+    assert result.messageIds[3] == "<r3@example.com>"

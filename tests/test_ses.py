@@ -1,4 +1,5 @@
-"""SesSender against a real moto server over HTTP; SES errors injected as real HTTP responses."""
+"""SesSender against real servers over HTTP: moto (with SES errors injected as real HTTP
+responses) and the SES look-alike of ``bench/`` (latency, a real rate limit answering 429)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sendmail.ses import MAX_BACKOFF_SECONDS, SendQuota, SesSender
 from sendmail.settings import Settings
 from tests.support.ses import (
     REGION,
+    SENDER,
     THROTTLED,
     ScriptedSes,
     always,
@@ -29,34 +31,15 @@ KOREAN_BODY = "안녕하세요,\n메일 발송 테스트입니다.\n\n감사합�
 
 
 def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "AWS_REGION": REGION,
-        "SENDMAIL_SES_MAX_ATTEMPTS": 3,
-        "SENDMAIL_SES_CONFIGURATION_SET": None,
-    }
+    values: dict[str, Any] = {"AWS_REGION": REGION, "SENDMAIL_SES_CONFIGURATION_SET": None}
     values.update(overrides)
     return Settings(**values)
 
 
-class Recorder:
-    """Collects the sleeps a sender asks for, instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-
-
-def make_sender(
-    client: Any, *, settings: Settings | None = None, sleep: Recorder | None = None, **kw: Any
-) -> SesSender:
+def make_sender(client: Any, *, settings: Settings | None = None, **kw: Any) -> SesSender:
+    """A sender with no backoff jitter wait (``random`` 0) unless a test asks for one."""
     return SesSender(
-        client,
-        settings=settings or make_settings(),
-        sleep=sleep or Recorder(),
-        random=kw.pop("random", lambda: 0.5),
-        **kw,
+        client, settings=settings or make_settings(), random=kw.pop("random", lambda: 0.0), **kw
     )
 
 
@@ -66,15 +49,15 @@ def make_sender(
 def test_each_recipient_gets_its_own_message_in_input_order(
     sesv2_client, verified_sender, moto_sent_messages
 ):
-    recipients = ["c@example.com", "a@example.com", "b@example.com"]
+    recipients = [f"r{i:02d}@example.com" for i in range(30)]
 
-    results = make_sender(sesv2_client).send(verified_sender, recipients, "Hello", "Body text")
+    report = make_sender(sesv2_client).send(verified_sender, recipients, "Hello", "Body text")
 
-    assert [d.recipient for d in results] == recipients
-    assert all(d.ok for d in results)
+    assert [d.recipient for d in report.deliveries] == recipients
+    assert all(d.ok for d in report.deliveries)
     stored = {m["id"]: m for m in moto_sent_messages()}
-    assert len(stored) == 3
-    for delivery in results:
+    assert len(stored) == 30
+    for delivery in report.deliveries:
         message = stored[delivery.message_id]
         assert message["destinations"] == {"ToAddresses": [delivery.recipient]}
         assert message["source"] == verified_sender
@@ -82,14 +65,14 @@ def test_each_recipient_gets_its_own_message_in_input_order(
 
 
 def test_request_declares_utf8_and_the_configuration_set(sesv2_client, verified_sender):
-    spy = ScriptedSes(lambda _attempt: None).install(sesv2_client)
+    spy = ScriptedSes().install(sesv2_client)
     settings = make_settings(SENDMAIL_SES_CONFIGURATION_SET="bounces")
 
-    results = make_sender(sesv2_client, settings=settings).send(
+    report = make_sender(sesv2_client, settings=settings).send(
         verified_sender, ["a@example.com"], "Hi", "Body"
     )
 
-    assert results[0].ok
+    assert report.deliveries[0].ok
     (request,) = spy.bodies
     simple = request["Content"]["Simple"]
     assert simple["Subject"] == {"Data": "Hi", "Charset": "UTF-8"}
@@ -101,10 +84,11 @@ def test_request_declares_utf8_and_the_configuration_set(sesv2_client, verified_
 def test_korean_subject_and_body_arrive_byte_exact(
     sesv2_client, verified_sender, moto_sent_messages
 ):
-    (delivery,) = make_sender(sesv2_client).send(
+    report = make_sender(sesv2_client).send(
         verified_sender, ["수신자@example.com"], KOREAN_SUBJECT, KOREAN_BODY
     )
 
+    (delivery,) = report.deliveries
     assert delivery.ok
     (stored,) = moto_sent_messages()
     assert stored["id"] == delivery.message_id
@@ -116,15 +100,17 @@ def test_korean_subject_and_body_arrive_byte_exact(
 def test_unverified_sender_rejects_every_recipient_without_raising(
     sesv2_client, moto_sent_messages
 ):
-    spy = ScriptedSes(lambda _attempt: None).install(sesv2_client)
+    spy = ScriptedSes().install(sesv2_client)
     sent: list[tuple[int, str]] = []
     recipients = ["a@example.com", "b@example.com"]
 
-    results = make_sender(sesv2_client).send(
+    report = make_sender(sesv2_client).send(
         "nobody@unverified.example", recipients, "Hi", "Body", on_sent=lambda *a: sent.append(a)
     )
 
+    results = report.deliveries
     assert [d.code for d in results] == [FailureCode.SES_MESSAGE_REJECTED] * 2
+    assert not any(d.pending for d in results)
     assert all(d.message and "not verified" not in d.message for d in results)  # our words
     assert "nobody@unverified.example" not in (results[0].message or "")
     assert spy.calls == 2  # rejection is per recipient: each one asked, none retried
@@ -133,12 +119,13 @@ def test_unverified_sender_rejects_every_recipient_without_raising(
 
 
 def test_on_sent_is_called_once_per_success_with_its_index(sesv2_client, verified_sender):
-    # The second recipient is rejected by SES; the others go through.
     rejected = (400, "MessageRejected", "Address blacklisted.")
-    ScriptedSes(lambda attempt: rejected if attempt == 1 else None).install(sesv2_client)
+    ScriptedSes(by_recipient=lambda r, _n: rejected if r == "b@example.com" else None).install(
+        sesv2_client
+    )
     sent: list[tuple[int, str]] = []
 
-    results = make_sender(sesv2_client).send(
+    report = make_sender(sesv2_client).send(
         verified_sender,
         ["a@example.com", "b@example.com", "c@example.com"],
         "Hi",
@@ -146,18 +133,94 @@ def test_on_sent_is_called_once_per_success_with_its_index(sesv2_client, verifie
         on_sent=lambda index, message_id: sent.append((index, message_id)),
     )
 
+    results = report.deliveries
     assert [d.ok for d in results] == [True, False, True]
     assert results[1].code is FailureCode.SES_MESSAGE_REJECTED
-    assert sent == [(0, results[0].message_id), (2, results[2].message_id)]
+    assert sorted(sent) == [(0, results[0].message_id), (2, results[2].message_id)]
 
 
 def test_empty_recipient_list_sends_nothing(sesv2_client, verified_sender):
-    spy = ScriptedSes(lambda _attempt: None).install(sesv2_client)
-    assert make_sender(sesv2_client).send(verified_sender, [], "Hi", "Body") == []
+    spy = ScriptedSes().install(sesv2_client)
+    assert make_sender(sesv2_client).send(verified_sender, [], "Hi", "Body").deliveries == []
     assert spy.calls == 0
 
 
-# --- retries ---------------------------------------------------------------------------------
+def test_an_on_sent_that_raises_fails_the_batch_after_the_calls_in_flight(
+    sesv2_client, verified_sender
+):
+    def broken(index: int, message_id: str) -> None:
+        raise RuntimeError("a bug in the caller")
+
+    with pytest.raises(RuntimeError, match="a bug in the caller"):
+        make_sender(sesv2_client).send(
+            verified_sender, ["a@example.com"], "Hi", "B", on_sent=broken
+        )
+
+
+# --- concurrency and pacing ------------------------------------------------------------------
+
+
+def test_calls_overlap_when_ses_is_slow_and_stay_under_the_concurrency_cap(lookalike):
+    lookalike.configure(latency_ms=100, rate=1000)
+    settings = make_settings(SENDMAIL_SES_MAX_CONCURRENCY=4)
+    client = make_client("sesv2", lookalike.endpoint_url)
+
+    report = make_sender(client, settings=settings).send(
+        SENDER, [f"c{i}@example.com" for i in range(24)], "Hi", "B", max_rate=200
+    )
+
+    assert all(d.ok for d in report.deliveries)
+    stats = lookalike.stats()
+    # one at a time would be 1; the window is ceil(200/s x latency x 2) + 1, capped at 4
+    assert 2 <= stats["max_in_flight"] <= 4
+    assert stats["accepted"] == 24
+    assert stats["duplicates"] == 0
+
+
+def test_max_rate_spaces_the_calls(sesv2_client, verified_sender):
+    spy = ScriptedSes().install(sesv2_client)
+
+    report = make_sender(sesv2_client).send(
+        verified_sender, [f"r{i}@example.com" for i in range(12)], "s", "b", max_rate=40.0
+    )
+
+    assert all(d.ok for d in report.deliveries)
+    # 12 calls at 40/s with a burst of 2: the last starts at least 10 intervals after the first.
+    assert spy.times[-1] - spy.times[0] >= 10 / 40.0 - 0.01
+    assert report.rate == pytest.approx(40.0)
+
+
+def test_without_max_rate_nothing_waits(sesv2_client, verified_sender):
+    slept: list[float] = []
+    sender = make_sender(sesv2_client, sleep=slept.append)
+    report = sender.send(verified_sender, ["a@example.com", "b@example.com"], "s", "b")
+    assert all(d.ok for d in report.deliveries)
+    assert slept == []
+    assert report.rate is None
+
+
+def test_when_ses_throttles_below_the_asked_rate_the_batch_slows_down_and_sends_everyone(
+    lookalike,
+):
+    # The account really allows 20/s (a 1 s burst); the batch was told it may use 60/s.
+    lookalike.configure(rate=20, burst_seconds=1, latency_ms=20)
+    client = make_client("sesv2", lookalike.endpoint_url)
+    recipients = [f"t{i}@example.com" for i in range(80)]
+
+    report = make_sender(client, random=lambda: 0.5).send(
+        SENDER, recipients, "Hi", "B", max_rate=60
+    )
+
+    assert all(d.ok for d in report.deliveries)
+    stats = lookalike.stats()
+    assert stats["throttled_rate"] > 0
+    assert stats["accepted"] == 80
+    assert stats["duplicates"] == 0
+    assert report.rate is not None
+    assert report.rate < 60
+
+
+# --- transient failures: time, never recipients ----------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -170,101 +233,129 @@ def test_empty_recipient_list_sends_nothing(sesv2_client, verified_sender):
     ],
     ids=["429", "v1-throttling", "500", "503"],
 )
-def test_transient_errors_are_retried_with_backoff_until_sent(
+def test_transient_errors_are_retried_until_sent(
     sesv2_client, verified_sender, moto_sent_messages, transient
 ):
     spy = first_n(2, transient).install(sesv2_client)
-    sleep = Recorder()
 
-    (delivery,) = make_sender(sesv2_client, sleep=sleep).send(
-        verified_sender, ["a@example.com"], "Hi", "Body"
-    )
+    report = make_sender(sesv2_client).send(verified_sender, ["a@example.com"], "Hi", "Body")
 
+    (delivery,) = report.deliveries
     assert delivery.ok
     assert spy.calls == 3  # two errors, then the send: botocore added no attempts of its own
-    assert sleep.sleeps == [0.25, 0.5]  # ceilings 0.5 s and 1 s, jitter fixed at 0.5
     assert [m["id"] for m in moto_sent_messages()] == [delivery.message_id]
 
 
-def test_throttling_that_never_stops_gives_up_after_max_attempts(
+def test_a_retry_waits_for_its_backoff_while_the_others_go_on(sesv2_client, verified_sender):
+    spy = ScriptedSes(
+        by_recipient=lambda r, n: THROTTLED if r == "a@example.com" and n == 0 else None
+    ).install(sesv2_client)
+
+    report = make_sender(sesv2_client, random=lambda: 0.5).send(
+        verified_sender, ["a@example.com", "b@example.com", "c@example.com"], "Hi", "Body"
+    )
+
+    assert all(d.ok for d in report.deliveries)
+    first_try, second_try = [
+        t
+        for t, b in zip(spy.times, spy.bodies, strict=True)
+        if b["Destination"]["ToAddresses"] == ["a@example.com"]
+    ]
+    assert second_try - first_try >= 0.25  # backoff(1) = 0.5 s ceiling x 0.5
+    assert spy.bodies[-1]["Destination"]["ToAddresses"] == [
+        "a@example.com"
+    ]  # the others went first
+
+
+def test_backoff_doubles_with_full_jitter_and_is_capped(sesv2_client):
+    sender = make_sender(sesv2_client, random=lambda: 0.999)
+    delays = [sender.backoff(n) for n in range(1, 11)]
+    assert delays[:4] == pytest.approx([0.4995, 0.999, 1.998, 3.996])
+    assert max(delays) <= MAX_BACKOFF_SECONDS
+    assert delays[-1] == pytest.approx(MAX_BACKOFF_SECONDS * 0.999)
+    assert make_sender(sesv2_client, random=lambda: 0.0).backoff(5) == 0.0
+
+
+def test_throttling_that_never_stops_leaves_recipients_pending_when_time_runs_out(
     sesv2_client, verified_sender, moto_sent_messages
 ):
     spy = always(THROTTLED).install(sesv2_client)
-    sleep = Recorder()
     recipients = ["a@example.com", "b@example.com", "c@example.com"]
 
-    results = make_sender(sesv2_client, sleep=sleep).send(verified_sender, recipients, "Hi", "B")
+    report = make_sender(sesv2_client).send(
+        verified_sender, recipients, "Hi", "B", max_rate=50, time_budget=0.5
+    )
 
-    assert [d.code for d in results] == [FailureCode.SES_THROTTLED] * 3
-    # Exactly SENDMAIL_SES_MAX_ATTEMPTS (3) calls for the first recipient, then the rest of the
-    # batch is failed without hammering a throttling SES.
-    assert spy.calls == 3
-    assert len(sleep.sleeps) == 2
-    assert "Maximum sending rate" not in (results[0].message or "")
+    assert all(d.pending for d in report.deliveries)
+    assert [d.code for d in report.deliveries] == [FailureCode.SES_THROTTLED] * 3
+    assert not report.stalled  # the budget ended it, not a stall
+    assert spy.calls > 3  # each was tried more than once: nobody was given up on
+    assert report.rate is not None
+    assert report.rate < 50
+    assert "Maximum sending rate" not in (report.deliveries[0].message or "")
     assert moto_sent_messages() == []
 
 
-def test_max_attempts_of_one_means_one_http_call_even_when_throttled(sesv2_client, verified_sender):
-    spy = always(THROTTLED).install(sesv2_client)
-    sleep = Recorder()
-    settings = make_settings(SENDMAIL_SES_MAX_ATTEMPTS=1)
+def test_ses_refusing_everything_for_the_stall_time_returns_the_batch_as_stalled(
+    sesv2_client, verified_sender
+):
+    always((503, "ServiceUnavailable", "Service unavailable.")).install(sesv2_client)
 
-    (delivery,) = make_sender(sesv2_client, settings=settings, sleep=sleep).send(
-        verified_sender, ["a@example.com"], "Hi", "Body"
+    report = make_sender(sesv2_client, stall_seconds=0.3).send(
+        verified_sender, ["a@example.com", "b@example.com"], "Hi", "B", time_budget=60
     )
 
-    assert delivery.code is FailureCode.SES_THROTTLED
-    assert spy.calls == 1  # botocore's own throttling retries are off
-    assert sleep.sleeps == []
+    assert report.stalled
+    assert [(d.pending, d.code) for d in report.deliveries] == [(True, FailureCode.SES_ERROR)] * 2
 
 
-def test_backoff_doubles_and_is_capped(sesv2_client, verified_sender):
-    always(THROTTLED).install(sesv2_client)
-    sleep = Recorder()
-    settings = make_settings(SENDMAIL_SES_MAX_ATTEMPTS=10)
+def test_recipients_never_reached_before_the_budget_are_pending(sesv2_client, verified_sender):
+    spy = ScriptedSes().install(sesv2_client)
+    recipients = [f"r{i}@example.com" for i in range(40)]
 
-    make_sender(sesv2_client, settings=settings, sleep=sleep, random=lambda: 0.999).send(
-        verified_sender, ["a@example.com"], "Hi", "Body"
+    report = make_sender(sesv2_client).send(
+        verified_sender, recipients, "Hi", "B", max_rate=20, time_budget=0.5
     )
 
-    assert len(sleep.sleeps) == 9
-    assert sleep.sleeps[:4] == pytest.approx([0.4995, 0.999, 1.998, 3.996])
-    assert max(sleep.sleeps) <= MAX_BACKOFF_SECONDS
-    assert sleep.sleeps[-1] == pytest.approx(MAX_BACKOFF_SECONDS * 0.999)
+    sent = [d for d in report.deliveries if d.ok]
+    pending = [d for d in report.deliveries if d.pending]
+    assert len(sent) == spy.calls < 40
+    assert len(sent) + len(pending) == 40
+    assert {d.code for d in pending} == {FailureCode.SES_THROTTLED}
+    assert all("deadline" in (d.message or "") for d in pending)
 
 
-def test_unreachable_ses_fails_the_batch_after_max_attempts():
+def test_unreachable_ses_leaves_the_batch_pending():
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = make_client("sesv2", f"http://127.0.0.1:{port}")
-    spy = ScriptedSes(lambda _attempt: None).install(client)
-    sleep = Recorder()
 
-    results = make_sender(client, sleep=sleep).send(
-        "se@aifactory.page", ["a@example.com", "b@example.com"], "Hi", "Body"
+    report = make_sender(client, stall_seconds=0.3).send(
+        "se@aifactory.page", ["a@example.com", "b@example.com"], "Hi", "Body", time_budget=30
     )
 
-    assert [d.code for d in results] == [FailureCode.SES_ERROR] * 2
-    assert spy.calls == 3
-    assert len(sleep.sleeps) == 2
+    assert report.stalled
+    assert [(d.pending, d.code) for d in report.deliveries] == [(True, FailureCode.SES_ERROR)] * 2
 
 
 def test_connection_broken_after_sending_is_reported_unknown_and_not_resent(
     sesv2_client, verified_sender, moto_sent_messages
 ):
     broken = ReadTimeoutError(endpoint_url="http://127.0.0.1")
-    spy = ScriptedSes(lambda attempt: broken if attempt == 0 else None).install(sesv2_client)
-    sleep = Recorder()
+    spy = ScriptedSes(by_recipient=lambda r, _n: broken if r == "a@example.com" else None).install(
+        sesv2_client
+    )
 
-    results = make_sender(sesv2_client, sleep=sleep).send(
+    report = make_sender(sesv2_client).send(
         verified_sender, ["a@example.com", "b@example.com"], "Hi", "Body"
     )
 
+    results = report.deliveries
     assert results[0].code is FailureCode.DELIVERY_UNKNOWN
+    assert not results[0].pending
     assert results[1].ok  # the batch goes on
     assert spy.calls == 2
-    assert sleep.sleeps == []
     assert [m["id"] for m in moto_sent_messages()] == [results[1].message_id]
 
 
@@ -315,29 +406,45 @@ def test_account_level_errors_fail_the_batch_after_one_call(
     sesv2_client, verified_sender, moto_sent_messages, error, code
 ):
     spy = always(error).install(sesv2_client)
-    sleep = Recorder()
     recipients = [f"r{i}@example.com" for i in range(5)]
+    one_at_a_time = make_settings(SENDMAIL_SES_MAX_CONCURRENCY=1)
 
-    results = make_sender(sesv2_client, sleep=sleep).send(verified_sender, recipients, "Hi", "B")
+    report = make_sender(sesv2_client, settings=one_at_a_time).send(
+        verified_sender, recipients, "Hi", "B"
+    )
 
+    results = report.deliveries
     assert [d.code for d in results] == [code] * 5
+    assert not any(d.pending for d in results)
     assert spy.calls == 1  # not retried, and the rest of the batch did not hammer SES
-    assert sleep.sleeps == []
     assert all(d.message and error[2] not in d.message for d in results)
     assert moto_sent_messages() == []
 
 
+def test_an_account_level_error_stops_new_calls_while_those_in_flight_finish(
+    sesv2_client, verified_sender
+):
+    paused = (400, "SendingPausedException", "Sending paused for this account.")
+    spy = always(paused).install(sesv2_client)
+    recipients = [f"r{i}@example.com" for i in range(200)]
+
+    report = make_sender(sesv2_client, settings=make_settings(SENDMAIL_SES_MAX_CONCURRENCY=8)).send(
+        verified_sender, recipients, "Hi", "B"
+    )
+
+    assert {d.code for d in report.deliveries} == {FailureCode.SES_SENDING_PAUSED}
+    assert spy.calls <= 8  # at most the calls already in flight when the first answer came
+
+
 def test_message_rejected_is_per_recipient_and_not_retried(sesv2_client, verified_sender):
     spy = always((400, "MessageRejected", "Email address is not verified.")).install(sesv2_client)
-    sleep = Recorder()
 
-    results = make_sender(sesv2_client, sleep=sleep).send(
+    report = make_sender(sesv2_client).send(
         verified_sender, ["a@example.com", "b@example.com", "c@example.com"], "Hi", "Body"
     )
 
-    assert [d.code for d in results] == [FailureCode.SES_MESSAGE_REJECTED] * 3
+    assert [d.code for d in report.deliveries] == [FailureCode.SES_MESSAGE_REJECTED] * 3
     assert spy.calls == 3
-    assert sleep.sleeps == []
 
 
 # --- quota -----------------------------------------------------------------------------------
@@ -399,9 +506,9 @@ def aws_env(monkeypatch, ses_endpoint, tmp_path):
 def test_clients_are_made_lazily_from_settings_and_environment(aws_env, moto_sent_messages):
     verifier = make_client("sesv2", aws_env)
     verifier.create_email_identity(EmailIdentity="se@aifactory.page")
-    sender = SesSender(settings=make_settings(), sleep=Recorder())
+    sender = SesSender(settings=make_settings())
 
-    (delivery,) = sender.send("se@aifactory.page", ["a@example.com"], "Hi", "Body")
+    (delivery,) = sender.send("se@aifactory.page", ["a@example.com"], "Hi", "Body").deliveries
     quota = sender.get_quota()
 
     assert delivery.ok
@@ -416,50 +523,3 @@ def test_importing_the_module_does_not_import_boto3():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     ).stdout
     assert out.split() == ["False", "False"]
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the sender sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def test_max_rate_spaces_every_call_so_the_window_shares_the_account_rate(
-    sesv2_client, verified_sender
-):
-    clock = FakeClock()
-    settings = Settings(SENDMAIL_SES_MAX_ATTEMPTS=3)
-    sender = SesSender(
-        sesv2_client, settings=settings, sleep=clock.sleep, clock=clock, random=lambda: 0.5
-    )
-    spy = first_n(1, (429, "TooManyRequestsException", "Maximum sending rate exceeded.")).install(
-        sesv2_client
-    )
-
-    results = sender.send(
-        verified_sender, [f"r{i}@example.com" for i in range(4)], "s", "b", max_rate=2.0
-    )
-
-    assert all(d.ok for d in results)
-    assert spy.calls == 5  # one throttled attempt, then four sends
-    # Calls start at t=100 and are at least 0.5 s apart: the clock advanced by sleeps only,
-    # covering four intervals (the retry's backoff may already cover part of one).
-    assert clock.now - 100.0 >= 4 * 0.5
-    assert all(s > 0 for s in clock.sleeps)
-
-
-def test_without_max_rate_nothing_waits(sesv2_client, verified_sender):
-    clock = FakeClock()
-    sender = SesSender(sesv2_client, settings=Settings(), sleep=clock.sleep, clock=clock)
-    results = sender.send(verified_sender, ["a@example.com", "b@example.com"], "s", "b")
-    assert all(d.ok for d in results)
-    assert clock.sleeps == []

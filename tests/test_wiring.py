@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
-from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
+from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
 
 def describe(function: Any) -> tuple[str, str | None, tuple[str, ...], str | None]:
@@ -30,6 +30,7 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         "v1_swagger_ui": ("httpTrigger", "swagger-ui/index.html", ("GET",), "anonymous"),
         SES_ORCHESTRATOR: ("orchestrationTrigger", None, (), None),
         SMTP_ORCHESTRATOR: ("orchestrationTrigger", None, (), None),
+        LANE_ORCHESTRATOR: ("orchestrationTrigger", None, (), None),
         SEND_SES_BATCH: ("activityTrigger", None, (), None),
         SEND_SMTP_BATCH: ("activityTrigger", None, (), None),
         RECONCILE_BATCH: ("activityTrigger", None, (), None),

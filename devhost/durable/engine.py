@@ -40,13 +40,7 @@ from devhost.durable.history import (
     to_json_text,
     utcnow,
 )
-from devhost.durable.replay import (
-    EngineState,
-    EpisodeInput,
-    EpisodeResult,
-    run_episode,
-    select_batch,
-)
+from devhost.durable.replay import EpisodeInput, EpisodeResult, run_episode
 from devhost.durable.store import ActivityRow, InboxRow, InstanceRow, Store
 from devhost.invoker import InvocationContext, Worker, accepted_parameters
 
@@ -130,6 +124,13 @@ class Engine:
     def notify(self) -> None:
         with self._wake:
             self._wake.notify_all()
+
+    def idle(self) -> tuple[bool, int]:
+        """(no episode running and no event due, activities in flight): for tests and tools."""
+        with self._wake:
+            episodes = bool(self._running)
+            activities = len(self._inflight)
+        return not episodes and not self.store.ready_instances(time.time()), activities
 
     # --- client operations ------------------------------------------------------------------
     def start_orchestration(
@@ -254,8 +255,7 @@ class Engine:
             if not starts:
                 return False
             rows = starts[:1] + [r for r in rows if r is not starts[0]]
-        state = EngineState.from_json(instance.engine_state)
-        batch = rows[: select_batch([r.event for r in rows], state)]
+        batch = rows  # every due event in one episode, as the host dequeues them
         handle = self.index.orchestrators.get(instance.name)
         if handle is None:
             result = None
@@ -269,8 +269,8 @@ class Engine:
                     parent_instance_id=instance.parent_instance_id,
                     history=history,
                     new_events=[r.event for r in batch],
-                    state=state,
                     now=utcnow(),
+                    execution_id=instance.execution_id,
                 ),
             )
         self._commit(instance, len(history), batch, result)
@@ -324,8 +324,6 @@ class Engine:
                     ),
                     visible_at=timer.fire_at.timestamp(),
                 )
-            if result.cancelled_timers:
-                self.store.delete_timers(conn, instance.instance_id, result.cancelled_timers)
             for sub in result.sub_orchestrations:
                 self._start_sub_orchestration(
                     conn, instance, sub.task_id, sub.name, sub.instance_id, sub.input
@@ -343,7 +341,6 @@ class Engine:
                     output=None,
                     custom_status=custom,
                     last_updated_time=stamp,
-                    engine_state=EngineState().to_json(),
                 )
                 # keep events raised for the old execution that it never consumed
                 conn.execute(
@@ -364,9 +361,6 @@ class Engine:
                 )
                 new_activities.clear()
             elif result.status in (COMPLETED, FAILED):
-                self.store.update_instance(
-                    conn, instance.instance_id, engine_state=result.state.to_json()
-                )
                 self._finish(
                     conn, instance, result.status, result.output, stamp, custom, result.error
                 )
@@ -377,7 +371,6 @@ class Engine:
                     status=RUNNING,
                     custom_status=custom,
                     last_updated_time=stamp,
-                    engine_state=result.state.to_json(),
                 )
         if result.status != instance.status or result.status in (COMPLETED, FAILED):
             logger.info(
@@ -495,7 +488,6 @@ class Engine:
                 parent_instance_id=parent[0].instance_id if parent else None,
                 parent_execution_id=parent[0].execution_id if parent else None,
                 parent_task_id=parent[1] if parent else None,
-                engine_state=EngineState().to_json(),
             ),
         )
         self.store.add_inbox(

@@ -65,22 +65,6 @@ class ActionType(IntEnum):
     WHEN_ALL = 12
 
 
-#: Actions that take a sequence number on the SDK side (``_sequence_number``) and therefore an
-#: ``EventId`` in the history. Waiting for an external event does not.
-ID_CONSUMING_ACTIONS = frozenset(
-    {
-        ActionType.CALL_ACTIVITY,
-        ActionType.CALL_ACTIVITY_WITH_RETRY,
-        ActionType.CALL_SUB_ORCHESTRATOR,
-        ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY,
-        ActionType.CONTINUE_AS_NEW,
-        ActionType.CREATE_TIMER,
-        ActionType.CALL_ENTITY,
-        ActionType.CALL_HTTP,
-        ActionType.SIGNAL_ENTITY,
-    }
-)
-
 #: Durable runtime statuses, as the HTTP API spells them.
 PENDING = "Pending"
 RUNNING = "Running"
@@ -185,29 +169,39 @@ def flatten_actions(actions: list[Any]) -> Iterator[dict[str, Any]]:
                 yield item
 
 
-def action_signature(action: dict[str, Any]) -> str:
-    """What must stay the same for an action on every replay (non-determinism check)."""
-    name = action.get("functionName") or action.get("externalEventName") or ""
-    return f"{action.get('actionType')}:{name}"
-
-
 @dataclass
 class OrchestratorOutcome:
     """What one orchestrator execution returned, parsed from the state JSON."""
 
     is_done: bool
+    #: Every atomic action, compound ones flattened (in scheduling order).
     actions: list[dict[str, Any]]
     output: Any = None
     has_output: bool = False
     error: str | None = None
     custom_status: Any = None
     raw_state: dict[str, Any] = field(default_factory=dict)
+    #: One action per ``yield``, compound actions kept whole: what the host's shim walks.
+    top_actions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def top_level_actions(actions: list[Any]) -> list[dict[str, Any]]:
+    """The schema V2+ action list (``[[a, b, ...]]``: one inner list) as one list."""
+    out: list[dict[str, Any]] = []
+    for item in actions:
+        if isinstance(item, list):
+            out.extend(a for a in item if isinstance(a, dict))
+        elif isinstance(item, dict):
+            out.append(item)
+    return out
 
 
 def parse_state(state: dict[str, Any]) -> OrchestratorOutcome:
+    actions = state.get("actions") or []
     return OrchestratorOutcome(
         is_done=bool(state.get("isDone")),
-        actions=list(flatten_actions(state.get("actions") or [])),
+        actions=list(flatten_actions(actions)),
+        top_actions=top_level_actions(actions),
         output=state.get("output"),
         has_output="output" in state,
         error=state.get("error"),

@@ -30,8 +30,7 @@ CREATE TABLE IF NOT EXISTS instances (
     last_updated_time TEXT NOT NULL,
     parent_instance_id TEXT,
     parent_execution_id TEXT,
-    parent_task_id INTEGER,
-    engine_state TEXT NOT NULL DEFAULT ''
+    parent_task_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS instances_created ON instances (created_time, instance_id);
 CREATE TABLE IF NOT EXISTS history (
@@ -76,7 +75,6 @@ class InstanceRow:
     parent_instance_id: str | None
     parent_execution_id: str | None
     parent_task_id: int | None
-    engine_state: str
 
 
 @dataclass(frozen=True)
@@ -267,15 +265,6 @@ class Store:
 
     def delete_inbox(self, conn: sqlite3.Connection, ids: list[int]) -> None:
         conn.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in ids])
-
-    def delete_timers(
-        self, conn: sqlite3.Connection, instance_id: str, timer_ids: list[int]
-    ) -> None:
-        conn.executemany(
-            "DELETE FROM inbox WHERE instance_id = ? AND json_extract(event, '$.EventType') = 11 "
-            "AND json_extract(event, '$.TimerId') = ?",
-            [(instance_id, t) for t in timer_ids],
-        )
 
     def ready_instances(self, now: float) -> list[str]:
         rows = (

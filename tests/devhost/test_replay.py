@@ -19,14 +19,7 @@ from devhost.durable.history import (
     flatten_actions,
     format_timestamp,
 )
-from devhost.durable.replay import (
-    EngineState,
-    EpisodeInput,
-    EpisodeResult,
-    is_retry_event,
-    run_episode,
-    select_batch,
-)
+from devhost.durable.replay import EpisodeInput, EpisodeResult, run_episode
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -39,7 +32,6 @@ class Replayer:
         self.name = name
         self.input = json.dumps(payload)
         self.history: list[dict[str, Any]] = []
-        self.state = EngineState()
         self.now = T0
 
     def episode(self, *new_events: dict[str, Any]) -> EpisodeResult:
@@ -53,12 +45,11 @@ class Replayer:
                 parent_instance_id=None,
                 history=self.history,
                 new_events=list(new_events),
-                state=self.state,
                 now=self.now,
+                execution_id="exec-1",
             ),
         )
         self.history += result.appended
-        self.state = result.state
         return result
 
     def start(self) -> EpisodeResult:
@@ -160,17 +151,14 @@ def test_retry_success_continues_with_the_next_id(toy_index):
     assert scheduled(result) == [(3, "shout", "ok after 2")]
 
 
-def test_a_retry_event_only_ever_comes_first_in_a_batch(toy_index):
+def test_retries_in_a_task_all_keep_the_sdk_and_the_host_in_step(toy_index):
+    """Inside one ``task_all`` both sides number retry timers and attempts in event order."""
     replay = Replayer(toy_index, "parallel_retries", "k")
     first = replay.start()
     assert [tid for tid, _, _ in scheduled(first)] == [0, 1, 2]
-    pending = [replay.completed(1, 42), replay.failed(0, "a1"), replay.failed(2, "b1")]
-    assert [is_retry_event(e, replay.state) for e in pending] == [False, True, True]
-    assert select_batch(pending, replay.state) == 1
-    assert select_batch(pending[1:], replay.state) == 1
-    replay.episode(pending[0])
-    assert [t.timer_id for t in replay.episode(pending[1]).timers] == [3]
-    assert [t.timer_id for t in replay.episode(pending[2]).timers] == [4]
+    # several failures in one episode: each allocates its timer where it is processed
+    both = replay.episode(replay.completed(1, 42), replay.failed(0, "a1"), replay.failed(2, "b1"))
+    assert [t.timer_id for t in both.timers] == [3, 4]
     assert scheduled(replay.episode(replay.fired(4)))[0][0] == 5  # b, attempt 2
     assert scheduled(replay.episode(replay.fired(3)))[0][0] == 6  # a, attempt 2
     replay.episode(replay.completed(5, "ok b"))
@@ -191,7 +179,7 @@ def test_timer_and_external_event_with_cancellation(toy_index):
     raised = event(EventType.EVENT_RAISED, replay.now, Name="approve", Input=json.dumps("yes"))
     done = replay.episode(raised)
     assert done.status == COMPLETED
-    assert done.cancelled_timers == [0]
+    assert done.timers == []  # the cancelled timer is not scheduled again
     assert json.loads(done.output or "") == {"approved": "yes"}
     assert json.loads(done.custom_status or "") == {"stage": "approved"}
 
@@ -216,7 +204,7 @@ def test_sub_orchestration_gets_an_id_and_instance_id(toy_index):
     replay = Replayer(toy_index, "parent", {})
     result = replay.start()
     [sub] = result.sub_orchestrations
-    assert (sub.task_id, sub.name, sub.instance_id, sub.input) == (0, "sequence", "inst-1:0", "3")
+    assert (sub.task_id, sub.name, sub.instance_id, sub.input) == (0, "sequence", "exec-1:0", "3")
     completed = event(
         EventType.SUB_ORCHESTRATION_INSTANCE_COMPLETED, replay.now, TaskScheduledId=0, Result="[6]"
     )
@@ -231,13 +219,14 @@ def test_sub_orchestration_gets_an_id_and_instance_id(toy_index):
     )
     assert [t.timer_id for t in replay.episode(failed).timers] == [2]
     [again] = replay.episode(replay.fired(2)).sub_orchestrations
-    assert (again.task_id, again.instance_id) == (3, "inst-1:3")
+    assert (again.task_id, again.instance_id) == (3, "exec-1:3")
 
 
 def test_non_deterministic_replay_fails_the_orchestration(toy_index):
     replay = Replayer(toy_index, "sequence", 5)
     replay.start()
-    replay.state.signatures[0] = "0:shout"  # history says another activity was scheduled
+    scheduled_event = next(e for e in replay.history if e["EventType"] == EventType.TASK_SCHEDULED)
+    scheduled_event["Name"] = "shout"  # history says another activity was scheduled
     result = replay.episode(replay.completed(0, 10))
     assert result.status == FAILED
     assert "Non-deterministic" in (result.error or "")

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,13 +128,20 @@ class ScriptedSes:
     """Answers SendEmail attempt ``n`` (0-based) with ``script(n)``; None lets it reach moto.
 
     ``script`` may return ``(status, code, message)`` for an error response, or an exception
-    instance to raise (as a broken connection would). ``calls`` counts every HTTP attempt,
-    including any botocore would make on its own. ``bodies`` holds each request's JSON.
+    instance to raise (as a broken connection would). With ``by_recipient`` instead, the answer
+    is ``by_recipient(recipient, n)`` where ``n`` counts that recipient's attempts (senders call
+    from several threads, so the global order is not fixed). ``calls`` counts every HTTP
+    attempt, including any botocore would make on its own; ``bodies`` holds each request's JSON
+    and ``times`` each attempt's ``time.monotonic()``. Thread-safe.
     """
 
-    script: Callable[[int], tuple[int, str, str] | BaseException | None]
+    script: Callable[[int], tuple[int, str, str] | BaseException | None] = lambda _n: None
+    by_recipient: Callable[[str, int], tuple[int, str, str] | BaseException | None] | None = None
     calls: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    attempts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self, client: Any, operation: str = "SendEmail") -> ScriptedSes:
         service = client.meta.service_model.service_id.hyphenize()
@@ -139,15 +149,25 @@ class ScriptedSes:
         return self
 
     def _before_send(self, request: Any, **_: Any) -> Any:
-        attempt = self.calls
-        self.calls += 1
+        body: dict[str, Any] = {}
         if request.body:
-            body = request.body if isinstance(request.body, bytes) else request.body.encode()
+            raw = request.body if isinstance(request.body, bytes) else request.body.encode()
             try:
-                self.bodies.append(json.loads(body))
+                body = json.loads(raw)
             except ValueError:
-                self.bodies.append({"raw": body.decode("utf-8", "replace")})
-        outcome = self.script(attempt)
+                body = {"raw": raw.decode("utf-8", "replace")}
+        recipient = str((body.get("Destination") or {}).get("ToAddresses", [""])[0])
+        with self._lock:
+            attempt = self.calls
+            self.calls += 1
+            self.bodies.append(body)
+            self.times.append(time.monotonic())
+            mine = self.attempts[recipient]
+            self.attempts[recipient] += 1
+        if self.by_recipient is not None:
+            outcome = self.by_recipient(recipient, mine)
+        else:
+            outcome = self.script(attempt)
         if outcome is None:
             return None
         if isinstance(outcome, BaseException):
@@ -181,3 +201,22 @@ def send_quota_response(url: str, max_24_hour_send: str, max_send_rate: str, sen
     ).encode()
     headers: Any = {"Content-Type": "text/xml", "Content-Length": str(len(body))}
     return AWSResponse(url, 200, headers, _RawBody(body))
+
+
+@pytest.fixture(scope="session")
+def lookalike_server() -> Iterator[Any]:
+    """The SES look-alike of ``bench/`` in its own process: latency, a real rate limit (429)."""
+    from bench.ses_lookalike import start_lookalike
+
+    with start_lookalike(rate=1000, latency_ms=20, verified=[SENDER], seed=7) as handle:
+        yield handle
+
+
+@pytest.fixture
+def lookalike(lookalike_server: Any) -> Any:
+    """The look-alike with its counters reset and its default configuration restored."""
+    lookalike_server.configure(
+        rate=1000, burst_seconds=1, latency_ms=20, jitter_ms=0, throttle=0, errors=0
+    )
+    lookalike_server.reset()
+    return lookalike_server

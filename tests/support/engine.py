@@ -1,0 +1,112 @@
+"""devhost's durable engine in-process, for orchestration tests that replay real histories.
+
+The real SDK runs the real orchestrators; devhost's engine applies their actions as the Azure
+host's shim does (``devhost/durable/shim.py``). Activities are whatever the test registers under
+the real names. :class:`Gate` holds activities until the test releases them, so a test decides
+the order in which work finishes and can look at what the host has started meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from devhost.app_loader import FunctionIndex, index_functions
+from devhost.durable.engine import Engine, EngineOptions
+from devhost.durable.history import TERMINAL_STATUSES
+from devhost.durable.store import InstanceRow, Store
+from devhost.invoker import Worker
+
+_INDEXES: dict[int, FunctionIndex] = {}
+
+
+def index_once(app: Any) -> FunctionIndex:
+    """``app.get_functions()`` may be called once per app and process: cache the index."""
+    if id(app) not in _INDEXES:
+        _INDEXES[id(app)] = index_functions(app)
+    return _INDEXES[id(app)]
+
+
+@contextmanager
+def running_engine(app: Any, state_dir: Path, *, activities: int = 16) -> Iterator[Engine]:
+    worker = Worker(sync_threads=activities)
+    engine = Engine(
+        Store(state_dir / "durable.sqlite3"),
+        index_once(app),
+        worker,
+        EngineOptions(max_concurrent_activities=activities, poll_interval=0.02),
+    )
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        worker.stop()
+
+
+def wait_finished(engine: Engine, instance_id: str, timeout: float = 30) -> InstanceRow:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = engine.store.get_instance(instance_id)
+        if row is not None and row.status in TERMINAL_STATUSES:
+            return row
+        time.sleep(0.02)
+    raise TimeoutError(f"{instance_id} did not finish: {engine.store.get_instance(instance_id)}")
+
+
+def run(engine: Engine, name: str, payload: Any, timeout: float = 30) -> InstanceRow:
+    instance_id = engine.start_orchestration(name, None, json.dumps(payload))
+    return wait_finished(engine, instance_id, timeout)
+
+
+def output(row: InstanceRow) -> Any:
+    assert row.status == "Completed", row.output
+    return json.loads(row.output or "null")
+
+
+class Gate:
+    """Activities call :meth:`hold` with a key and block until the test releases that key."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.started: list[str] = []
+        self._released: dict[str, list[Any]] = {}
+        self.blocked = 0
+
+    def hold(self, key: str) -> Any:
+        with self._cond:
+            self.started.append(key)
+            self.blocked += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: bool(self._released.get(key)), timeout=60)
+            self.blocked -= 1
+            outcome = self._released[key].pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def release(self, key: str, outcome: Any = None) -> None:
+        with self._cond:
+            self._released.setdefault(key, []).append(outcome)
+            self._cond.notify_all()
+
+    def settle(self, engine: Engine, timeout: float = 10) -> list[str]:
+        """Wait until the host has done all it will do while the held activities stay held;
+        returns the keys started so far."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while time.monotonic() < deadline:
+            idle, in_flight = engine.idle()
+            with self._cond:
+                held = self.blocked
+            quiet = quiet + 1 if idle and in_flight == held else 0
+            if quiet >= 5:
+                with self._cond:
+                    return list(self.started)
+            time.sleep(0.02)
+        raise TimeoutError("the engine did not settle")
