@@ -36,6 +36,7 @@ infra: $(STAMP)
 	scripts/validate-infra
 
 bench: $(STAMP) node_modules/.installed
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench
 
 clean:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -119,6 +120,10 @@ class DevHost:
                 return self._unauthorised(request)
             messages = self.outbox() if self.outbox else []
             return _json({"messages": messages})
+        if path == "/_dev/inflight" and request.method == "GET":
+            if not self._authorised(request):
+                return self._unauthorised(request)
+            return _json({"sesCallsInFlight": _ses_calls_in_flight()})
         return await self._http_function(request)
 
     # --- HTTP-triggered functions -------------------------------------------------------------
@@ -193,3 +198,10 @@ def to_web_response(result: Any) -> web.Response:
     if isinstance(result, str):
         return web.Response(status=200, text=result, content_type="text/plain")
     return _json(result)
+
+
+def _ses_calls_in_flight() -> int | None:
+    """The app's SES calls started and not yet settled (answered and recorded), if it sends."""
+    ses = sys.modules.get("sendmail.ses")
+    gauge = getattr(ses, "calls_in_flight", None)
+    return int(gauge()) if callable(gauge) else None

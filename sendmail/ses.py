@@ -105,6 +105,32 @@ INITIAL_LATENCY_SECONDS = 0.25
 LATENCY_SMOOTHING = 0.2
 
 
+class _Gauge:
+    """A process-wide count that threads raise and lower."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    def add(self, change: int) -> None:
+        with self._lock:
+            self._value += change
+
+    @property
+    def value(self) -> int:
+        with self._lock:
+            return self._value
+
+
+_IN_FLIGHT = _Gauge()
+
+
+def calls_in_flight() -> int:
+    """``SendEmail`` calls of this process started and not yet settled: answered *and*, when
+    sent, recorded in the ledger. A crash now can mail at most these recipients twice."""
+    return _IN_FLIGHT.value
+
+
 def send_client_config() -> Config:
     """The botocore config of the ``SendEmail`` client: botocore does not retry (see above)."""
     from botocore.config import Config
@@ -419,6 +445,7 @@ class _BatchRun:
                     if not_before <= now:
                         heapq.heappop(self.queue)
                         self.in_flight += 1
+                        _IN_FLIGHT.add(1)
                         return index, attempts
                     wake = min(wake, not_before)
                 self.cond.wait(max(0.001, wake - now))
@@ -428,6 +455,7 @@ class _BatchRun:
             index, attempts = item
             heapq.heappush(self.queue, (0.0, index, attempts))
             self.in_flight -= 1
+            _IN_FLIGHT.add(-1)
             self.cond.notify_all()
 
     def _call(self, index: int, attempts: int) -> None:
@@ -447,6 +475,7 @@ class _BatchRun:
         with self.cond:
             try:
                 self.in_flight -= 1
+                _IN_FLIGHT.add(-1)
                 self.latency += LATENCY_SMOOTHING * (finished - started - self.latency)
                 if message_id is not None:
                     self.results[index] = Delivery.sent(self.recipients[index], message_id)
