@@ -93,9 +93,9 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 15.0
 #: Attempts botocore makes for the (idempotent) quota reads.
 QUOTA_MAX_ATTEMPTS = 3
-#: HTTP connections the shared send client keeps (botocore's default of 10 would make the
-#: batches of one worker open and drop connections instead of reusing them).
-MAX_POOL_CONNECTIONS = 64
+#: Batch activities one worker runs at once: host.json's ``maxConcurrentActivityFunctions`` and
+#: ``PYTHON_THREADPOOL_THREAD_COUNT`` (tests/infra pins all three together).
+ACTIVITY_SLOTS = 8
 #: A batch in which nothing succeeded for this long while SES kept refusing returns its
 #: recipients as pending, so the orchestration waits on a durable timer instead of a worker.
 STALL_SECONDS = 30.0
@@ -131,15 +131,20 @@ def calls_in_flight() -> int:
     return _IN_FLIGHT.value
 
 
-def send_client_config() -> Config:
-    """The botocore config of the ``SendEmail`` client: botocore does not retry (see above)."""
+def send_client_config(max_concurrency: int = 16) -> Config:
+    """The botocore config of the ``SendEmail`` client: botocore does not retry (see above).
+
+    One client serves every batch of the worker: it keeps a connection for each call that can
+    be in flight (``ACTIVITY_SLOTS`` batches x ``max_concurrency``), where botocore's default of
+    10 would open and drop connections under load.
+    """
     from botocore.config import Config
 
     return Config(
         retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=READ_TIMEOUT_SECONDS,
-        max_pool_connections=MAX_POOL_CONNECTIONS,
+        max_pool_connections=ACTIVITY_SLOTS * max_concurrency,
     )
 
 
@@ -163,7 +168,7 @@ def create_sesv2_client(settings: Settings, *, endpoint_url: str | None = None) 
         "sesv2",
         region_name=settings.AWS_REGION,
         endpoint_url=endpoint_url,
-        config=send_client_config(),
+        config=send_client_config(settings.SENDMAIL_SES_MAX_CONCURRENCY),
     )
 
 

@@ -927,3 +927,36 @@ def test_the_python_thread_pool_matches_the_activity_concurrency(infra: Project)
     activities = host["extensions"]["durableTask"]["maxConcurrentActivityFunctions"]
     _, node = policies.app_settings(infra)["PYTHON_THREADPOOL_THREAD_COUNT"]
     assert evaluate(node) == str(activities)
+
+
+def test_the_send_client_keeps_a_connection_for_every_call_a_worker_can_have_in_flight() -> None:
+    """ACTIVITY_SLOTS batches per worker (host.json) x SENDMAIL_SES_MAX_CONCURRENCY calls each."""
+    from sendmail.ses import ACTIVITY_SLOTS, send_client_config
+
+    host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+    assert host["extensions"]["durableTask"]["maxConcurrentActivityFunctions"] == ACTIVITY_SLOTS
+    assert send_client_config(16).max_pool_connections == ACTIVITY_SLOTS * 16  # type: ignore[attr-defined]
+
+
+def test_a_batch_hands_back_before_the_function_timeout(infra: Project) -> None:
+    """An SES batch runs at most SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS, then returns what is
+    left as pending; the host kills an activity at functionTimeout (host.json) — with margin for
+    the calls in flight (connect + read timeout each) to finish. Checked for the default, the
+    Bicep parameter's default and its @maxValue, and the setting's own ceiling."""
+    from sendmail.ses import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+
+    host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+    hours, minutes, seconds = (int(p) for p in host["functionTimeout"].split(":"))
+    timeout = hours * 3600 + minutes * 60 + seconds
+    name = "SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS"
+    _, node = policies.app_settings(infra)[name]
+    assert text(node) == "string(sesBatchTimeBudgetSeconds)"
+    param = infra.main.params["sesBatchTimeBudgetSeconds"]
+    budgets = [
+        evaluate(param.default),
+        evaluate(param.decorators["maxValue"][0]),
+        Settings().SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS,
+        *(getattr(m, "le", 0) for m in Settings.model_fields[name].metadata),
+    ]
+    margin = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS + 60
+    assert all(isinstance(b, (int, float)) and b + margin < timeout for b in budgets), budgets
