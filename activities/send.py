@@ -49,7 +49,8 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
             start_rate=job.startRate,
             time_budget=max(0.0, budget),
         ),
-        only=job.pending,
+        indices=job.indices,
+        size=job.size,
     )
     return result.model_dump(mode="json")
 

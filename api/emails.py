@@ -11,7 +11,6 @@ OpenAPI document is generated from. Domain modules are imported inside the handl
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
@@ -53,7 +52,7 @@ async def aws_send(
 ) -> func.HttpResponse:
     from sendmail import services
     from sendmail.admission import admit_ses
-    from sendmail.jobs import Mail, SesJob
+    from sendmail.jobs import Mail, SesJob, plan_ses
     from sendmail.models import AwsEmailRequest, Limits, parse_request
     from sendmail.settings import get_settings
 
@@ -63,19 +62,21 @@ async def aws_send(
     # which every async request on this worker shares (tests/test_event_loop.py).
     quota = await asyncio.to_thread(admit_ses, request, settings, services.ses_sender())
     services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
-    batch_size = settings.SENDMAIL_SES_BATCH_SIZE
-    # Lanes: the batches that run at once. They share the account's rate, each sending its
-    # batches in turn (orchestrators/lanes.py); a send of one batch has the rate to itself.
-    lanes = min(
-        settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES,
-        math.ceil(len(request.recipientEmails) / batch_size),
+    rate = quota.max_send_rate if quota.max_send_rate > 0 else None
+    # Lanes share the account's rate, each sending its batches in turn (orchestrators/lanes.py);
+    # batches are sized to about a minute of sending at a lane's share.
+    lanes, batch_size = plan_ses(
+        len(request.recipientEmails),
+        rate,
+        min_batch=settings.SENDMAIL_SES_BATCH_SIZE,
+        max_lanes=settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES,
     )
     job = SesJob(
         mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
         recipients=request.recipientEmails,
         batchSize=batch_size,
         lanes=lanes,
-        maxRate=quota.max_send_rate if quota.max_send_rate > 0 else None,
+        maxRate=rate,
         deadlineSeconds=settings.SENDMAIL_SES_SEND_DEADLINE_SECONDS,
     )
     instance_id = await client.start_new(SES_ORCHESTRATOR, None, job.model_dump(mode="json"))
@@ -211,7 +212,7 @@ async def _wait_for_finish(
     delay = 0.1
     status: DurableOrchestrationStatus | None = None
     while True:
-        status = await client.get_status(instance_id)
+        status = await read_status(client, instance_id)
         if status.runtime_status is not None and status.runtime_status.value in FINISHED_STATUSES:
             return status
         remaining = deadline - time.monotonic()
@@ -232,7 +233,7 @@ async def email_status(
     from sendmail.errors import NotFound
 
     instance_id = req.route_params.get("id", "")
-    status = await client.get_status(instance_id) if _plausible_id(instance_id) else None
+    status = await read_status(client, instance_id) if _plausible_id(instance_id) else None
     kind = KIND_BY_ORCHESTRATOR.get(status.name or "") if status is not None else None
     if status is None or status.runtime_status is None or kind is None:
         raise NotFound(f"No send with id {instance_id!r} exists.")
@@ -282,7 +283,7 @@ async def _running_progress(
     lanes = int(custom.get("lanes") or 0)
     if lanes:
         statuses = await asyncio.gather(
-            *(client.get_status(lane_instance_id(instance_id, n)) for n in range(lanes))
+            *(read_status(client, lane_instance_id(instance_id, n)) for n in range(lanes))
         )
         for key in ("sent", "failed", "pending"):
             counts[key] = sum(
@@ -297,13 +298,35 @@ async def _pending_progress(
     """Before the orchestrator's first episode there is no custom status: count the input.
 
     The input is read here, server-side, only for its recipient count; it is never returned.
-    This happens only between the start and the orchestrator's first episode.
+    Only a poll between the start and the orchestrator's first episode asks for it.
     """
-    status = await client.get_status(instance_id, show_input=True)
+    status = await read_status(client, instance_id, show_input=True)
     job = as_json_object(status.input_) or {}
     recipients = job.get("recipients")
     total = len(recipients) if isinstance(recipients, list) else 0
     return {"total": total, "sent": 0, "failed": 0, "pending": 0}
+
+
+async def read_status(
+    client: df.DurableOrchestrationClient, instance_id: str, *, show_input: bool = False
+) -> DurableOrchestrationStatus:
+    """``client.get_status`` with ``showInput`` always sent.
+
+    The SDK leaves ``showInput=false`` out of the query (``RpcManagementOptions._add_arg`` skips
+    falsy values) and the extension then defaults it to true (``HttpApiHandler``: "showInput =
+    true" when absent), so every poll of a running send would read its whole input (50,000
+    addresses are about 1.3 MB) and each lane's. The request is the SDK's own, plus the flag.
+    """
+    from azure.durable_functions.models.RpcManagementOptions import RpcManagementOptions
+
+    options = RpcManagementOptions(instance_id=instance_id, show_input=show_input)
+    url = options.to_url(client._orchestration_bindings.rpc_base_url)
+    if not show_input:
+        url += ("&" if "?" in url else "?") + "showInput=false"
+    code, body = await client._get_async_request(url)
+    if code not in (200, 202, 400, 404, 500):
+        raise RuntimeError(f"the Durable status API answered {code} for {instance_id}")
+    return DurableOrchestrationStatus.from_json(body if isinstance(body, dict) else {})
 
 
 def _plausible_id(instance_id: str) -> bool:

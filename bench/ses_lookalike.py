@@ -273,7 +273,11 @@ class Lookalike:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             self._level(+1)
             try:
-                response = operation(request, await request.read())
+                try:
+                    body = await request.read()
+                except ConnectionError:  # the client is gone (killed) before its call arrived
+                    return web.Response()
+                response = operation(request, body)
                 jitter = self._jitter_rng.uniform(-1, 1) * self.config.jitter_ms
                 delay = self.config.latency_ms + jitter
                 await asyncio.sleep(max(0.0, delay) / 1000)

@@ -1,8 +1,11 @@
 """Call user functions the way the Python worker does.
 
 ``async def`` functions run on one long-lived event loop thread (the worker's loop: the Durable
-SDK keeps a process-wide ``aiohttp`` session bound to it); plain functions run in a thread
-pool (``PYTHON_THREADPOOL_THREAD_COUNT``).
+SDK keeps a process-wide ``aiohttp`` session bound to it); plain functions — sync HTTP functions,
+activities *and orchestrator episodes* — share one thread pool of
+``PYTHON_THREADPOOL_THREAD_COUNT`` threads, as in the worker: a pool no larger than
+``maxConcurrentActivityFunctions`` lets long activities hold up every orchestration episode. The
+engine keeps its own dispatch threads; what it runs holds one of the pool's slots.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Worker:
     """The language worker: an event loop thread plus a thread pool."""
 
     def __init__(self, sync_threads: int = 16) -> None:
+        self.sync_threads = sync_threads
+        self._slots = threading.BoundedSemaphore(sync_threads)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run_loop, name="devhost-worker-loop", daemon=True
@@ -51,11 +56,16 @@ class Worker:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
+    def in_slot(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``func`` holding one of the sync thread pool's slots (waiting for one if none)."""
+        with self._slots:
+            return func(*args, **kwargs)
+
     def call_blocking(self, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
         """Call from a non-loop thread and wait (activities)."""
         if inspect.iscoroutinefunction(func):
             return asyncio.run_coroutine_threadsafe(func(**kwargs), self.loop).result()
-        result = func(**kwargs)
+        result = self.in_slot(func, **kwargs)
         if inspect.isawaitable(result):
             return asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()
         return result
@@ -66,7 +76,8 @@ class Worker:
             future = asyncio.run_coroutine_threadsafe(func(**kwargs), self.loop)
             return await asyncio.wrap_future(future)
         running = asyncio.get_running_loop()
-        result = await running.run_in_executor(self.pool, functools.partial(func, **kwargs))
+        call = functools.partial(self.in_slot, func, **kwargs)
+        result = await running.run_in_executor(self.pool, call)
         if inspect.isawaitable(result):
             future = asyncio.run_coroutine_threadsafe(_await(result), self.loop)
             return await asyncio.wrap_future(future)

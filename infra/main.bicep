@@ -131,7 +131,7 @@ param allowedSenders string = 'se@aifactory.page'
 @description('SENDMAIL_ALLOWED_SENDER_DOMAINS: comma-separated domains whose every address is allowed on aws-send.')
 param allowedSenderDomains string = ''
 
-@description('SENDMAIL_SES_BATCH_SIZE: recipients per SES batch activity.')
+@description('SENDMAIL_SES_BATCH_SIZE: recipients per SES batch activity, at least (batches grow to about a minute of sending, at most 5000).')
 @minValue(1)
 @maxValue(5000)
 param sesBatchSize int = 500

@@ -25,9 +25,12 @@ What a lane guarantees for each batch
     pending recipients again — at once if the run made progress, after a durable timer of
     growing length (15 s, 30 s, ... 5 min) if SES kept refusing (``stalled``) — until the send's
     deadline; only then are they failed, with the code of their last refusal. An activity that
-    raises is retried :data:`ACTIVITY_ATTEMPTS` times; after that the ledger says what the batch
-    sent (``reconcile_batch``) and the rest is ``BATCH_FAILED`` — or ``DELIVERY_UNKNOWN`` when
-    the ledger cannot be read either. No batch can fail its lane, and no lane the send.
+    raises is run again after growing timers until the send's deadline (SMTP, which has none:
+    :data:`ACTIVITY_ATTEMPTS` runs); after that the ledger says what the batch sent
+    (``reconcile_batch``) and the rest is ``BATCH_FAILED`` — or ``DELIVERY_UNKNOWN`` when the
+    ledger cannot be read either. The last run of a batch starts :data:`LAST_RUN` before the
+    deadline at the latest. An account-level stop (sending paused, daily quota) fails the lane's
+    later batches without calling SES. No batch can fail its lane, and no lane the send.
 
 Deterministic (replays): no I/O, no clocks but the context's, no randomness.
 """
@@ -35,7 +38,7 @@ Deterministic (replays): no I/O, no clocks but the context's, no randomness.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +53,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Runs of a batch activity that raised before the batch is reconciled from the ledger.
+#: Runs of an activity that raised, without a deadline (SMTP, reconcile), before giving up.
 ACTIVITY_ATTEMPTS = 3
-#: Wait before the second run of an activity that raised; the third waits twice as long.
+#: Wait before running an activity that raised again; it doubles with every further run.
 ACTIVITY_RETRY_DELAY = timedelta(seconds=10)
+#: The last run of a batch starts at least this long before the send's deadline.
+LAST_RUN = timedelta(seconds=30)
 #: Waits after a run in which SES kept refusing: the first, doubled each time, at most.
 FIRST_STALL_WAIT = timedelta(seconds=15)
 MAX_STALL_WAIT = timedelta(minutes=5)
@@ -101,7 +106,7 @@ def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> S
 
 def run_lane(context: df.DurableOrchestrationContext) -> Steps:
     """The lane orchestrator's body: its batches one after another (see the module docs)."""
-    from sendmail.jobs import LaneJob, progress
+    from sendmail.jobs import BatchResult, LaneJob, progress
 
     job = LaneJob.model_validate(context.get_input())
     total = sum(len(b.recipients) for b in job.batches)
@@ -114,6 +119,11 @@ def run_lane(context: df.DurableOrchestrationContext) -> Steps:
 
     report()
     for batch in job.batches:
+        stop = next((r.stopped for r in done if r.stopped is not None), None)
+        if stop is not None:  # an account-level stop holds for the lane's later batches too
+            message = f"Not attempted after an earlier batch: {stop.message}"
+            done.append(BatchResult.all_failed(len(batch.recipients), stop.code, message))
+            continue
         result = yield from _send_batch(context, job, batch, rate, report)
         rate = result.rate or rate
         done.append(result)
@@ -126,7 +136,7 @@ def _send_batch(
     job: LaneJob,
     batch: LaneBatch,
     rate: float | None,
-    report: Any,
+    report: Callable[[int], None],
 ) -> Steps:
     """Run one batch until nothing is pending or the deadline passed; its merged result."""
     from sendmail.jobs import BatchResult
@@ -135,11 +145,12 @@ def _send_batch(
     message_ids: list[str | None] = [None] * size
     failures: dict[int, BatchFailure] = {}
     pending: list[int] | None = None
+    stopped = None
     stalls = 0
     while True:
         try:
             output = yield from _call_with_retries(
-                context, _activity(job), _activity_input(job, batch, pending, rate)
+                context, _activity(job), _activity_input(job, batch, pending, rate), job.deadline
             )
         except Exception:
             if not context.is_replaying:
@@ -156,24 +167,29 @@ def _send_batch(
             if message_id is not None:
                 message_ids[index] = message_id
                 failures.pop(index, None)
-        failures.update((f.index, f) for f in result.failures if message_ids[f.index] is None)
+        for failure in result.failures:  # an earlier, more specific failure is kept
+            if message_ids[failure.index] is None:
+                failures.setdefault(failure.index, failure)
         rate = result.rate or rate
+        stopped = stopped or result.stopped
         if not result.pending:
             break
-        now = _utc(context.current_utc_datetime)
+        now = as_utc(context.current_utc_datetime)
         wait = min(MAX_STALL_WAIT, FIRST_STALL_WAIT * 2**stalls) if result.stalled else None
         stalls = stalls + 1 if result.stalled else 0
-        if job.deadline is None or now + (wait or timedelta(0)) >= _utc(job.deadline):
-            failures.update((p.index, p) for p in result.pending)  # the deadline: final now
+        last_chance = as_utc(job.deadline) - LAST_RUN if job.deadline is not None else now
+        if now >= last_chance:  # the deadline: what is still pending is final now
+            failures.update((p.index, p) for p in result.pending)
             break
         pending = [p.index for p in result.pending]
         report(len(pending))
-        if wait is not None:
-            yield context.create_timer(now + wait)
+        if wait is not None:  # never past the last chance: one more run before the deadline
+            yield context.create_timer(min(now + wait, last_chance))
     return BatchResult(
         messageIds=message_ids,
         failures=[failures[i] for i in sorted(failures)],
         rate=rate,
+        stopped=stopped,
     )
 
 
@@ -190,10 +206,13 @@ def _activity_input(
         return SesBatch(
             ledgerKey=batch.ledgerKey,
             mail=job.mail,
-            recipients=batch.recipients,
+            recipients=(
+                batch.recipients if pending is None else [batch.recipients[i] for i in pending]
+            ),
+            indices=pending,
+            size=len(batch.recipients),
             maxRate=job.maxRate,
             startRate=rate,
-            pending=pending,
             deadline=job.deadline,
         ).model_dump(mode="json")
     assert job.provider is not None
@@ -208,25 +227,36 @@ def _activity_input(
 
 
 def _call_with_retries(
-    context: df.DurableOrchestrationContext, name: str, payload: dict[str, Any]
+    context: df.DurableOrchestrationContext,
+    name: str,
+    payload: dict[str, Any],
+    deadline: datetime | None = None,
 ) -> Steps:
-    """A plain activity call, retried on failure after a durable timer (no ``*_with_retry``)."""
-    for attempt in range(1, ACTIVITY_ATTEMPTS + 1):
+    """A plain activity call, run again after a durable timer when it raises (no
+    ``*_with_retry``): until the deadline when there is one (waits doubling from
+    :data:`ACTIVITY_RETRY_DELAY` up to :data:`MAX_STALL_WAIT`), else :data:`ACTIVITY_ATTEMPTS`
+    runs."""
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return (yield context.call_activity(name, payload))
         except Exception:
-            if attempt == ACTIVITY_ATTEMPTS:
+            now = as_utc(context.current_utc_datetime)
+            delay = min(MAX_STALL_WAIT, ACTIVITY_RETRY_DELAY * 2 ** (attempt - 1))
+            if deadline is None and attempt >= ACTIVITY_ATTEMPTS:
+                raise
+            if deadline is not None and now + delay >= as_utc(deadline) - LAST_RUN:
                 raise
             if not context.is_replaying:
                 logger.warning(
-                    "instance %s: %s failed (attempt %d); retrying",
+                    "instance %s: %s failed (attempt %d); running it again in %s",
                     context.instance_id,
                     name,
                     attempt,
+                    delay,
                 )
-            delay = ACTIVITY_RETRY_DELAY * attempt
-            yield context.create_timer(_utc(context.current_utc_datetime) + delay)
-    raise AssertionError("unreachable")
+            yield context.create_timer(now + delay)
 
 
 def _reconcile(context: df.DurableOrchestrationContext, batch: LaneBatch) -> Steps:
@@ -255,6 +285,6 @@ def _reconcile(context: df.DurableOrchestrationContext, batch: LaneBatch) -> Ste
     return BatchResult.model_validate(output)
 
 
-def _utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     """The SDK's datetimes may be naive (UTC) or aware; compare them as aware UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
-from orchestrators.lanes import run_lane, run_lanes
+from orchestrators.lanes import as_utc, run_lane, run_lanes
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def send_ses_orchestrator(
 
     job = SesJob.model_validate(context.get_input())
     lanes = lane_batch_slices(job.recipients, job.lanes, job.batchSize)
-    deadline = context.current_utc_datetime + timedelta(seconds=job.deadlineSeconds)
+    deadline = as_utc(context.current_utc_datetime) + timedelta(seconds=job.deadlineSeconds)
     rate = job.maxRate / len(lanes) if job.maxRate else None
     jobs: list[LaneJob] = []
     number = 0

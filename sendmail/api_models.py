@@ -115,8 +115,9 @@ class StatusProgress(BaseModel):
     pending: int = Field(
         ge=0,
         description=(
-            "Recipients Amazon SES refused for now (throttling, server errors), waiting for "
-            "their next attempt. They are sent later, or failed once the send's deadline passes."
+            "Recipients waiting for another run of their batch: Amazon SES refused them for now "
+            "(throttling, server errors, unreachable), or the run's time ran out first. They "
+            "are sent later, or failed once the send's deadline passes."
         ),
     )
 

@@ -8,11 +8,11 @@ result) are what the orchestrators call, so they are tested without any Durable 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from sendmail.providers import Provider
 from sendmail.results import BatchReport, Delivery, FailureCode
@@ -71,27 +71,29 @@ class LaneJob(_Json):
     batches: list[LaneBatch]
     #: SES: this lane's share of the account's rate, and when transient failures become final.
     maxRate: float | None = Field(default=None, gt=0)
-    deadline: datetime | None = None
+    deadline: AwareDatetime | None = None
     #: SMTP: the provider and the sealed password (a Fernet token, never plain).
     provider: Provider | None = None
     sealedPassword: str | None = None
 
 
 class SesBatch(_Json):
-    """Input of one SES batch activity. ``ledgerKey`` names the batch in the send ledger.
+    """Input of one run of an SES batch activity. ``ledgerKey`` names the batch in the ledger.
 
-    ``pending`` (indices into ``recipients``) limits the run to the recipients still pending
-    from an earlier run of the same batch; None means all. ``startRate`` is where the pace
-    starts (where the lane's previous run ended).
+    A first run carries the whole batch. A later run carries only the recipients still pending,
+    with their ``indices`` in the batch (of ``size`` recipients), so that a throttling storm
+    does not repeat the whole batch in the history at every run. ``startRate`` is where the
+    pace starts (where the lane's previous run ended).
     """
 
     ledgerKey: str
     mail: Mail
     recipients: list[str]
+    indices: list[int] | None = None
+    size: int | None = Field(default=None, ge=0)
     maxRate: float | None = Field(default=None, gt=0)
     startRate: float | None = Field(default=None, gt=0)
-    pending: list[int] | None = None
-    deadline: datetime | None = None
+    deadline: AwareDatetime | None = None
 
 
 class SmtpBatch(_Json):
@@ -110,6 +112,14 @@ class BatchFailure(_Json):
     message: str
 
 
+class BatchStop(_Json):
+    """An account-level failure (sending paused, daily quota, credentials) that stopped a batch:
+    every later batch of the send would meet it too."""
+
+    code: FailureCode
+    message: str
+
+
 class BatchResult(_Json):
     """An activity's output: ``messageIds[i]`` belongs to the batch's ``recipients[i]``.
 
@@ -117,6 +127,7 @@ class BatchResult(_Json):
     each with the code and message it ends with if the send's deadline passes first; ``rate``
     is the pace the run ended at and ``stalled`` says SES kept refusing (wait before the next
     run). Indices in none of the lists were settled by an earlier run of the same batch.
+    ``stopped`` is set when an account-level failure stopped the run.
     """
 
     messageIds: list[str | None]
@@ -124,6 +135,7 @@ class BatchResult(_Json):
     pending: list[BatchFailure] = []
     rate: float | None = None
     stalled: bool = False
+    stopped: BatchStop | None = None
 
     @classmethod
     def from_outcome(
@@ -146,6 +158,11 @@ class BatchResult(_Json):
             pending=[failure(i, d) for i, d in ordered if d.pending],
             rate=report.rate if report is not None else None,
             stalled=report.stalled if report is not None else False,
+            stopped=(
+                BatchStop(code=report.stop[0], message=report.stop[1])
+                if report is not None and report.stop is not None
+                else None
+            ),
         )
 
     @classmethod
@@ -189,6 +206,31 @@ class SendOutcome(_Json):
 
 def ledger_key(instance_id: str, batch_no: int) -> str:
     return f"{instance_id}:{batch_no}"
+
+
+#: A batch is grown to about this many seconds of sending at its lane's share of the rate: each
+#: boundary between two batches of a lane costs two queue hops on Azure (docs/architecture.md).
+BATCH_SECONDS = 60
+#: ... but never beyond this many recipients (its result, 64 bytes of Message-ID each, is
+#: checkpointed in the history).
+MAX_BATCH_SIZE = 5000
+
+
+def plan_ses(
+    recipients: int, rate: float | None, *, min_batch: int, max_lanes: int
+) -> tuple[int, int]:
+    """(lanes, batch size) for an SES send of ``recipients`` at ``rate`` (MaxSendRate).
+
+    Lanes: the batches that run at once, at most ``max_lanes`` and at most one per
+    ``min_batch`` recipients (a small send keeps the whole rate in one lane). Batch size: at
+    least ``min_batch``, grown to :data:`BATCH_SECONDS` of sending at the lane's share of the
+    rate, at most :data:`MAX_BATCH_SIZE`.
+    """
+    lanes = max(1, min(max_lanes, math.ceil(recipients / min_batch)))
+    if not rate or rate <= 0:
+        return lanes, min_batch
+    timed = math.ceil(rate / lanes * BATCH_SECONDS)
+    return lanes, max(min_batch, min(MAX_BATCH_SIZE, timed))
 
 
 def lane_batch_slices(recipients: Sequence[str], lanes: int, size: int) -> list[list[list[str]]]:

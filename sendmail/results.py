@@ -70,9 +70,12 @@ class BatchReport:
 
     ``rate`` is the pace the sender ended at (SES: it seeds the next batch of the same lane);
     ``stalled`` says the pending recipients are pending because the provider kept refusing,
-    not because the batch's time ran out (the orchestration then waits before trying again).
+    not because the batch's time ran out (the orchestration then waits before trying again);
+    ``stop`` is the account-level failure (code, message) that stopped the batch, if any: it
+    holds for every later batch of the send too.
     """
 
     deliveries: list[Delivery]
     rate: float | None = None
     stalled: bool = False
+    stop: tuple[FailureCode, str] | None = None

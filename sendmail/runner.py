@@ -6,8 +6,8 @@ batch) and sends only to the others; every success is recorded right after its s
 thread that made it. What is left is a crash between a send and its record: the calls in flight
 at that moment may be sent twice, and are the only duplicate window (see docs/architecture.md).
 
-A run may be limited to ``only`` some recipients of the batch (those an earlier run left
-pending); the result then says nothing about the others, which earlier runs settled.
+A run may carry only some recipients of the batch (those an earlier run left pending), with
+their indices; the result then says nothing about the others, which earlier runs settled.
 """
 
 from __future__ import annotations
@@ -32,17 +32,21 @@ def run_batch(
     recipients: Sequence[str],
     send: SendFn,
     *,
-    only: Sequence[int] | None = None,
+    indices: Sequence[int] | None = None,
+    size: int | None = None,
 ) -> BatchResult:
-    """Send to the recipients of one batch (or ``only`` those) that the ledger does not know."""
+    """Send to ``recipients`` (at ``indices`` in a batch of ``size``; by default the whole
+    batch, in order) unless the ledger knows them as sent. The result covers these indices."""
+    positions = list(indices) if indices is not None else list(range(len(recipients)))
+    if len(positions) != len(recipients):
+        raise ValueError(f"{len(recipients)} recipients for {len(positions)} indices")
+    batch_size = size if size is not None else len(recipients)
+    address = dict(zip(positions, recipients, strict=True))
     already = ledger.sent(key)
-    wanted = range(len(recipients)) if only is None else sorted(set(only))
-    todo = [i for i in wanted if 0 <= i < len(recipients) and i not in already]
     outcome: dict[int, Delivery] = {
-        i: Delivery.sent(recipients[i], message_id)
-        for i, message_id in already.items()
-        if 0 <= i < len(recipients)
+        i: Delivery.sent(address[i], already[i]) for i in positions if i in already
     }
+    todo = [i for i in positions if i not in already]
     if outcome and todo:
         logger.info("batch %s resumed: %d already sent, %d to send", key, len(outcome), len(todo))
     report: BatchReport | None = None
@@ -64,7 +68,7 @@ def run_batch(
                 if first:
                     logger.warning("batch %s: the send ledger is failing; sending goes on", key)
 
-        report = send([recipients[i] for i in todo], record)
+        report = send([address[i] for i in todo], record)
         if len(report.deliveries) != len(todo):
             raise RuntimeError(f"sender returned {len(report.deliveries)} results for {len(todo)}")
         outcome.update(zip(todo, report.deliveries, strict=True))
@@ -72,7 +76,7 @@ def run_batch(
             logger.warning(
                 "batch %s: %d sends could not be recorded in the ledger", key, unrecorded
             )
-    result = BatchResult.from_outcome(len(recipients), outcome, report)
+    result = BatchResult.from_outcome(batch_size, outcome, report)
     logger.info(
         "batch %s: %d sent, %d failed, %d pending",
         key,

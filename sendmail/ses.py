@@ -409,13 +409,20 @@ class _BatchRun:
     def run(self) -> BatchReport:
         with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="ses-send") as pool:
             while (item := self._next()) is not None:
-                delay = self.limiter.reserve()
-                if delay > 0:
-                    if self.end is not None and self.clock() + delay >= self.end:
-                        self._put_back(item)
-                        break
-                    self.owner._sleep(delay)
-                pool.submit(self._call, *item)
+                try:
+                    delay = self.limiter.reserve()
+                    if delay > 0:
+                        if self.end is not None and self.clock() + delay >= self.end:
+                            self._put_back(item)
+                            break
+                        self.owner._sleep(delay)
+                        if self._over():  # an account-level stop came while pacing
+                            self._put_back(item)
+                            break
+                    pool.submit(self._call, *item)
+                except BaseException:
+                    self._put_back(item)
+                    raise
         # leaving the pool waited for every call in flight: each has reported
         if self.error is not None:
             raise self.error
@@ -426,6 +433,10 @@ class _BatchRun:
         if rate is None:
             return self.max_concurrency
         return max(1, min(self.max_concurrency, math.ceil(rate * self.latency * 2) + 1))
+
+    def _over(self) -> bool:
+        with self.cond:
+            return self.stop is not None or self.error is not None
 
     def _next(self) -> tuple[int, int] | None:
         """The next (index, attempts) to send, when it may go; None when the batch is over."""
@@ -442,7 +453,9 @@ class _BatchRun:
                 if self.refusals_since_progress and now - self.last_progress >= stall:
                     self.stalled = True
                     return None
-                wake = self.last_progress + stall
+                wake = now + 1.0  # woken earlier by every call that reports
+                if self.refusals_since_progress:
+                    wake = min(wake, self.last_progress + stall)
                 if self.end is not None:
                     wake = min(wake, self.end)
                 if self.queue and self.in_flight < self._window():
@@ -486,6 +499,7 @@ class _BatchRun:
                     self.results[index] = Delivery.sent(self.recipients[index], message_id)
                     self.limiter.on_success()
                     self._progress(finished)
+                    self.stalled = False  # a late success: SES is not refusing everything
                 elif failure is not None:
                     self._failed(index, attempts + 1, failure, detail, finished)
             except BaseException as exc:
@@ -536,4 +550,10 @@ class _BatchRun:
             else:
                 last = self.last_failure.get(index, NOT_REACHED)
                 deliveries.append(Delivery.postponed(recipient, last.code, last.message))
-        return BatchReport(deliveries, rate=self.limiter.rate, stalled=self.stalled)
+        stop = self.stop
+        return BatchReport(
+            deliveries,
+            rate=self.limiter.rate,
+            stalled=self.stalled,
+            stop=(stop.code, stop.message) if stop is not None else None,
+        )

@@ -44,7 +44,12 @@ class Settings(BaseSettings):
         default=[],
         description="Comma-separated domains whose every address is allowed on aws-send.",
     )
-    SENDMAIL_SES_BATCH_SIZE: int = Field(default=500, ge=1, le=5000)
+    SENDMAIL_SES_BATCH_SIZE: int = Field(
+        default=500,
+        ge=1,
+        le=5000,
+        description="Recipients per SES batch, at least (grown to about a minute of sending).",
+    )
     SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES: int = Field(default=4, ge=1, le=100)
     SENDMAIL_SES_MAX_RECIPIENTS: int = Field(default=50_000, ge=1, le=1_000_000)
     SENDMAIL_SES_CONFIGURATION_SET: str | None = Field(

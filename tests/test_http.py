@@ -109,7 +109,7 @@ def test_aws_send_starts_the_ses_orchestration_and_answers_202(
         "subject": "안녕하세요",
         "body": "본문입니다",
     }
-    assert (job["batchSize"], job["lanes"]) == (500, 1)  # one batch: one lane
+    assert (job["batchSize"], job["lanes"]) == (840, 1)  # one lane, a minute of 14/s a batch
     assert job["maxRate"] == 14  # the account's MaxSendRate; the lanes share it
     assert job["deadlineSeconds"] == 3600
 
@@ -328,6 +328,13 @@ def test_status_of_a_running_send_adds_up_its_lanes_progress(
     assert body["runtimeStatus"] == "Running"
     assert body["progress"] == {"total": 10, "sent": 4, "failed": 1, "pending": 3}
     assert body["messageIds"] == []
+    # showInput=false on the wire for every read: a running send's input (up to 50,000
+    # addresses) and its lanes' are never fetched by a poll
+    assert sorted(client.status_reads) == [
+        ("abc", False),
+        ("abc:lane0", False),
+        ("abc:lane1", False),
+    ]
 
 
 def test_a_lane_is_not_a_send_on_the_status_route(
@@ -452,7 +459,7 @@ def test_prefer_wait_falls_back_to_202_when_reading_the_status_fails(
     app_functions: dict[str, Any], quota: StubQuota
 ) -> None:
     class FlakyStatus(FakeDurableClient):
-        async def get_status(self, *args: Any, **kwargs: Any) -> Any:
+        async def _get_async_request(self, url: str) -> tuple[int, Any]:
             raise ConnectionError("task hub storage: 503")
 
     client = FlakyStatus()

@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 import pytest
 
 from sendmail.errors import QuotaExceeded, envelope
-from sendmail.jobs import BatchFailure, BatchResult, assemble, split_batches, split_even
+from sendmail.jobs import (
+    BATCH_SECONDS,
+    MAX_BATCH_SIZE,
+    BatchFailure,
+    BatchResult,
+    assemble,
+    plan_ses,
+    split_batches,
+    split_even,
+)
 from sendmail.results import FailureCode
 
 
@@ -71,3 +80,24 @@ def test_quota_exceeded_carries_retry_after() -> None:
     error = QuotaExceeded("later", retry_after=60)
     assert error.headers == {"Retry-After": "60"}
     assert error.status == 429
+
+
+@pytest.mark.parametrize(
+    ("recipients", "rate", "lanes", "batch"),
+    [
+        (1, 14.0, 1, 840),  # a small send: one lane with the whole rate, a minute of it
+        (500, 14.0, 1, 840),
+        (501, 14.0, 2, 500),  # 7/s a lane: a minute is 420, the floor is the setting
+        (50_000, 14.0, 4, 500),
+        (3_000, 100.0, 4, 1_500),  # 25/s a lane: 60 s of sending per batch
+        (9_000, 300.0, 4, 4_500),
+        (50_000, 1_000.0, 4, 5_000),  # at most MAX_BATCH_SIZE
+        (2_000, None, 4, 500),  # rate unknown: the setting
+    ],
+)
+def test_a_send_is_planned_as_lanes_of_batches_of_about_a_minute(
+    recipients: int, rate: float | None, lanes: int, batch: int
+) -> None:
+    assert plan_ses(recipients, rate, min_batch=500, max_lanes=4) == (lanes, batch)
+    assert BATCH_SECONDS == 60
+    assert MAX_BATCH_SIZE == 5_000

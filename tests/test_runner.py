@@ -132,12 +132,12 @@ def test_a_later_run_sends_only_the_pending_and_reports_nothing_about_the_others
     run_batch(ledger, "i:0", RECIPIENTS, first)
 
     second = RecordingSender()
-    result = run_batch(ledger, "i:0", RECIPIENTS, second, only=[3, 4])
+    pending = [RECIPIENTS[3], RECIPIENTS[4]]
+    result = run_batch(ledger, "i:0", pending, second, indices=[3, 4], size=len(RECIPIENTS))
 
     assert second.asked == ["r3@example.com", "r4@example.com"]  # r1 (failed) is not retried
-    assert result.messageIds == [
-        None if r == "r1@example.com" else f"<{r}>" for r in RECIPIENTS
-    ]  # everything the ledger knows, for the whole batch
+    # the result is aligned with the whole batch and covers this run's indices only
+    assert result.messageIds == [None, None, None, "<r3@example.com>", "<r4@example.com>", None]
     assert result.failures == []  # r1's failure belongs to the first run's result
     assert result.pending == []
 
@@ -148,7 +148,30 @@ def test_a_pending_recipient_that_was_sent_after_all_is_not_sent_again() -> None
     ledger.record("i:0", 3, "<r3@example.com>")
     sender = RecordingSender()
 
-    result = run_batch(ledger, "i:0", RECIPIENTS, sender, only=[3, 4])
+    result = run_batch(ledger, "i:0", RECIPIENTS[3:5], sender, indices=[3, 4], size=len(RECIPIENTS))
 
     assert sender.asked == ["r4@example.com"]
     assert result.messageIds[3] == "<r3@example.com>"
+
+
+def test_indices_must_match_the_recipients() -> None:
+    with pytest.raises(ValueError, match="2 recipients for 1 indices"):
+        run_batch(MemorySendLedger(), "i:0", RECIPIENTS[:2], RecordingSender(), indices=[0])
+
+
+def test_an_account_level_stop_is_reported_for_the_lane() -> None:
+    class Stopping(RecordingSender):
+        def __call__(
+            self, recipients: Sequence[str], on_sent: Callable[[int, str], None]
+        ) -> BatchReport:
+            paused = Delivery.failed(recipients[0], FailureCode.SES_SENDING_PAUSED, "paused")
+            return BatchReport(
+                [paused] * len(recipients), stop=(FailureCode.SES_SENDING_PAUSED, "paused")
+            )
+
+    result = run_batch(MemorySendLedger(), "i:0", RECIPIENTS, Stopping())
+    assert result.stopped is not None
+    assert (result.stopped.code, result.stopped.message) == (
+        FailureCode.SES_SENDING_PAUSED,
+        "paused",
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -434,6 +435,26 @@ def test_an_account_level_error_stops_new_calls_while_those_in_flight_finish(
 
     assert {d.code for d in report.deliveries} == {FailureCode.SES_SENDING_PAUSED}
     assert spy.calls <= 8  # at most the calls already in flight when the first answer came
+
+
+def test_an_account_level_stop_during_a_pacing_wait_starts_no_further_call(
+    sesv2_client, verified_sender
+):
+    """At 4/s the third call waits 0.25 s for its slot; the first two answer "paused" meanwhile."""
+
+    def slow_pause(_attempt: int) -> tuple[int, str, str]:
+        time.sleep(0.05)
+        return (400, "SendingPausedException", "Sending paused for this account.")
+
+    spy = ScriptedSes(slow_pause).install(sesv2_client)
+
+    report = make_sender(sesv2_client).send(
+        verified_sender, [f"r{i}@example.com" for i in range(5)], "Hi", "B", max_rate=4.0
+    )
+
+    assert spy.calls == 2  # the burst of two; the third, already waiting, never goes
+    assert {d.code for d in report.deliveries} == {FailureCode.SES_SENDING_PAUSED}
+    assert report.stop is not None
 
 
 def test_message_rejected_is_per_recipient_and_not_retried(sesv2_client, verified_sender):

@@ -260,7 +260,8 @@ class Engine:
         if handle is None:
             result = None
         else:
-            result = run_episode(
+            result = self.worker.in_slot(
+                run_episode,
                 handle,
                 EpisodeInput(
                     instance_id=instance_id,

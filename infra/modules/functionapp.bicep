@@ -138,8 +138,10 @@ var platformSettings = {
   AzureWebJobsStorage__queueServiceUri: queueEndpoint
   AzureWebJobsStorage__tableServiceUri: tableEndpoint
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
-  // Sync activities run on this pool: sized to host.json's maxConcurrentActivityFunctions (8).
-  PYTHON_THREADPOOL_THREAD_COUNT: '8'
+  // Sync activities AND orchestrator episodes run on this one pool: sized to host.json's
+  // maxConcurrentActivityFunctions (8) + maxConcurrentOrchestratorFunctions (4), so long SES
+  // batches never hold up the episodes that schedule the next ones.
+  PYTHON_THREADPOOL_THREAD_COUNT: '12'
 }
 
 var optionalSettings = empty(sesConfigurationSet) ? {} : {

@@ -29,6 +29,7 @@ busy and stay correct under the same failures.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -416,3 +417,23 @@ def test_lanes_retry_a_failed_batch_explicitly_and_stay_correct(engine: Engine) 
 
     row = wait_finished(engine, instance_id)
     assert json.loads(row.output or "null")["messageIds"] == [f"id-{r}" for r in recipients]
+
+
+def test_orchestrator_episodes_share_the_workers_thread_pool_with_activities(
+    tmp_path: Any,
+) -> None:
+    """The Python worker runs sync orchestrators and activities on one pool of
+    PYTHON_THREADPOOL_THREAD_COUNT threads: with one thread, a running activity holds up
+    every orchestration episode — which is why the Bicep gives activities + orchestrators."""
+    GATE.__init__()  # type: ignore[misc]
+    SCRIPT.clear()
+    with running_engine(app, tmp_path, threads=1) as engine:
+        first = start_window(engine, batches=1, window=1, retry=False)
+        assert GATE.settle(engine) == ["b0"]  # b0 holds the only thread
+        second = start_window(engine, batches=1, window=1, retry=False)
+        threading.Event().wait(0.5)
+        assert engine.store.get_history(second) == []  # its first episode is still waiting
+        GATE.release("b0")  # the second instance's b0 comes next (its episode got the thread)
+        GATE.release("b0")
+        assert wait_finished(engine, first).status == "Completed"
+        assert wait_finished(engine, second).status == "Completed"

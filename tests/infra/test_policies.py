@@ -921,12 +921,20 @@ def test_unresolvable_app_settings_fail_instead_of_passing() -> None:
     assert "cannot resolve" in violations[0]
 
 
-def test_the_python_thread_pool_matches_the_activity_concurrency(infra: Project) -> None:
-    """Sync activities run on the worker's thread pool: host.json and the Bicep must agree."""
+def test_the_python_thread_pool_holds_every_activity_and_orchestrator_at_once(
+    infra: Project,
+) -> None:
+    """Sync activities and sync orchestrator episodes share the worker's one thread pool
+    (PYTHON_THREADPOOL_THREAD_COUNT): sized to both of host.json's limits, long SES batches
+    cannot starve the episodes that schedule the next ones (devhost models the shared pool:
+    tests/devhost/test_shim.py)."""
     host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
-    activities = host["extensions"]["durableTask"]["maxConcurrentActivityFunctions"]
+    durable = host["extensions"]["durableTask"]
+    wanted = (
+        durable["maxConcurrentActivityFunctions"] + durable["maxConcurrentOrchestratorFunctions"]
+    )
     _, node = policies.app_settings(infra)["PYTHON_THREADPOOL_THREAD_COUNT"]
-    assert evaluate(node) == str(activities)
+    assert evaluate(node) == str(wanted)
 
 
 def test_the_send_client_keeps_a_connection_for_every_call_a_worker_can_have_in_flight() -> None:

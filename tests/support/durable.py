@@ -9,6 +9,7 @@ host is covered by the devhost tests.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -123,7 +124,7 @@ def status(
 
 
 class FakeDurableClient:
-    """Records ``start_new`` calls; ``get_status`` serves the statuses a test scripted."""
+    """Records ``start_new`` calls; status reads get the statuses a test scripted."""
 
     def __init__(self) -> None:
         self.started: list[tuple[str, Any]] = []
@@ -139,18 +140,25 @@ class FakeDurableClient:
         self.started.append((orchestration_function_name, client_input))
         return instance_id or f"inst{len(self.started)}"
 
-    async def get_status(
-        self,
-        instance_id: str,
-        show_history: bool = False,
-        show_history_output: bool = False,
-        show_input: bool = False,
-    ) -> DurableOrchestrationStatus:
+    # What api.emails.read_status uses of the SDK's client: the RPC base URL and the GET.
+    class _Bindings:
+        rpc_base_url = "http://127.0.0.1:7071/runtime/webhooks/durabletask/"
+
+    _orchestration_bindings = _Bindings()
+
+    async def _get_async_request(self, url: str) -> tuple[int, Any]:
+        """Serve ``GET .../instances/{id}?...`` as the Durable HTTP API does (showInput=true
+        unless the query says false); record (instance id, showInput) per read."""
+        parsed = urllib.parse.urlsplit(url)
+        instance_id = urllib.parse.unquote(parsed.path.rsplit("/instances/", 1)[1])
+        query = dict(urllib.parse.parse_qsl(parsed.query))
+        show_input = query.get("showInput", "true").lower() != "false"
         self.status_reads.append((instance_id, show_input))
         queue = self.statuses.get(instance_id)
         if not queue:
-            return DurableOrchestrationStatus.from_json({})
+            return 404, None
         current = queue[0] if len(queue) == 1 else queue.pop(0)
+        body = current.to_json()
         if not show_input:
-            current = DurableOrchestrationStatus.from_json({**current.to_json(), "input": None})
-        return current
+            body = {**body, "input": None}
+        return 200, body

@@ -33,8 +33,12 @@ def index_once(app: Any) -> FunctionIndex:
 
 
 @contextmanager
-def running_engine(app: Any, state_dir: Path, *, activities: int = 16) -> Iterator[Engine]:
-    worker = Worker(sync_threads=activities)
+def running_engine(
+    app: Any, state_dir: Path, *, activities: int = 16, threads: int | None = None
+) -> Iterator[Engine]:
+    """An engine over ``app``; ``threads`` is the worker's sync pool (default: ``activities``
+    plus the 4 orchestrator slots, so nothing waits for a thread)."""
+    worker = Worker(sync_threads=threads if threads is not None else activities + 4)
     engine = Engine(
         Store(state_dir / "durable.sqlite3"),
         index_once(app),
@@ -97,7 +101,9 @@ class Gate:
 
     def settle(self, engine: Engine, timeout: float = 10) -> list[str]:
         """Wait until the host has done all it will do while the held activities stay held;
-        returns the keys started so far."""
+        returns the keys started so far. A durable timer due later does not count as work:
+        tests that need timers to fire first keep them shorter than the quiet period here
+        (5 polls of 20 ms)."""
         deadline = time.monotonic() + timeout
         quiet = 0
         while time.monotonic() < deadline:
