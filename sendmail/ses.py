@@ -25,8 +25,10 @@ Where retries happen, and why only here
     ``SendEmail``) and this module retries, per recipient, only what can succeed later:
     throttling and SES 5xx (see :mod:`sendmail.ses_errors`), and connection failures where the
     request never reached SES (refused, connect timeout). A recipient that fails that way goes
-    back into the queue behind a full-jitter backoff — ``uniform(0, min(MAX_BACKOFF_SECONDS,
-    BASE_BACKOFF_SECONDS * 2 ** (n - 1)))`` before attempt ``n + 1`` — while the others go on.
+    back into the queue while the others go on: after a throttle behind ``uniform(0,
+    THROTTLE_RETRY_SECONDS)`` (the batch's pace slows down for everyone instead), after a 5xx or
+    an unreachable SES behind a full-jitter backoff — ``uniform(0, min(MAX_BACKOFF_SECONDS,
+    BASE_BACKOFF_SECONDS * 2 ** (n - 1)))`` before attempt ``n + 1``.
 
 A transient condition costs time, never a recipient
     No attempt count gives up on a recipient. The batch stops and reports the recipients it has
@@ -84,7 +86,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: First backoff ceiling in seconds; it doubles on every further attempt.
+#: A throttled recipient is tried again after uniform(0, this) seconds: the batch's pace, not the
+#: recipient's own backoff, answers throttling (a backoff growing per recipient only leaves the
+#: unlucky ones waiting at the end of a storm).
+THROTTLE_RETRY_SECONDS = 1.0
+#: First backoff ceiling in seconds after a 5xx or an unreachable SES; it doubles every attempt.
 BASE_BACKOFF_SECONDS = 0.5
 #: No single wait before a recipient's next attempt is longer than this.
 MAX_BACKOFF_SECONDS = 20.0
@@ -517,7 +523,12 @@ class _BatchRun:
                 self.limiter.on_throttle()
             self.last_failure[index] = failure
             self.refusals_since_progress += 1
-            retry_at = now + self.owner.backoff(attempts)
+            delay = (
+                THROTTLE_RETRY_SECONDS * self.owner._random()
+                if failure.throttle
+                else self.owner.backoff(attempts)
+            )
+            retry_at = now + delay
             heapq.heappush(self.queue, (retry_at, index, attempts))
             logger.debug("SES %s on recipient #%d, attempt %d", detail, index, attempts)
             return
