@@ -74,13 +74,6 @@ __all__ = [
 #: The table the Functions app's ledger lives in, in the host's own storage account.
 DEFAULT_TABLE_NAME = "SendMailLedger"
 
-#: Azure Storage's well-known development account (Azurite, the storage emulator).
-DEV_ACCOUNT_NAME = "devstoreaccount1"
-DEV_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
-DEV_TABLE_PORT = 10002
-
 # Table keys may not hold / \ # ? or control characters, and ' % and friends are fragile in the
 # URLs and filters that carry keys. Everything outside this set is escaped as ~XX per UTF-8 byte.
 _KEY_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
@@ -221,10 +214,13 @@ class TableSendLedger:
         included: see :func:`ledger_from_environment`)."""
         from azure.data.tables import TableClient
 
+        from sendmail.storage import client_options as bounded
+        from sendmail.storage import resolve_development_storage
+
         client = TableClient.from_connection_string(
-            _resolve_development_storage(connection_string),
+            resolve_development_storage(connection_string),
             table_name=table_name,
-            **_client_options(client_options),
+            **bounded(client_options),
         )
         return cls(client)
 
@@ -241,11 +237,13 @@ class TableSendLedger:
         authenticated with a Microsoft Entra token credential (managed identity)."""
         from azure.data.tables import TableClient
 
+        from sendmail.storage import client_options as bounded
+
         client = TableClient(
             endpoint=endpoint,
             table_name=table_name,
             credential=credential,
-            **_client_options(client_options),
+            **bounded(client_options),
         )
         return cls(client)
 
@@ -378,55 +376,6 @@ class TableSendLedger:
             ) from e
 
 
-def _client_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Bounded defaults: azure-core would wait 300 s per read and retry up to 10 times."""
-    merged: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30, "retry_total": 3}
-    merged.update(options)
-    return merged
-
-
-def _parse_connection_string(connection_string: str) -> dict[str, str]:
-    parts: dict[str, str] = {}
-    for segment in connection_string.split(";"):
-        name, sep, value = segment.strip().partition("=")
-        if sep and name:
-            parts[name.strip().lower()] = value.strip()
-    return parts
-
-
-def _resolve_development_storage(connection_string: str) -> str:
-    """Expand ``UseDevelopmentStorage=true[;DevelopmentStorageProxyUri=...]`` to Azurite's
-    well-known account; any other connection string is returned unchanged."""
-    parts = _parse_connection_string(connection_string)
-    if parts.get("usedevelopmentstorage", "").lower() != "true":
-        return connection_string
-    base = parts.get("developmentstorageproxyuri", "http://127.0.0.1").rstrip("/")
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT_NAME};"
-        f"AccountKey={DEV_ACCOUNT_KEY};"
-        f"TableEndpoint={base}:{DEV_TABLE_PORT}/{DEV_ACCOUNT_NAME};"
-    )
-
-
-def _credential_from_environment(env: Mapping[str, str], connection: str) -> TokenCredential:
-    kind = env.get(f"{connection}__credential", "").strip().lower()
-    client_id = env.get(f"{connection}__clientId", "").strip() or None
-    if kind == "managedidentity":
-        from azure.identity import ManagedIdentityCredential
-
-        return ManagedIdentityCredential(client_id=client_id)
-    if kind:
-        raise LedgerUnavailable(
-            f"{connection}__credential={kind!r} is not supported by the send ledger; "
-            "use 'managedidentity' or leave it unset"
-        )
-    # As the Functions host does without __credential: a developer's identity locally, the
-    # system-assigned managed identity in Azure.
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=client_id)
-
-
 def ledger_from_environment(
     env: Mapping[str, str] = os.environ,
     *,
@@ -446,21 +395,9 @@ def ledger_from_environment(
 
     Raises :class:`LedgerUnavailable` when none is set. Builds clients only: no network I/O.
     """
-    connection_string = env.get(connection, "").strip()
-    service_uri = env.get(f"{connection}__tableServiceUri", "").strip()
-    account_name = env.get(f"{connection}__accountName", "").strip()
+    from sendmail.storage import StorageUnavailable, table_client
+
     try:
-        if connection_string:
-            return TableSendLedger.from_connection_string(connection_string, table_name=table_name)
-        if not service_uri and account_name:
-            service_uri = f"https://{account_name}.table.core.windows.net"
-        if service_uri:
-            credential = _credential_from_environment(env, connection)
-            return TableSendLedger.from_endpoint(service_uri, credential, table_name=table_name)
-    except ValueError as e:
-        # The SDK's own words on a malformed setting; they name no secret values.
-        raise LedgerUnavailable(f"the send ledger's storage settings are unusable: {e}") from e
-    raise LedgerUnavailable(
-        f"no storage configured for the send ledger: set {connection} (a connection string) or "
-        f"{connection}__tableServiceUri / {connection}__accountName (identity-based)"
-    )
+        return TableSendLedger(table_client(table_name, env, connection=connection))
+    except StorageUnavailable as e:
+        raise LedgerUnavailable(f"the send ledger cannot be used: {e}") from e

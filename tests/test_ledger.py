@@ -401,7 +401,7 @@ def test_from_environment_prefers_the_connection_string(azurite: Azurite) -> Non
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({}, "no storage configured for the send ledger: set AzureWebJobsStorage"),
+        ({}, "send ledger cannot be used: no storage configured: set AzureWebJobsStorage"),
         ({"AzureWebJobsStorage": "   "}, "no storage configured"),
         ({"AzureWebJobsStorage__credential": "managedidentity"}, "no storage configured"),
         ({"OtherStorage": "UseDevelopmentStorage=true"}, "no storage configured"),

@@ -1,0 +1,158 @@
+"""Clients for the Functions host's own storage account: tables and queues, as the host reads them.
+
+The send ledger, the idempotency keys, the quota reservations (Azure Tables) and the task hub's
+work-item queue (Azure Queues) all live in the storage account the Functions host itself uses,
+configured the way the host is (``connection`` is ``AzureWebJobsStorage`` unless told otherwise):
+
+1. ``{connection}``: a connection string; ``UseDevelopmentStorage=true`` means Azurite on
+   ``127.0.0.1`` (tables on 10002, queues on 10001) or ``DevelopmentStorageProxyUri``.
+2. ``{connection}__tableServiceUri`` / ``__queueServiceUri``: identity-based, with
+   ``{connection}__credential=managedidentity`` and ``{connection}__clientId`` (a user-assigned
+   identity); without ``__credential``, ``DefaultAzureCredential``.
+3. ``{connection}__accountName``: identity-based at ``https://{name}.{service}.core.windows.net``.
+
+:class:`StorageUnavailable` says none is set (or what is set cannot be used). Building a client
+does no network I/O. Azure SDK imports happen inside the functions: importing this module is
+cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableClient
+    from azure.storage.queue import QueueClient
+
+Service = Literal["table", "queue"]
+
+#: Azure Storage's well-known development account (Azurite, the storage emulator).
+DEV_ACCOUNT_NAME = "devstoreaccount1"
+DEV_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+DEV_PORTS: dict[Service, int] = {"table": 10002, "queue": 10001}
+
+
+class StorageUnavailable(Exception):
+    """No storage is configured for the service's tables and queues, or it is unusable."""
+
+
+def client_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Bounded defaults: azure-core would wait 300 s per read and retry up to 10 times."""
+    merged: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30, "retry_total": 3}
+    merged.update(options)
+    return merged
+
+
+def _parse_connection_string(connection_string: str) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for segment in connection_string.split(";"):
+        name, sep, value = segment.strip().partition("=")
+        if sep and name:
+            parts[name.strip().lower()] = value.strip()
+    return parts
+
+
+def resolve_development_storage(connection_string: str) -> str:
+    """Expand ``UseDevelopmentStorage=true[;DevelopmentStorageProxyUri=...]`` to Azurite's
+    well-known account; any other connection string is returned unchanged."""
+    parts = _parse_connection_string(connection_string)
+    if parts.get("usedevelopmentstorage", "").lower() != "true":
+        return connection_string
+    base = parts.get("developmentstorageproxyuri", "http://127.0.0.1").rstrip("/")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT_NAME};"
+        f"AccountKey={DEV_ACCOUNT_KEY};"
+        f"TableEndpoint={base}:{DEV_PORTS['table']}/{DEV_ACCOUNT_NAME};"
+        f"QueueEndpoint={base}:{DEV_PORTS['queue']}/{DEV_ACCOUNT_NAME};"
+    )
+
+
+def credential_from_environment(env: Mapping[str, str], connection: str) -> TokenCredential:
+    kind = env.get(f"{connection}__credential", "").strip().lower()
+    client_id = env.get(f"{connection}__clientId", "").strip() or None
+    if kind == "managedidentity":
+        from azure.identity import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(client_id=client_id)
+    if kind:
+        raise StorageUnavailable(
+            f"{connection}__credential={kind!r} is not supported here; "
+            "use 'managedidentity' or leave it unset"
+        )
+    # As the Functions host does without __credential: a developer's identity locally, the
+    # system-assigned managed identity in Azure.
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=client_id)
+
+
+def storage_target(
+    service: Service, env: Mapping[str, str] = os.environ, connection: str = "AzureWebJobsStorage"
+) -> tuple[str, None] | tuple[None, str]:
+    """(connection string, None) or (None, service URI) for ``service``, as listed above."""
+    connection_string = env.get(connection, "").strip()
+    if connection_string:
+        return resolve_development_storage(connection_string), None
+    service_uri = env.get(f"{connection}__{service}ServiceUri", "").strip()
+    account_name = env.get(f"{connection}__accountName", "").strip()
+    if not service_uri and account_name:
+        service_uri = f"https://{account_name}.{service}.core.windows.net"
+    if service_uri:
+        return None, service_uri
+    raise StorageUnavailable(
+        f"no storage configured: set {connection} (a connection string) or "
+        f"{connection}__{service}ServiceUri / {connection}__accountName (identity-based)"
+    )
+
+
+def table_client(
+    table_name: str,
+    env: Mapping[str, str] = os.environ,
+    *,
+    connection: str = "AzureWebJobsStorage",
+    **options: Any,
+) -> TableClient:
+    from azure.data.tables import TableClient
+
+    connection_string, uri = storage_target("table", env, connection)
+    try:
+        if connection_string is not None:
+            return TableClient.from_connection_string(
+                connection_string, table_name=table_name, **client_options(options)
+            )
+        assert uri is not None
+        credential = credential_from_environment(env, connection)
+        return TableClient(
+            endpoint=uri, table_name=table_name, credential=credential, **client_options(options)
+        )
+    except ValueError as e:  # the SDK's own words on a malformed setting: no secret values
+        raise StorageUnavailable(f"the storage settings are unusable: {e}") from e
+
+
+def queue_client(
+    queue_name: str,
+    env: Mapping[str, str] = os.environ,
+    *,
+    connection: str = "AzureWebJobsStorage",
+    **options: Any,
+) -> QueueClient:
+    from azure.storage.queue import QueueClient
+
+    connection_string, uri = storage_target("queue", env, connection)
+    try:
+        if connection_string is not None:
+            return QueueClient.from_connection_string(
+                connection_string, queue_name=queue_name, **client_options(options)
+            )
+        assert uri is not None
+        credential = credential_from_environment(env, connection)
+        return QueueClient(
+            account_url=uri, queue_name=queue_name, credential=credential, **client_options(options)
+        )
+    except ValueError as e:
+        raise StorageUnavailable(f"the storage settings are unusable: {e}") from e
