@@ -10,9 +10,11 @@ OpenAPI document is generated from. Domain modules are imported inside the handl
 """
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -29,6 +31,10 @@ from api.http import (
 )
 from orchestrators.names import KIND_BY_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail.constants import FINISHED_STATUSES
+from sendmail.errors import KeyInProgress
+
+if TYPE_CHECKING:
+    from sendmail.idempotency import Claim
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +64,15 @@ async def aws_send(
 
     settings = get_settings()
     request = parse_request(AwsEmailRequest, req.get_body(), Limits.for_aws(settings))
-    # Admission reads SES (boto3, blocking, up to minutes with its retries): off the event loop,
-    # which every async request on this worker shares (tests/test_event_loop.py).
-    quota = await asyncio.to_thread(admit_ses, request, settings, services.ses_sender())
-    services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
+    total = len(request.recipientEmails)
+    claim, replayed = await _idempotency(req, client, "aws-send", request, "ses", total)
+    if replayed is not None:
+        return replayed
+    async with _refusal_drops(claim):
+        # Admission reads SES (boto3, blocking, up to minutes with its retries): off the event
+        # loop, which every async request on this worker shares (tests/test_event_loop.py).
+        quota = await asyncio.to_thread(admit_ses, request, settings, services.ses_sender())
+        services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
     rate = quota.max_send_rate if quota.max_send_rate > 0 else None
     # Lanes share the account's rate, each sending its batches in turn (orchestrators/lanes.py);
     # batches are sized to about a minute of sending at a lane's share.
@@ -79,9 +90,11 @@ async def aws_send(
         maxRate=rate,
         deadlineSeconds=settings.SENDMAIL_SES_SEND_DEADLINE_SECONDS,
     )
-    instance_id = await client.start_new(SES_ORCHESTRATOR, None, job.model_dump(mode="json"))
-    logger.info("ses send %s started: %d recipients", instance_id, len(job.recipients))
-    return await _accepted(req, client, instance_id, "ses", len(job.recipients))
+    instance_id = await client.start_new(
+        SES_ORCHESTRATOR, claim.instance_id if claim else None, job.model_dump(mode="json")
+    )
+    logger.info("ses send %s started: %d recipients", instance_id, total)
+    return await _accepted(req, client, instance_id, "ses", total)
 
 
 @bp.function_name("user_send")
@@ -98,15 +111,22 @@ async def user_send(
 
     settings = get_settings()
     request = parse_request(UserEmailRequest, req.get_body(), Limits.for_user(settings))
-    services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
-    job = SmtpJob(
-        mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
-        provider=request.provider,
-        sealedPassword=services.sealer().seal(request.password),
-        recipients=request.recipientEmails,
-        connections=settings.SENDMAIL_SMTP_CONNECTIONS,
+    total = len(request.recipientEmails)
+    claim, replayed = await _idempotency(req, client, "user-send", request, "smtp", total)
+    if replayed is not None:
+        return replayed
+    async with _refusal_drops(claim):
+        services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
+        job = SmtpJob(
+            mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
+            provider=request.provider,
+            sealedPassword=services.sealer().seal(request.password),
+            recipients=request.recipientEmails,
+            connections=settings.SENDMAIL_SMTP_CONNECTIONS,
+        )
+    instance_id = await client.start_new(
+        SMTP_ORCHESTRATOR, claim.instance_id if claim else None, job.model_dump(mode="json")
     )
-    instance_id = await client.start_new(SMTP_ORCHESTRATOR, None, job.model_dump(mode="json"))
     logger.info(
         "smtp send %s started: provider %s, %d recipients",
         instance_id,
@@ -114,6 +134,61 @@ async def user_send(
         len(job.recipients),
     )
     return await _accepted(req, client, instance_id, "smtp", len(job.recipients))
+
+
+async def _idempotency(
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    route: str,
+    request: Any,
+    kind: str,
+    total: int,
+) -> "tuple[Claim | None, func.HttpResponse | None]":
+    """The ``Idempotency-Key`` step (sendmail/idempotency.py): (the claim this request starts
+    its send under, None), or (None, the answer of the send the key already started). No key:
+    (None, None). Raises 400, 409 (first request still in progress) or 422 (another request)."""
+    from sendmail import idempotency, services
+
+    key = idempotency.parse_key(req.headers.get(idempotency.HEADER))
+    if key is None:
+        return None, None
+    store = services.idempotency()
+    now = idempotency.now()
+    digest = idempotency.fingerprint(route, request)
+    claim = await asyncio.to_thread(store.claim, route, key, digest, now)
+    if claim.start:
+        return claim, None
+    status = await read_status(client, claim.instance_id)
+    if status.runtime_status is not None:  # that send exists: the same answer as its first
+        logger.info("send %s: the same %s request again", claim.instance_id, route)
+        return None, await _accepted(req, client, claim.instance_id, kind, total)
+    in_progress = (
+        f"A request with this {idempotency.HEADER} is still being processed; "
+        "send it again in a moment to get its answer"
+    )
+    if now - claim.created < idempotency.TAKEOVER_AFTER:
+        raise KeyInProgress(in_progress)
+    taken = await asyncio.to_thread(store.take_over, claim, now)
+    if taken is None:
+        raise KeyInProgress(in_progress)
+    logger.warning(
+        "send %s: its first request never started it; starting it now", claim.instance_id
+    )
+    return taken, None
+
+
+@contextlib.asynccontextmanager
+async def _refusal_drops(claim: "Claim | None") -> AsyncIterator[None]:
+    """A request refused before its send starts (403, 429, 500) drops its key's record, so a
+    retry once the cause is gone can go through."""
+    try:
+        yield
+    except BaseException:
+        if claim is not None:
+            from sendmail import services
+
+            await asyncio.to_thread(services.idempotency().release, claim)
+        raise
 
 
 async def _accepted(
@@ -247,6 +322,7 @@ async def email_status(
         progress = await _pending_progress(client, instance_id)
     else:
         progress = await _running_progress(client, instance_id, custom)
+    delivery = await _delivery_counts(instance_id) if kind == "ses" else None
     body = EmailStatus.model_validate(
         {
             "id": instance_id,
@@ -262,6 +338,7 @@ async def email_status(
                 if runtime in FINISHED_STATUSES - {"Completed"}
                 else None
             ),
+            "delivery": delivery,
         }
     )
     done = runtime in FINISHED_STATUSES
@@ -270,6 +347,20 @@ async def email_status(
         200 if done else 202,
         {} if done else retry_after(POLL_AFTER_SECONDS),
     )
+
+
+async def _delivery_counts(instance_id: str) -> dict[str, int] | None:
+    """What SES reported for the send so far (its SNS events); None if the store cannot be
+    read: the status is still answered, without the counts, and the failure logged."""
+    from sendmail import services
+    from sendmail.tables import TableUnavailable
+
+    try:
+        counts = await asyncio.to_thread(services.event_store().counts, instance_id)
+    except TableUnavailable:
+        logger.warning("send %s: delivery counts unavailable", instance_id, exc_info=True)
+        return None
+    return counts.to_json()
 
 
 async def _running_progress(

@@ -164,6 +164,11 @@ param sesSendDeadlineSeconds int = 3600
 @description('SENDMAIL_SES_CONFIGURATION_SET: SES configuration set for bounce/complaint events. Empty: not set.')
 param sesConfigurationSet string = ''
 
+@description('SENDMAIL_IDEMPOTENCY_TTL_HOURS: how long an Idempotency-Key names its send (at least 24).')
+@minValue(24)
+@maxValue(720)
+param idempotencyTtlHours int = 24
+
 @description('SENDMAIL_MAX_SUBJECT_CHARS: longest subject accepted.')
 @minValue(1)
 param maxSubjectChars int = 998
@@ -226,6 +231,7 @@ var sendMailSettings = {
   SENDMAIL_SES_MAX_CONCURRENCY: string(sesMaxConcurrency)
   SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS: string(sesBatchTimeBudgetSeconds)
   SENDMAIL_SES_SEND_DEADLINE_SECONDS: string(sesSendDeadlineSeconds)
+  SENDMAIL_IDEMPOTENCY_TTL_HOURS: string(idempotencyTtlHours)
   SENDMAIL_MAX_SUBJECT_CHARS: string(maxSubjectChars)
   SENDMAIL_MAX_BODY_BYTES: string(maxBodyBytes)
   SENDMAIL_SMTP_CONNECTIONS: string(smtpConnections)

@@ -48,6 +48,7 @@ param sesMaxConcurrency = 16
 param sesBatchTimeBudgetSeconds = 300
 param sesSendDeadlineSeconds = 3600
 param sesConfigurationSet = ''
+param idempotencyTtlHours = 24
 param maxSubjectChars = 998
 param maxBodyBytes = 102400
 param smtpConnections = 3

@@ -54,6 +54,21 @@ class QuotaExceeded(SendMailError):
         self.retry_after = retry_after
 
 
+class KeyReused(SendMailError):
+    """The request's Idempotency-Key was used for another request (422)."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class KeyInProgress(SendMailError):
+    """The first request with this Idempotency-Key is still being processed (409)."""
+
+    status = HTTPStatus.CONFLICT
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class ServiceMisconfigured(SendMailError):
     """A setting the request needs is missing or invalid (500; details only in the log)."""
 

@@ -25,6 +25,7 @@ from sendmail.errors import envelope
 from sendmail.mime import LINE_BREAK_CHARACTERS
 from sendmail.models import AwsEmailRequest, Limits, UserEmailRequest
 from sendmail.settings import Settings
+from sendmail.suppression import ADDRESS_PATTERN, MAX_ADDRESS_CHARS
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
@@ -67,6 +68,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "servers": [{"url": SERVER_URL, "description": "This deployment (the Functions host)."}],
         "tags": [
             {"name": "emails", "description": "Send mail and follow a send."},
+            {"name": "events", "description": "What SES reported after sending (through SNS)."},
+            {"name": "suppressions", "description": "Addresses aws-send no longer mails."},
             {"name": "health", "description": "Liveness."},
         ],
         "security": FUNCTION_KEY,
@@ -74,6 +77,12 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "/v1/emails/aws-send": {"post": _aws_send()},
             "/v1/emails/user-send": {"post": _user_send()},
             "/v1/emails/{id}": {"get": _email_status()},
+            "/v1/emails/{id}/events": {"get": _email_events()},
+            "/v1/events/ses": {"post": _ses_events()},
+            "/v1/suppressions/{email}": {
+                "get": _suppression_get(),
+                "delete": _suppression_delete(),
+            },
             "/health": {"get": _health()},
         },
         "components": {
@@ -105,6 +114,7 @@ def _component_schemas(settings: Settings) -> dict[str, Schema]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (AwsEmailRequest, "validation"),
         (UserEmailRequest, "validation"),
+        (api_models.SnsMessage, "validation"),
         *((model, "serialization") for model in api_models.RESPONSE_MODELS),
     ]
     _, generated = models_json_schema(
@@ -196,7 +206,14 @@ def _header(name: str) -> Schema:
 
 
 ErrorName = Literal[
-    "BadRequest", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests", "InternalError"
+    "BadRequest",
+    "Unauthorized",
+    "Forbidden",
+    "NotFound",
+    "Conflict",
+    "UnprocessableContent",
+    "TooManyRequests",
+    "InternalError",
 ]
 
 _ERRORS: dict[ErrorName, tuple[HTTPStatus, str, str, str]] = {
@@ -226,6 +243,23 @@ _ERRORS: dict[ErrorName, tuple[HTTPStatus, str, str, str]] = {
         "No send with id '0f1c2d3e4f5a46b7a8b9c0d1e2f3a4b5' exists.",
         "/api/v1/emails/0f1c2d3e4f5a46b7a8b9c0d1e2f3a4b5",
     ),
+    "Conflict": (
+        HTTPStatus.CONFLICT,
+        "The first request with this `Idempotency-Key` is still being processed (its send has "
+        "not started yet). Send the same request again after `Retry-After`: it then gets that "
+        "send's answer.",
+        "A request with this Idempotency-Key is still being processed; send it again in a "
+        "moment to get its answer",
+        "/api/v1/emails/aws-send",
+    ),
+    "UnprocessableContent": (
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "This `Idempotency-Key` was already used for a different request to this route. "
+        "Nothing was started.",
+        "This Idempotency-Key was already used for a different aws-send request; use a new "
+        "key for a new request",
+        "/api/v1/emails/aws-send",
+    ),
     "TooManyRequests": (
         HTTPStatus.TOO_MANY_REQUESTS,
         "The send needs more messages than are left in the SES 24-hour quota. Nothing was "
@@ -251,7 +285,7 @@ def _error_responses() -> dict[str, Schema]:
             "description": description,
             "content": _json_content(api_models.ErrorEnvelope, (name, example)),
         }
-        if status == HTTPStatus.TOO_MANY_REQUESTS:
+        if status in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.CONFLICT):
             response["headers"] = {"Retry-After": _header("RetryAfter")}
         responses[name] = response
     return responses
@@ -274,6 +308,24 @@ _PREFER: Schema = {
     ),
     "schema": {"type": "string"},
     "example": "wait=30",
+}
+
+
+_IDEMPOTENCY_KEY: Schema = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes the request safe to retry (IETF draft *The Idempotency-Key HTTP Header "
+        "Field*): the same key with the same request answers the same send — the same `id`, "
+        "`Location` and `202` (or the `200` that `Prefer: wait` gives once it finished) — and "
+        "nothing is sent again; the same key with another request is `422`; while the first "
+        "request with the key is still starting its send, `409`. Keys are per route, kept at "
+        "least 24 hours, 1 to 255 printable ASCII characters (an RFC 8941 string: quotes "
+        "optional). The password is not part of what is compared."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "example": "8e03978e-40d5-43e8-bc93-6894a57f9324",
 }
 
 
@@ -328,9 +380,16 @@ def _aws_send() -> Schema:
             "24-hour quota has room for every recipient (429) — both before anything starts — "
             "then starts the send: one message per recipient."
         ),
-        "parameters": [_PREFER],
+        "parameters": [_PREFER, _IDEMPOTENCY_KEY],
         "requestBody": _send_body(AwsEmailRequest, "The mail and its recipients."),
-        "responses": _send_responses("BadRequest", "Unauthorized", "Forbidden", "TooManyRequests"),
+        "responses": _send_responses(
+            "BadRequest",
+            "Unauthorized",
+            "Forbidden",
+            "Conflict",
+            "UnprocessableContent",
+            "TooManyRequests",
+        ),
     }
 
 
@@ -344,12 +403,12 @@ def _user_send() -> Schema:
             "from the request), logging in as `senderEmail` with `password`. The password is "
             "sealed at once and never stored or logged in plain text."
         ),
-        "parameters": [_PREFER],
+        "parameters": [_PREFER, _IDEMPOTENCY_KEY],
         "requestBody": _send_body(
             UserEmailRequest, "The provider, the account, the mail and its recipients."
         ),
         "responses": {
-            **_send_responses("BadRequest", "Unauthorized"),
+            **_send_responses("BadRequest", "Unauthorized", "Conflict", "UnprocessableContent"),
             "403": {
                 "description": (
                     "Only with `Prefer: wait=N`: the send finished and the provider's SMTP "
@@ -396,6 +455,166 @@ def _email_status() -> Schema:
             },
             "401": _error("Unauthorized"),
             "404": _error("NotFound"),
+            "500": _error("InternalError"),
+        },
+    }
+
+
+def _envelope(description: str) -> Schema:
+    """An error response of one route, in the v1 envelope."""
+    return {"description": description, "content": _json_content(api_models.ErrorEnvelope)}
+
+
+def _ses_events() -> Schema:
+    return {
+        "operationId": "ses_events",
+        "tags": ["events"],
+        "summary": "SES events through SNS: the SNS subscription's endpoint",
+        "description": (
+            "Subscribe this URL, with the function key as `?code=`, to the SNS topic of the SES "
+            "configuration set's event destination. Every message is verified as AWS documents "
+            "(signature versions 1 and 2, the certificate only from "
+            "`https://sns.<the topic's region>.amazonaws.com`, the topic in "
+            "`SENDMAIL_SNS_TOPIC_ARNS`); a SubscriptionConfirmation is confirmed. A notification's "
+            "SES events (Delivery, Bounce, Complaint, Reject, DeliveryDelay) are recorded for "
+            "their send — found by the message tag `sendmail-send-id` — and a hard bounce or a "
+            "complaint puts the address on the suppression list. Idempotent on the SNS "
+            "`MessageId`."
+        ),
+        "requestBody": {
+            "required": True,
+            "description": "The SNS message, as SNS posts it.",
+            "content": _json_content(
+                api_models.SnsMessage, ("default", _model_example(api_models.SnsMessage))
+            ),
+        },
+        "responses": {
+            "200": {
+                "description": "Verified and handled (or already handled: a redelivery).",
+                "content": _json_content(api_models.EventsReceipt),
+            },
+            "400": _envelope("The body is not an SNS message (not a JSON object)."),
+            "401": _error("Unauthorized"),
+            "403": _envelope(
+                "The message failed verification (unknown type or topic, a missing field, a "
+                "certificate URL not on the topic region's SNS host, a bad signature). "
+                "Nothing was recorded."
+            ),
+            "500": _envelope(
+                "Something failed after the message was verified (logged); SNS delivers it "
+                "again, and what was already recorded is not recorded twice."
+            ),
+        },
+    }
+
+
+def _email_events() -> Schema:
+    return {
+        "operationId": "email_events",
+        "tags": ["events"],
+        "summary": "A send's events, per recipient",
+        "description": (
+            "The SES events of an SES send, oldest first, a page at a time (`nextCursor`). "
+            "They arrive through SNS seconds to days after sending; the status route counts them "
+            "(`delivery`). An SMTP send has none."
+        ),
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "The send's id.",
+                "schema": {"type": "string", "maxLength": 100},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": "Events per page (default 100).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+            },
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "description": "The previous page's `nextCursor`.",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "type",
+                "in": "query",
+                "required": False,
+                "description": "Only events of this type.",
+                "schema": {
+                    "type": "string",
+                    "enum": ["Delivery", "Bounce", "Complaint", "Reject", "DeliveryDelay"],
+                },
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "A page of the send's events.",
+                "content": _json_content(
+                    api_models.SendEvents, ("page", _model_example(api_models.SendEvents))
+                ),
+            },
+            "400": _envelope("`limit`, `type` or `cursor` is not valid."),
+            "401": _error("Unauthorized"),
+            "404": _error("NotFound"),
+            "500": _error("InternalError"),
+        },
+    }
+
+
+_EMAIL_PARAMETER: Schema = {
+    "name": "email",
+    "in": "path",
+    "required": True,
+    "description": "The address (compared trimmed and lower-case).",
+    "schema": {"type": "string", "maxLength": MAX_ADDRESS_CHARS, "pattern": ADDRESS_PATTERN},
+}
+
+
+def _suppression_get() -> Schema:
+    return {
+        "operationId": "suppression_get",
+        "tags": ["suppressions"],
+        "summary": "Is an address suppressed?",
+        "description": (
+            "An address goes on the suppression list after a permanent (hard) bounce or a "
+            "complaint; aws-send then skips it and reports it as `SUPPRESSED`."
+        ),
+        "parameters": [_EMAIL_PARAMETER],
+        "responses": {
+            "200": {
+                "description": "The address is on the list.",
+                "content": _json_content(
+                    api_models.Suppression, ("entry", _model_example(api_models.Suppression))
+                ),
+            },
+            "400": _envelope("`email` is not an email address."),
+            "401": _error("Unauthorized"),
+            "404": _envelope("The address is not on the suppression list."),
+            "500": _error("InternalError"),
+        },
+    }
+
+
+def _suppression_delete() -> Schema:
+    return {
+        "operationId": "suppression_delete",
+        "tags": ["suppressions"],
+        "summary": "Take an address off the suppression list",
+        "description": (
+            "For an operator who has confirmed the address is good again: aws-send mails it "
+            "from the next batch on."
+        ),
+        "parameters": [_EMAIL_PARAMETER],
+        "responses": {
+            "204": {"description": "Removed."},
+            "400": _envelope("`email` is not an email address."),
+            "401": _error("Unauthorized"),
+            "404": _envelope("The address is not on the suppression list."),
             "500": _error("InternalError"),
         },
     }

@@ -12,10 +12,14 @@ from typing import TYPE_CHECKING, Any
 from sendmail.settings import get_settings
 
 if TYPE_CHECKING:
+    from sendmail.event_store import EventStore
+    from sendmail.idempotency import IdempotencyStore
     from sendmail.ledger import SendLedger
     from sendmail.sealing import Sealer
     from sendmail.ses import SesSender
     from sendmail.smtp import SmtpSender
+    from sendmail.sns import SnsVerifier
+    from sendmail.suppression import SuppressionList
 
 _lock = threading.Lock()
 _instances: dict[str, Any] = {}
@@ -46,6 +50,32 @@ def ledger() -> SendLedger:
     return _get("ledger", ledger_from_environment)  # type: ignore[no-any-return]
 
 
+def idempotency() -> IdempotencyStore:
+    from sendmail.idempotency import store_from_environment
+
+    hours = get_settings().SENDMAIL_IDEMPOTENCY_TTL_HOURS
+    return _get("idempotency", lambda: store_from_environment(hours))  # type: ignore[no-any-return]
+
+
+def event_store() -> EventStore:
+    from sendmail.event_store import event_store_from_environment
+
+    return _get("events", event_store_from_environment)  # type: ignore[no-any-return]
+
+
+def suppressions() -> SuppressionList:
+    from sendmail.suppression import suppressions_from_environment
+
+    return _get("suppressions", suppressions_from_environment)  # type: ignore[no-any-return]
+
+
+def sns_verifier() -> SnsVerifier:
+    """One per process: it keeps the SNS signing certificates it fetched."""
+    from sendmail.sns import SnsVerifier
+
+    return _get("sns", lambda: SnsVerifier.from_settings(get_settings()))  # type: ignore[no-any-return]
+
+
 def sealer() -> Sealer:
     from sendmail.sealing import Sealer
 
@@ -53,7 +83,8 @@ def sealer() -> Sealer:
 
 
 def override(**instances: Any) -> None:
-    """Use these instances (keys: ses, smtp, ledger, sealer) instead of building them."""
+    """Use these instances (keys: ses, smtp, ledger, sealer, idempotency, ...) instead of
+    building them."""
     with _lock:
         _instances.update(instances)
 

@@ -25,6 +25,32 @@ def _split_csv(value: object) -> object:
     return value
 
 
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _loopback_origin(value: str) -> str:
+    """``scheme://host[:port]`` on this machine only, normalised; anything else is refused, so
+    the development trust can never name a host another machine controls."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in ("http", "https")
+        or host not in _LOOPBACK_HOSTS
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError("must be an http(s) origin on the loopback interface, without a path")
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return f"{parts.scheme}://{netloc}"
+
+
 class Settings(BaseSettings):
     """The service's configuration. Field names are the environment variable names."""
 
@@ -74,6 +100,34 @@ class Settings(BaseSettings):
         description="After this long, recipients SES kept throttling or refusing are failed.",
     )
 
+    SENDMAIL_IDEMPOTENCY_TTL_HOURS: float = Field(
+        default=24,
+        ge=24,
+        le=24 * 30,
+        description="How long an Idempotency-Key names its send (at least 24 hours).",
+    )
+
+    # --- SES events through SNS, and the suppression list --------------------------------------
+    SENDMAIL_SNS_TOPIC_ARNS: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description=(
+            "Comma-separated SNS topic ARNs the events route accepts messages from (none: every "
+            "message is refused)."
+        ),
+    )
+    SENDMAIL_SNS_DEV_TRUSTED_ORIGIN: str | None = Field(
+        default=None,
+        description=(
+            "Development only: one loopback origin (http://127.0.0.1:PORT) trusted for "
+            "SigningCertURL and SubscribeURL besides AWS's SNS hosts. devhost sets it; never "
+            "in Azure."
+        ),
+    )
+    SENDMAIL_SUPPRESSION_ENABLED: bool = Field(
+        default=True,
+        description="aws-send skips addresses on the suppression list (reported as SUPPRESSED).",
+    )
+
     # --- Request limits --------------------------------------------------------------------
     SENDMAIL_MAX_SUBJECT_CHARS: int = Field(default=998, ge=1)
     SENDMAIL_MAX_BODY_BYTES: int = Field(default=102_400, ge=1)
@@ -108,6 +162,18 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
         return [v.lower().lstrip("@") for v in value]
+
+    @field_validator("SENDMAIL_SNS_TOPIC_ARNS", mode="before")
+    @classmethod
+    def _topics(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("SENDMAIL_SNS_DEV_TRUSTED_ORIGIN", mode="before")
+    @classmethod
+    def _dev_origin(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return _loopback_origin(value) if isinstance(value, str) else value
 
     @classmethod
     def env_names(cls) -> frozenset[str]:

@@ -539,3 +539,142 @@ def test_a_send_that_could_not_be_guarded_by_the_ledger_never_starts(
     assert_envelope(response, 500, "/api/v1/emails/aws-send")
     assert client.started == []
     assert "LedgerUnavailable" in caplog.text
+
+
+# --- Idempotency-Key -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keys() -> Any:
+    from sendmail.idempotency import MemoryIdempotencyStore
+
+    store = MemoryIdempotencyStore()
+    services.override(idempotency=store)
+    return store
+
+
+def send(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    key: str,
+    body: dict[str, Any] = AWS,
+    route: str = "aws_send",
+    **headers: str,
+) -> func.HttpResponse:
+    path = "/api/v1/emails/aws-send" if route == "aws_send" else "/api/v1/emails/user-send"
+    return call(
+        app_functions,
+        route,
+        client,
+        path=path,
+        body=body,
+        headers={"Idempotency-Key": key, **headers},
+    )
+
+
+def test_the_same_key_and_body_again_answers_the_same_send_and_starts_nothing(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    first = send(app_functions, client, "order-1")
+    again = send(app_functions, client, "order-1", body={**AWS})
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.headers["Location"] == first.headers["Location"]
+    assert body_of(again) == body_of(first)
+    assert len(client.started) == 1
+
+
+def test_the_same_key_with_another_body_is_422_and_starts_nothing(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    send(app_functions, client, "order-1")
+    other = send(app_functions, client, "order-1", body={**AWS, "subject": "changed"})
+
+    envelope = assert_envelope(other, 422, "/api/v1/emails/aws-send")
+    assert "already used for a different aws-send request" in envelope["message"]
+    assert len(client.started) == 1
+
+
+def test_a_bad_key_is_400_before_anything(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    response = send(app_functions, client, "x" * 256)
+    envelope = assert_envelope(response, 400, "/api/v1/emails/aws-send")
+    assert "Idempotency-Key" in envelope["message"]
+    assert client.started == []
+
+
+def test_a_key_whose_first_request_is_still_starting_is_409_with_retry_after(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    from sendmail.idempotency import fingerprint, now
+    from sendmail.models import AwsEmailRequest
+
+    # the first request recorded the key a moment ago and has not started its send yet
+    keys.claim(
+        "aws-send", "order-1", fingerprint("aws-send", AwsEmailRequest.model_validate(AWS)), now()
+    )
+
+    response = send(app_functions, client, "order-1")
+
+    assert_envelope(response, 409, "/api/v1/emails/aws-send")
+    assert int(response.headers["Retry-After"]) >= 1
+    assert client.started == []
+
+
+def test_a_key_whose_first_request_died_before_starting_is_taken_over_once(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    from datetime import timedelta
+
+    from sendmail.idempotency import fingerprint, now
+    from sendmail.models import AwsEmailRequest
+
+    digest = fingerprint("aws-send", AwsEmailRequest.model_validate(AWS))
+    abandoned = keys.claim("aws-send", "order-1", digest, now() - timedelta(minutes=2))
+
+    response = send(app_functions, client, "order-1")
+    again = send(app_functions, client, "order-1")
+
+    assert response.status_code == 202
+    assert response.headers["Location"].endswith(f"/api/v1/emails/{abandoned.instance_id}")
+    assert again.headers["Location"] == response.headers["Location"]
+    assert len(client.started) == 1
+
+
+def test_a_request_refused_with_429_drops_its_key_so_a_later_retry_can_send(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    quota.quota = SendQuota(max_24_hour_send=200, max_send_rate=1, sent_last_24_hours=199)
+    refused = send(app_functions, client, "order-1")
+    quota.quota = SendQuota(max_24_hour_send=200, max_send_rate=1, sent_last_24_hours=0)
+    retried = send(app_functions, client, "order-1")
+
+    assert (refused.status_code, retried.status_code) == (429, 202)
+    assert len(client.started) == 1
+
+
+def test_with_prefer_wait_a_repeated_request_gets_the_finished_sends_200(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    first = send(app_functions, client, "order-1")
+    instance_id = body_of(first)["id"]
+    client.statuses[instance_id] = [completed(instance_id)]
+
+    again = send(app_functions, client, "order-1", Prefer="wait=5")
+
+    assert again.status_code == 200
+    assert body_of(again)["id"] == instance_id
+    assert body_of(again)["messageIds"] == ["0101-abc"]
+    assert len(client.started) == 1
+
+
+def test_user_send_with_the_same_key_and_another_password_is_the_same_send(
+    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str, keys: Any
+) -> None:
+    first = send(app_functions, client, "u-1", body=USER, route="user_send")
+    again = send(
+        app_functions, client, "u-1", body={**USER, "password": "other"}, route="user_send"
+    )
+    assert again.headers["Location"] == first.headers["Location"]
+    assert len(client.started) == 1

@@ -197,8 +197,18 @@ def test_each_route_documents_its_answers(document: dict[str, Any]) -> None:
         for method, operation in operations.items()
     }
     assert codes == {
-        ("/v1/emails/aws-send", "post"): {"200", "202", "400", "401", "403", "429", "500"},
-        ("/v1/emails/user-send", "post"): {"200", "202", "400", "401", "403", "500"},
+        ("/v1/emails/aws-send", "post"): {
+            "200",
+            "202",
+            "400",
+            "401",
+            "403",
+            "409",
+            "422",
+            "429",
+            "500",
+        },
+        ("/v1/emails/user-send", "post"): {"200", "202", "400", "401", "403", "409", "422", "500"},
         ("/v1/emails/{id}", "get"): {"200", "202", "401", "404", "500"},
         ("/health", "get"): {"200"},
     }
@@ -206,8 +216,10 @@ def test_each_route_documents_its_answers(document: dict[str, Any]) -> None:
         responses = paths[send]["post"]["responses"]
         assert set(responses["202"]["headers"]) == {"Location", "Retry-After"}
         assert "Preference-Applied" in responses["200"]["headers"]
-        [prefer] = paths[send]["post"]["parameters"]
-        assert (prefer["name"], prefer["in"]) == ("Prefer", "header")
+        headers = {(p["name"], p["in"]) for p in paths[send]["post"]["parameters"]}
+        assert headers == {("Prefer", "header"), ("Idempotency-Key", "header")}
+        conflict = resolve(document, paths[send]["post"]["responses"]["409"])
+        assert "Retry-After" in conflict["headers"]
     assert "Retry-After" in paths["/v1/emails/{id}"]["get"]["responses"]["202"]["headers"]
     too_many = resolve(document, paths["/v1/emails/aws-send"]["post"]["responses"]["429"])
     assert "Retry-After" in too_many["headers"]

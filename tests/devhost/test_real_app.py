@@ -174,6 +174,51 @@ def test_a_bulk_send_is_polled_to_completion_one_message_per_recipient(
     assert {m["body"] for m in delivered.values()} == {"안녕하세요,\n대량 발송입니다."}
 
 
+def test_a_retried_send_with_its_idempotency_key_mails_everyone_once(app: DevhostProcess) -> None:
+    recipients = [f"retry{i:03d}@example.com" for i in range(300)]
+    body = {"senderEmail": SENDER, "recipientEmails": recipients, "subject": "s", "body": "b"}
+    headers = {"Idempotency-Key": "retry-test-1"}
+
+    first = app.request("POST", "/api/v1/emails/aws-send", json=body, headers=headers)
+    again = app.request("POST", "/api/v1/emails/aws-send", json=body, headers=headers)
+    poll(app, first.headers["Location"])
+    after = app.request("POST", "/api/v1/emails/aws-send", json=body, headers=headers)
+    other = app.request(
+        "POST", "/api/v1/emails/aws-send", json={**body, "subject": "x"}, headers=headers
+    )
+
+    assert first.status_code == again.status_code == after.status_code == 202
+    assert {again.json()["id"], after.json()["id"]} == {first.json()["id"]}
+    envelope_of(other, 422, "/api/v1/emails/aws-send")
+    sent = [m["to"][0] for m in outbox(app) if m["to"][0].startswith("retry")]
+    assert sorted(sent) == recipients  # once each
+
+
+def test_twenty_requests_at_once_with_one_key_start_one_send(app: DevhostProcess) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    recipients = [f"race{i:02d}@example.com" for i in range(20)]
+    body = {"senderEmail": SENDER, "recipientEmails": recipients, "subject": "s", "body": "b"}
+
+    def post(_: int) -> requests.Response:
+        return requests.post(
+            f"{app.base_url}/api/v1/emails/aws-send",
+            json=body,
+            headers={"x-functions-key": app.key, "Idempotency-Key": "race-key"},
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(post, range(20)))
+
+    assert {a.status_code for a in answers} <= {202, 409}
+    ids = {a.json()["id"] for a in answers if a.status_code == 202}
+    assert len(ids) == 1
+    poll(app, f"{app.base_url}/api/v1/emails/{ids.pop()}")
+    sent = [m["to"][0] for m in outbox(app) if m["to"][0].startswith("race")]
+    assert sorted(sent) == recipients  # one send: each recipient once
+
+
 def test_prefer_wait_answers_like_v1(app: DevhostProcess) -> None:
     response = app.request(
         "POST",

@@ -138,7 +138,10 @@ class FakeDurableClient:
         client_input: Any = None,
     ) -> str:
         self.started.append((orchestration_function_name, client_input))
-        return instance_id or f"inst{len(self.started)}"
+        started = instance_id or f"inst{len(self.started)}"
+        # as the task hub does: the instance exists (Pending) once it was started
+        self.statuses.setdefault(started, [status(started, orchestration_function_name, "Pending")])
+        return started
 
     # What api.emails.read_status uses of the SDK's client: the RPC base URL and the GET.
     class _Bindings:

@@ -1,0 +1,276 @@
+"""``Idempotency-Key`` on the send routes: a retried POST returns the same send, never a new one.
+
+Follows the IETF draft *The Idempotency-Key HTTP Header Field*
+(draft-ietf-httpapi-idempotency-key-header): the key is the client's, one per logical request;
+the server keeps key → request fingerprint → the send it started.
+
+- **The same key and the same request** (same fingerprint) → the same send: the same id and
+  ``Location``, the same 202 (or the 200 / envelope ``Prefer: wait`` gives once it finished);
+  nothing is sent again.
+- **The same key and another request** → 422 (the draft's "Unprocessable Content").
+- **A key whose first request is still being processed** (recorded, its send not started yet)
+  → 409 with ``Retry-After``; one request per key ever starts a send.
+- **A bad key** (empty, longer than :data:`MAX_KEY_LENGTH`, not printable ASCII) → 400.
+
+The fingerprint is a SHA-256 of the parsed request (canonical JSON of the model's fields),
+never of raw bytes (whitespace and key order do not matter) and never of the SMTP password,
+sealed or not. Keys are scoped per route and kept at least ``SENDMAIL_IDEMPOTENCY_TTL_HOURS``
+(24); after that a reused key starts a new send.
+
+Atomicity: :meth:`IdempotencyStore.claim` inserts the record if absent (Azure Tables
+``create_entity`` fails on an existing row). The record holds the send's instance id, chosen
+when the record is made, so every request with that key names the same instance, and a crash
+between recording the key and ``start_new`` cannot start two sends: a later request with the key
+finds the record without a send and, once :data:`TAKEOVER_AFTER` has passed (the first request
+is gone), takes it over with an ETag-conditioned update — only one taker wins — and starts that
+same instance. A request refused before its send starts (403, 429, 500) drops its record, so a
+retry after the cause is gone can go through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sendmail.errors import KeyReused, ValidationFailed
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+    from pydantic import BaseModel
+
+logger = logging.getLogger(__name__)
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+#: A record whose send has not started this long after it was made was left by a request that
+#: died between recording the key and starting the send: another request may take it over.
+TAKEOVER_AFTER = timedelta(seconds=30)
+#: Fields never part of a fingerprint (secrets).
+_NOT_FINGERPRINTED = frozenset({"password"})
+DEFAULT_TABLE_NAME = "SendMailIdempotency"
+
+
+def parse_key(value: str | None) -> str | None:
+    """The key from the header (a structured-field string: quotes optional), or None if absent.
+
+    Raises :class:`ValidationFailed` (400) for an empty, too long or non-printable key.
+    """
+    if value is None:
+        return None
+    key = value.strip()
+    if len(key) >= 2 and key.startswith('"') and key.endswith('"'):
+        key = key[1:-1]
+    if not key:
+        raise ValidationFailed(f"{HEADER} must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValidationFailed(f"{HEADER} must be at most {MAX_KEY_LENGTH} characters")
+    if not all(" " <= char <= "~" for char in key):
+        raise ValidationFailed(f"{HEADER} must be printable ASCII")
+    return key
+
+
+def fingerprint(route: str, request: BaseModel) -> str:
+    """SHA-256 of the route and the parsed request, without secrets."""
+    fields = request.model_dump(mode="json", exclude=set(_NOT_FINGERPRINTED))
+    canonical = json.dumps(
+        [route, fields], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the store knows about a key: the send's instance id, and whether this request
+    must start it (it made the record, or took an abandoned one over)."""
+
+    route: str
+    key: str
+    instance_id: str
+    created: datetime
+    start: bool
+    etag: str | None = None
+
+
+class IdempotencyStore(Protocol):
+    def claim(self, route: str, key: str, fingerprint: str, now: datetime) -> Claim:
+        """Record the key, or read it; raises :class:`KeyReused` for another fingerprint."""
+        ...
+
+    def take_over(self, claim: Claim, now: datetime) -> Claim | None:
+        """Take an abandoned record over (only one caller wins); None if someone else did."""
+        ...
+
+    def release(self, claim: Claim) -> None:
+        """Drop a record whose send never started (best effort)."""
+        ...
+
+
+def _expired(created: datetime, ttl: timedelta, now: datetime) -> bool:
+    return created + ttl <= now
+
+
+def _new_instance_id() -> str:
+    return uuid.uuid4().hex
+
+
+class MemoryIdempotencyStore:
+    """A process-local store for tests; same rules as the table store."""
+
+    def __init__(self, ttl: timedelta = timedelta(hours=24)) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str], tuple[str, Claim]] = {}
+        self._version = 0
+
+    def claim(self, route: str, key: str, fingerprint: str, now: datetime) -> Claim:
+        with self._lock:
+            found = self._rows.get((route, key))
+            if found is None or _expired(found[1].created, self.ttl, now):
+                self._version += 1
+                claim = Claim(route, key, _new_instance_id(), now, True, str(self._version))
+                self._rows[(route, key)] = (fingerprint, claim)
+                return claim
+            stored, claim = found
+            if stored != fingerprint:
+                raise KeyReused(_reused(route))
+            return replace(claim, start=False)
+
+    def take_over(self, claim: Claim, now: datetime) -> Claim | None:
+        with self._lock:
+            found = self._rows.get((claim.route, claim.key))
+            if found is None or found[1].etag != claim.etag:
+                return None
+            self._version += 1
+            taken = replace(claim, start=True, etag=str(self._version))
+            self._rows[(claim.route, claim.key)] = (found[0], taken)
+            return taken
+
+    def release(self, claim: Claim) -> None:
+        with self._lock:
+            found = self._rows.get((claim.route, claim.key))
+            if found is not None and found[1].instance_id == claim.instance_id:
+                del self._rows[(claim.route, claim.key)]
+
+
+class TableIdempotencyStore:
+    """Keys in an Azure Table: partition = route, row = SHA-256 of the key (any key fits the
+    table's key rules); the row holds the fingerprint, the instance id and when it was made."""
+
+    def __init__(self, table: TableClient, ttl: timedelta = timedelta(hours=24)) -> None:
+        self._table = table
+        self.ttl = ttl
+        self._ready = threading.Event()
+
+    def _ensure_table(self) -> None:
+        if self._ready.is_set():
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            self._table.create_table()
+        self._ready.set()
+
+    @staticmethod
+    def _row(key: str) -> str:
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    def claim(self, route: str, key: str, fingerprint: str, now: datetime) -> Claim:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        self._ensure_table()
+        while True:
+            instance_id = _new_instance_id()
+            entity = {
+                "PartitionKey": route,
+                "RowKey": self._row(key),
+                "Fingerprint": fingerprint,
+                "InstanceId": instance_id,
+                "CreatedAt": now,
+            }
+            try:
+                metadata = self._table.create_entity(entity)
+                return Claim(route, key, instance_id, now, True, _etag(metadata))
+            except ResourceExistsError:
+                pass
+            existing = self._table.get_entity(route, self._row(key))
+            created = _aware(existing["CreatedAt"])
+            etag = existing.metadata.get("etag")
+            if _expired(created, self.ttl, now):
+                try:  # a reused key after its time: a new send, if nobody else got there first
+                    metadata = self._table.update_entity(
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return Claim(route, key, instance_id, now, True, _etag(metadata))
+                except ResourceModifiedError:
+                    continue
+            if existing["Fingerprint"] != fingerprint:
+                raise KeyReused(_reused(route))
+            return Claim(route, key, str(existing["InstanceId"]), created, False, etag)
+
+    def take_over(self, claim: Claim, now: datetime) -> Claim | None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            metadata = self._table.update_entity(
+                {"PartitionKey": claim.route, "RowKey": self._row(claim.key), "TakenOverAt": now},
+                mode=UpdateMode.MERGE,
+                etag=claim.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return replace(claim, start=True, etag=_etag(metadata))
+
+    def release(self, claim: Claim) -> None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError
+
+        try:
+            self._table.delete_entity(
+                claim.route,
+                self._row(claim.key),
+                etag=claim.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except AzureError:
+            logger.warning("an idempotency record could not be dropped; it expires on its own")
+
+
+def _etag(metadata: Any) -> str | None:
+    return metadata.get("etag") if isinstance(metadata, dict) else None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _reused(route: str) -> str:
+    return (
+        f"This {HEADER} was already used for a different {route} request; "
+        "use a new key for a new request"
+    )
+
+
+def store_from_environment(ttl_hours: float) -> IdempotencyStore:
+    """The table store in the host's own storage account (see :mod:`sendmail.storage`)."""
+    from sendmail.storage import table_client
+
+    return TableIdempotencyStore(table_client(DEFAULT_TABLE_NAME), timedelta(hours=ttl_hours))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,207 @@
+"""Idempotency-Key: the key rules, the fingerprint, and the store — in memory and on Azurite.
+
+The table store's atomic parts (insert-if-absent, ETag-conditioned take-over) run against a real
+Azurite: 20 threads claiming one key at once get exactly one "start".
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from sendmail.errors import KeyReused, ValidationFailed
+from sendmail.idempotency import (
+    MAX_KEY_LENGTH,
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    TableIdempotencyStore,
+    fingerprint,
+    parse_key,
+)
+from sendmail.models import AwsEmailRequest, UserEmailRequest
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+# --- the key -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        (None, None),
+        ("abc-123", "abc-123"),
+        ('"8e03978e-40d5-43e8-bc93-6894a57f9324"', "8e03978e-40d5-43e8-bc93-6894a57f9324"),
+        ("  spaced  ", "spaced"),
+        ("x" * MAX_KEY_LENGTH, "x" * MAX_KEY_LENGTH),
+        ("a key with spaces ~!", "a key with spaces ~!"),
+    ],
+)
+def test_a_valid_key_is_read_as_given_quotes_optional(header: str | None, key: str | None) -> None:
+    assert parse_key(header) == key
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ("", "must not be empty"),
+        ('""', "must not be empty"),
+        ("x" * (MAX_KEY_LENGTH + 1), "at most 255"),
+        ("clé", "printable ASCII"),
+        ("tab\there", "printable ASCII"),
+        ("bell\x07", "printable ASCII"),
+    ],
+)
+def test_a_bad_key_is_a_400(header: str, problem: str) -> None:
+    with pytest.raises(ValidationFailed, match=problem):
+        parse_key(header)
+
+
+# --- the fingerprint ---------------------------------------------------------------------------
+
+
+def aws(**changes: Any) -> AwsEmailRequest:
+    fields = {
+        "senderEmail": "se@aifactory.page",
+        "recipientEmails": ["a@example.com", "b@example.com"],
+        "subject": "제목",
+        "body": "본문",
+        **changes,
+    }
+    return AwsEmailRequest.model_validate(fields)
+
+
+def test_the_fingerprint_is_of_the_parsed_request_not_its_bytes() -> None:
+    reordered = AwsEmailRequest.model_validate_json(
+        '{ "body":"본문", "subject":"제목","recipientEmails":["a@example.com","b@example.com"],'
+        '  "senderEmail":"se@aifactory.page" }'
+    )
+    assert fingerprint("aws-send", aws()) == fingerprint("aws-send", reordered)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"subject": "other"}, {"body": "other"}, {"recipientEmails": ["a@example.com"]}],
+)
+def test_any_field_that_changes_the_send_changes_the_fingerprint(changes: dict[str, Any]) -> None:
+    assert fingerprint("aws-send", aws()) != fingerprint("aws-send", aws(**changes))
+
+
+def test_the_route_is_part_of_the_fingerprint() -> None:
+    assert fingerprint("aws-send", aws()) != fingerprint("user-send", aws())
+
+
+def test_the_password_is_never_part_of_the_fingerprint() -> None:
+    def user(password: str) -> UserEmailRequest:
+        return UserEmailRequest.model_validate(
+            {
+                "provider": "GMAIL",
+                "senderEmail": "me@gmail.com",
+                "password": password,
+                "recipientEmails": ["f@example.com"],
+                "subject": "s",
+                "body": "b",
+            }
+        )
+
+    assert fingerprint("user-send", user("first-secret")) == fingerprint(
+        "user-send", user("another")
+    )
+
+
+# --- the store: the same rules in memory and in Azure Tables -----------------------------------
+
+
+@pytest.fixture(params=["memory", "table"])
+def store(request: pytest.FixtureRequest) -> IdempotencyStore:
+    if request.param == "memory":
+        return MemoryIdempotencyStore()
+    azurite = request.getfixturevalue("azurite")
+    from azure.data.tables import TableClient
+
+    table = TableClient.from_connection_string(
+        azurite.connection_string, table_name="Idem" + uuid.uuid4().hex[:12]
+    )
+    return TableIdempotencyStore(table)
+
+
+def test_the_first_request_with_a_key_starts_the_send_and_the_next_ones_find_it(
+    store: IdempotencyStore,
+) -> None:
+    first = store.claim("aws-send", "k1", "fp", T0)
+    again = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=5))
+    assert first.start
+    assert not again.start
+    assert again.instance_id == first.instance_id
+    assert again.created == first.created
+
+
+def test_the_same_key_for_another_request_is_refused(store: IdempotencyStore) -> None:
+    store.claim("aws-send", "k1", "fp", T0)
+    with pytest.raises(KeyReused, match="already used for a different aws-send request"):
+        store.claim("aws-send", "k1", "other-fp", T0)
+
+
+def test_keys_are_scoped_per_route(store: IdempotencyStore) -> None:
+    ses = store.claim("aws-send", "k1", "fp", T0)
+    smtp = store.claim("user-send", "k1", "fp2", T0)
+    assert smtp.start
+    assert smtp.instance_id != ses.instance_id
+
+
+def test_after_its_time_a_reused_key_is_a_new_send(store: IdempotencyStore) -> None:
+    old = store.claim("aws-send", "k1", "fp", T0)
+    new = store.claim("aws-send", "k1", "other", T0 + timedelta(hours=24))
+    assert new.start
+    assert new.instance_id != old.instance_id
+
+
+def test_only_one_taker_wins_an_abandoned_record(store: IdempotencyStore) -> None:
+    store.claim("aws-send", "k1", "fp", T0)
+    seen = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=1))
+    winners = [store.take_over(seen, T0 + timedelta(minutes=1)) for _ in range(3)]
+    assert [w is not None for w in winners] == [True, False, False]
+    assert winners[0] is not None
+    assert winners[0].start
+    assert winners[0].instance_id == seen.instance_id
+
+
+def test_a_released_key_can_be_used_again(store: IdempotencyStore) -> None:
+    first = store.claim("aws-send", "k1", "fp", T0)
+    store.release(first)
+    again = store.claim("aws-send", "k1", "fp", T0)
+    assert again.start
+
+
+def test_twenty_requests_at_once_with_one_key_start_one_send(store: IdempotencyStore) -> None:
+    claims: list[Any] = []
+    barrier = threading.Barrier(20)
+
+    def one() -> None:
+        barrier.wait()
+        claims.append(store.claim("aws-send", "same", "fp", T0))
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(claims) == 20
+    assert sum(c.start for c in claims) == 1
+    assert len({c.instance_id for c in claims}) == 1
+
+
+def test_the_table_never_holds_the_key_or_the_request(azurite: Any) -> None:
+    from azure.data.tables import TableClient
+
+    table = TableClient.from_connection_string(
+        azurite.connection_string, table_name="Idem" + uuid.uuid4().hex[:12]
+    )
+    TableIdempotencyStore(table).claim("aws-send", "customer-key-42", "fp", T0)
+    [row] = list(table.list_entities())
+    assert "customer-key-42" not in str(dict(row))
+    assert set(row) == {"PartitionKey", "RowKey", "Fingerprint", "InstanceId", "CreatedAt"}
