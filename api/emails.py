@@ -72,6 +72,7 @@ async def aws_send(
         # Admission reads SES (boto3, blocking, up to minutes with its retries): off the event
         # loop, which every async request on this worker shares (tests/test_event_loop.py).
         quota = await asyncio.to_thread(admit_ses, request, settings, services.ses_sender())
+        await asyncio.to_thread(_admit_backlog, settings)
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
     rate = quota.max_send_rate if quota.max_send_rate > 0 else None
     # Lanes share the account's rate, each sending its batches in turn (orchestrators/lanes.py);
@@ -116,6 +117,7 @@ async def user_send(
     if replayed is not None:
         return replayed
     async with _refusal_drops(claim):
+        await asyncio.to_thread(_admit_backlog, settings)
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
         job = SmtpJob(
             mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
@@ -175,6 +177,16 @@ async def _idempotency(
         "send %s: its first request never started it; starting it now", claim.instance_id
     )
     return taken, None
+
+
+def _admit_backlog(settings: Any) -> None:
+    """429 when the task hub's work-item queue holds too many batches (sendmail/backlog.py)."""
+    from sendmail import services
+    from sendmail.backlog import admit_backlog
+
+    probe = services.backlog()
+    if probe is not None:
+        admit_backlog(probe, settings.SENDMAIL_MAX_QUEUED_BATCHES)
 
 
 @contextlib.asynccontextmanager

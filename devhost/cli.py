@@ -84,6 +84,7 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
             max_concurrent_activities=host_settings.max_concurrent_activities,
             max_concurrent_orchestrations=host_settings.max_concurrent_orchestrations,
         ),
+        work_items=_work_item_queue(host_settings.task_hub),
     )
     rpc_token = secrets.token_urlsafe(24)
     origin = f"http://{LOOPBACK}:{args.port}"
@@ -131,3 +132,22 @@ def _banner(origin, key, key_source, state_dir, functions, embedded, engine) -> 
     if engine.resumed_activities:
         lines.append(f"  resumed:        {engine.resumed_activities} unfinished activit(ies)")
     print("\n".join(lines), flush=True)
+
+
+def _work_item_queue(task_hub: str):
+    """The hub's work-item queue in the local storage (Azurite), mirrored by the engine; None
+    when no local queue storage is configured."""
+    connection = os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112 (its name)
+    if "QueueEndpoint=" not in connection and "UseDevelopmentStorage" not in connection:
+        return None
+    from azure.storage.queue import QueueClient
+
+    from devhost.durable.workitems import WorkItemQueue
+    from sendmail.storage import resolve_development_storage
+
+    name = f"{task_hub.lower()}-workitems"
+    queue = QueueClient.from_connection_string(
+        resolve_development_storage(connection), queue_name=name, retry_total=1
+    )
+    logger.info("work-item queue mirrored in local storage: %s", name)
+    return WorkItemQueue(queue)

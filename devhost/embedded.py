@@ -124,7 +124,8 @@ def start_embedded(state_dir: Path, *, emulators: bool = True) -> Embedded:
 
 
 def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
-    """Azurite's table service, persistent under the state dir (the send ledger survives).
+    """Azurite's table and queue services, persistent under the state dir (the send ledger
+    survives; the queue service holds the task hub's mirrored work-item queue).
 
     It outlives a crashed devhost just long enough to save its data; the start waits for a
     previous devhost's Azurite to have done so (``devhost.emulators.azurite``'s module docs).
@@ -132,7 +133,7 @@ def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
     from devhost.emulators.azurite import start_azurite
 
     location = state_dir / "azurite"
-    azurite = stack.enter_context(start_azurite(("table",), location=location))
+    azurite = stack.enter_context(start_azurite(("queue", "table"), location=location))
     os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 (its name)
     return azurite
 

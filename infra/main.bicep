@@ -164,6 +164,10 @@ param sesSendDeadlineSeconds int = 3600
 @description('SENDMAIL_SES_CONFIGURATION_SET: SES configuration set for bounce/complaint events. Empty: not set.')
 param sesConfigurationSet string = ''
 
+@description('SENDMAIL_MAX_QUEUED_BATCHES: batches waiting in the task hub work-item queue above which sends are refused with 429.')
+@minValue(1)
+param maxQueuedBatches int = 500
+
 @description('SENDMAIL_IDEMPOTENCY_TTL_HOURS: how long an Idempotency-Key names its send (at least 24).')
 @minValue(24)
 @maxValue(720)
@@ -232,6 +236,8 @@ var sendMailSettings = {
   SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS: string(sesBatchTimeBudgetSeconds)
   SENDMAIL_SES_SEND_DEADLINE_SECONDS: string(sesSendDeadlineSeconds)
   SENDMAIL_IDEMPOTENCY_TTL_HOURS: string(idempotencyTtlHours)
+  SENDMAIL_MAX_QUEUED_BATCHES: string(maxQueuedBatches)
+  SENDMAIL_TASK_HUB: 'SendMail'
   SENDMAIL_MAX_SUBJECT_CHARS: string(maxSubjectChars)
   SENDMAIL_MAX_BODY_BYTES: string(maxBodyBytes)
   SENDMAIL_SMTP_CONNECTIONS: string(smtpConnections)

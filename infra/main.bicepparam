@@ -49,6 +49,7 @@ param sesBatchTimeBudgetSeconds = 300
 param sesSendDeadlineSeconds = 3600
 param sesConfigurationSet = ''
 param idempotencyTtlHours = 24
+param maxQueuedBatches = 500
 param maxSubjectChars = 998
 param maxBodyBytes = 102400
 param smtpConnections = 3

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sendmail.settings import get_settings
 
 if TYPE_CHECKING:
+    from sendmail.backlog import BacklogProbe
     from sendmail.event_store import EventStore
     from sendmail.idempotency import IdempotencyStore
     from sendmail.ledger import SendLedger
@@ -74,6 +75,23 @@ def sns_verifier() -> SnsVerifier:
     from sendmail.sns import SnsVerifier
 
     return _get("sns", lambda: SnsVerifier.from_settings(get_settings()))  # type: ignore[no-any-return]
+
+
+def backlog() -> BacklogProbe | None:
+    """The work-item queue probe; None when no queue storage is configured (logged once)."""
+    import logging
+
+    from sendmail.backlog import probe_from_environment
+    from sendmail.storage import StorageUnavailable
+
+    def make() -> BacklogProbe | None:
+        try:
+            return probe_from_environment(get_settings().SENDMAIL_TASK_HUB)
+        except StorageUnavailable as exc:
+            logging.getLogger(__name__).warning("no work-item queue to probe: %s", exc)
+            return None
+
+    return _get("backlog", make)  # type: ignore[no-any-return]
 
 
 def sealer() -> Sealer:

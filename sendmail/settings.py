@@ -100,6 +100,16 @@ class Settings(BaseSettings):
         description="After this long, recipients SES kept throttling or refusing are failed.",
     )
 
+    SENDMAIL_MAX_QUEUED_BATCHES: int = Field(
+        default=500,
+        ge=1,
+        description="Batches waiting in the task hub's work-item queue above which sends are 429.",
+    )
+    SENDMAIL_TASK_HUB: str = Field(
+        default="SendMail",
+        min_length=3,
+        description="The Durable task hub (host.json hubName): its work-item queue is probed.",
+    )
     SENDMAIL_IDEMPOTENCY_TTL_HOURS: float = Field(
         default=24,
         ge=24,

@@ -21,7 +21,16 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     services.reset()
     # The Table ledger is tested against Azurite (test_ledger.py); elsewhere an in-memory one.
-    services.override(ledger=MemorySendLedger())
+    # So are the event store and the suppression list (test_event_store.py, test_suppression.py).
+    from sendmail.event_store import MemoryEventStore
+    from sendmail.suppression import MemorySuppressionList
+
+    services.override(
+        ledger=MemorySendLedger(),
+        events=MemoryEventStore(),
+        suppressions=MemorySuppressionList(),
+        backlog=None,  # no work-item queue to probe unless a test brings one (test_backlog.py)
+    )
     yield
     services.reset()
 

@@ -42,6 +42,7 @@ from devhost.durable.history import (
 )
 from devhost.durable.replay import EpisodeInput, EpisodeResult, run_episode
 from devhost.durable.store import ActivityRow, InboxRow, InstanceRow, Store
+from devhost.durable.workitems import WorkItemQueue
 from devhost.invoker import InvocationContext, Worker, accepted_parameters
 
 logger = logging.getLogger("devhost.durable")
@@ -85,8 +86,11 @@ class Engine:
         index: FunctionIndex,
         worker: Worker,
         options: EngineOptions | None = None,
+        work_items: WorkItemQueue | None = None,
     ) -> None:
         self.store = store
+        #: the task hub's work-item queue, mirrored (devhost/durable/workitems.py)
+        self.work_items = work_items
         self.index = index
         self.worker = worker
         self.options = options or EngineOptions()
@@ -109,6 +113,8 @@ class Engine:
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Resume unfinished work (queued activities, due events) and start dispatching."""
+        if self.work_items is not None:
+            self.work_items.reset()
         for row in self.store.pending_activities():
             self.resumed_activities += 1
             self._submit_activity(row.id)
@@ -542,6 +548,8 @@ class Engine:
             if activity_id in self._inflight or self._stopping:
                 return
             self._inflight.add(activity_id)
+        if self.work_items is not None:
+            self.work_items.put(activity_id)
         self._activities.submit(self._run_activity, activity_id)
 
     def _run_activity(self, activity_id: int) -> None:
@@ -561,6 +569,8 @@ class Engine:
         except Exception:
             logger.exception("activity %s: engine error", activity_id)
         finally:
+            if self.work_items is not None:
+                self.work_items.done(activity_id)
             with self._wake:
                 self._inflight.discard(activity_id)
 

@@ -162,3 +162,43 @@ def test_killed_mid_send_and_restarted_at_once_only_calls_in_flight_can_go_twice
     twice = [r for r in recipients if counts.get(r, 0) > 1]
     # and never a message sent well before the kill (a lost ledger record would be one)
     assert all(killed_at - first_sent[r] < 2.0 for r in twice), "an old send was repeated"
+
+
+def test_a_send_is_refused_with_429_while_the_work_item_queue_is_saturated_then_accepted(
+    ses: Any, tmp_path: Path
+) -> None:
+    """v1's "batch queue saturated" 429, from devhost's mirror of the task hub's work-item
+    queue in Azurite (the queue the app's probe reads in Azure too)."""
+    configure(ses, rate=40, latency_ms=50)
+    env = {
+        "AWS_ENDPOINT_URL": ses.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "ap-northeast-2",
+        "SENDMAIL_SES_BATCH_SIZE": "100",
+        "SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES": str(LANES),
+        "SENDMAIL_MAX_QUEUED_BATCHES": "2",
+    }
+    host = DevhostProcess(REPO_ROOT, tmp_path / "state", env=env, emulators=True)
+    host.start(timeout=120)
+    try:
+        first = start_send(host, [f"fill{i:03d}@example.com" for i in range(400)])
+        time.sleep(1.0)  # its four lanes' batches are on the queue now
+        body = {
+            "senderEmail": SENDER,
+            "recipientEmails": ["next@example.com"],
+            "subject": "s",
+            "body": "b",
+        }
+        refused = host.request("POST", "/api/v1/emails/aws-send", json=body)
+        assert refused.status_code == 429, refused.text
+        assert "internal batch queue is saturated" in refused.json()["message"]
+        assert int(refused.headers["Retry-After"]) > 0
+        finish(host, first)
+        accepted = host.request("POST", "/api/v1/emails/aws-send", json=body)
+        assert accepted.status_code == 202, accepted.text
+        finish(host, accepted.headers["Location"])
+        assert ses.recipients().get("next@example.com") == 1
+    finally:
+        host.kill()
+        host.session.close()

@@ -968,3 +968,11 @@ def test_a_batch_hands_back_before_the_function_timeout(infra: Project) -> None:
     ]
     margin = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS + 60
     assert all(isinstance(b, (int, float)) and b + margin < timeout for b in budgets), budgets
+
+
+def test_the_probed_task_hub_is_the_one_host_json_runs(infra: Project) -> None:
+    """The 429 for a saturated batch queue reads `{hub}-workitems`: the hub must be host.json's."""
+    host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+    hub = host["extensions"]["durableTask"]["hubName"]
+    _, node = policies.app_settings(infra)["SENDMAIL_TASK_HUB"]
+    assert evaluate(node) == hub == Settings().SENDMAIL_TASK_HUB
