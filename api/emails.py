@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -68,12 +69,14 @@ async def aws_send(
     claim, replayed = await _idempotency(req, client, "aws-send", request, "ses", total)
     if replayed is not None:
         return replayed
-    async with _refusal_drops(claim):
-        # Admission reads SES (boto3, blocking, up to minutes with its retries): off the event
-        # loop, which every async request on this worker shares (tests/test_event_loop.py).
+    admission = _Admission(claim)
+    async with admission.refusals():
+        # Admission reads SES (boto3, blocking, up to minutes with its retries) and storage: off
+        # the event loop, which every async request on this worker shares (test_event_loop.py).
         quota = await asyncio.to_thread(admit_ses, request, settings, services.ses_sender())
         await asyncio.to_thread(_admit_backlog, settings)
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
+        await admission.reserve(total, quota)
     rate = quota.max_send_rate if quota.max_send_rate > 0 else None
     # Lanes share the account's rate, each sending its batches in turn (orchestrators/lanes.py);
     # batches are sized to about a minute of sending at a lane's share.
@@ -91,9 +94,7 @@ async def aws_send(
         maxRate=rate,
         deadlineSeconds=settings.SENDMAIL_SES_SEND_DEADLINE_SECONDS,
     )
-    instance_id = await client.start_new(
-        SES_ORCHESTRATOR, claim.instance_id if claim else None, job.model_dump(mode="json")
-    )
+    instance_id = await admission.start(client, SES_ORCHESTRATOR, job.model_dump(mode="json"))
     logger.info("ses send %s started: %d recipients", instance_id, total)
     return await _accepted(req, client, instance_id, "ses", total)
 
@@ -116,7 +117,8 @@ async def user_send(
     claim, replayed = await _idempotency(req, client, "user-send", request, "smtp", total)
     if replayed is not None:
         return replayed
-    async with _refusal_drops(claim):
+    admission = _Admission(claim)
+    async with admission.refusals():
         await asyncio.to_thread(_admit_backlog, settings)
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
         job = SmtpJob(
@@ -126,9 +128,7 @@ async def user_send(
             recipients=request.recipientEmails,
             connections=settings.SENDMAIL_SMTP_CONNECTIONS,
         )
-    instance_id = await client.start_new(
-        SMTP_ORCHESTRATOR, claim.instance_id if claim else None, job.model_dump(mode="json")
-    )
+    instance_id = await admission.start(client, SMTP_ORCHESTRATOR, job.model_dump(mode="json"))
     logger.info(
         "smtp send %s started: provider %s, %d recipients",
         instance_id,
@@ -189,18 +189,71 @@ def _admit_backlog(settings: Any) -> None:
         admit_backlog(probe, settings.SENDMAIL_MAX_QUEUED_BATCHES)
 
 
-@contextlib.asynccontextmanager
-async def _refusal_drops(claim: "Claim | None") -> AsyncIterator[None]:
-    """A request refused before its send starts (403, 429, 500) drops its key's record, so a
-    retry once the cause is gone can go through."""
-    try:
-        yield
-    except BaseException:
-        if claim is not None:
-            from sendmail import services
+class _Admission:
+    """What a request holds before its send starts — its idempotency record, its quota
+    reservation — and dropping them when the send does not start: a request refused (403, 429,
+    500) does not use up its key or its share of the quota."""
 
-            await asyncio.to_thread(services.idempotency().release, claim)
+    def __init__(self, claim: "Claim | None") -> None:
+        self.claim = claim
+        self.instance_id = claim.instance_id if claim is not None else uuid.uuid4().hex
+        self.reserved = False
+
+    async def reserve(self, recipients: int, quota: Any) -> None:
+        """Reserve the send's recipients in the 24-hour quota (sendmail/reservations.py)."""
+        if quota.max_24_hour_send < 0:
+            return  # no daily limit: nothing to share
+        self.reserved = await asyncio.to_thread(_reserve, self.instance_id, recipients, quota)
+
+    @contextlib.asynccontextmanager
+    async def refusals(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except BaseException:
+            await self._drop()
+            raise
+
+    async def start(self, client: df.DurableOrchestrationClient, name: str, job: Any) -> str:
+        try:
+            return str(await client.start_new(name, self.instance_id, job))
+        except BaseException:
+            # Started after all (a timeout on the answer)? Then the key and the reservation
+            # belong to it; otherwise they are dropped. In doubt, they stay (expiring).
+            with contextlib.suppress(Exception):
+                status = await read_status(client, self.instance_id)
+                if status.runtime_status is None:
+                    await self._drop()
+            raise
+
+    async def _drop(self) -> None:
+        from sendmail import services
+
+        if self.claim is not None:
+            await asyncio.to_thread(services.idempotency().release, self.claim)
+        if self.reserved:
+            await asyncio.to_thread(services.reservations().release, self.instance_id)
+
+
+def _reserve(instance_id: str, recipients: int, quota: Any) -> bool:
+    """Reserve, or raise 429; a reservation store that fails admits the send (logged): SES
+    still refuses what is over its quota, per recipient."""
+    from sendmail import idempotency, services
+    from sendmail.errors import QuotaExceeded
+
+    try:
+        services.reservations().reserve(
+            instance_id,
+            recipients,
+            quota.max_24_hour_send,
+            quota.sent_last_24_hours,
+            idempotency.now(),
+        )
+    except QuotaExceeded:
         raise
+    except Exception:
+        logger.warning("the quota reservation could not be made; admitting", exc_info=True)
+        return False
+    return True
 
 
 async def _accepted(

@@ -10,6 +10,7 @@ status route adds them up (the parent's status says how many lanes there are).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,14 @@ from typing import TYPE_CHECKING, Any
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
+from activities.names import RELEASE_QUOTA
 from orchestrators.lanes import as_utc, run_lane, run_lanes
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
 if TYPE_CHECKING:
     from sendmail.jobs import Kind, LaneJob
+
+logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
 
@@ -70,7 +74,13 @@ def send_ses_orchestrator(
         jobs.append(
             LaneJob(kind="ses", mail=job.mail, batches=batches, maxRate=rate, deadline=deadline)
         )
-    return (yield from _gather(context, "ses", len(job.recipients), jobs))
+    outcome = yield from _gather(context, "ses", len(job.recipients), jobs)
+    try:  # what the send's quota reservation did not use is free again
+        yield context.call_activity(RELEASE_QUOTA, context.instance_id)
+    except Exception:  # it expires on its own within 24 hours
+        if not context.is_replaying:
+            logger.warning("send %s: its quota reservation was not released", context.instance_id)
+    return outcome
 
 
 @bp.function_name(SMTP_ORCHESTRATOR)

@@ -34,9 +34,14 @@ def run_batch(
     *,
     indices: Sequence[int] | None = None,
     size: int | None = None,
+    settled: Callable[[int], None] | None = None,
 ) -> BatchResult:
     """Send to ``recipients`` (at ``indices`` in a batch of ``size``; by default the whole
-    batch, in order) unless the ledger knows them as sent. The result covers these indices."""
+    batch, in order) unless the ledger knows them as sent. The result covers these indices.
+
+    ``settled(n)`` is told how many recipients this run settled — sent now or failed for good,
+    not those an earlier run had sent, nor those still pending (the quota reservation's count).
+    """
     positions = list(indices) if indices is not None else list(range(len(recipients)))
     if len(positions) != len(recipients):
         raise ValueError(f"{len(recipients)} recipients for {len(positions)} indices")
@@ -72,6 +77,8 @@ def run_batch(
         if len(report.deliveries) != len(todo):
             raise RuntimeError(f"sender returned {len(report.deliveries)} results for {len(todo)}")
         outcome.update(zip(todo, report.deliveries, strict=True))
+        if settled is not None:
+            settled(sum(1 for d in report.deliveries if not d.pending))
         if unrecorded:
             logger.warning(
                 "batch %s: %d sends could not be recorded in the ledger", key, unrecorded

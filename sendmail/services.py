@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sendmail.event_store import EventStore
     from sendmail.idempotency import IdempotencyStore
     from sendmail.ledger import SendLedger
+    from sendmail.reservations import QuotaReservations
     from sendmail.sealing import Sealer
     from sendmail.ses import SesSender
     from sendmail.smtp import SmtpSender
@@ -92,6 +93,12 @@ def backlog() -> BacklogProbe | None:
             return None
 
     return _get("backlog", make)  # type: ignore[no-any-return]
+
+
+def reservations() -> QuotaReservations:
+    from sendmail.reservations import reservations_from_environment
+
+    return _get("reservations", reservations_from_environment)  # type: ignore[no-any-return]
 
 
 def sealer() -> Sealer:

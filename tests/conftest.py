@@ -23,6 +23,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The Table ledger is tested against Azurite (test_ledger.py); elsewhere an in-memory one.
     # So are the event store and the suppression list (test_event_store.py, test_suppression.py).
     from sendmail.event_store import MemoryEventStore
+    from sendmail.reservations import MemoryReservations
     from sendmail.suppression import MemorySuppressionList
 
     services.override(
@@ -30,6 +31,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         events=MemoryEventStore(),
         suppressions=MemorySuppressionList(),
         backlog=None,  # no work-item queue to probe unless a test brings one (test_backlog.py)
+        reservations=MemoryReservations(),  # the table itself: test_reservations.py
     )
     yield
     services.reset()

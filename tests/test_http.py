@@ -92,14 +92,15 @@ def test_aws_send_starts_the_ses_orchestration_and_answers_202(
     response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=AWS)
 
     assert response.status_code == 202
-    assert response.headers["Location"] == f"{BASE}/api/v1/emails/inst1"
+    [instance_id] = client.instance_ids
+    assert response.headers["Location"] == f"{BASE}/api/v1/emails/{instance_id}"
     assert int(response.headers["Retry-After"]) > 0
     assert body_of(response) == {
-        "id": "inst1",
+        "id": instance_id,
         "kind": "ses",
         "runtimeStatus": "Pending",
         "total": 2,
-        "statusUrl": f"{BASE}/api/v1/emails/inst1",
+        "statusUrl": f"{BASE}/api/v1/emails/{instance_id}",
     }
     [(name, job)] = client.started
     assert name == SES_ORCHESTRATOR
@@ -273,7 +274,7 @@ def test_prefer_wait_falls_back_to_202_when_the_send_takes_longer(
         headers={"Prefer": "wait=1"},
     )
     assert response.status_code == 202
-    assert response.headers["Location"].endswith("/api/v1/emails/inst1")
+    assert response.headers["Location"].endswith(f"/api/v1/emails/{client.instance_ids[0]}")
     assert len(client.status_reads) >= 2
 
 
@@ -395,8 +396,16 @@ def test_status_of_a_finished_send_is_200_with_message_ids_and_failures(
         "progress",
         "messageIds",
         "failures",
+        "delivery",
     }
     assert body["progress"] == {"total": 2, "sent": 1, "failed": 1, "pending": 0}
+    assert body["delivery"] == {
+        "delivered": 0,
+        "bounced": 0,
+        "complained": 0,
+        "rejected": 0,
+        "delayed": 0,
+    }
     assert body["messageIds"] == ["0101-abc"]
     assert body["createdTime"] == "2026-11-29T10:00:00Z"
     assert "Retry-After" not in response.headers
@@ -474,7 +483,7 @@ def test_prefer_wait_falls_back_to_202_when_reading_the_status_fails(
     # The send started: a 500 here would invite the caller to send it again.
     assert response.status_code == 202
     assert len(client.started) == 1
-    assert response.headers["Location"].endswith("/api/v1/emails/inst1")
+    assert response.headers["Location"].endswith(f"/api/v1/emails/{client.instance_ids[0]}")
 
 
 def nothing_sent(instance_id: str, code: str, name: str = SMTP_ORCHESTRATOR) -> Any:
@@ -521,7 +530,7 @@ def test_prefer_wait_never_answers_v1_success_when_nobody_was_sent(
     )
     envelope = assert_envelope(response, status_code, "/api/v1/emails/user-send")
     assert envelope["message"].startswith(message)
-    assert response.headers["Location"].endswith("/api/v1/emails/inst1")
+    assert response.headers["Location"].endswith(f"/api/v1/emails/{client.instance_ids[0]}")
 
 
 def test_a_send_that_could_not_be_guarded_by_the_ledger_never_starts(

@@ -248,6 +248,10 @@ def _launch(
     command = list(prefix)
     for service, port in ports.items():
         command += [f"--{service}Host", HOST, f"--{service}Port", str(port)]
+    if len(services) > 1:  # the all-in-one binary runs every service: the others on free ports
+        for service in SERVICES:  # too, or they take the defaults (10000...) someone else holds
+            if service not in ports:
+                command += [f"--{service}Host", HOST, f"--{service}Port", str(_free_port())]
     if location is None:
         command.append("--inMemoryPersistence")  # (it refuses --location; cwd keeps strays)
     else:

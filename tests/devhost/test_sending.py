@@ -202,3 +202,40 @@ def test_a_send_is_refused_with_429_while_the_work_item_queue_is_saturated_then_
     finally:
         host.kill()
         host.session.close()
+
+
+def test_two_sends_that_fit_the_daily_quota_one_at_a_time_but_not_together(
+    ses: Any, host: DevhostProcess
+) -> None:
+    """Admission reserves each send's recipients; the second of two concurrent sends that
+    would together overrun the 24-hour quota is refused up front with 429."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    configure(ses, rate=100, daily_quota=1000)
+    try:
+
+        def post(n: int) -> Any:
+            recipients = [f"quota{n}-{i:03d}@example.com" for i in range(600)]
+            body = {
+                "senderEmail": SENDER,
+                "recipientEmails": recipients,
+                "subject": "s",
+                "body": "b",
+            }
+            return host.request("POST", "/api/v1/emails/aws-send", json=body, timeout=60)
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(post, range(2)))
+
+        assert sorted(a.status_code for a in answers) == [202, 429]
+        [refused] = [a for a in answers if a.status_code == 429]
+        assert "reserved by sends still running" in refused.json()["message"]
+        [accepted] = [a for a in answers if a.status_code == 202]
+        finish(host, accepted.headers["Location"])
+        # done: what it used SES counts, the rest of its reservation is free again
+        rest = [f"after{i:03d}@example.com" for i in range(400)]
+        status = finish(host, start_send(host, rest))
+        assert status["progress"]["sent"] == 400
+        assert ses.stats()["quota_exceeded"] == 0  # SES never had to refuse anyone
+    finally:
+        configure(ses, daily_quota=50_000)

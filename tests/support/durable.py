@@ -130,6 +130,7 @@ class FakeDurableClient:
         self.started: list[tuple[str, Any]] = []
         self.statuses: dict[str, list[DurableOrchestrationStatus]] = {}
         self.status_reads: list[tuple[str, bool]] = []
+        self.instance_ids: list[str] = []
 
     async def start_new(
         self,
@@ -138,7 +139,13 @@ class FakeDurableClient:
         client_input: Any = None,
     ) -> str:
         self.started.append((orchestration_function_name, client_input))
-        started = instance_id or f"inst{len(self.started)}"
+        # Statuses a test scripted before the start are keyed "inst{n}" (the n-th start): they
+        # become the status of the id the app chose.
+        alias = f"inst{len(self.started)}"
+        started = instance_id or alias
+        if started != alias and alias in self.statuses:
+            self.statuses.setdefault(started, self.statuses.pop(alias))
+        self.instance_ids.append(started)
         # as the task hub does: the instance exists (Pending) once it was started
         self.statuses.setdefault(started, [status(started, orchestration_function_name, "Pending")])
         return started
