@@ -10,11 +10,15 @@ import azure.functions as func
 from activities.send import bp as activities
 from api.docs import bp as docs
 from api.emails import bp as emails
+from api.events import bp as events
 from api.health import bp as health
+from api.suppressions import bp as suppressions
 from orchestrators.send import bp as orchestrators
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(emails)
+app.register_functions(events)
+app.register_functions(suppressions)
 app.register_functions(health)
 app.register_functions(docs)
 app.register_functions(orchestrators)

@@ -5,16 +5,19 @@ consults the send ledger so a retried activity never re-sends what was already s
 compact :class:`~sendmail.jobs.BatchResult`. Expected failures are per-recipient results; only the
 unexpected raises. An SES batch runs for at most ``SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS`` (and
 never past the send's deadline) and hands back what SES did not take yet as *pending*: the lane
-orchestrator schedules it again (see ``orchestrators/lanes.py``).
+orchestrator schedules it again (see ``orchestrators/lanes.py``). Before an SES batch calls SES,
+its recipients on the suppression list are taken out and reported as ``SUPPRESSED``
+(:mod:`sendmail.suppression`); every message carries the send id as an SES message tag.
 """
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 
-from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
+from activities.names import RECONCILE_BATCH, RELEASE_QUOTA, SEND_SES_BATCH, SEND_SMTP_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -26,20 +29,24 @@ bp = df.Blueprint()
 def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
     from sendmail.jobs import SesBatch
-    from sendmail.runner import run_batch
+    from sendmail.results import BatchReport
+    from sendmail.runner import SendFn, run_batch
+    from sendmail.ses_events import send_tags
     from sendmail.settings import get_settings
+    from sendmail.suppression import skipping_suppressed
 
     job = SesBatch.model_validate(batch)
     mail = job.mail
     sender = services.ses_sender()
-    budget = get_settings().SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS
+    settings = get_settings()
+    budget = settings.SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS
     if job.deadline is not None:  # never past the send's deadline: pending is decided there
         budget = min(budget, (job.deadline - datetime.now(UTC)).total_seconds())
-    result = run_batch(
-        services.ledger(),
-        job.ledgerKey,
-        job.recipients,
-        lambda recipients, on_sent: sender.send(
+    # The send id travels as an SES message tag: SES's events find their send by it.
+    tags = send_tags(job.ledgerKey.split(":", 1)[0])
+
+    def send_to(recipients: Sequence[str], on_sent: Callable[[int, str], None]) -> BatchReport:
+        return sender.send(
             mail.sender,
             recipients,
             mail.subject,
@@ -48,9 +55,28 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
             max_rate=job.maxRate,
             start_rate=job.startRate,
             time_budget=max(0.0, budget),
-        ),
+            tags=tags,
+        )
+
+    send: SendFn = send_to
+    if settings.SENDMAIL_SUPPRESSION_ENABLED:  # suppressed recipients never reach SES
+        send = skipping_suppressed(send_to, services.suppressions())
+    send_id = job.ledgerKey.split(":", 1)[0]
+
+    def settled(count: int) -> None:  # the quota reservation: SES counts these from now on
+        try:
+            services.reservations().settle(send_id, count)
+        except Exception:
+            logger.warning("send %s: its quota reservation was not settled", send_id, exc_info=True)
+
+    result = run_batch(
+        services.ledger(),
+        job.ledgerKey,
+        job.recipients,
+        send,
         indices=job.indices,
         size=job.size,
+        settled=settled,
     )
     return result.model_dump(mode="json")
 
@@ -121,3 +147,12 @@ def reconcile_batch(batch: dict[str, Any]) -> dict[str, Any]:
         "batch %s reconciled: %d sent, %d failed", key, size - len(failures), len(failures)
     )
     return BatchResult(messageIds=message_ids, failures=failures).model_dump(mode="json")
+
+
+@bp.function_name(RELEASE_QUOTA)
+@bp.activity_trigger(input_name="send")
+def release_quota(send: str) -> None:
+    """An SES send is over: free what its quota reservation did not use."""
+    from sendmail import services
+
+    services.reservations().release(str(send))

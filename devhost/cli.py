@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     if applied:
         logger.info("local.settings.json: %d value(s) applied", len(applied))
     key, key_source = function_key(state_dir)
-    embedded = start_embedded(state_dir, emulators=not args.no_emulators)
+    embedded = start_embedded(
+        state_dir,
+        emulators=not args.no_emulators,
+        app_origin=f"http://{LOOPBACK}:{args.port}",
+        function_key=key,
+    )
     try:
         return _serve(args, app_dir, state_dir, key, key_source, embedded)
     finally:

@@ -29,6 +29,12 @@ SES_DAILY_QUOTA_ENV = "DEVHOST_SES_MAX_24_HOUR_SEND"
 SES_RATE_ENV = "DEVHOST_SES_MAX_SEND_RATE"
 DEFAULT_REGION = "ap-northeast-2"
 DEFAULT_SENDER = "se@aifactory.page"
+#: SES's events: where the emulator posts them, and what the app is told to trust.
+SES_EVENTS_PATH = "/api/v1/events/ses"
+SNS_DEV_ORIGIN_ENV = "SENDMAIL_SNS_DEV_TRUSTED_ORIGIN"
+SNS_TOPICS_ENV = "SENDMAIL_SNS_TOPIC_ARNS"
+CONFIGURATION_SET_ENV = "SENDMAIL_SES_CONFIGURATION_SET"
+DEV_CONFIGURATION_SET = "devhost-events"
 
 
 def _csv(value: str | None) -> list[str]:
@@ -94,8 +100,18 @@ def ensure_sealing_key(state_dir: Path) -> str:
     return "generated"
 
 
-def start_embedded(state_dir: Path, *, emulators: bool = True) -> Embedded:
-    """Start the emulators that are not replaced by configuration and point the env at them."""
+def start_embedded(
+    state_dir: Path,
+    *,
+    emulators: bool = True,
+    app_origin: str | None = None,
+    function_key: str | None = None,
+) -> Embedded:
+    """Start the emulators that are not replaced by configuration and point the env at them.
+
+    ``app_origin`` and ``function_key`` say where the app will listen: the SES emulator posts
+    SES's events (through its local SNS) to the app's events route there.
+    """
     embedded = Embedded()
     embedded.notes.append(f"sealing key: {ensure_sealing_key(state_dir)}")
     if not emulators:
@@ -112,7 +128,9 @@ def start_embedded(state_dir: Path, *, emulators: bool = True) -> Embedded:
         if any(os.environ.get(name) for name in SES_ENDPOINT_ENVS):
             embedded.notes.append("SES: configured endpoint")
         else:
-            embedded.ses = _start_ses(journal)
+            embedded.ses = _start_ses(
+                journal, state_dir, _events_endpoint(app_origin, function_key)
+            )
         if any(os.environ.get(name) for name in SMTP_OVERRIDE_ENVS):
             embedded.notes.append("SMTP: configured override")
         else:
@@ -138,12 +156,35 @@ def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
     return azurite
 
 
-def _start_ses(journal: Any) -> Any:
+def _events_endpoint(app_origin: str | None, function_key: str | None) -> str | None:
+    if app_origin is None or function_key is None:
+        return None
+    from urllib.parse import quote
+
+    # As an SNS HTTPS subscription carries it: the function key in the query string.
+    return f"{app_origin}{SES_EVENTS_PATH}?code={quote(function_key, safe='')}"
+
+
+def _start_ses(journal: Any, state_dir: Path | None = None, events_url: str | None = None) -> Any:
+    """moto's SES with the mailbox simulator: with ``events_url``, SES's events go through a
+    local SNS (signed, certificate served on loopback) to the app, which is told to trust that
+    origin and topic — the only way the app trusts anything but AWS's SNS hosts."""
     from devhost.emulators.ses import SesEmulator
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     senders = _csv(os.environ.get("SENDMAIL_ALLOWED_SENDERS")) or [DEFAULT_SENDER]
     domains = _csv(os.environ.get("SENDMAIL_ALLOWED_SENDER_DOMAINS"))
+    events = None
+    if events_url is not None and state_dir is not None:
+        from devhost.emulators.sns import LocalSns
+
+        events = LocalSns(state_dir, region=region, endpoint=events_url)
+        os.environ[SNS_DEV_ORIGIN_ENV] = events.trusted_origin
+        topics = _csv(os.environ.get(SNS_TOPICS_ENV))
+        os.environ[SNS_TOPICS_ENV] = ",".join(dict.fromkeys([*topics, events.topic.arn]))
+        # SES publishes event records (with tags) only for mail sent with a configuration set
+        if not os.environ.get(CONFIGURATION_SET_ENV):
+            os.environ[CONFIGURATION_SET_ENV] = DEV_CONFIGURATION_SET
     emulator = SesEmulator(
         region=region,
         allowed_senders=senders,
@@ -151,6 +192,7 @@ def _start_ses(journal: Any) -> Any:
         max_24_hour_send=float(os.environ.get(SES_DAILY_QUOTA_ENV) or 50_000),
         max_send_rate=float(os.environ.get(SES_RATE_ENV) or 14),
         journal=journal,
+        events=events,
     )
     emulator.start()
     os.environ["AWS_ENDPOINT_URL"] = emulator.endpoint_url

@@ -122,6 +122,213 @@ class StatusProgress(BaseModel):
     )
 
 
+_EXAMPLE_DELIVERY: JsonDict = {
+    "delivered": 1,
+    "bounced": 0,
+    "complained": 0,
+    "rejected": 0,
+    "delayed": 0,
+}
+_EXAMPLE_EVENT: JsonDict = {
+    "recipient": "user1@example.com",
+    "messageId": _EXAMPLE_MESSAGE_ID,
+    "type": "Bounce",
+    "subType": "Permanent/General",
+    "timestamp": "2026-11-29T10:00:09.123Z",
+    "diagnostic": "smtp; 550 5.1.1 user unknown",
+}
+
+#: The SES event types the service keeps (``eventType`` / ``notificationType``).
+EventTypeName = Literal["Delivery", "Bounce", "Complaint", "Reject", "DeliveryDelay"]
+
+
+class DeliveryCounts(BaseModel):
+    """What SES reported after sending: recipients with at least one event of each type.
+
+    A recipient delayed and then delivered counts in both `delayed` and `delivered`: the counts
+    are per type, not a partition of the send.
+    """
+
+    model_config = _examples(_EXAMPLE_DELIVERY)
+
+    delivered: int = Field(ge=0, description="Recipients SES delivered to (Delivery).")
+    bounced: int = Field(ge=0, description="Recipients whose mail bounced, hard or soft (Bounce).")
+    complained: int = Field(ge=0, description="Recipients who complained (Complaint).")
+    rejected: int = Field(ge=0, description="Recipients of messages SES rejected (Reject).")
+    delayed: int = Field(ge=0, description="Recipients whose delivery was delayed.")
+
+
+class SendEvent(BaseModel):
+    """One SES event for one recipient of a send."""
+
+    model_config = _examples(_EXAMPLE_EVENT)
+
+    recipient: str = Field(description="The address the event is about, as SES reported it.")
+    messageId: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The SES message id (one of the send's `messageIds`).",
+        json_schema_extra=_absent_when_none,
+    )
+    type: EventTypeName = Field(description="The SES event type.")
+    subType: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "Bounce: `bounceType/bounceSubType` (`Permanent/General`, `Transient/MailboxFull`, "
+            "…); Complaint: the feedback type (`abuse`, …); DeliveryDelay: the delay type."
+        ),
+        json_schema_extra=_absent_when_none,
+    )
+    timestamp: str = Field(
+        description="When it happened, as SES reported it (UTC).",
+        json_schema_extra={"format": "date-time"},
+    )
+    diagnostic: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "The receiving server's answer (bounces, delays, deliveries) or SES's reason "
+            "(rejects), at most 1,000 characters."
+        ),
+        json_schema_extra=_absent_when_none,
+    )
+
+
+class SendEvents(BaseModel):
+    """``GET /api/v1/emails/{id}/events``: a page of a send's events, oldest first."""
+
+    model_config = _examples(
+        {"id": _EXAMPLE_ID, "events": [_EXAMPLE_EVENT], "nextCursor": "ZToyMDI2MTEyOVQx"}
+    )
+
+    id: str = Field(description="The send's id.")
+    events: list[SendEvent] = Field(description="At most `limit` events, in time order.")
+    nextCursor: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Pass as `cursor` for the next page; absent on the last page.",
+        json_schema_extra=_absent_when_none,
+    )
+
+
+class Suppression(BaseModel):
+    """An address on the suppression list: aws-send does not mail it (`SUPPRESSED`)."""
+
+    model_config = _examples(
+        {
+            "email": "user1@example.com",
+            "reason": "BOUNCE",
+            "createdTime": "2026-11-29T10:00:10Z",
+            "sendId": _EXAMPLE_ID,
+            "messageId": _EXAMPLE_MESSAGE_ID,
+            "eventType": "Bounce",
+            "subType": "Permanent/General",
+            "diagnostic": "smtp; 550 5.1.1 user unknown",
+        }
+    )
+
+    email: str = Field(description="The address, normalised (trimmed, lower-case).")
+    reason: Literal["BOUNCE", "COMPLAINT"] = Field(
+        description="A hard (permanent) bounce, or a complaint."
+    )
+    createdTime: str = Field(
+        description="When the address was put on the list (UTC).",
+        json_schema_extra={"format": "date-time"},
+    )
+    sendId: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The send whose message caused it, when the event named one.",
+        json_schema_extra=_absent_when_none,
+    )
+    messageId: str | SkipJsonSchema[None] = Field(
+        default=None, description="The SES message id.", json_schema_extra=_absent_when_none
+    )
+    eventType: EventTypeName | SkipJsonSchema[None] = Field(
+        default=None, description="The event that caused it.", json_schema_extra=_absent_when_none
+    )
+    subType: str | SkipJsonSchema[None] = Field(
+        default=None, description="Its subtype.", json_schema_extra=_absent_when_none
+    )
+    diagnostic: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The receiving server's answer, if any.",
+        json_schema_extra=_absent_when_none,
+    )
+
+
+class EventsReceipt(BaseModel):
+    """``200`` to SNS: the message was verified and handled (SNS only needs the status)."""
+
+    model_config = _examples(
+        {
+            "type": "Notification",
+            "recorded": 1,
+            "duplicates": 0,
+            "suppressed": 1,
+            "unattributed": 0,
+            "ignored": False,
+        }
+    )
+
+    type: Literal["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"] = Field(
+        description="The SNS message type. A SubscriptionConfirmation was confirmed."
+    )
+    recorded: int = Field(ge=0, description="Recipient events stored now.")
+    duplicates: int = Field(
+        ge=0, description="Recipient events an earlier delivery of this SNS message stored."
+    )
+    suppressed: int = Field(ge=0, description="Addresses put on the suppression list now.")
+    unattributed: int = Field(
+        ge=0, description="Events without the send-id tag: they count for no send."
+    )
+    ignored: bool = Field(
+        description="Not an SES event the service keeps (Send, Open, Click, an SNS test message)."
+    )
+
+
+class SnsMessage(BaseModel):
+    """An Amazon SNS message as SNS posts it to an HTTPS subscription (SNS sends it with
+    `Content-Type: text/plain`; the route reads the body as JSON whatever the type)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "Type": "Notification",
+                    "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+                    "TopicArn": "arn:aws:sns:ap-northeast-2:123456789012:sendmail-ses-events",
+                    "Message": '{"eventType":"Delivery","mail":{"messageId":"…"},"delivery":{}}',
+                    "Timestamp": "2026-11-29T10:00:09.500Z",
+                    "SignatureVersion": "2",
+                    "Signature": "EXAMPLEpH+…",
+                    "SigningCertURL": "https://sns.ap-northeast-2.amazonaws.com/"
+                    "SimpleNotificationService-0000000000000000000000.pem",
+                    "UnsubscribeURL": "https://sns.ap-northeast-2.amazonaws.com/"
+                    "?Action=Unsubscribe&SubscriptionArn=…",
+                }
+            ]
+        },
+    )
+
+    Type: Literal["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]
+    MessageId: str
+    TopicArn: str = Field(description="Must be in `SENDMAIL_SNS_TOPIC_ARNS`.")
+    Message: str = Field(description="Notification: an SES event record, as JSON text.")
+    Timestamp: str
+    SignatureVersion: Literal["1", "2"]
+    Signature: str
+    SigningCertURL: str = Field(
+        description="`https://sns.<the topic's region>.amazonaws.com/….pem`."
+    )
+    Subject: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent_when_none)
+    SubscribeURL: str | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_when_none
+    )
+    Token: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent_when_none)
+    UnsubscribeURL: str | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_when_none
+    )
+
+
 class EmailStatus(BaseModel):
     """``GET /api/v1/emails/{id}``: where a send is. ``202`` while it runs, ``200`` once done.
 
@@ -139,6 +346,7 @@ class EmailStatus(BaseModel):
             "progress": {"total": 2, "sent": 1, "failed": 1, "pending": 0},
             "messageIds": [_EXAMPLE_MESSAGE_ID],
             "failures": [_EXAMPLE_FAILURE],
+            "delivery": _EXAMPLE_DELIVERY,
         },
         {
             "id": _EXAMPLE_ID,
@@ -172,6 +380,14 @@ class EmailStatus(BaseModel):
     error: str | SkipJsonSchema[None] = Field(
         default=None,
         description="Only when the send ended as Failed, Terminated or Canceled.",
+        json_schema_extra=_absent_when_none,
+    )
+    delivery: DeliveryCounts | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "SES sends: what SES reported after sending, as its events arrive (also after the "
+            "send completed). Absent for SMTP sends, and when the event store cannot be read."
+        ),
         json_schema_extra=_absent_when_none,
     )
 
@@ -214,4 +430,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     EmailStatus,
     ErrorEnvelope,
     Health,
+    SendEvents,
+    Suppression,
+    EventsReceipt,
 )

@@ -262,8 +262,10 @@ _ERRORS: dict[ErrorName, tuple[HTTPStatus, str, str, str]] = {
     ),
     "TooManyRequests": (
         HTTPStatus.TOO_MANY_REQUESTS,
-        "The send needs more messages than are left in the SES 24-hour quota. Nothing was "
-        "started; `Retry-After` says when to try again.",
+        "The send needs more messages than are left in the SES 24-hour quota (counting what "
+        "sends still running have reserved), or the internal batch queue is saturated (more "
+        "than `SENDMAIL_MAX_QUEUED_BATCHES` batches wait in the task hub's work-item queue). "
+        "Nothing was started; `Retry-After` says when to try again.",
         "This send needs 2 messages but only 1 are left in the SES 24-hour quota; retry later",
         "/api/v1/emails/aws-send",
     ),
@@ -408,7 +410,9 @@ def _user_send() -> Schema:
             UserEmailRequest, "The provider, the account, the mail and its recipients."
         ),
         "responses": {
-            **_send_responses("BadRequest", "Unauthorized", "Conflict", "UnprocessableContent"),
+            **_send_responses(
+                "BadRequest", "Unauthorized", "Conflict", "UnprocessableContent", "TooManyRequests"
+            ),
             "403": {
                 "description": (
                     "Only with `Prefer: wait=N`: the send finished and the provider's SMTP "

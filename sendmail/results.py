@@ -24,6 +24,8 @@ class FailureCode(StrEnum):
     SMTP_ERROR = "SMTP_ERROR"
     BATCH_FAILED = "BATCH_FAILED"
     DELIVERY_UNKNOWN = "DELIVERY_UNKNOWN"
+    #: On the service's suppression list (a hard bounce or a complaint): not sent (aws-send).
+    SUPPRESSED = "SUPPRESSED"
 
 
 @dataclass(frozen=True, slots=True)

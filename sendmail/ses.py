@@ -68,7 +68,7 @@ import math
 import random as _random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -274,6 +274,7 @@ class SesSender:
         max_rate: float | None = None,
         start_rate: float | None = None,
         time_budget: float | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> BatchReport:
         """Send ``subject``/``body`` from ``sender`` to each recipient separately.
 
@@ -282,12 +283,13 @@ class SesSender:
         (record it before anything else can fail). ``max_rate`` (calls a second) is the most
         this batch may use, ``start_rate`` where its pace starts (the previous batch's end);
         ``time_budget`` (seconds) is how long it may run before returning what is left as
-        pending. Expected SES failures become deliveries; anything else raises once the calls
-        in flight have finished.
+        pending; ``tags`` are SES message tags (SESv2 ``EmailTags``) set on every message — the
+        send id, so that SES's events find their send. Expected SES failures become
+        deliveries; anything else raises once the calls in flight have finished.
         """
         if not recipients:
             return BatchReport([], rate=max_rate)
-        requests = [self._request(sender, r, subject, body) for r in recipients]
+        requests = [self._request(sender, r, subject, body, tags) for r in recipients]
         run = _BatchRun(
             self,
             self._sesv2(),
@@ -313,7 +315,12 @@ class SesSender:
         return report
 
     def _request(
-        self, sender: str, recipient: str, subject: str, body: str
+        self,
+        sender: str,
+        recipient: str,
+        subject: str,
+        body: str,
+        tags: Mapping[str, str] | None = None,
     ) -> SendEmailRequestTypeDef:
         request: SendEmailRequestTypeDef = {
             "FromEmailAddress": sender,
@@ -328,6 +335,8 @@ class SesSender:
         configuration_set = self._settings.SENDMAIL_SES_CONFIGURATION_SET
         if configuration_set:
             request["ConfigurationSetName"] = configuration_set
+        if tags:
+            request["EmailTags"] = [{"Name": name, "Value": value} for name, value in tags.items()]
         return request
 
     def call(

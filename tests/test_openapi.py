@@ -160,6 +160,9 @@ def test_every_http_route_is_documented_and_every_documented_route_exists(
         "/v1/emails/aws-send",
         "/v1/emails/user-send",
         "/v1/emails/{id}",
+        "/v1/emails/{id}/events",
+        "/v1/events/ses",
+        "/v1/suppressions/{email}",
         "/health",
     }
 
@@ -208,8 +211,22 @@ def test_each_route_documents_its_answers(document: dict[str, Any]) -> None:
             "429",
             "500",
         },
-        ("/v1/emails/user-send", "post"): {"200", "202", "400", "401", "403", "409", "422", "500"},
+        ("/v1/emails/user-send", "post"): {
+            "200",
+            "202",
+            "400",
+            "401",
+            "403",
+            "409",
+            "422",
+            "429",
+            "500",
+        },
         ("/v1/emails/{id}", "get"): {"200", "202", "401", "404", "500"},
+        ("/v1/emails/{id}/events", "get"): {"200", "400", "401", "404", "500"},
+        ("/v1/events/ses", "post"): {"200", "400", "401", "403", "500"},
+        ("/v1/suppressions/{email}", "get"): {"200", "400", "401", "404", "500"},
+        ("/v1/suppressions/{email}", "delete"): {"204", "400", "401", "404", "500"},
         ("/health", "get"): {"200"},
     }
     for send in ("/v1/emails/aws-send", "/v1/emails/user-send"):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from typing import Any
 
-from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
+from activities.names import RECONCILE_BATCH, RELEASE_QUOTA, SEND_SES_BATCH, SEND_SMTP_BATCH
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
 
@@ -24,6 +24,10 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         "aws_send": ("httpTrigger", "v1/emails/aws-send", ("POST",), "function"),
         "user_send": ("httpTrigger", "v1/emails/user-send", ("POST",), "function"),
         "email_status": ("httpTrigger", "v1/emails/{id}", ("GET",), "function"),
+        "email_events": ("httpTrigger", "v1/emails/{id}/events", ("GET",), "function"),
+        "ses_events": ("httpTrigger", "v1/events/ses", ("POST",), "function"),
+        "suppression_get": ("httpTrigger", "v1/suppressions/{email}", ("GET",), "function"),
+        "suppression_delete": ("httpTrigger", "v1/suppressions/{email}", ("DELETE",), "function"),
         "health": ("httpTrigger", "health", ("GET",), "anonymous"),
         "openapi_document": ("httpTrigger", "v1/openapi.json", ("GET",), "anonymous"),
         "docs": ("httpTrigger", "v1/docs/{*path}", ("GET",), "anonymous"),
@@ -34,11 +38,12 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         SEND_SES_BATCH: ("activityTrigger", None, (), None),
         SEND_SMTP_BATCH: ("activityTrigger", None, (), None),
         RECONCILE_BATCH: ("activityTrigger", None, (), None),
+        RELEASE_QUOTA: ("activityTrigger", None, (), None),
     }
 
 
 def test_the_send_routes_have_a_durable_client(app_functions: dict[str, Any]) -> None:
-    for name in ("aws_send", "user_send", "email_status"):
+    for name in ("aws_send", "user_send", "email_status", "email_events"):
         types = {b.type for b in app_functions[name].get_bindings()}
         assert "durableClient" in types, name
 

@@ -17,6 +17,12 @@ What it adds to moto:
   process (the server's threads share moto's process-global backends).
 - ``messages()`` lists what moto accepted as :class:`OutboxMessage` (decoded subject, SES
   MessageId, the time the emulator saw the send).
+- With ``events`` (devhost's :class:`~devhost.emulators.sns.LocalSns`), SES's mailbox simulator:
+  every SESv2 ``SendEmail`` moto accepted becomes the SES event records real SES would publish
+  (:mod:`devhost.emulators.mailbox`: a Delivery, or a bounce or complaint for the simulator's
+  addresses), with the message's ``EmailTags`` — which moto itself drops, so a WSGI wrapper
+  around moto's server reads them off the request — posted through SNS to the app. As in SES,
+  mail to the simulator does not count against the daily quota.
 
 moto's backends are process-global: run one emulator per process and region. A moto reset
 (``/moto-api/reset``) drops the verified identities; the quota patch is re-applied on the next
@@ -27,19 +33,34 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
+import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from devhost.emulators.mailbox import event_records, simulator_box
 from devhost.emulators.outbox import OutboxJournal, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
 _DUMMY_KEY = "testing"  # moto accepts any credentials
 _WINDOW = timedelta(hours=24)
+
+
+#: Where SESv2 ``SendEmail`` is posted.
+_SEND_EMAIL_PATH = "/v2/email/outbound-emails"
+
+
+class EventSink(Protocol):
+    """Where SES event records go (devhost's local SNS topic)."""
+
+    def publish(self, message: str) -> str: ...
+
+    def stop(self) -> None: ...
 
 
 def _iso(moment: datetime) -> str:
@@ -58,9 +79,11 @@ class SesEmulator:
         max_24_hour_send: float = 50_000,
         max_send_rate: float = 14,
         journal: OutboxJournal | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.region = region
         self._journal = journal
+        self.events = events
         self._senders = list(dict.fromkeys(s.strip().lower() for s in allowed_senders if s))
         self._domains = list(
             dict.fromkeys(d.strip().lower().lstrip("@") for d in allowed_domains if d)
@@ -86,7 +109,11 @@ class SesEmulator:
                 raise RuntimeError("the SES emulator is already running")
             # werkzeug logs every request at INFO on its own handler: one line per mail.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server = (
+                ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+                if self.events is None
+                else _CapturingMotoServer(self._published)
+            )
             server.start()
             host, port = server.get_host_and_port()
             self._server = server
@@ -112,6 +139,8 @@ class SesEmulator:
             server, self._server = self._server, None
             self._endpoint_url = None
             self._unpatch()
+        if self.events is not None:
+            self.events.stop()
         if server is None:
             return
         server.stop()
@@ -256,7 +285,9 @@ class SesEmulator:
                 message = send(*args, **kwargs)
                 now = datetime.now(UTC)
                 self._received_at[message.id] = now
-                self._sends.append((now, len(_recipients(message))))
+                # SES's mailbox simulator does not count against the daily quota
+                counted = [r for r in _recipients(message) if simulator_box(r) is None]
+                self._sends.append((now, len(counted)))
                 if self._journal is not None:
                     self._journal.append(self._outbox_message(message, now))
                 return message
@@ -272,6 +303,34 @@ class SesEmulator:
                 "MaxSendRate": self._max_send_rate,
                 "SentLast24Hours": float(self._sent_last_24_hours()),
             }
+
+    # --- SES events ----------------------------------------------------------------------
+
+    def _published(self, request: dict[str, Any], response: dict[str, Any]) -> None:
+        """An accepted SESv2 SendEmail: publish what SES would report about it."""
+        if self.events is None:
+            return
+        destination = request.get("Destination") or {}
+        recipients = [
+            str(address)
+            for key in ("ToAddresses", "CcAddresses", "BccAddresses")
+            for address in destination.get(key) or []
+        ]
+        tags = {
+            str(tag.get("Name")): str(tag.get("Value"))
+            for tag in request.get("EmailTags") or []
+            if isinstance(tag, dict)
+        }
+        records = event_records(
+            message_id=str(response["MessageId"]),
+            source=str(request.get("FromEmailAddress") or ""),
+            destination=recipients,
+            tags=tags,
+            configuration_set=request.get("ConfigurationSetName") or None,
+            region=self.region,
+        )
+        for record in records:
+            self.events.publish(json.dumps(record))
 
     def _verify_identities(self) -> None:
         import boto3
@@ -297,3 +356,72 @@ def _recipients(message: Any) -> tuple[str, ...]:
             for address in destinations.get(key, [])
         ]
     return tuple(dict.fromkeys(str(address) for address in destinations))
+
+
+class _CapturingMotoServer:
+    """moto's threaded server, with a WSGI wrapper that hands every accepted SESv2 SendEmail
+    (request and answer) to ``on_sent``: moto itself drops ``EmailTags``. Built on moto's own
+    server parts (``moto.moto_server``), as ``ThreadedMotoServer`` is."""
+
+    def __init__(self, on_sent: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+        self._on_sent = on_sent
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            "127.0.0.1", 0, self._capture(app), True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="ses-emulator"
+        )
+        self._thread.start()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _capture(self, app: Any) -> Any:
+        def wrapper(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != (
+                _SEND_EMAIL_PATH
+            ):
+                return app(environ, start_response)  # type: ignore[no-any-return]
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            statuses: list[str] = []
+
+            def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
+                statuses.append(status)
+                return start_response(status, headers, exc_info)
+
+            result = app(environ, capture)
+            try:
+                chunks = list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+            if statuses and statuses[0].startswith("200"):
+                try:
+                    self._on_sent(json.loads(body), json.loads(b"".join(chunks)))
+                except Exception:
+                    logger.exception("SES emulator: publishing the events of a message failed")
+            return chunks
+
+        return wrapper

@@ -21,6 +21,7 @@ at all. The last test prints the cases each operation got, by status, and any fa
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -52,9 +53,26 @@ CHECKS = [
 AWS_SEND = ("/v1/emails/aws-send", "POST")
 USER_SEND = ("/v1/emails/user-send", "POST")
 STATUS = ("/v1/emails/{id}", "GET")
+EVENTS = ("/v1/emails/{id}/events", "GET")
+SNS_EVENTS = ("/v1/events/ses", "POST")
+SUPPRESSION_GET = ("/v1/suppressions/{email}", "GET")
+SUPPRESSION_DELETE = ("/v1/suppressions/{email}", "DELETE")
 HEALTH = ("/health", "GET")
-OPERATIONS = [AWS_SEND, USER_SEND, STATUS, HEALTH]
+OPERATIONS = [
+    AWS_SEND,
+    USER_SEND,
+    STATUS,
+    EVENTS,
+    SNS_EVENTS,
+    SUPPRESSION_GET,
+    SUPPRESSION_DELETE,
+    HEALTH,
+]
 SENDS = [AWS_SEND, USER_SEND]
+SEND_PATHS = {path for path, _ in SENDS}
+#: A mailbox-simulator address devhost's SES emulator answers with a hard bounce: the app puts
+#: it on the suppression list, so the suppression routes get real entries to answer 200/204 for.
+BOUNCE = "bounce@simulator.amazonses.com"
 #: The one sender aws-send allows by default (SENDMAIL_ALLOWED_SENDERS).
 ALLOWED_SENDER = "se@aifactory.page"
 #: Generated cases per operation and mode (the document's examples come on top).
@@ -120,7 +138,8 @@ def send_case(label: str, app: DevhostProcess, case: Any, adjust: Adjust) -> Non
     headers["x-functions-key"] = app.key
     case.headers = headers
     operation = f"{case.method.upper()} {case.path}"
-    if case.method.upper() == "POST":
+    is_send = case.method.upper() == "POST" and case.path in SEND_PATHS
+    if is_send:
         prefer = next((str(v) for k, v in headers.items() if k.lower() == "prefer"), None)
         PREFER["absent" if prefer is None else "wait" if _WAIT.search(prefer) else "other"] += 1
     try:
@@ -131,9 +150,9 @@ def send_case(label: str, app: DevhostProcess, case: Any, adjust: Adjust) -> Non
         FAILURES[(label, operation)].append(f"{type(error).__name__}: {str(error)[:500]}")
         raise
     CASES[(label, operation)][response.status_code] += 1
-    if case.method.upper() == "POST" and response.status_code in (200, 202):
+    if is_send and response.status_code in (200, 202):
         STARTED.append(response.json()["id"])
-    if response.status_code == 200 and case.path != "/health":  # a finished send, either way
+    if response.status_code == 200 and (is_send or case.path == STATUS[0]):  # a finished send
         FAILURE_CODES.update(failure["code"] for failure in response.json()["failures"])
 
 
@@ -212,6 +231,45 @@ def test_the_status_of_real_sends_answers_as_documented(
     run("real-ids", app, strategy, cap_wait, MAX_EXAMPLES)
 
 
+def test_the_events_of_real_sends_answer_as_documented(
+    app: DevhostProcess, api_schema: Any
+) -> None:
+    """The events route with the ids of the sends above: 200 pages, not only 404s."""
+    assert STARTED, "no send was accepted before this test"
+    events = api_schema[EVENTS[0]][EVENTS[1]]
+    strategy = st.sampled_from(sorted(set(STARTED))).flatmap(
+        lambda instance_id: events.as_strategy(path_parameters={"id": instance_id})
+    )
+    run("real-ids", app, strategy, cap_wait, MAX_EXAMPLES)
+
+
+def test_the_suppression_routes_answer_as_documented_for_a_listed_address(
+    app: DevhostProcess, api_schema: Any
+) -> None:
+    """A hard bounce from the emulator lists an address: GET then answers 200, DELETE 204."""
+    send = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={
+            "senderEmail": ALLOWED_SENDER,
+            "recipientEmails": [BOUNCE],
+            "subject": "s",
+            "body": "b",
+        },
+        headers={"Prefer": "wait=20"},
+    )
+    assert send.status_code == 200, send.text
+    deadline = time.monotonic() + 30
+    while app.request("GET", f"/api/v1/suppressions/{BOUNCE}").status_code != 200:
+        assert time.monotonic() < deadline, "the bounce never put the address on the list"
+        time.sleep(0.2)
+    for operation in (SUPPRESSION_GET, SUPPRESSION_DELETE):
+        strategy = api_schema[operation[0]][operation[1]].as_strategy(
+            path_parameters={"email": BOUNCE}
+        )
+        run("listed", app, strategy, cap_wait, 5)
+
+
 @pytest.mark.parametrize("operation", SENDS, ids=_name)
 def test_sends_without_prefer_answer_as_documented(
     app: DevhostProcess, api_schema: Any, operation: tuple[str, str]
@@ -241,6 +299,9 @@ def test_every_operation_was_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(per_operation) == {_name(operation) for operation in OPERATIONS}
     real_ids = CASES[("real-ids", _name(STATUS))]
     assert real_ids[200] + real_ids[202] == sum(real_ids.values()) > 0
+    assert CASES[("real-ids", _name(EVENTS))][200] > 0
+    assert CASES[("listed", _name(SUPPRESSION_GET))][200] > 0
+    assert CASES[("listed", _name(SUPPRESSION_DELETE))][204] == 1
     # Whatever the app accepted, its activities handled: none failed unexpectedly (an input
     # the validation let through and the sender then refused would end as BATCH_FAILED).
     assert FAILURE_CODES["BATCH_FAILED"] == 0

@@ -1,0 +1,416 @@
+"""The events endpoint, a send's events and the suppression routes, called as the host calls them.
+
+SNS messages are signed by devhost's signer with a key made here; the verifier's certificate
+fetch is a dict. Every answer is also held to the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import uuid
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from devhost.emulators.sns import SigningKey
+from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
+from sendmail import services
+from sendmail.sns import SnsVerifier
+from sendmail.tables import TableUnavailable
+from tests.support.durable import FakeDurableClient, status
+from tests.support.http import BASE, completed
+from tests.test_openapi import fetch_document, response_validator
+from tests.test_sns import CERT_URL, SUBSCRIBE_URL, TOPIC, Certificates, confirmation
+
+SEND = "send0001"
+SES_MESSAGE_ID = "0102018c-ses-message-000000"
+
+
+@pytest.fixture(scope="module")
+def signing() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def fetch(signing: SigningKey) -> Certificates:
+    fetch = Certificates({CERT_URL: signing.cert_pem, SUBSCRIBE_URL: b"<ok/>"})
+    services.override(sns=SnsVerifier([TOPIC], fetch=fetch))
+    return fetch
+
+
+@pytest.fixture
+def client() -> FakeDurableClient:
+    client = FakeDurableClient()
+    client.statuses[SEND] = [completed(SEND)]
+    client.statuses["smtp1"] = [completed("smtp1", SMTP_ORCHESTRATOR)]
+    client.statuses["running"] = [
+        status("running", SES_ORCHESTRATOR, "Running", custom_status={"total": 3})
+    ]
+    return client
+
+
+@pytest.fixture
+def document(app_functions: dict[str, Any]) -> dict[str, Any]:
+    return fetch_document(app_functions)
+
+
+def call(
+    app_functions: dict[str, Any],
+    name: str,
+    path: str,
+    *,
+    method: str = "GET",
+    body: bytes = b"",
+    params: dict[str, str] | None = None,
+    route_params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    client: FakeDurableClient | None = None,
+) -> func.HttpResponse:
+    user_function = app_functions[name].get_user_function()
+    req = func.HttpRequest(
+        method=method,
+        url=f"{BASE}{path}",
+        headers=headers or {},
+        params=params or {},
+        route_params=route_params or {},
+        body=body,
+    )
+    if client is not None:
+        result = user_function.client_function(req=req, client=client)
+    else:
+        result = user_function(req)
+    if inspect.iscoroutine(result):
+        result = asyncio.run(result)
+    assert isinstance(result, func.HttpResponse)
+    return result
+
+
+def documented(
+    document: dict[str, Any], path: str, method: str, response: func.HttpResponse
+) -> Any:
+    if response.status_code == 204:
+        assert "204" in document["paths"][path][method]["responses"]
+        assert response.get_body() == b""
+        return None
+    body = json.loads(response.get_body())
+    response_validator(document, path, method, response.status_code).validate(body)
+    return body
+
+
+def ses_record(kind: str, recipient: str, send_id: str | None = SEND) -> dict[str, Any]:
+    mail: dict[str, Any] = {
+        "timestamp": "2026-12-01T10:00:00.000Z",
+        "source": "se@aifactory.page",
+        "messageId": SES_MESSAGE_ID,
+        "destination": [recipient],
+        "tags": {"ses:configuration-set": ["sendmail"]},
+    }
+    if send_id is not None:
+        mail["tags"]["sendmail-send-id"] = [send_id]
+    record: dict[str, Any] = {"eventType": kind, "mail": mail}
+    if kind == "Bounce":
+        record["bounce"] = {
+            "bounceType": "Permanent",
+            "bounceSubType": "General",
+            "bouncedRecipients": [
+                {"emailAddress": recipient, "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+            ],
+            "timestamp": "2026-12-01T10:00:02.000Z",
+        }
+    elif kind == "Delivery":
+        record["delivery"] = {
+            "timestamp": "2026-12-01T10:00:01.000Z",
+            "recipients": [recipient],
+            "smtpResponse": "250 ok",
+        }
+    return record
+
+
+def sns_body(signing: SigningKey, message: str, **overrides: Any) -> bytes:
+    fields = {
+        "Type": "Notification",
+        "MessageId": str(uuid.uuid4()),
+        "TopicArn": TOPIC,
+        "Message": message,
+        "Timestamp": "2026-12-01T10:00:03.000Z",
+        "SigningCertURL": CERT_URL,
+        **overrides,
+    }
+    return json.dumps(signing.sign(fields)).encode()
+
+
+def post_event(app_functions: dict[str, Any], raw: bytes, **headers: str) -> func.HttpResponse:
+    return call(
+        app_functions,
+        "ses_events",
+        "/api/v1/events/ses?code=key",
+        method="POST",
+        body=raw,
+        headers={"Content-Type": "text/plain; charset=UTF-8", **headers},
+    )
+
+
+def email_status(app_functions: dict[str, Any], client: FakeDurableClient, sid: str) -> Any:
+    response = call(
+        app_functions,
+        "email_status",
+        f"/api/v1/emails/{sid}",
+        route_params={"id": sid},
+        client=client,
+    )
+    return json.loads(response.get_body())
+
+
+# --- the SNS endpoint -------------------------------------------------------------------------
+
+
+def test_a_verified_bounce_is_counted_listed_and_suppresses(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    fetch: Certificates,
+    signing: SigningKey,
+    document: dict[str, Any],
+) -> None:
+    raw = sns_body(signing, json.dumps(ses_record("Bounce", "Gone@Example.com")))
+    response = post_event(app_functions, raw, **{"x-amz-sns-message-type": "Notification"})
+    assert documented(document, "/v1/events/ses", "post", response) == {
+        "type": "Notification",
+        "recorded": 1,
+        "duplicates": 0,
+        "suppressed": 1,
+        "unattributed": 0,
+        "ignored": False,
+    }
+    post_event(app_functions, sns_body(signing, json.dumps(ses_record("Delivery", "b@x.example"))))
+
+    assert email_status(app_functions, client, SEND)["delivery"] == {
+        "delivered": 1,
+        "bounced": 1,
+        "complained": 0,
+        "rejected": 0,
+        "delayed": 0,
+    }
+    listed = call(
+        app_functions,
+        "suppression_get",
+        "/api/v1/suppressions/gone@example.com",
+        route_params={"email": "gone@example.com"},
+    )
+    entry = documented(document, "/v1/suppressions/{email}", "get", listed)
+    assert (entry["email"], entry["reason"], entry["sendId"]) == (
+        "gone@example.com",
+        "BOUNCE",
+        SEND,
+    )
+    assert entry["subType"] == "Permanent/General"
+
+    # SNS delivers at least once: the same message again records nothing more
+    again = post_event(app_functions, raw)
+    assert json.loads(again.get_body())["duplicates"] == 1
+    assert email_status(app_functions, client, SEND)["delivery"]["bounced"] == 1
+
+
+def test_a_forged_notification_is_refused_and_records_nothing(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    fetch: Certificates,
+    signing: SigningKey,
+    document: dict[str, Any],
+) -> None:
+    """The key is right (the host let it through); the signature is not SNS's."""
+    forger = SigningKey.generate()
+    raw = sns_body(forger, json.dumps(ses_record("Bounce", "victim@example.com")))
+    response = post_event(app_functions, raw)
+    body = documented(document, "/v1/events/ses", "post", response)
+    assert response.status_code == 403
+    assert "signature does not verify" in body["message"]
+    assert services.suppressions().get("victim@example.com") is None
+    assert services.event_store().page(SEND, limit=10).events == []
+    assert email_status(app_functions, client, SEND)["delivery"]["bounced"] == 0
+
+
+def test_what_is_not_an_sns_message_is_400(
+    app_functions: dict[str, Any], fetch: Certificates, document: dict[str, Any]
+) -> None:
+    response = post_event(app_functions, b"<xml/>")
+    assert response.status_code == 400
+    documented(document, "/v1/events/ses", "post", response)
+
+
+def test_a_subscription_is_confirmed(
+    app_functions: dict[str, Any], fetch: Certificates, signing: SigningKey
+) -> None:
+    response = post_event(app_functions, json.dumps(confirmation(signing)).encode())
+    assert response.status_code == 200
+    assert json.loads(response.get_body())["type"] == "SubscriptionConfirmation"
+    assert SUBSCRIBE_URL in fetch.reads
+
+
+def test_other_messages_and_events_without_a_send_are_acknowledged(
+    app_functions: dict[str, Any], fetch: Certificates, signing: SigningKey
+) -> None:
+    test_message = post_event(app_functions, sns_body(signing, "Hello from the SNS console"))
+    assert json.loads(test_message.get_body())["ignored"] is True
+    untagged = ses_record("Bounce", "old@example.com", send_id=None)
+    outcome = json.loads(
+        post_event(app_functions, sns_body(signing, json.dumps(untagged))).get_body()
+    )
+    assert (outcome["recorded"], outcome["unattributed"], outcome["suppressed"]) == (0, 1, 1)
+
+
+def test_a_store_failure_after_verification_is_a_500_for_sns_to_retry(
+    app_functions: dict[str, Any], fetch: Certificates, signing: SigningKey
+) -> None:
+    class Broken:
+        def add(self, entry: Any) -> bool:
+            raise TableUnavailable("write failed on table SendMailSuppressions (HTTP 503)")
+
+    services.override(suppressions=Broken())
+    response = post_event(
+        app_functions, sns_body(signing, json.dumps(ses_record("Bounce", "a@x.io")))
+    )
+    assert response.status_code == 500
+    assert "SendMailSuppressions" not in response.get_body().decode()
+
+
+# --- the status route and a send's events -------------------------------------------------------
+
+
+def test_the_status_of_a_running_send_counts_events_too_and_smtp_sends_have_none(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    fetch: Certificates,
+    signing: SigningKey,
+) -> None:
+    post_event(
+        app_functions,
+        sns_body(signing, json.dumps(ses_record("Delivery", "a@x.example", "running"))),
+    )
+    assert email_status(app_functions, client, "running")["delivery"]["delivered"] == 1
+    assert "delivery" not in email_status(app_functions, client, "smtp1")
+
+
+def test_the_status_is_answered_without_counts_when_the_store_fails(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    class Broken:
+        def counts(self, send_id: str) -> Any:
+            raise TableUnavailable("read failed")
+
+    services.override(events=Broken())
+    body = email_status(app_functions, client, SEND)
+    assert body["runtimeStatus"] == "Completed"
+    assert "delivery" not in body
+
+
+def test_a_sends_events_page_and_filter(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    fetch: Certificates,
+    signing: SigningKey,
+    document: dict[str, Any],
+) -> None:
+    for recipient in ("a@x.example", "b@x.example", "c@x.example"):
+        post_event(app_functions, sns_body(signing, json.dumps(ses_record("Delivery", recipient))))
+    post_event(app_functions, sns_body(signing, json.dumps(ses_record("Bounce", "d@x.example"))))
+    route = "/v1/emails/{id}/events"
+
+    def page(**params: str) -> func.HttpResponse:
+        return call(
+            app_functions,
+            "email_events",
+            f"/api/v1/emails/{SEND}/events",
+            params=params,
+            route_params={"id": SEND},
+            client=client,
+        )
+
+    first = documented(document, route, "get", page(limit="3"))
+    # the deliveries happened at the same moment (any order), the bounce a second later
+    assert {e["recipient"] for e in first["events"]} == {
+        "a@x.example",
+        "b@x.example",
+        "c@x.example",
+    }
+    rest = documented(document, route, "get", page(limit="3", cursor=first["nextCursor"]))
+    assert [e["recipient"] for e in rest["events"]] == ["d@x.example"]
+    assert "nextCursor" not in rest
+    bounces = documented(document, route, "get", page(type="Bounce"))
+    assert [(e["recipient"], e["subType"]) for e in bounces["events"]] == [
+        ("d@x.example", "Permanent/General")
+    ]
+    for bad in (
+        {"limit": "0"},
+        {"limit": "1001"},
+        {"limit": "ten"},
+        {"type": "Open"},
+        {"cursor": "xyz"},
+    ):
+        response = page(**bad)
+        assert response.status_code == 400, bad
+        documented(document, route, "get", response)
+    smtp = call(
+        app_functions,
+        "email_events",
+        "/api/v1/emails/smtp1/events",
+        route_params={"id": "smtp1"},
+        client=client,
+    )
+    assert json.loads(smtp.get_body()) == {"id": "smtp1", "events": []}
+    for unknown in ("nope", "../etc", "x" * 101):
+        missing = call(
+            app_functions,
+            "email_events",
+            f"/api/v1/emails/{unknown}/events",
+            route_params={"id": unknown},
+            client=client,
+        )
+        assert missing.status_code == 404
+        documented(document, route, "get", missing)
+
+
+# --- the suppression routes ---------------------------------------------------------------------
+
+
+def test_an_operator_removes_an_address_from_the_list(
+    app_functions: dict[str, Any], document: dict[str, Any]
+) -> None:
+    from tests.test_suppression import entry
+
+    services.suppressions().add(entry("back@example.com", "COMPLAINT"))
+    route = "/v1/suppressions/{email}"
+
+    def do(name: str, method: str, email: str) -> func.HttpResponse:
+        return call(
+            app_functions,
+            name,
+            f"/api/v1/suppressions/{email}",
+            method=method,
+            route_params={"email": email},
+        )
+
+    assert (
+        documented(document, route, "get", do("suppression_get", "GET", "Back@Example.com"))[
+            "reason"
+        ]
+        == "COMPLAINT"
+    )
+    removed = do("suppression_delete", "DELETE", "back@example.com")
+    assert removed.status_code == 204
+    documented(document, route, "delete", removed)
+    for name, method in (("suppression_get", "GET"), ("suppression_delete", "DELETE")):
+        missing = do(name, method, "back@example.com")
+        assert missing.status_code == 404
+        documented(document, route, method.lower(), missing)
+        for bad in (
+            "no-at-sign",
+            "two@@example.com",
+            "with space@example.com",
+            "x" * 320 + "@e.io",
+        ):
+            invalid = do(name, method, bad)
+            assert invalid.status_code == 400, bad
+            documented(document, route, method.lower(), invalid)

@@ -1,0 +1,230 @@
+"""The suppression list (in memory and on Azurite) and what it does to an SES batch: suppressed
+recipients never reach SES and fail with SUPPRESSED; every message carries the send id tag."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from sendmail import services
+from sendmail.results import BatchReport, Delivery, FailureCode
+from sendmail.ses_events import SEND_ID_TAG, RecipientEvent
+from sendmail.suppression import (
+    MemorySuppressionList,
+    Suppression,
+    SuppressionList,
+    skipping_suppressed,
+    suppressions_from_environment,
+)
+from sendmail.tables import TableUnavailable
+from tests.support.azurite import Azurite
+from tests.support.ses import ScriptedSes
+
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+def entry(email: str, reason: Any = "BOUNCE", **extra: Any) -> Suppression:
+    return Suppression(email=email, reason=reason, created=NOW, **extra)
+
+
+@pytest.fixture(params=["memory", "table"])
+def listed(request: pytest.FixtureRequest) -> Iterator[SuppressionList]:
+    if request.param == "memory":
+        yield MemorySuppressionList()
+        return
+    azurite: Azurite = request.getfixturevalue("azurite")
+    table = suppressions_from_environment(
+        {"AzureWebJobsStorage": azurite.connection_string},
+        table_name="Suppressions" + uuid.uuid4().hex[:12],
+    )
+    yield table
+    table.client.delete_table()
+
+
+def test_an_address_is_listed_once_with_its_first_cause(listed: SuppressionList) -> None:
+    first = entry(
+        "gone@example.com",
+        send_id="send1",
+        message_id="m1",
+        event_type="Bounce",
+        sub_type="Permanent/General",
+        diagnostic="smtp; 550 5.1.1 user unknown",
+    )
+    assert listed.add(first) is True
+    assert listed.add(entry("gone@example.com", "COMPLAINT", send_id="send2")) is False
+    found = listed.get("  Gone@Example.COM ")
+    assert found is not None
+    assert found.to_json() == {
+        "email": "gone@example.com",
+        "reason": "BOUNCE",
+        "createdTime": "2026-12-01T10:00:00Z",
+        "sendId": "send1",
+        "messageId": "m1",
+        "eventType": "Bounce",
+        "subType": "Permanent/General",
+        "diagnostic": "smtp; 550 5.1.1 user unknown",
+    }
+    assert listed.get("other@example.com") is None
+
+
+def test_removal_restores_an_address_and_says_whether_it_was_listed(
+    listed: SuppressionList,
+) -> None:
+    listed.add(entry("a@example.com"))
+    assert listed.remove("A@example.com") is True
+    assert listed.get("a@example.com") is None
+    assert listed.remove("a@example.com") is False
+
+
+def test_lookup_finds_the_listed_among_many(listed: SuppressionList) -> None:
+    for address in ("x1@example.com", "x2@other.example", "odd+tag~%@example.com"):
+        listed.add(entry(address))
+    recipients = [f"user{n}@example.com" for n in range(60)]
+    recipients += ["X1@example.com", "x2@other.example", "odd+tag~%@example.com"]
+    assert set(listed.lookup(recipients)) == {
+        "x1@example.com",
+        "x2@other.example",
+        "odd+tag~%@example.com",
+    }
+    assert listed.lookup([]) == {}
+
+
+def test_an_event_makes_an_entry_only_when_it_suppresses() -> None:
+    bounce = RecipientEvent(
+        type="Bounce",
+        recipient="Gone@Example.com",
+        timestamp=NOW,
+        send_id="s",
+        sub_type="Permanent/General",
+        suppress="BOUNCE",
+    )
+    made = Suppression.from_event(bounce, NOW)
+    assert made is not None
+    assert (made.email, made.reason, made.send_id) == ("gone@example.com", "BOUNCE", "s")
+    delivery = RecipientEvent(type="Delivery", recipient="a@example.com", timestamp=NOW)
+    assert Suppression.from_event(delivery) is None
+
+
+# --- what it does to a batch ------------------------------------------------------------------
+
+
+class FakeSend:
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, recipients: Sequence[str], on_sent: Any) -> BatchReport:
+        self.calls.append(list(recipients))
+        deliveries = []
+        for position, recipient in enumerate(recipients):
+            on_sent(position, f"id-{recipient}")
+            deliveries.append(Delivery.sent(recipient, f"id-{recipient}"))
+        return BatchReport(deliveries, rate=7.0)
+
+
+def test_suppressed_recipients_are_skipped_and_reported_in_order() -> None:
+    listed = MemorySuppressionList()
+    listed.add(entry("b@example.com"))
+    listed.add(entry("d@example.com", "COMPLAINT"))
+    send = FakeSend()
+    recorded: list[tuple[int, str]] = []
+    report = skipping_suppressed(send, listed)(
+        ["a@example.com", "B@example.com", "c@example.com", "d@example.com"],
+        lambda index, message_id: recorded.append((index, message_id)),
+    )
+    assert send.calls == [["a@example.com", "c@example.com"]]
+    # on_sent gets the index in the whole batch, not in what was sent
+    assert recorded == [(0, "id-a@example.com"), (2, "id-c@example.com")]
+    assert [(d.recipient, d.message_id, d.code) for d in report.deliveries] == [
+        ("a@example.com", "id-a@example.com", None),
+        ("B@example.com", None, FailureCode.SUPPRESSED),
+        ("c@example.com", "id-c@example.com", None),
+        ("d@example.com", None, FailureCode.SUPPRESSED),
+    ]
+    assert report.rate == 7.0
+    message = report.deliveries[3].message or ""
+    assert "complaint" in message
+    assert "DELETE /api/v1/suppressions" in message
+
+
+def test_a_batch_with_nobody_suppressed_is_sent_as_it_is() -> None:
+    send = FakeSend()
+    report = skipping_suppressed(send, MemorySuppressionList())(["a@x.example"], lambda *_: None)
+    assert send.calls == [["a@x.example"]]
+    assert report.deliveries[0].ok
+
+
+def test_a_lookup_that_fails_sends_nothing() -> None:
+    from azure.data.tables import TableClient
+
+    from sendmail.suppression import TableSuppressionList
+
+    nothing_listens = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    table = TableSuppressionList(
+        TableClient.from_connection_string(nothing_listens, table_name="Nothing", retry_total=0)
+    )
+    send = FakeSend()
+    with pytest.raises(TableUnavailable):
+        skipping_suppressed(send, table)(["a@example.com"], lambda *_: None)
+    assert send.calls == []
+
+
+# --- the SES activity, against moto ---------------------------------------------------------
+
+
+def run_activity(app_functions: dict[str, Any], recipients: list[str]) -> dict[str, Any]:
+    batch = {
+        "ledgerKey": "sendabc:0",
+        "mail": {"sender": "se@aifactory.page", "subject": "s", "body": "b"},
+        "recipients": recipients,
+    }
+    result: dict[str, Any] = app_functions["send_ses_batch"].get_user_function()(batch)
+    return result
+
+
+@pytest.fixture
+def activity_ses(sesv2_client: Any, verified_sender: str) -> ScriptedSes:
+    from sendmail.ses import SesSender
+    from sendmail.settings import get_settings
+
+    wire = ScriptedSes().install(sesv2_client)
+    services.override(ses=SesSender(sesv2_client, settings=get_settings()))
+    return wire
+
+
+def test_the_ses_activity_skips_suppressed_recipients_and_tags_every_message(
+    app_functions: dict[str, Any], activity_ses: ScriptedSes
+) -> None:
+    services.suppressions().add(entry("bad@example.com"))
+    result = run_activity(app_functions, ["ok@example.com", "bad@example.com"])
+
+    assert result["messageIds"][0] is not None
+    assert result["messageIds"][1] is None
+    [failure] = result["failures"]
+    assert (failure["index"], failure["code"]) == (1, "SUPPRESSED")
+    [sent] = activity_ses.bodies  # SES saw the one recipient not suppressed
+    assert sent["Destination"] == {"ToAddresses": ["ok@example.com"]}
+    assert sent["EmailTags"] == [{"Name": SEND_ID_TAG, "Value": "sendabc"}]
+
+
+def test_with_suppression_off_the_activity_sends_to_everyone(
+    app_functions: dict[str, Any], activity_ses: ScriptedSes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENDMAIL_SUPPRESSION_ENABLED", "false")
+    from sendmail.settings import get_settings
+
+    get_settings.cache_clear()
+    listed = services.suppressions()
+    listed.add(entry("bad@example.com"))
+    result = run_activity(app_functions, ["ok@example.com", "bad@example.com"])
+    assert all(m is not None for m in result["messageIds"])
+    assert result["failures"] == []
+    assert len(activity_ses.bodies) == 2
+    assert isinstance(listed, MemorySuppressionList)
+    assert listed.lookups == 0  # not even asked
