@@ -164,6 +164,12 @@ param sesSendDeadlineSeconds int = 3600
 @description('SENDMAIL_SES_CONFIGURATION_SET: SES configuration set for bounce/complaint events. Empty: not set.')
 param sesConfigurationSet string = ''
 
+@description('SENDMAIL_SNS_TOPIC_ARNS: comma-separated SNS topic ARNs the SES events route accepts (the configuration set event destination). Empty: every SNS message is refused.')
+param snsTopicArns string = ''
+
+@description('SENDMAIL_SUPPRESSION_ENABLED: aws-send skips addresses on the suppression list (hard bounces, complaints).')
+param suppressionEnabled bool = true
+
 @description('SENDMAIL_MAX_QUEUED_BATCHES: batches waiting in the task hub work-item queue above which sends are refused with 429.')
 @minValue(1)
 param maxQueuedBatches int = 500
@@ -243,6 +249,8 @@ var sendMailSettings = {
   SENDMAIL_SMTP_CONNECTIONS: string(smtpConnections)
   SENDMAIL_SMTP_TIMEOUT_SECONDS: string(smtpTimeoutSeconds)
   SENDMAIL_SMTP_MAX_ATTEMPTS: string(smtpMaxAttempts)
+  SENDMAIL_SNS_TOPIC_ARNS: snsTopicArns
+  SENDMAIL_SUPPRESSION_ENABLED: string(suppressionEnabled)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,6 +48,9 @@ param sesMaxConcurrency = 16
 param sesBatchTimeBudgetSeconds = 300
 param sesSendDeadlineSeconds = 3600
 param sesConfigurationSet = ''
+// SES events (docs/deploy.md, section 9): the topic of the configuration set's SNS destination.
+param snsTopicArns = ''
+param suppressionEnabled = true
 param idempotencyTtlHours = 24
 param maxQueuedBatches = 500
 param maxSubjectChars = 998

@@ -99,13 +99,21 @@ IMPORTANT_SETTINGS = (
     "SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES",
     "SENDMAIL_SES_MAX_RECIPIENTS",
     "SENDMAIL_SMTP_CONNECTIONS",
+    "SENDMAIL_SNS_TOPIC_ARNS",
     "SENDMAIL_SEALING_KEY",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 )
-#: Local-run overrides: pointing production at another SMTP host or CA would be a hole.
+#: Local-run overrides: pointing production at another SMTP host or CA, or trusting SNS
+#: certificates from anywhere but AWS, would be a hole.
 LOCAL_ONLY_SETTINGS = frozenset(
-    {"SENDMAIL_SMTP_HOST", "SENDMAIL_SMTP_PORT", "SENDMAIL_SMTP_TLS_MODE", "SENDMAIL_SMTP_CA_FILE"}
+    {
+        "SENDMAIL_SMTP_HOST",
+        "SENDMAIL_SMTP_PORT",
+        "SENDMAIL_SMTP_TLS_MODE",
+        "SENDMAIL_SMTP_CA_FILE",
+        "SENDMAIL_SNS_DEV_TRUSTED_ORIGIN",
+    }
 )
 
 _SECRET_WORDS = frozenset({"secret", "secrets", "password", "pwd", "token", "sas", "credential"})

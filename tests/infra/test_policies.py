@@ -850,6 +850,13 @@ def test_local_only_smtp_override_is_reported() -> None:
     assert any("SENDMAIL_SMTP_HOST is for local runs only" in v for v in violations), violations
 
 
+def test_the_development_sns_trust_is_reported() -> None:
+    """devhost's SNS certificate origin must never be trusted by a deployment."""
+    setting = "SENDMAIL_SNS_DEV_TRUSTED_ORIGIN: 'http://127.0.0.1:8080'"
+    violations = check_settings_names(with_setting(setting))
+    assert any("SENDMAIL_SNS_DEV_TRUSTED_ORIGIN is for local runs only" in v for v in violations)
+
+
 @pytest.mark.parametrize("name", flex.DURABLE_IDENTITY_SETTINGS)
 def test_missing_identity_storage_setting_is_reported(name: str) -> None:
     """Durable's task hub needs blob, queue AND table; __accountName avoids a start-up race."""
