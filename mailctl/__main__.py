@@ -1,0 +1,7 @@
+"""``python -m mailctl``."""
+
+import sys
+
+from mailctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,398 @@
+"""The commands: ``send``, ``user-send``, ``status``, ``watch``.
+
+Output: the progress display, notes and errors go to stderr; the outcome (the summary, which
+starts with the send's id; the id alone for ``send --no-wait``; ``status --json``) to stdout, so
+``mailctl ... > result.txt`` keeps what matters.
+Exit codes: :mod:`mailctl.exitcodes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shlex
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from mailctl import __version__
+from mailctl.client import Client, ServiceError, Unreachable, idempotency_key
+from mailctl.config import DEFAULT_URL, KEY_ENV, URL_ENV, Config, resolve
+from mailctl.exitcodes import ExitCode
+from mailctl.recipients import BadRows, RecipientList, read_recipients
+from mailctl.report import build_report, write_report
+from mailctl.watching import BarDisplay, Display, LineDisplay, NoDisplay, format_duration, watch
+
+PASSWORD_ENV = "MAILCTL_SMTP_PASSWORD"  # noqa: S105 (the variable's name)
+PROVIDERS = ("GMAIL", "NAVER", "KAKAO")
+#: v1's cap on user-send recipients (the service refuses more with 400).
+USER_SEND_MAX_RECIPIENTS = 100
+#: Bad rows printed before "... and N more".
+SHOWN_PROBLEMS = 20
+FINISHED_OK = "Completed"
+
+
+class UsageError(Exception):
+    """A problem with the command line or its files: exit 2, nothing sent."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    err = sys.stderr
+    try:
+        code: int = args.run(args, err)
+    except BadRows as e:
+        _print_bad_rows(e, err)
+        return ExitCode.USAGE
+    except UsageError as e:
+        print(f"mailctl: {e}", file=err)
+        return ExitCode.USAGE
+    except ServiceError as e:
+        print(f"mailctl: the service answered {e.status}: {e.message}{_hint(e)}", file=err)
+        return ExitCode.UNAVAILABLE if e.status >= 500 else ExitCode.REFUSED
+    except Unreachable as e:
+        print(f"mailctl: {e}", file=err)
+        return ExitCode.UNAVAILABLE
+    except KeyboardInterrupt:
+        print("\nmailctl: interrupted", file=err)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    return code
+
+
+# --- commands -----------------------------------------------------------------------------------
+def _send(args: argparse.Namespace, err: TextIO) -> int:
+    route = "user-send" if args.command == "user-send" else "aws-send"
+    config = _config(args)
+    recipients = read_recipients(Path(args.to_file), column=args.column, encoding=args.encoding)
+    subject, body = args.subject, _body(args)
+    provider = getattr(args, "provider", None)
+    if route == "user-send" and len(recipients.addresses) > USER_SEND_MAX_RECIPIENTS:
+        raise UsageError(
+            f"user-send takes at most {USER_SEND_MAX_RECIPIENTS} recipients; "
+            f"{args.to_file} has {len(recipients.addresses):,} (use send, through SES)"
+        )
+    key = args.idempotency_key or idempotency_key(
+        route, args.sender, recipients.addresses, subject, body, provider
+    )
+    _describe_list(args.to_file, recipients, err)
+    if args.dry_run:
+        print(f"dry run: {len(recipients.addresses):,} recipients; Idempotency-Key {key}")
+        return ExitCode.OK
+    payload: dict[str, Any] = {
+        "senderEmail": args.sender,
+        "recipientEmails": recipients.addresses,
+        "subject": subject,
+        "body": body,
+    }
+    if route == "user-send":
+        payload = {"provider": provider, **payload, "password": _password(args.sender)}
+    with _client(config, args) as client:
+        try:
+            accepted = client.send(route, payload, key)
+        except KeyboardInterrupt:
+            print(
+                "\nmailctl: interrupted before the service answered: the send may have started. "
+                "Run the same command again: its Idempotency-Key makes it the same send, "
+                "not a second one.",
+                file=err,
+            )
+            return ExitCode.INTERRUPTED
+        except Unreachable as e:
+            if e.maybe_sent:
+                raise Unreachable(
+                    f"{e}. The send may have started: run the same command again — its "
+                    "Idempotency-Key makes it the same send, not a second one.",
+                    maybe_sent=True,
+                ) from e
+            raise
+        send_id = str(accepted["id"])
+        total = int(accepted.get("total") or 0)
+        print(f"accepted: send {send_id}, {total:,} recipients", file=err)
+        resume = _resume_command(args, send_id)
+        if args.no_wait:
+            print(send_id)  # for a script: ID=$(python -m mailctl send ... --no-wait)
+            print(f"follow it with: {resume}", file=err)
+            return ExitCode.OK
+        return _follow(client, args, send_id, recipients.addresses, resume, err)
+
+
+def _watch(args: argparse.Namespace, err: TextIO) -> int:
+    recipients = _optional_list(args)
+    with _client(_config(args), args) as client:
+        return _follow(client, args, args.id, recipients, _resume_command(args, args.id), err)
+
+
+def _status(args: argparse.Namespace, err: TextIO) -> int:
+    recipients = _optional_list(args)
+    with _client(_config(args), args) as client:
+        status = client.status(args.id)
+        if args.json:
+            print(json.dumps(status.body, ensure_ascii=False, indent=2))
+        if not status.done:
+            if not args.json:
+                print(_running_line(status.body))
+            if args.report:
+                print("mailctl: the send is still running: no report yet", file=err)
+            return ExitCode.RUNNING
+        return _finish(client, args, status.body, recipients, err, quiet=args.json)
+
+
+def _follow(
+    client: Client,
+    args: argparse.Namespace,
+    send_id: str,
+    recipients: list[str] | None,
+    resume: str,
+    err: TextIO,
+) -> int:
+    try:
+        final = watch(
+            client, send_id, _display(args, send_id, err), poll_interval=args.poll_interval
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nStopped watching. The send {send_id} goes on in the service.\n"
+            f"Resume watching with: {resume}",
+            file=err,
+        )
+        return ExitCode.INTERRUPTED
+    return _finish(client, args, final, recipients, err)
+
+
+def _finish(
+    client: Client,
+    args: argparse.Namespace,
+    status: dict[str, Any],
+    recipients: list[str] | None,
+    err: TextIO,
+    *,
+    quiet: bool = False,
+) -> int:
+    if args.report:
+        try:
+            events = client.events(str(status["id"]))
+        except (ServiceError, Unreachable) as e:  # the send is done: report what is known
+            print(f"mailctl: report: delivery events not read ({e})", file=err)
+            events = None
+        report = build_report(status, recipients, events)
+        write_report(Path(args.report), report)
+        for warning in report.warnings:
+            print(f"mailctl: report: {warning}", file=err)
+        print(f"report: {args.report} ({len(report.rows):,} rows)", file=err)
+    if not quiet:
+        print(_summary(status))
+    return _outcome(status)
+
+
+# --- pieces -------------------------------------------------------------------------------------
+def _outcome(status: dict[str, Any]) -> ExitCode:
+    progress = status.get("progress") or {}
+    if status.get("runtimeStatus") != FINISHED_OK or not int(progress.get("sent") or 0):
+        return ExitCode.FAILED
+    return ExitCode.PARTIAL if int(progress.get("failed") or 0) else ExitCode.OK
+
+
+def _summary(status: dict[str, Any]) -> str:
+    progress = status.get("progress") or {}
+    lines = [
+        f"send {status.get('id')} {status.get('runtimeStatus')}: "
+        f"{int(progress.get('sent') or 0):,} sent, {int(progress.get('failed') or 0):,} failed "
+        f"of {int(progress.get('total') or 0):,}"
+    ]
+    if status.get("error"):
+        lines.append(f"  {status['error']}")
+    codes = Counter(str(f.get("code")) for f in status.get("failures") or [])
+    if codes:
+        lines.append("  failures: " + ", ".join(f"{c} x{n:,}" for c, n in codes.most_common()))
+    delivery = status.get("delivery")
+    if isinstance(delivery, dict) and delivery:
+        lines.append("  delivery: " + ", ".join(f"{k} {v:,}" for k, v in delivery.items()))
+    return "\n".join(lines)
+
+
+def _running_line(status: dict[str, Any]) -> str:
+    progress = status.get("progress") or {}
+    return (
+        f"send {status.get('id')} {status.get('runtimeStatus')}: "
+        + ", ".join(f"{int(progress.get(k) or 0):,} {k}" for k in ("sent", "failed", "pending"))
+        + f" of {int(progress.get('total') or 0):,}"
+    )
+
+
+def _display(args: argparse.Namespace, send_id: str, err: TextIO) -> Display:
+    console = Console(file=err, force_terminal=True if args.progress == "bar" else None)
+    mode = args.progress
+    if mode == "auto":
+        mode = "bar" if console.is_terminal else "lines"
+    if mode == "bar":
+        return BarDisplay(console, send_id)
+    if mode == "lines":
+        return LineDisplay(err, send_id)
+    return NoDisplay()
+
+
+def _resume_command(args: argparse.Namespace, send_id: str) -> str:
+    words = ["python", "-m", "mailctl", "watch", send_id]
+    if args.url:
+        words += ["--url", args.url]
+    if args.to_file:
+        words += ["--to-file", args.to_file]
+        if args.column:
+            words += ["--column", args.column]
+        if args.encoding != "utf-8":
+            words += ["--encoding", args.encoding]
+    if args.report:
+        words += ["--report", args.report]
+    return shlex.join(words)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return resolve(args.url, args.key)
+
+
+def _client(config: Config, args: argparse.Namespace) -> Client:
+    return Client(config.api_url, config.key, timeout=args.timeout)
+
+
+def _optional_list(args: argparse.Namespace) -> list[str] | None:
+    if not args.to_file:
+        return None
+    return read_recipients(Path(args.to_file), column=args.column, encoding=args.encoding).addresses
+
+
+def _body(args: argparse.Namespace) -> str:
+    if args.body is not None:
+        return str(args.body)
+    try:
+        return Path(args.body_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the body from {args.body_file}: {e}") from e
+
+
+def _password(sender: str) -> str:
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        raise UsageError(f"no SMTP password: set {PASSWORD_ENV}, or run in a terminal to be asked")
+    password = getpass.getpass(f"SMTP password (app password) for {sender}: ")
+    if not password:
+        raise UsageError("no SMTP password given")
+    return password
+
+
+def _describe_list(source: str, recipients: RecipientList, err: TextIO) -> None:
+    column = f"column {recipients.column!r}" + (", header row skipped" if recipients.header else "")
+    duplicates = (
+        f", {recipients.duplicates:,} duplicates sent once" if recipients.duplicates else ""
+    )
+    print(
+        f"{source}: {len(recipients.addresses):,} recipients ({column}{duplicates})",
+        file=err,
+    )
+
+
+def _print_bad_rows(error: BadRows, err: TextIO) -> None:
+    count = len(error.problems)
+    print(f"mailctl: {error.source}: {count:,} bad row(s); nothing was sent.", file=err)
+    for problem in error.problems[:SHOWN_PROBLEMS]:
+        print(f"  {problem}", file=err)
+    if count > SHOWN_PROBLEMS:
+        print(f"  ... and {count - SHOWN_PROBLEMS:,} more", file=err)
+
+
+def _hint(error: ServiceError) -> str:
+    if error.status == 422:
+        return (
+            " (mailctl derives the Idempotency-Key from the sender, the recipients, the subject, "
+            "the body and the provider; --idempotency-key sets another on purpose)"
+        )
+    if error.status == 429 and error.retry_after:
+        return f" (retry after {format_duration(error.retry_after)})"
+    if error.status == 401:
+        return f" (the key comes from --key, {KEY_ENV}, or .devhost/function-key for a local host)"
+    return ""
+
+
+# --- the command line ---------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help=f"the app's base URL (${URL_ENV}; default {DEFAULT_URL})")
+    common.add_argument("--key", help=f"function key (${KEY_ENV}; default .devhost/function-key)")
+    common.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+
+    following = argparse.ArgumentParser(add_help=False)
+    following.add_argument("--report", metavar="CSV", help="write one row per recipient")
+    following.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="live bar on a terminal, a line per change otherwise (auto)",
+    )
+    following.add_argument("--poll-interval", type=float, help=argparse.SUPPRESS)
+
+    listing = argparse.ArgumentParser(add_help=False)
+    listing.add_argument("--column", help="the address column: a header name or a 1-based number")
+    listing.add_argument("--encoding", default="utf-8", help="the list's encoding (utf-8)")
+
+    parser = argparse.ArgumentParser(
+        prog="python -m mailctl",
+        description="Send mail from a list through the Send-Mail service and watch it go.",
+        epilog="Exit codes: 0 all sent, 2 bad input (nothing sent), 3 some failed, 4 none sent "
+        "or the send failed, 5 refused by the service, 6 service unreachable or failing, "
+        "7 still running (status), 130 stopped watching (the send goes on).",
+    )
+    parser.add_argument("--version", action="version", version=f"mailctl {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, help_text in (
+        ("send", "company mail through Amazon SES (aws-send)"),
+        ("user-send", "mail through the sender's own SMTP account (user-send, at most 100)"),
+    ):
+        send = commands.add_parser(
+            name, help=help_text, parents=[common, following, listing], description=help_text
+        )
+        send.add_argument("--from", dest="sender", required=True, metavar="ADDRESS")
+        send.add_argument(
+            "--to-file", required=True, metavar="FILE", help="CSV (column 'email') or a list"
+        )
+        send.add_argument("--subject", required=True)
+        body = send.add_mutually_exclusive_group(required=True)
+        body.add_argument("--body-file", metavar="FILE", help="the body, UTF-8 plain text")
+        body.add_argument("--body", help="the body as text")
+        wait = send.add_mutually_exclusive_group()
+        wait.add_argument(
+            "--wait", action="store_false", dest="no_wait", help="watch until done (default)"
+        )
+        wait.add_argument("--no-wait", action="store_true", help="return once accepted")
+        send.set_defaults(no_wait=False)
+        send.add_argument("--dry-run", action="store_true", help="check the list; send nothing")
+        send.add_argument("--idempotency-key", help="instead of the one derived from the request")
+        if name == "user-send":
+            send.add_argument("--provider", required=True, choices=PROVIDERS, type=str.upper)
+            send.epilog = f"The password comes from ${PASSWORD_ENV} or a prompt, never a flag."
+        send.set_defaults(run=_send)
+
+    watch_cmd = commands.add_parser(
+        "watch", help="follow a send until it finishes", parents=[common, following, listing]
+    )
+    watch_cmd.add_argument("id")
+    watch_cmd.add_argument("--to-file", metavar="FILE", help="the list sent, to name report rows")
+    watch_cmd.set_defaults(run=_watch)
+
+    status = commands.add_parser("status", help="where a send is, once", parents=[common, listing])
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true", help="print the status body")
+    status.add_argument("--report", metavar="CSV", help="write one row per recipient (finished)")
+    status.add_argument("--to-file", metavar="FILE", help="the list sent, to name report rows")
+    status.set_defaults(run=_status)
+    return parser

@@ -1,0 +1,244 @@
+"""The Send-Mail HTTP API as mailctl uses it: start a send, read its status and its events.
+
+Contract:
+
+- **Errors are the service's words.** Any answer that is not what was asked for raises
+  :class:`ServiceError` with the status and the v1 envelope's ``message`` (or, for an answer
+  without one — Azure's empty 401 — a sentence saying what it means). Network failures and
+  timeouts raise :class:`Unreachable`, which says whether the request may have reached the
+  service (``maybe_sent``).
+- **A send is idempotent.** Each send carries an ``Idempotency-Key`` derived from the request
+  (:func:`idempotency_key`): re-running the same command after a dropped connection gives back
+  the same send instead of mailing everyone again. The key covers what decides which mail goes
+  out — route, sender, the set of recipients, subject, body, provider — and never the password.
+- **What is retried, and what never is.** Status reads are retried on network errors and 5xx by
+  the caller (:mod:`mailctl.watching`), since they change nothing. A send is retried
+  here only when it certainly did not reach the service (connection refused) or when the service
+  says the same key is still being processed (409), waiting ``Retry-After`` — both safe. Any
+  other failure of a send is reported, not retried: the operator re-runs the command, and the
+  key makes that safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from mailctl import __version__
+
+KEY_HEADER = "x-functions-key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Attempts for a send that did not reach the service (connection refused) or met a 409.
+SEND_ATTEMPTS = 4
+#: Events asked for per page (the service's most), and pages read at most (a loop guard).
+EVENTS_PAGE = 1000
+MAX_EVENT_PAGES = 10_000
+
+Sleep = Callable[[float], None]
+
+
+class ServiceError(Exception):
+    """The service answered with an error: ``status`` and the envelope's ``message``."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+        super().__init__(f"{status}: {message}")
+
+
+class Unreachable(Exception):
+    """No answer from the service. ``maybe_sent``: the request may have reached it anyway."""
+
+    def __init__(self, message: str, *, maybe_sent: bool) -> None:
+        self.maybe_sent = maybe_sent
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """One read of ``GET /api/v1/emails/{id}``: ``done`` once the send finished (200)."""
+
+    done: bool
+    body: dict[str, Any]
+    retry_after: float | None
+
+
+def idempotency_key(
+    route: str,
+    sender: str,
+    recipients: Iterable[str],
+    subject: str,
+    body: str,
+    provider: str | None = None,
+) -> str:
+    """``mailctl-v1-`` and the SHA-256 of the request's substance (75 printable ASCII chars).
+
+    Recipients are compared as the service compares them (case-insensitively, duplicates once)
+    and sorted, so the same people from a file in another order give the same key; the service
+    then answers 422 if it fingerprints order too, which also mails nobody twice.
+    """
+    substance = {
+        "route": route,
+        "sender": sender,
+        "recipients": sorted({address.casefold() for address in recipients}),
+        "subject": subject,
+        "body": body,
+        "provider": provider,
+    }
+    canonical = json.dumps(substance, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return "mailctl-v1-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class Client:
+    """A thin client of the v1 API (one connection pool; close it, or use ``with``)."""
+
+    def __init__(
+        self,
+        api_url: str,
+        key: str | None,
+        *,
+        timeout: float = 60.0,
+        sleep: Sleep = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"User-Agent": f"mailctl/{__version__}", "Accept": "application/json"}
+        if key:
+            headers[KEY_HEADER] = key
+        self._http = httpx.Client(
+            base_url=api_url, headers=headers, timeout=timeout, transport=transport
+        )
+        self._sleep = sleep
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- sending --------------------------------------------------------------------------------
+    def send(self, route: str, payload: dict[str, Any], key: str) -> dict[str, Any]:
+        """POST a send (``aws-send`` or ``user-send``); the service's 202 (or 200) body.
+
+        The body includes ``id``; a 202's ``Location`` is kept as ``statusUrl`` if absent.
+        """
+        path = f"/v1/emails/{route}"
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                response = self._http.post(path, json=payload, headers={IDEMPOTENCY_HEADER: key})
+            except httpx.ConnectError as e:  # nothing reached the service: safe to try again
+                if attempt == SEND_ATTEMPTS:
+                    raise Unreachable(_unreachable(self._http.base_url, e), maybe_sent=False) from e
+                self._sleep(min(2.0**attempt, 10.0))
+                continue
+            except httpx.TransportError as e:  # the request may have arrived
+                raise Unreachable(_unreachable(self._http.base_url, e), maybe_sent=True) from e
+            if response.status_code == HTTPStatus.CONFLICT and attempt < SEND_ATTEMPTS:
+                # the same key is still being processed by the service: ask again shortly
+                self._sleep(_retry_after(response) or 2.0)
+                continue
+            if response.status_code in (HTTPStatus.OK, HTTPStatus.ACCEPTED):
+                body = _json_object(response)
+                if "statusUrl" not in body and "Location" in response.headers:
+                    body["statusUrl"] = response.headers["Location"]
+                return body
+            raise _service_error(response)
+        raise AssertionError("unreachable")  # pragma: no cover (the loop returns or raises)
+
+    # --- reading ----------------------------------------------------------------------------------
+    def status(self, send_id: str) -> Status:
+        response = self._get(f"/v1/emails/{send_id}")
+        if response.status_code in (HTTPStatus.OK, HTTPStatus.ACCEPTED):
+            return Status(
+                response.status_code == HTTPStatus.OK,
+                _json_object(response),
+                _retry_after(response),
+            )
+        raise _service_error(response)
+
+    def events(self, send_id: str) -> list[dict[str, Any]] | None:
+        """Every delivery event of a send (all pages), or None where the service has none (404:
+        a service without the events route, or a send it has no record of)."""
+        events: list[dict[str, Any]] = []
+        params = {"limit": str(EVENTS_PAGE)}
+        for _ in range(MAX_EVENT_PAGES):
+            response = self._get(f"/v1/emails/{send_id}/events", params=params)
+            if response.status_code == HTTPStatus.NOT_FOUND:
+                return events or None
+            if response.status_code != HTTPStatus.OK:
+                raise _service_error(response)
+            body = _json_object(response)
+            page = body.get("events")
+            if isinstance(page, list):
+                events.extend(event for event in page if isinstance(event, dict))
+            cursor = body.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                return events
+            params = {"limit": str(EVENTS_PAGE), "cursor": cursor}
+        return events
+
+    def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            return self._http.get(url, params=params)
+        except httpx.TransportError as e:
+            raise Unreachable(_unreachable(self._http.base_url, e), maybe_sent=False) from e
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as e:
+        raise ServiceError(response.status_code, "the service answered without JSON") from e
+    if not isinstance(body, dict):
+        raise ServiceError(response.status_code, "the service answered an unexpected body")
+    return body
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _service_error(response: httpx.Response) -> ServiceError:
+    """The envelope's message, or what the status means when there is no envelope."""
+    status = response.status_code
+    message = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        message = body["message"]
+    if not message:
+        message = _WITHOUT_ENVELOPE.get(status) or _reason(status)
+    return ServiceError(status, message, _retry_after(response))
+
+
+_WITHOUT_ENVELOPE = {
+    401: "the function key was refused or missing: pass --key or set MAILCTL_KEY",
+    404: "not found: check --url (the app's base URL) and the send id",
+}
+
+
+def _reason(status: int) -> str:
+    try:
+        return f"{HTTPStatus(status).phrase} (HTTP {status})"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _unreachable(base: httpx.URL, error: Exception) -> str:
+    kind = type(error).__name__
+    return f"no answer from {base} ({kind}: {error or 'no details'})"

@@ -1,0 +1,30 @@
+"""mailctl's exit codes: what a script can rely on (the README lists them too).
+
+One code per thing a caller would act on differently: fix the input (2), look at the report (3),
+look at the service's answer (5), try again later (6), keep watching (7, 130).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    #: The send finished and every recipient was sent (``send --no-wait``: the send was accepted).
+    OK = 0
+    #: Bad command line or input: unreadable file, bad rows, no recipients. Nothing was sent.
+    USAGE = 2
+    #: The send finished, but some recipients failed (the report and the summary say which).
+    PARTIAL = 3
+    #: The send finished without sending to anyone, or ended Failed / Terminated / Canceled.
+    FAILED = 4
+    #: The service refused the request (4xx: key, validation, sender, quota, unknown id, the
+    #: Idempotency-Key used for another request). Its envelope message is printed.
+    REFUSED = 5
+    #: The service could not be reached or failed (network, timeout, 5xx). For ``send``: if the
+    #: request may have reached it, re-running the same command is safe (Idempotency-Key).
+    UNAVAILABLE = 6
+    #: ``status``: the send is still running.
+    RUNNING = 7
+    #: Ctrl-C: watching stopped; the send itself goes on (the id and how to resume are printed).
+    INTERRUPTED = 130
