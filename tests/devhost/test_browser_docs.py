@@ -57,6 +57,12 @@ def chromium_executable() -> str:
 
 
 @pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser's executable, looked up before any devhost starts (or the loud skip)."""
+    return chromium_executable()
+
+
+@pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
     with real_app(tmp_path_factory.mktemp("browser-app") / "state", FAST_SES) as process:
         yield process
@@ -75,9 +81,8 @@ def outbox_message(app: DevhostProcess, recipient: str, timeout: float = 60) -> 
 
 
 def test_try_it_out_on_the_docs_page_sends_mail_with_no_network_but_the_app(
-    app: DevhostProcess, tmp_path: Path
+    chromium: str, app: DevhostProcess, tmp_path: Path
 ) -> None:
-    executable = chromium_executable()
     from playwright.sync_api import Request, Response, Route, expect, sync_playwright
 
     app_host = urlsplit(app.base_url).netloc
@@ -105,7 +110,7 @@ def test_try_it_out_on_the_docs_page_sends_mail_with_no_network_but_the_app(
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 1600})
