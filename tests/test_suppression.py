@@ -93,6 +93,62 @@ def test_lookup_finds_the_listed_among_many(listed: SuppressionList) -> None:
     assert listed.lookup([]) == {}
 
 
+def test_a_crowded_domain_is_read_in_pages_unless_its_partition_is_large(
+    azurite: Azurite,
+) -> None:
+    """30 recipients at a domain with 20 listed entries: one partition read. 10 recipients at a
+    domain with 1,200 listed (over the 1,000 a read may go through for 10): point reads. Two
+    recipients at their own domains: point reads. The same answer either way."""
+    from sendmail.suppression import TableSuppressionList
+    from sendmail.tables import table_key
+
+    table = suppressions_from_environment(
+        {"AzureWebJobsStorage": azurite.connection_string},
+        table_name="Suppressions" + uuid.uuid4().hex[:12],
+    )
+    assert isinstance(table, TableSuppressionList)
+    table.add(entry("first@lonely.example"))  # creates the table
+    for domain, count in (("small.example", 20), ("large.example", 1200)):
+        rows = [
+            {
+                "PartitionKey": table_key(domain),
+                "RowKey": table_key(f"user{n}"),
+                "Email": f"user{n}@{domain}",
+                "Reason": "BOUNCE",
+                "CreatedTime": NOW,
+            }
+            for n in range(count)
+        ]
+        for start in range(0, count, 100):
+            table.client.submit_transaction([("create", r) for r in rows[start : start + 100]])
+    calls = {"query": 0, "get": 0}
+    query, get = table.client.query_entities, table.client.get_entity
+
+    def counted(name: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return method(*args, **kwargs)
+
+        return call
+
+    table.client.query_entities = counted("query", query)  # type: ignore[method-assign]
+    table.client.get_entity = counted("get", get)  # type: ignore[method-assign]
+    try:
+        batch = [f"user{n}@small.example" for n in range(10, 40)]  # 10 listed (10..19)
+        batch += [f"USER{n}@large.example" for n in (5, 1199, 5000, 5001, 5002, 5003)]
+        batch += [f"user{n}@large.example" for n in range(9000, 9004)]
+        batch += ["first@lonely.example", "second@other.example"]
+        found = table.lookup(batch)
+    finally:
+        table.client.delete_table()
+    assert set(found) == {f"user{n}@small.example" for n in range(10, 20)} | {
+        "user5@large.example",
+        "user1199@large.example",
+        "first@lonely.example",
+    }
+    assert calls == {"query": 2, "get": 10 + 2}  # a read per crowded domain; points elsewhere
+
+
 def test_an_event_makes_an_entry_only_when_it_suppresses() -> None:
     bounce = RecipientEvent(
         type="Bounce",
