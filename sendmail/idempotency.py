@@ -29,7 +29,6 @@ retry after the cause is gone can go through.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -40,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sendmail.errors import KeyReused, ValidationFailed
+from sendmail.tables import LazyTable
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -165,17 +165,8 @@ class TableIdempotencyStore:
 
     def __init__(self, table: TableClient, ttl: timedelta = timedelta(hours=24)) -> None:
         self._table = table
+        self._lazy = LazyTable(table)
         self.ttl = ttl
-        self._ready = threading.Event()
-
-    def _ensure_table(self) -> None:
-        if self._ready.is_set():
-            return
-        from azure.core.exceptions import ResourceExistsError
-
-        with contextlib.suppress(ResourceExistsError):
-            self._table.create_table()
-        self._ready.set()
 
     @staticmethod
     def _row(key: str) -> str:
@@ -186,7 +177,7 @@ class TableIdempotencyStore:
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.data.tables import UpdateMode
 
-        self._ensure_table()
+        self._lazy.ensure()
         while True:
             instance_id = _new_instance_id()
             entity = {

@@ -45,7 +45,6 @@ importing this module stays cheap for code that only needs :class:`MemorySendLed
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -54,6 +53,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from sendmail.tables import LazyTable, escape, table_key
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -74,12 +75,8 @@ __all__ = [
 #: The table the Functions app's ledger lives in, in the host's own storage account.
 DEFAULT_TABLE_NAME = "SendMailLedger"
 
-# Table keys may not hold / \ # ? or control characters, and ' % and friends are fragile in the
-# URLs and filters that carry keys. Everything outside this set is escaped as ~XX per UTF-8 byte.
-_KEY_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
-# Table keys are at most 1 KiB. 512 ASCII characters stay inside that however it is counted
-# (UTF-8 or UTF-16); longer escaped keys are stored as ~H + SHA-256 (see _partition_key).
-_MAX_PLAIN_KEY = 512
+# Keys are escaped as sendmail.tables.table_key does: ~XX per UTF-8 byte outside
+# [A-Za-z0-9._:-], ~H + SHA-256 when the escaped key is longer than 512 characters.
 _ROW_KEY_WIDTH = 10
 _MAX_INDEX = 10**_ROW_KEY_WIDTH - 1
 # An entity group transaction holds at most 100 operations.
@@ -158,26 +155,13 @@ class MemorySendLedger:
             return sum(len(self._records.pop(key)) for key in keys)
 
 
-def _escape_key(value: str) -> str:
-    out: list[str] = []
-    for char in value:
-        if char in _KEY_SAFE:
-            out.append(char)
-        else:
-            out.extend(f"~{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
-    return "".join(out)
-
-
 def _partition_key(key: str) -> str:
     """The table partition key for a ledger key: injective, and prefix-preserving when short.
 
     Escaped keys use only ``[A-Za-z0-9._:-]`` and ``~`` + two upper-case hex digits, so
     ``~H`` (H is not a hex digit) cannot collide with them.
     """
-    escaped = _escape_key(key)
-    if len(escaped) <= _MAX_PLAIN_KEY:
-        return escaped
-    return "~H" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return table_key(key)
 
 
 def _row_key(index: int) -> str:
@@ -202,8 +186,7 @@ class TableSendLedger:
                 f"{table_client.table_name!r}"
             )
         self._client = table_client
-        self._table_ready = threading.Event()
-        self._table_lock = threading.Lock()
+        self._table = LazyTable(table_client)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -313,7 +296,7 @@ class TableSendLedger:
         docs) are not reached.
         """
         _check_key(instance_id)
-        low = _escape_key(f"{instance_id}:")
+        low = escape(f"{instance_id}:")
         high = low[:-1] + ";"  # ':' + 1: every key that starts with low sorts below it
         rows: dict[str, list[str]] = {}
 
@@ -346,26 +329,11 @@ class TableSendLedger:
             "CreatedAt": datetime.now(UTC),
         }
 
-    def _ensure_table(self) -> None:
-        if self._table_ready.is_set():
-            return
-        from azure.core.exceptions import ResourceExistsError
-
-        with self._table_lock:
-            if self._table_ready.is_set():
-                return
-            try:
-                self._client.create_table()
-                logger.info("Created the send-ledger table %s", self._client.table_name)
-            except ResourceExistsError:
-                pass
-            self._table_ready.set()
-
     def _call(self, operation: str, action: Callable[[], _T]) -> _T:
         from azure.core.exceptions import AzureError
 
         try:
-            self._ensure_table()
+            self._table.ensure()
             return action()
         except AzureError as e:
             status = getattr(e, "status_code", None)

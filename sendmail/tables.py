@@ -5,7 +5,7 @@ Keys (:func:`table_key`): table keys may not hold ``/ \\ # ?`` or control charac
 ``[A-Za-z0-9._:-]`` is escaped as ``~XX`` per UTF-8 byte, so distinct texts give distinct keys
 and the order of plain ASCII keys is kept. A key whose escaped form is longer than
 :data:`MAX_PLAIN_KEY` (table keys are at most 1 KiB) is stored as ``~H`` + SHA-256 instead
-(``H`` is not a hex digit: no collision with an escape). The send ledger uses the same rules.
+(``H`` is not a hex digit: no collision with an escape). The send ledger's keys are these.
 
 Tables (:class:`LazyTable`): created on first use, Azure errors turned into
 :class:`TableUnavailable`. Azure SDK imports happen inside the functions.
@@ -74,7 +74,7 @@ class LazyTable:
         from azure.core.exceptions import AzureError
 
         try:
-            self._ensure()
+            self.ensure()
             return action()
         except passthrough:
             raise
@@ -85,7 +85,9 @@ class LazyTable:
                 f"{operation} failed on table {self.client.table_name}: {type(e).__name__}{detail}"
             ) from e
 
-    def _ensure(self) -> None:
+    def ensure(self) -> None:
+        """Create the table unless this client already did (once per process; racing
+        creators and an existing table are fine). Azure errors are raised as they are."""
         if self._ready.is_set():
             return
         from azure.core.exceptions import ResourceExistsError
