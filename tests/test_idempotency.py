@@ -7,7 +7,6 @@ Azurite: 20 threads claiming one key at once get exactly one "start".
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from sendmail.idempotency import (
     parse_key,
 )
 from sendmail.models import AwsEmailRequest, UserEmailRequest
+from tests.support.azurite import fresh_table
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -121,11 +121,7 @@ def store(request: pytest.FixtureRequest) -> IdempotencyStore:
     if request.param == "memory":
         return MemoryIdempotencyStore()
     azurite = request.getfixturevalue("azurite")
-    from azure.data.tables import TableClient
-
-    table = TableClient.from_connection_string(
-        azurite.connection_string, table_name="Idem" + uuid.uuid4().hex[:12]
-    )
+    table = fresh_table(azurite, "Idem")
     return TableIdempotencyStore(table)
 
 
@@ -196,11 +192,7 @@ def test_twenty_requests_at_once_with_one_key_start_one_send(store: IdempotencyS
 
 
 def test_the_table_never_holds_the_key_or_the_request(azurite: Any) -> None:
-    from azure.data.tables import TableClient
-
-    table = TableClient.from_connection_string(
-        azurite.connection_string, table_name="Idem" + uuid.uuid4().hex[:12]
-    )
+    table = fresh_table(azurite, "Idem")
     TableIdempotencyStore(table).claim("aws-send", "customer-key-42", "fp", T0)
     [row] = list(table.list_entities())
     assert "customer-key-42" not in str(dict(row))

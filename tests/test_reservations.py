@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from sendmail.reservations import (
     TableReservations,
     check_room,
 )
+from tests.support.azurite import fresh_table
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -55,11 +55,7 @@ def reservations(request: pytest.FixtureRequest) -> QuotaReservations:
     if request.param == "memory":
         return MemoryReservations()
     azurite = request.getfixturevalue("azurite")
-    from azure.data.tables import TableClient
-
-    table = TableClient.from_connection_string(
-        azurite.connection_string, table_name="Quota" + uuid.uuid4().hex[:12]
-    )
+    table = fresh_table(azurite, "Quota")
     return TableReservations(table)
 
 
@@ -115,11 +111,7 @@ def test_concurrent_admissions_never_together_exceed_the_quota(
 
 
 def test_the_table_holds_counts_only(azurite: Any) -> None:
-    from azure.data.tables import TableClient
-
-    table = TableClient.from_connection_string(
-        azurite.connection_string, table_name="Quota" + uuid.uuid4().hex[:12]
-    )
+    table = fresh_table(azurite, "Quota")
     store = TableReservations(table)
     store.reserve("send1", 10, 1000, 0, T0)
     store.settle("send1", 4)

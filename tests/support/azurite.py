@@ -6,11 +6,14 @@ A missing install fails the tests that need it, loudly: they are never skipped.
 - ``azurite``: session-scoped, the table service only (``azurite-table``, in memory).
 - ``azurite_all``: session-scoped, blob + queue + table in one process (``azurite``).
 - ``start_azurite(services)``: the context manager both use, for scripts and benchmarks.
+- ``fresh_table(azurite, prefix)``: a client for a table of a new name (created on first use).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,6 +29,9 @@ from devhost.emulators.azurite import (
     start_azurite,
 )
 
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
 __all__ = [
     "ACCOUNT_KEY",
     "ACCOUNT_NAME",
@@ -35,6 +41,7 @@ __all__ = [
     "SERVICES",
     "Azurite",
     "AzuriteNotInstalled",
+    "fresh_table",
     "start_azurite",
 ]
 
@@ -57,3 +64,13 @@ def azurite() -> Iterator[Azurite]:
 def azurite_all() -> Iterator[Azurite]:
     """Azurite's blob, queue and table services in one process, for the whole session."""
     yield from _fixture(SERVICES)
+
+
+def fresh_table(azurite: Azurite, prefix: str) -> TableClient:
+    """A client for the table ``{prefix}{12 hex digits}`` in ``azurite``: a name no other test
+    uses, so tests sharing the session's Azurite never see each other's rows."""
+    from azure.data.tables import TableClient
+
+    return TableClient.from_connection_string(
+        azurite.connection_string, table_name=prefix + uuid.uuid4().hex[:12]
+    )
