@@ -42,8 +42,9 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     budget = settings.SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS
     if job.deadline is not None:  # never past the send's deadline: pending is decided there
         budget = min(budget, (job.deadline - datetime.now(UTC)).total_seconds())
+    send_id = job.ledgerKey.split(":", 1)[0]
     # The send id travels as an SES message tag: SES's events find their send by it.
-    tags = send_tags(job.ledgerKey.split(":", 1)[0])
+    tags = send_tags(send_id)
 
     def send_to(recipients: Sequence[str], on_sent: Callable[[int, str], None]) -> BatchReport:
         return sender.send(
@@ -61,7 +62,6 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     send: SendFn = send_to
     if settings.SENDMAIL_SUPPRESSION_ENABLED:  # suppressed recipients never reach SES
         send = skipping_suppressed(send_to, services.suppressions())
-    send_id = job.ledgerKey.split(":", 1)[0]
 
     def settled(count: int) -> None:  # the quota reservation: SES counts these from now on
         try:

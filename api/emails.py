@@ -59,7 +59,7 @@ async def aws_send(
 ) -> func.HttpResponse:
     from sendmail import services
     from sendmail.admission import admit_ses
-    from sendmail.jobs import Mail, SesJob, plan_ses
+    from sendmail.jobs import Mail, SesJob, plan_ses, send_deadline_seconds
     from sendmail.models import AwsEmailRequest, Limits, parse_request
     from sendmail.settings import get_settings
 
@@ -81,7 +81,7 @@ async def aws_send(
     # Lanes share the account's rate, each sending its batches in turn (orchestrators/lanes.py);
     # batches are sized to about a minute of sending at a lane's share.
     lanes, batch_size = plan_ses(
-        len(request.recipientEmails),
+        total,
         rate,
         min_batch=settings.SENDMAIL_SES_BATCH_SIZE,
         max_lanes=settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES,
@@ -92,7 +92,9 @@ async def aws_send(
         batchSize=batch_size,
         lanes=lanes,
         maxRate=rate,
-        deadlineSeconds=settings.SENDMAIL_SES_SEND_DEADLINE_SECONDS,
+        deadlineSeconds=send_deadline_seconds(
+            total, rate, settings.SENDMAIL_SES_SEND_DEADLINE_SECONDS
+        ),
     )
     instance_id = await admission.start(client, SES_ORCHESTRATOR, job.model_dump(mode="json"))
     logger.info("ses send %s started: %d recipients", instance_id, total)
@@ -164,19 +166,21 @@ async def _idempotency(
     if status.runtime_status is not None:  # that send exists: the same answer as its first
         logger.info("send %s: the same %s request again", claim.instance_id, route)
         return None, await _accepted(req, client, claim.instance_id, kind, total)
-    in_progress = (
-        f"A request with this {idempotency.HEADER} is still being processed; "
-        "send it again in a moment to get its answer"
-    )
-    if now - claim.created < idempotency.TAKEOVER_AFTER:
-        raise KeyInProgress(in_progress)
+    if now - claim.held < idempotency.TAKEOVER_AFTER:
+        raise KeyInProgress(_IN_PROGRESS)
     taken = await asyncio.to_thread(store.take_over, claim, now)
     if taken is None:
-        raise KeyInProgress(in_progress)
+        raise KeyInProgress(_IN_PROGRESS)
     logger.warning(
         "send %s: its first request never started it; starting it now", claim.instance_id
     )
     return taken, None
+
+
+_IN_PROGRESS = (
+    "A request with this Idempotency-Key is still being processed; "
+    "send it again in a moment to get its answer"
+)
 
 
 def _admit_backlog(settings: Any) -> None:
@@ -214,15 +218,34 @@ class _Admission:
             raise
 
     async def start(self, client: df.DurableOrchestrationClient, name: str, job: Any) -> str:
+        if self.claim is not None:
+            # Still this request's key? An admission slower than TAKEOVER_AFTER may have been
+            # taken over by a retry, which starts the same instance: then this one starts
+            # nothing, and keeps its hands off the key and the reservation (they are the
+            # taker's now). Confirming also gives start_new a fresh TAKEOVER_AFTER.
+            from sendmail import idempotency, services
+
+            store = services.idempotency()
+            confirmed = await asyncio.to_thread(store.confirm, self.claim, idempotency.now())
+            if confirmed is None:
+                logger.warning("send %s: its key was taken over; not starting", self.instance_id)
+                raise KeyInProgress(_IN_PROGRESS)
+            self.claim = confirmed
         try:
             return str(await client.start_new(name, self.instance_id, job))
-        except BaseException:
-            # Started after all (a timeout on the answer)? Then the key and the reservation
-            # belong to it; otherwise they are dropped. In doubt, they stay (expiring).
-            with contextlib.suppress(Exception):
+        except Exception:
+            # Started after all (a timeout on the answer)? Then it is answered as started, and
+            # the key and the reservation belong to it; if it surely did not start, they are
+            # dropped. In doubt (the status cannot be read either), they stay (expiring).
+            try:
                 status = await read_status(client, self.instance_id)
-                if status.runtime_status is None:
-                    await self._drop()
+            except Exception:
+                logger.warning("send %s: start failed, status unknown", self.instance_id)
+                raise
+            if status.runtime_status is not None:
+                logger.warning("send %s: start answered an error but it runs", self.instance_id)
+                return self.instance_id
+            await self._drop()
             raise
 
     async def _drop(self) -> None:
@@ -439,11 +462,18 @@ async def _running_progress(
     lanes = int(custom.get("lanes") or 0)
     if lanes:
         statuses = await asyncio.gather(
-            *(read_status(client, lane_instance_id(instance_id, n)) for n in range(lanes))
+            *(read_status(client, lane_instance_id(instance_id, n)) for n in range(lanes)),
+            return_exceptions=True,
         )
+        failed = [s for s in statuses if isinstance(s, BaseException)]
+        if failed:  # the parent's counts (the lanes' only once they end) rather than a 500
+            logger.warning("send %s: %d lane statuses unreadable", instance_id, len(failed))
+            return counts
         for key in ("sent", "failed", "pending"):
             counts[key] = sum(
-                int((as_json_object(s.custom_status) or {}).get(key) or 0) for s in statuses
+                int((as_json_object(s.custom_status) or {}).get(key) or 0)
+                for s in statuses
+                if isinstance(s, DurableOrchestrationStatus)
             )
     return counts
 

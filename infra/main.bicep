@@ -156,7 +156,7 @@ param sesMaxConcurrency int = 16
 @maxValue(1500)
 param sesBatchTimeBudgetSeconds int = 300
 
-@description('SENDMAIL_SES_SEND_DEADLINE_SECONDS: after this long, recipients SES kept throttling or refusing are failed.')
+@description('SENDMAIL_SES_SEND_DEADLINE_SECONDS: the deadline of a send is this long past the time MaxSendRate needs for it; then recipients SES kept throttling or refusing are failed.')
 @minValue(60)
 @maxValue(604800)
 param sesSendDeadlineSeconds int = 3600

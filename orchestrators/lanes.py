@@ -29,8 +29,9 @@ What a lane guarantees for each batch
     :data:`ACTIVITY_ATTEMPTS` runs); after that the ledger says what the batch sent
     (``reconcile_batch``) and the rest is ``BATCH_FAILED`` — or ``DELIVERY_UNKNOWN`` when the
     ledger cannot be read either. The last run of a batch starts :data:`LAST_RUN` before the
-    deadline at the latest. An account-level stop (sending paused, daily quota) fails the lane's
-    later batches without calling SES. No batch can fail its lane, and no lane the send.
+    deadline at the latest; a batch whose turn comes later is failed without a run. An
+    account-level stop (sending paused, daily quota) fails the lane's later batches without
+    calling SES. No batch can fail its lane, and no lane the send.
 
 Deterministic (replays): no I/O, no clocks but the context's, no randomness.
 """
@@ -87,8 +88,9 @@ def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> S
         outputs: list[Any] = yield context.task_all(tasks)
     except Exception:
         # A lane cannot fail on its own; if one did (a bug, a host error), keep the others:
-        # the task_all failed fast, so wait for each lane in turn (no new action: the host's
-        # walk is still on the task_all) and reconcile the failed lane's batches.
+        # the task_all failed fast, so wait for each lane in turn (yielding tasks already
+        # scheduled adds no action) and reconcile the failed lane's batches (new activities:
+        # the host's walk schedules them once it is past the task_all, i.e. all lanes ended).
         outputs = []
         for job, task in zip(jobs, tasks, strict=True):
             try:
@@ -140,8 +142,11 @@ def _send_batch(
 ) -> Steps:
     """Run one batch until nothing is pending or the deadline passed; its merged result."""
     from sendmail.jobs import BatchResult
+    from sendmail.ses_errors import NOT_REACHED
 
     size = len(batch.recipients)
+    if job.deadline is not None and as_utc(context.current_utc_datetime) >= _last_chance(job):
+        return BatchResult.all_failed(size, NOT_REACHED.code, NOT_REACHED.message)
     message_ids: list[str | None] = [None] * size
     failures: dict[int, BatchFailure] = {}
     pending: list[int] | None = None
@@ -177,7 +182,7 @@ def _send_batch(
         now = as_utc(context.current_utc_datetime)
         wait = min(MAX_STALL_WAIT, FIRST_STALL_WAIT * 2**stalls) if result.stalled else None
         stalls = stalls + 1 if result.stalled else 0
-        last_chance = as_utc(job.deadline) - LAST_RUN if job.deadline is not None else now
+        last_chance = _last_chance(job) if job.deadline is not None else now
         if now >= last_chance:  # the deadline: what is still pending is final now
             failures.update((p.index, p) for p in result.pending)
             break
@@ -191,6 +196,12 @@ def _send_batch(
         rate=rate,
         stopped=stopped,
     )
+
+
+def _last_chance(job: LaneJob) -> datetime:
+    """When the last run of a batch starts at the latest (the job has a deadline)."""
+    assert job.deadline is not None
+    return as_utc(job.deadline) - LAST_RUN
 
 
 def _activity(job: LaneJob) -> str:

@@ -21,10 +21,14 @@ Atomicity: :meth:`IdempotencyStore.claim` inserts the record if absent (Azure Ta
 ``create_entity`` fails on an existing row). The record holds the send's instance id, chosen
 when the record is made, so every request with that key names the same instance, and a crash
 between recording the key and ``start_new`` cannot start two sends: a later request with the key
-finds the record without a send and, once :data:`TAKEOVER_AFTER` has passed (the first request
-is gone), takes it over with an ETag-conditioned update — only one taker wins — and starts that
-same instance. A request refused before its send starts (403, 429, 500) drops its record, so a
-retry after the cause is gone can go through.
+finds the record without a send and, once :data:`TAKEOVER_AFTER` has passed since its holder last
+touched it (the first request is gone), takes it over with an ETag-conditioned update — only one
+taker wins — and starts that same instance. Right before ``start_new`` the holder
+confirms its hold (:meth:`~IdempotencyStore.confirm`), conditioned on the ETag too: a request whose
+admission ran so long that another took the key over finds out there and starts nothing (409),
+and a fresh hold gives its ``start_new`` another :data:`TAKEOVER_AFTER`. A request refused before
+its send starts (403, 429, 500) drops its record, so a retry after the cause is gone can go
+through.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-#: A record whose send has not started this long after it was made was left by a request that
-#: died between recording the key and starting the send: another request may take it over.
+#: A record whose send has not started this long after its holder last touched it (made, took
+#: over or confirmed it) was left by a request that died before starting the send: another
+#: request may take it over.
 TAKEOVER_AFTER = timedelta(seconds=30)
 #: Fields never part of a fingerprint (secrets).
 _NOT_FINGERPRINTED = frozenset({"password"})
@@ -96,6 +101,13 @@ class Claim:
     created: datetime
     start: bool
     etag: str | None = None
+    #: When the request holding the key last touched it (made it, took it over, confirmed it):
+    #: another request may take it over :data:`TAKEOVER_AFTER` after that.
+    held_since: datetime | None = None
+
+    @property
+    def held(self) -> datetime:
+        return self.held_since or self.created
 
 
 class IdempotencyStore(Protocol):
@@ -105,6 +117,11 @@ class IdempotencyStore(Protocol):
 
     def take_over(self, claim: Claim, now: datetime) -> Claim | None:
         """Take an abandoned record over (only one caller wins); None if someone else did."""
+        ...
+
+    def confirm(self, claim: Claim, now: datetime) -> Claim | None:
+        """Renew the hold of the request about to start the send; None if it lost the key
+        (another request took it over meanwhile): then it must not start anything."""
         ...
 
     def release(self, claim: Claim) -> None:
@@ -148,9 +165,12 @@ class MemoryIdempotencyStore:
             if found is None or found[1].etag != claim.etag:
                 return None
             self._version += 1
-            taken = replace(claim, start=True, etag=str(self._version))
+            taken = replace(claim, start=True, etag=str(self._version), held_since=now)
             self._rows[(claim.route, claim.key)] = (found[0], taken)
             return taken
+
+    def confirm(self, claim: Claim, now: datetime) -> Claim | None:
+        return self.take_over(claim, now)
 
     def release(self, claim: Claim) -> None:
         with self._lock:
@@ -186,6 +206,7 @@ class TableIdempotencyStore:
                 "Fingerprint": fingerprint,
                 "InstanceId": instance_id,
                 "CreatedAt": now,
+                "HeldSince": now,
             }
             try:
                 metadata = self._table.create_entity(entity)
@@ -208,7 +229,8 @@ class TableIdempotencyStore:
                     continue
             if existing["Fingerprint"] != fingerprint:
                 raise KeyReused(_reused(route))
-            return Claim(route, key, str(existing["InstanceId"]), created, False, etag)
+            held = _aware(existing.get("HeldSince") or created)
+            return Claim(route, key, str(existing["InstanceId"]), created, False, etag, held)
 
     def take_over(self, claim: Claim, now: datetime) -> Claim | None:
         from azure.core import MatchConditions
@@ -217,14 +239,17 @@ class TableIdempotencyStore:
 
         try:
             metadata = self._table.update_entity(
-                {"PartitionKey": claim.route, "RowKey": self._row(claim.key), "TakenOverAt": now},
+                {"PartitionKey": claim.route, "RowKey": self._row(claim.key), "HeldSince": now},
                 mode=UpdateMode.MERGE,
                 etag=claim.etag,
                 match_condition=MatchConditions.IfNotModified,
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
-        return replace(claim, start=True, etag=_etag(metadata))
+        return replace(claim, start=True, etag=_etag(metadata), held_since=now)
+
+    def confirm(self, claim: Claim, now: datetime) -> Claim | None:
+        return self.take_over(claim, now)
 
     def release(self, claim: Claim) -> None:
         from azure.core import MatchConditions

@@ -41,7 +41,8 @@ class SesJob(_Json):
     lanes: int = Field(ge=1)
     #: The account's ``MaxSendRate`` at admission (None: unknown, unpaced); the lanes share it.
     maxRate: float | None = Field(default=None, gt=0)
-    #: After this long, recipients SES kept throttling or refusing are failed.
+    #: After this long, recipients SES kept throttling or refusing are failed
+    #: (:func:`send_deadline_seconds`).
     deadlineSeconds: float = Field(gt=0)
 
 
@@ -233,6 +234,16 @@ def plan_ses(
     return lanes, max(min_batch, min(MAX_BATCH_SIZE, timed))
 
 
+def send_deadline_seconds(recipients: int, rate: float | None, grace: float) -> float:
+    """How long an SES send may take before what is still pending fails: the time the account's
+    rate needs for ``recipients`` plus ``grace`` (``SENDMAIL_SES_SEND_DEADLINE_SECONDS``), so a
+    large send at a small rate (50,000 at 14/s need an hour of pacing alone) is not failed for
+    being large; without a known rate, ``grace``."""
+    if not rate or rate <= 0:
+        return grace
+    return grace + math.ceil(recipients / rate)
+
+
 def lane_batch_slices(recipients: Sequence[str], lanes: int, size: int) -> list[list[list[str]]]:
     """Recipients split evenly over at most ``lanes`` lanes, each lane's share in batches.
 
@@ -263,15 +274,13 @@ def split_even(recipients: Sequence[str], parts: int) -> list[list[str]]:
 def progress(
     total: int,
     batches: int,
-    done: Iterable[BatchResult | None],
+    done: Iterable[BatchResult],
     *,
     pending: int = 0,
     lanes: int = 0,
 ) -> Progress:
     sent = failed = finished = 0
     for result in done:
-        if result is None:
-            continue
         finished += 1
         failed += len(result.failures)
         sent += sum(1 for m in result.messageIds if m is not None)

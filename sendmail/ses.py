@@ -99,8 +99,9 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 15.0
 #: Attempts botocore makes for the (idempotent) quota reads.
 QUOTA_MAX_ATTEMPTS = 3
-#: Batch activities one worker runs at once: host.json's ``maxConcurrentActivityFunctions`` and
-#: ``PYTHON_THREADPOOL_THREAD_COUNT`` (tests/infra pins all three together).
+#: Batch activities one worker runs at once: host.json's ``maxConcurrentActivityFunctions``;
+#: ``PYTHON_THREADPOOL_THREAD_COUNT`` is this plus the orchestrator slots (12), as the Python
+#: worker runs both on one pool (tests/infra pins them together).
 ACTIVITY_SLOTS = 8
 #: A batch in which nothing succeeded for this long while SES kept refusing returns its
 #: recipients as pending, so the orchestration waits on a durable timer instead of a worker.

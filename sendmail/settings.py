@@ -97,7 +97,10 @@ class Settings(BaseSettings):
         default=3600.0,
         ge=60,
         le=7 * 24 * 3600,
-        description="After this long, recipients SES kept throttling or refusing are failed.",
+        description=(
+            "How long past the time MaxSendRate needs for a send its deadline is; then "
+            "recipients SES kept throttling or refusing are failed."
+        ),
     )
 
     SENDMAIL_MAX_QUEUED_BATCHES: int = Field(

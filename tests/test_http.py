@@ -112,7 +112,8 @@ def test_aws_send_starts_the_ses_orchestration_and_answers_202(
     }
     assert (job["batchSize"], job["lanes"]) == (840, 1)  # one lane, a minute of 14/s a batch
     assert job["maxRate"] == 14  # the account's MaxSendRate; the lanes share it
-    assert job["deadlineSeconds"] == 3600
+    # the setting's hour past the 1 s that 2 recipients need at 14/s (jobs.send_deadline_seconds)
+    assert job["deadlineSeconds"] == 3601
 
 
 def test_a_sender_that_is_not_allowed_is_403_and_nothing_starts(
@@ -242,6 +243,25 @@ def test_an_unexpected_error_is_a_generic_500_and_logged(
     assert "secret internals" in caplog.text  # the operator sees it in the log
 
 
+def test_a_start_that_answers_an_error_but_did_start_is_answered_as_started(
+    app_functions: dict[str, Any], quota: StubQuota, caplog: pytest.LogCaptureFixture
+) -> None:
+    class LostAnswer(FakeDurableClient):
+        """The task hub started the instance, then the answer was lost (a timeout)."""
+
+        async def start_new(self, *args: Any, **kwargs: Any) -> str:
+            await super().start_new(*args, **kwargs)
+            raise TimeoutError("the start's answer never came")
+
+    client = LostAnswer()
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=AWS)
+
+    assert response.status_code == 202  # a 500 would make the caller send everyone again
+    [instance_id] = client.instance_ids
+    assert body_of(response)["id"] == instance_id
+    assert "start answered an error but it runs" in caplog.text
+
+
 def test_prefer_wait_answers_like_v1_when_the_send_finishes_in_time(
     app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
 ) -> None:
@@ -336,6 +356,37 @@ def test_status_of_a_running_send_adds_up_its_lanes_progress(
         ("abc:lane0", False),
         ("abc:lane1", False),
     ]
+
+
+def test_a_running_send_whose_lane_status_cannot_be_read_still_answers(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    custom = {"total": 4, "sent": 0, "failed": 0, "pending": 0, "lanes": 2}
+    client.statuses["s1"] = [status("s1", SES_ORCHESTRATOR, "Running", custom_status=custom)]
+    lane0 = {"total": 2, "sent": 2, "failed": 0, "pending": 0}
+    client.statuses["s1:lane0"] = [
+        status("s1:lane0", LANE_ORCHESTRATOR, "Running", custom_status=lane0)
+    ]
+    original = client._get_async_request
+
+    async def lane1_broken(url: str) -> tuple[int, Any]:
+        if "lane1" in url:
+            return 503, None  # not an answer the status API gives: read_status raises
+        return await original(url)
+
+    client._get_async_request = lane1_broken  # type: ignore[method-assign]
+
+    response = call(
+        app_functions,
+        "email_status",
+        client,
+        path="/api/v1/emails/s1",
+        method="GET",
+        route_params={"id": "s1"},
+    )
+
+    assert response.status_code == 202
+    assert body_of(response)["progress"] == {"total": 4, "sent": 0, "failed": 0, "pending": 0}
 
 
 def test_a_lane_is_not_a_send_on_the_status_route(
@@ -649,6 +700,36 @@ def test_a_key_whose_first_request_died_before_starting_is_taken_over_once(
     assert response.headers["Location"].endswith(f"/api/v1/emails/{abandoned.instance_id}")
     assert again.headers["Location"] == response.headers["Location"]
     assert len(client.started) == 1
+
+
+def test_a_request_whose_key_was_taken_over_during_its_admission_starts_nothing(
+    app_functions: dict[str, Any], client: FakeDurableClient, keys: Any
+) -> None:
+    """The first request's admission outlasts TAKEOVER_AFTER (SES slow to answer the quota
+    read); a retry takes the key over and starts the send. The first one must not start it too."""
+    from datetime import timedelta
+
+    from sendmail.idempotency import fingerprint, now
+    from sendmail.models import AwsEmailRequest
+
+    digest = fingerprint("aws-send", AwsEmailRequest.model_validate(AWS))
+
+    class SlowQuota(StubQuota):
+        def get_quota(self) -> SendQuota:
+            # while this request waits on SES, a retry finds the key silent and takes it over
+            later = now() + timedelta(minutes=1)
+            seen = keys.claim("aws-send", "order-1", digest, later)
+            assert keys.take_over(seen, later) is not None
+            return super().get_quota()
+
+    services.override(ses=SlowQuota())
+
+    response = send(app_functions, client, "order-1")
+
+    envelope = assert_envelope(response, 409, "/api/v1/emails/aws-send")
+    assert "still being processed" in envelope["message"]
+    assert client.started == []  # the retry that took the key over starts it, only it
+    assert not keys.claim("aws-send", "order-1", digest, now()).start  # the taker's, kept
 
 
 def test_a_request_refused_with_429_drops_its_key_so_a_later_retry_can_send(

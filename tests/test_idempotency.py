@@ -166,6 +166,32 @@ def test_only_one_taker_wins_an_abandoned_record(store: IdempotencyStore) -> Non
     assert winners[0].instance_id == seen.instance_id
 
 
+def test_a_taken_over_key_is_held_from_the_takeover_on(store: IdempotencyStore) -> None:
+    store.claim("aws-send", "k1", "fp", T0)
+    seen = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=1))
+    assert seen.held == T0  # silent for a minute: anyone may take it over
+    assert store.take_over(seen, T0 + timedelta(minutes=1)) is not None
+    later = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=1, seconds=5))
+    # a third request five seconds after the takeover sees a fresh holder, not a silent one
+    assert later.held == T0 + timedelta(minutes=1)
+    assert not later.start
+
+
+def test_confirming_renews_the_hold_unless_the_key_was_taken_over(
+    store: IdempotencyStore,
+) -> None:
+    first = store.claim("aws-send", "k1", "fp", T0)
+    confirmed = store.confirm(first, T0 + timedelta(seconds=10))
+    assert confirmed is not None
+    assert confirmed.held == T0 + timedelta(seconds=10)
+    # the holder's admission then runs long; a retry takes the key over
+    seen = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=1))
+    taken = store.take_over(seen, T0 + timedelta(minutes=1))
+    assert taken is not None
+    assert store.confirm(confirmed, T0 + timedelta(minutes=1, seconds=1)) is None
+    assert store.confirm(taken, T0 + timedelta(minutes=1, seconds=2)) is not None
+
+
 def test_a_released_key_can_be_used_again(store: IdempotencyStore) -> None:
     first = store.claim("aws-send", "k1", "fp", T0)
     store.release(first)
@@ -196,4 +222,11 @@ def test_the_table_never_holds_the_key_or_the_request(azurite: Any) -> None:
     TableIdempotencyStore(table).claim("aws-send", "customer-key-42", "fp", T0)
     [row] = list(table.list_entities())
     assert "customer-key-42" not in str(dict(row))
-    assert set(row) == {"PartitionKey", "RowKey", "Fingerprint", "InstanceId", "CreatedAt"}
+    assert set(row) == {
+        "PartitionKey",
+        "RowKey",
+        "Fingerprint",
+        "InstanceId",
+        "CreatedAt",
+        "HeldSince",
+    }

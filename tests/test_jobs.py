@@ -14,6 +14,7 @@ from sendmail.jobs import (
     BatchResult,
     assemble,
     plan_ses,
+    send_deadline_seconds,
     split_batches,
     split_even,
 )
@@ -101,3 +102,18 @@ def test_a_send_is_planned_as_lanes_of_batches_of_about_a_minute(
     assert plan_ses(recipients, rate, min_batch=500, max_lanes=4) == (lanes, batch)
     assert BATCH_SECONDS == 60
     assert MAX_BATCH_SIZE == 5_000
+
+
+@pytest.mark.parametrize(
+    ("recipients", "rate", "deadline"),
+    [
+        (50_000, 14.0, 3_600 + 3_572),  # an hour of pacing alone: the grace comes after it
+        (3_000, 100.0, 3_600 + 30),
+        (1, 14.0, 3_600 + 1),
+        (50_000, None, 3_600),  # rate unknown (unpaced): the grace only
+    ],
+)
+def test_a_sends_deadline_is_the_time_its_rate_needs_plus_the_grace(
+    recipients: int, rate: float | None, deadline: float
+) -> None:
+    assert send_deadline_seconds(recipients, rate, 3_600) == deadline

@@ -382,6 +382,24 @@ def test_at_the_deadline_pending_recipients_fail_with_their_last_code(engine: En
     assert last_timer <= started + timedelta(seconds=1.0) - timedelta(milliseconds=100)
 
 
+def test_a_batch_whose_turn_comes_after_the_last_chance_is_failed_without_a_run(
+    engine: Engine,
+) -> None:
+    BEHAVIOUR[0] = pending_first(1000, stalled=True)
+    recipients = [f"r{i}@example.com" for i in range(4)]
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 1, deadlineSeconds=1.0))
+
+    # batch 0 used the time up; batch 1 never reached SES, and says why
+    assert {b["ledgerKey"].rsplit(":", 1)[1] for b in calls(SEND_SES_BATCH)} == {"0"}
+    outcome = output(row)
+    assert outcome["messageIds"] == ["id-r0@example.com"]
+    failures = {f["recipient"]: f for f in outcome["failures"]}
+    assert sorted(failures) == ["r1@example.com", "r2@example.com", "r3@example.com"]
+    assert {f["code"] for f in failures.values()} == {"SES_THROTTLED"}
+    assert failures["r2@example.com"]["message"].startswith("Not sent before the send's deadline")
+
+
 def test_an_account_level_stop_skips_the_lanes_later_batches(engine: Engine) -> None:
     def paused(name: str, batch: dict[str, Any]) -> Any:
         return {
