@@ -2,7 +2,7 @@
 
 Install it with ``npm ci`` at the repository root (``package.json`` pins the version). Used by the
 tests (in memory) and by the dev host (persistent under its state directory, so the send ledger
-survives a restart).
+survives a restart; its output of the latest start is in ``<location>/azurite.log``).
 
 Azurite keeps its data in memory and writes it to ``--location`` every 5 s and when it closes
 gracefully (SIGINT). A persistent Azurite started here is made crash-safe as follows:
@@ -306,9 +306,14 @@ def start_azurite(
         raise ValueError(f"services must be some of {SERVICES}, got {list(services)}")
     prefix = _command_prefix(services)
     with contextlib.ExitStack() as stack:
-        lock_fd = None if location is None else stack.enter_context(hold_location(location))
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="azurite-")))
+        if location is None:
+            lock_fd = None
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="azurite-")))
+        else:  # its log stays with its data: a killed parent cannot remove a temporary dir
+            lock_fd = stack.enter_context(hold_location(location))
+            workdir = location
         log_path = workdir / "azurite.log"
+        log_path.write_bytes(b"")  # this start's attempts only (the lock: nobody else writes it)
         for _ in range(PORT_ATTEMPTS):
             launched = _launch(prefix, services, workdir, log_path, location, lock_fd)
             if launched is not None:
