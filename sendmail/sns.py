@@ -294,7 +294,7 @@ class SnsVerifier:
         """
         fields = parse_body(body)
         kind = fields.get("Type")
-        if kind not in SIGNED_FIELDS:
+        if not isinstance(kind, str) or kind not in SIGNED_FIELDS:
             raise SnsRejected(
                 "Type must be Notification, SubscriptionConfirmation or UnsubscribeConfirmation"
             )
@@ -335,11 +335,14 @@ class SnsVerifier:
     def check_url(self, url: str, topic_arn: str, *, certificate: bool = False) -> None:
         """:class:`SnsRejected` unless ``url`` is one SNS itself would give for ``topic_arn``:
         https on ``sns.<the topic's region>.amazonaws.com`` (or the development origin)."""
+        what = "SigningCertURL" if certificate else "SubscribeURL"
         try:
+            if not url.isascii() or not url.isprintable() or " " in url:
+                raise ValueError(url)  # urlsplit drops tabs and newlines: a fetch would not
             parts = urlsplit(url)
             port = parts.port
         except ValueError as e:
-            raise SnsRejected("the URL is not valid") from e
+            raise SnsRejected(f"{what} is not a valid URL") from e
         if self.dev_origin is not None and _origin(parts.scheme, parts.hostname, port) == (
             self.dev_origin
         ):
@@ -354,7 +357,6 @@ class SnsVerifier:
             or parts.password is not None
             or parts.fragment
         ):
-            what = "SigningCertURL" if certificate else "SubscribeURL"
             raise SnsRejected(f"{what} must be an https URL on {host or 'an SNS host'}")
         if certificate and (parts.query or not parts.path.endswith(".pem")):
             raise SnsRejected("SigningCertURL must name a .pem certificate")
@@ -380,7 +382,12 @@ class SnsVerifier:
         action = parse_qs(urlsplit(url).query).get("Action", [""])[0]
         if action != "ConfirmSubscription":
             raise SnsRejected("SubscribeURL must be a ConfirmSubscription request")
-        self._fetch(url)
+        try:
+            self._fetch(url)
+        except SnsFetchFailed as e:
+            if e.status is not None and 400 <= e.status < 500:  # an expired or replayed token
+                raise SnsRejected("SNS refused the confirmation (expired or already used)") from e
+            raise  # AWS unreachable or failing: SNS delivers the confirmation again after a 5xx
 
 
 def _origin(scheme: str, host: str | None, port: int | None) -> str:

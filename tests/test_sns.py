@@ -223,6 +223,8 @@ def test_a_subscription_message_missing_a_field_is_refused(
     ("name", "value"),
     [
         ("Type", "Forgery"),
+        ("Type", []),  # not text at all: a refusal, not a TypeError (a 500)
+        ("Type", {"Notification": 1}),
         ("Message", 42),
         ("MessageId", ""),
         ("Subject", 1),
@@ -275,6 +277,11 @@ def test_a_topic_not_allowed_is_refused_before_any_fetch(
         f"https://sns.{REGION}.amazonaws.com.cn/SimpleNotificationService-1.pem",
         "http://127.0.0.1:8080/SimpleNotificationService-devhost.pem",
         "file:///etc/ssl/cert.pem",
+        # urlsplit drops tabs and newlines and keeps spaces: what passed would not be what a
+        # fetch asks for
+        f"https://sns.{REGION}.amazonaws.com/Simple\tNotificationService-1.pem",
+        f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-1.pem\n",
+        f" https://sns.{REGION}.amazonaws.com/SimpleNotificationService-1.pem",
     ],
 )
 def test_a_certificate_url_off_the_topic_regions_sns_host_is_refused_unfetched(
@@ -356,6 +363,28 @@ def test_certificates_that_are_missing_expired_or_not_rsa_are_refused(signing: S
     garbage = SnsVerifier([TOPIC], fetch=Certificates({CERT_URL: b"not a certificate"}))
     with pytest.raises(SnsRejected, match="PEM"):
         garbage.verify(body(notification(signing)))
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"), [(403, True), (404, True), (503, False), (None, False)]
+)
+def test_a_confirmation_sns_refuses_is_a_refusal_and_one_it_cannot_answer_a_failure(
+    signing: SigningKey, status: int | None, refused: bool
+) -> None:
+    """An expired or replayed SubscriptionConfirmation (SNS answers 4xx to its SubscribeURL) is
+    refused like a forgery (403, no traceback); SNS down or failing stays a failure (a 5xx, which
+    SNS delivers again)."""
+    certificates = Certificates({CERT_URL: signing.cert_pem})
+
+    def fetch(url: str) -> bytes:
+        if url == SUBSCRIBE_URL:
+            raise SnsFetchFailed("refused", status=status)
+        return certificates(url)
+
+    verifier = SnsVerifier([TOPIC], fetch=fetch)
+    message = verifier.verify(body(confirmation(signing)))
+    with pytest.raises(SnsRejected if refused else SnsFetchFailed):
+        verifier.confirm(message)
 
 
 def test_an_unreachable_certificate_host_is_a_fetch_failure_not_a_refusal(
