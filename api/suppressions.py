@@ -2,8 +2,9 @@
 
 ``GET /api/v1/suppressions/{email}`` answers 200 with the entry or 404; ``DELETE`` answers 204
 when it removed the address (an operator confirmed it is good again) or 404 when it was not on
-the list. Addresses are compared normalised (trimmed, lower-case). What puts an address on the
-list, and what it means for sending: :mod:`sendmail.suppression`.
+the list. Addresses are compared normalised (trimmed, lower-case, the domain in ASCII form:
+:mod:`sendmail.addresses`). What puts an address on the list, and what it means for sending:
+:mod:`sendmail.suppression`.
 """
 
 import asyncio

@@ -224,7 +224,9 @@ class Suppression(BaseModel):
         }
     )
 
-    email: str = Field(description="The address, normalised (trimmed, lower-case).")
+    email: str = Field(
+        description="The address, normalised (trimmed, lower-case, the domain in ASCII form)."
+    )
     reason: Literal["BOUNCE", "COMPLAINT"] = Field(
         description="A hard (permanent) bounce, or a complaint."
     )

@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sendmail.ses_events import EVENT_TYPES, EventType, RecipientEvent, normalize_address
+from sendmail.addresses import normalize_address
+from sendmail.ses_events import EVENT_TYPES, EventType, RecipientEvent
 from sendmail.tables import LazyTable, TableUnavailable, escape, table_key
 
 if TYPE_CHECKING:

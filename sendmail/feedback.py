@@ -90,7 +90,7 @@ def act(
             message.topic_arn,
         )
         return Outcome(message.type)
-    parsed = parse_notification(message.message)
+    parsed = parse_notification(message.message, message.timestamp)
     if not parsed:
         logger.info(
             "SNS notification %s from %s is not a kept SES event: acknowledged",

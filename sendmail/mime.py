@@ -28,6 +28,8 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
+from sendmail.addresses import ascii_address, ascii_domain
+
 #: The policy of every message built here: the modern API, CRLF line ends, 78-column lines.
 MESSAGE_POLICY = policy.SMTP
 
@@ -53,7 +55,7 @@ def new_message_id(sender: str) -> str:
     _, at, domain = parseaddr(sender)[1].rpartition("@")
     if not at or not domain.strip():
         raise ValueError("sender has no domain")
-    return make_msgid(domain=domain.strip().encode("idna").decode("ascii"))
+    return make_msgid(domain=ascii_domain(domain.strip()))
 
 
 def build_message(
@@ -82,8 +84,8 @@ def build_message(
         raise ValueError("date must carry a time zone")
 
     message = EmailMessage(policy=MESSAGE_POLICY)
-    message["From"] = sender
-    message["To"] = recipient
+    message["From"] = ascii_address(sender)  # domains in ASCII: no SMTPUTF8 needed for them
+    message["To"] = ascii_address(recipient)
     message.set_raw("Subject", _subject_field_value(subject))
     message["Date"] = format_datetime(when)
     message["Message-ID"] = message_id

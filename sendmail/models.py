@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from sendmail.addresses import normalize_address
 from sendmail.errors import ValidationFailed
 from sendmail.mime import has_line_break
 from sendmail.providers import Provider
@@ -160,11 +161,16 @@ class AwsEmailRequest(BaseModel):
             except PydanticCustomError as e:
                 problems.append((index, e.message()))
                 continue
-            unique.setdefault(address.casefold(), address)
+            unique.setdefault(normalize_address(address), address)  # bücher.de = xn--bcher-kva.de
         if problems:
             index, message = problems[0]
             more = f" ({len(problems) - 1} more invalid)" if len(problems) > 1 else ""
             raise _fail(f"[{index}] {message}{more}")
+        if limits and len(unique) > limits.max_recipients:  # (casefold merged straße, strasse)
+            raise _fail(
+                f"must contain at most {limits.max_recipients} distinct addresses "
+                f"(got {len(unique)})"
+            )
         return list(unique.values())
 
     @field_validator("subject")

@@ -45,9 +45,10 @@ SUBJECT_PATTERN = "^[^" + "".join(f"\\u{ord(c):04x}" for c in LINE_BREAK_CHARACT
 #: What ``sendmail.models.check_address`` holds addresses to, beyond JSON Schema's ``email``
 #: format (an annotation that admits all of these): found by fuzzing, which sent them and got 400.
 ADDRESS_RULES = (
-    "Addresses are plain ASCII `local@domain.tld`: no quoted local part, no IP literal, "
-    "a domain with a dot and not a special-use name (`.test`, `.invalid`, `.local`, "
-    "`.localhost`, `.onion`, `.arpa`); anything else is 400."
+    "Addresses are `local@domain.tld` with a plain ASCII local part: no quoted local part, "
+    "no IP literal, a domain with a dot and not a special-use name (`.test`, `.invalid`, "
+    "`.local`, `.localhost`, `.onion`, `.arpa`); anything else is 400. An internationalised "
+    "domain (`bücher.de`) is accepted and mailed in its ASCII form (`xn--bcher-kva.de`)."
 )
 
 #: Security requirements: a function key in the header *or* in the query string.
@@ -140,7 +141,8 @@ def _apply_limits(schema: Schema, limits: Limits) -> None:
     recipients["maxItems"] = limits.max_recipients
     recipients["description"] = (
         f"At most {limits.max_recipients} distinct recipients. Each gets its own message; "
-        "duplicates (compared case-insensitively) are sent once, keeping the first spelling. "
+        "duplicates (compared case-insensitively, a domain in its ASCII form) are sent once, "
+        "keeping the first spelling. "
         f"{ADDRESS_RULES}"
     )
     subject = fields["subject"]

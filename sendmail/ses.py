@@ -73,6 +73,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sendmail.addresses import ascii_address
 from sendmail.pacing import AdaptiveRate
 from sendmail.results import BatchReport, Delivery
 from sendmail.ses_errors import NOT_REACHED, UNKNOWN, UNREACHABLE, SesFailure, classify, error_code
@@ -324,8 +325,8 @@ class SesSender:
         tags: Mapping[str, str] | None = None,
     ) -> SendEmailRequestTypeDef:
         request: SendEmailRequestTypeDef = {
-            "FromEmailAddress": sender,
-            "Destination": {"ToAddresses": [recipient]},
+            "FromEmailAddress": ascii_address(sender),  # SES takes domains in ASCII only
+            "Destination": {"ToAddresses": [ascii_address(recipient)]},
             "Content": {
                 "Simple": {
                     "Subject": {"Data": subject, "Charset": "UTF-8"},

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
+from sendmail.addresses import normalize_address
+
 #: The SES message tag (SESv2 ``EmailTags``) that carries the send id on every message.
 SEND_ID_TAG = "sendmail-send-id"
 #: What SES allows in a tag value (and the send ids this service makes).
@@ -59,20 +61,16 @@ class RecipientEvent:
     suppress: SuppressionReason | None = None
 
 
-def normalize_address(address: str) -> str:
-    """How addresses are compared and stored by events and the suppression list: trimmed and
-    lower-cased (mailbox providers treat local parts case-insensitively in practice)."""
-    return address.strip().lower()
-
-
 def send_tags(send_id: str) -> dict[str, str]:
     """The message tags that let an event find its send: empty if SES could not carry the id."""
     return {SEND_ID_TAG: send_id} if SEND_ID_PATTERN.match(send_id) else {}
 
 
-def parse_notification(message: str) -> list[RecipientEvent] | None:
+def parse_notification(message: str, published: str | None = None) -> list[RecipientEvent] | None:
     """The recipient events in an SNS notification's ``Message``; None if it is not an SES
-    event record at all (an SNS test message, another publisher on the topic)."""
+    event record at all (an SNS test message, another publisher on the topic). ``published`` is
+    the notification's own (signed) ``Timestamp``: the time of a record that has none, so that a
+    redelivery is the same event."""
     try:
         record = json.loads(message)
     except json.JSONDecodeError:
@@ -82,16 +80,22 @@ def parse_notification(message: str) -> list[RecipientEvent] | None:
     kind = record.get("eventType", record.get("notificationType"))
     if not isinstance(kind, str):
         return None
-    return parse_record(record)
+    return parse_record(record, published)
 
 
-def parse_record(record: Mapping[str, Any]) -> list[RecipientEvent]:
-    """One event per recipient for the kinds kept; [] for the others (Send, Open, Click, ...)."""
+def parse_record(record: Mapping[str, Any], published: str | None = None) -> list[RecipientEvent]:
+    """One event per recipient for the kinds kept; [] for the others (Send, Open, Click, ...).
+
+    A message of this service has one destination, the address it checks and reports: an event
+    about that message is that address's, whatever address the receiving server named (a bounce
+    names the DSN's ``Final-Recipient``, which can be an alias's target).
+    """
     kind = record.get("eventType", record.get("notificationType"))
     mail = _object(record.get("mail"))
     message_id = _text(mail.get("messageId"))
     send_id = _send_id(mail.get("tags"))
-    sent_at = _time(mail.get("timestamp")) or datetime.now(UTC)
+    sent_at = _time(mail.get("timestamp")) or _time(published) or datetime.now(UTC)
+    destination = _strings(mail.get("destination"))
 
     def events(
         type_: EventType,
@@ -101,6 +105,11 @@ def parse_record(record: Mapping[str, Any]) -> list[RecipientEvent]:
         suppress: SuppressionReason | None = None,
         diagnostic: str | None = None,
     ) -> list[RecipientEvent]:
+        if len(destination) == 1 and len(recipients) == 1:
+            ((named, own),) = recipients
+            if normalize_address(named) != normalize_address(destination[0]):
+                said = own or diagnostic
+                recipients = [(destination[0], f"{said} (for {named})" if said else f"for {named}")]
         return [
             RecipientEvent(
                 type=type_,
@@ -144,7 +153,7 @@ def parse_record(record: Mapping[str, Any]) -> list[RecipientEvent]:
         return events("DeliveryDelay", recipients, when, _text(delay.get("delayType")))
     if kind == "Reject":
         reject = _object(record.get("reject"))
-        recipients = [(a, None) for a in _strings(mail.get("destination"))]
+        recipients = [(a, None) for a in destination]
         return events("Reject", recipients, sent_at, None, None, _text(reject.get("reason")))
     return []
 

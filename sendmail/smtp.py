@@ -35,6 +35,7 @@ from email.message import EmailMessage
 
 from pydantic import SecretStr
 
+from sendmail.addresses import ascii_address
 from sendmail.mime import build_message, ensure_single_line, new_message_id
 from sendmail.providers import Provider, SmtpEndpoint, endpoint_for
 from sendmail.results import Delivery, FailureCode
@@ -176,24 +177,25 @@ class SmtpSender:
     ) -> Delivery | _Abort:
         message_id = str(message["Message-ID"])
         provider_name = session.provider.display_name
+        envelope = ascii_address(recipient)  # any server takes it: no SMTPUTF8 needed for a domain
         attempt = 0
         while True:
             attempt += 1
             try:
                 connection = session.open()
                 refused = connection.send_message(
-                    message, from_addr=session.sender, to_addrs=[recipient]
+                    message, from_addr=session.sender, to_addrs=[envelope]
                 )
                 if not refused:
                     return Delivery.sent(recipient, message_id)
-                code = refused.get(recipient, (550, b""))[0]
+                code = refused.get(envelope, (550, b""))[0]
                 failure = _rcpt_failure(recipient, code)
             except _Abort as abort:
                 return abort
             except _Retryable as retryable:
                 failure = retryable
             except smtplib.SMTPRecipientsRefused as error:
-                failure = _rcpt_failure(recipient, error.recipients.get(recipient, (550, b""))[0])
+                failure = _rcpt_failure(recipient, error.recipients.get(envelope, (550, b""))[0])
             except smtplib.SMTPSenderRefused as error:
                 if not _is_temporary(error.smtp_code):
                     return _Abort(

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sendmail.addresses import normalize_address
 from sendmail.results import BatchReport, Delivery, FailureCode
-from sendmail.ses_events import RecipientEvent, SuppressionReason, normalize_address
+from sendmail.ses_events import RecipientEvent, SuppressionReason
 from sendmail.tables import LazyTable, TableUnavailable, table_key
 
 if TYPE_CHECKING:

@@ -139,6 +139,23 @@ def test_the_recipient_cap_counts_distinct_addresses() -> None:
     assert parse(AwsEmailRequest, aws(recipientEmails=many)).recipientEmails == ["same@example.com"]
 
 
+def test_an_internationalised_domain_and_its_ascii_form_are_one_address() -> None:
+    """Both reach the same mailbox (SES and SMTP get the ASCII form: sendmail.addresses)."""
+    request = parse(AwsEmailRequest, aws(recipientEmails=["ann@bücher.de", "Ann@XN--BCHER-KVA.de"]))
+    assert request.recipientEmails == ["ann@bücher.de"]
+
+
+def test_the_cap_counts_addresses_that_only_look_alike_folded_as_distinct() -> None:
+    """casefold (the cheap count before the checks) makes straße.de strasse.de; IDNA keeps them
+    apart (two domains), so the list is counted again after the checks."""
+    with pytest.raises(ValidationFailed, match=r"at most 1 distinct addresses \(got 2\)"):
+        parse(
+            AwsEmailRequest,
+            aws(recipientEmails=["a@straße.de", "a@strasse.de"]),
+            Limits(max_recipients=1, max_subject_chars=20, max_body_bytes=30),
+        )
+
+
 def test_template_looking_text_is_kept_literally() -> None:
     request = parse(AwsEmailRequest, aws(subject="{{name}}", body="Dear {{name}}"))
     assert (request.subject, request.body) == ("{{name}}", "Dear {{name}}")

@@ -98,6 +98,18 @@ def test_korean_subject_and_body_arrive_byte_exact(
     assert stored["destinations"] == {"ToAddresses": ["수신자@example.com"]}
 
 
+def test_an_internationalised_domain_is_given_to_ses_in_ascii_form(
+    sesv2_client, verified_sender, moto_sent_messages
+):
+    """SESv2 ``Destination``: a non-ASCII domain "must be encoded using Punycode"."""
+    report = make_sender(sesv2_client).send(verified_sender, ["user@bücher.de"], "s", "b")
+
+    (delivery,) = report.deliveries
+    assert (delivery.ok, delivery.recipient) == (True, "user@bücher.de")  # reported as given
+    (stored,) = moto_sent_messages()
+    assert stored["destinations"] == {"ToAddresses": ["user@xn--bcher-kva.de"]}
+
+
 def test_unverified_sender_rejects_every_recipient_without_raising(
     sesv2_client, moto_sent_messages
 ):

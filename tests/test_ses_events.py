@@ -119,6 +119,32 @@ def test_a_permanent_bounce_suppresses_its_recipient() -> None:
     assert event.suppress == "BOUNCE"
 
 
+def test_an_event_about_a_message_belongs_to_the_address_it_was_sent_to() -> None:
+    """A bounce names the DSN's Final-Recipient (SES: "If a DSN is available, this is the value of
+    the Final-Recipient field"), which can be an alias's target: the address this service sent to,
+    checks and reports is the message's one destination, so the event (and the suppression) is
+    that address's; the other is kept in the diagnostic."""
+    record = json.loads(json.dumps(BOUNCE))
+    record["mail"] = mail("info@company.example")
+    record["bounce"]["bouncedRecipients"][0]["emailAddress"] = "john@internal.company.example"
+    [event] = parse_record(record)
+    assert (event.recipient, event.suppress) == ("info@company.example", "BOUNCE")
+    assert event.diagnostic == "smtp; 550 5.1.1 user unknown (for john@internal.company.example)"
+    spelled = json.loads(json.dumps(BOUNCE))
+    spelled["mail"] = mail("Gone@Example.com")
+    assert parse_record(spelled)[0].diagnostic == "smtp; 550 5.1.1 user unknown"  # same address
+
+
+def test_a_record_without_its_time_takes_the_notifications_so_a_redelivery_is_the_same() -> None:
+    record = json.loads(json.dumps(REJECT))
+    del record["mail"]["timestamp"]
+    published = "2026-12-01T10:00:05.123Z"
+    first, again = (parse_notification(json.dumps(record), published) for _ in range(2))
+    assert first == again
+    assert first is not None
+    assert first[0].timestamp == datetime(2026, 12, 1, 10, 0, 5, 123000, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("bounce_type", "sub_type", "suppress"),
     [

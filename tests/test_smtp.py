@@ -303,6 +303,21 @@ def test_korean_subject_and_body_arrive_intact(smtp_sink):
     assert smtp_sink.raw_messages()[0].isascii()  # MIME-encoded, no raw 8-bit on the wire
 
 
+def test_an_internationalised_domain_travels_in_ascii_form(smtp_sink):
+    """Envelope and header name the domain in its ASCII form: no SMTPUTF8 needed from the server
+    (smtplib would otherwise send raw UTF-8, or fail where the server has no SMTPUTF8)."""
+    results = make_sender(smtp_sink).send(
+        Provider.NAVER, SENDER, PASSWORD, ["user@bücher.de"], "s", "b"
+    )
+
+    assert (results[0].ok, results[0].recipient) == (True, "user@bücher.de")
+    (received,) = smtp_sink.messages()
+    assert received.to == ("user@xn--bcher-kva.de",)
+    raw = smtp_sink.raw_messages()[0]
+    assert raw.isascii()
+    assert b"To: user@xn--bcher-kva.de\r\n" in raw
+
+
 def test_password_never_reaches_logs_or_smtplib_debug_output(start_smtp_sink, caplog, capfd):
     good = start_smtp_sink("starttls")
     bad = start_smtp_sink("implicit", rejected_password=PASSWORD.get_secret_value())

@@ -93,6 +93,19 @@ def test_lookup_finds_the_listed_among_many(listed: SuppressionList) -> None:
     assert listed.lookup([]) == {}
 
 
+def test_an_internationalised_domain_matches_its_ascii_form(listed: SuppressionList) -> None:
+    """SES names recipients with their domain in ASCII (punycode) form, the form it was sent in
+    (sendmail.addresses); a recipient written with Unicode or full-width letters is the same
+    address."""
+    listed.add(entry("user@xn--bcher-kva.de"))
+    listed.add(entry("user@example.com"))
+    found = listed.lookup(["user@bücher.de", "USER@BÜCHER.DE", "user@\uff45xample.com"])
+    assert set(found) == {"user@xn--bcher-kva.de", "user@example.com"}
+    got = listed.get("User@Bücher.de")
+    assert got is not None
+    assert got.email == "user@xn--bcher-kva.de"
+
+
 def test_a_crowded_domain_is_read_in_pages_unless_its_partition_is_large(
     azurite: Azurite,
 ) -> None:
