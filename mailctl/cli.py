@@ -22,12 +22,28 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from mailctl import __version__
-from mailctl.client import Client, ServiceError, Unreachable, idempotency_key
-from mailctl.config import DEFAULT_URL, KEY_ENV, URL_ENV, Config, resolve
+from mailctl.client import (
+    KEY_BUSY_PATIENCE,
+    Client,
+    KeyBusy,
+    ServiceError,
+    Unreachable,
+    idempotency_key,
+)
+from mailctl.config import DEFAULT_URL, KEY_ENV, URL_ENV, BadURL, Config, resolve
 from mailctl.exitcodes import ExitCode
 from mailctl.recipients import BadRows, RecipientList, read_recipients
-from mailctl.report import build_report, write_report
-from mailctl.watching import BarDisplay, Display, LineDisplay, NoDisplay, format_duration, watch
+from mailctl.report import build_report, check_report_path, write_report
+from mailctl.watching import (
+    BarDisplay,
+    Counts,
+    Display,
+    LineDisplay,
+    NoDisplay,
+    Rate,
+    format_duration,
+    watch,
+)
 
 PASSWORD_ENV = "MAILCTL_SMTP_PASSWORD"  # noqa: S105 (the variable's name)
 PROVIDERS = ("GMAIL", "NAVER", "KAKAO")
@@ -53,12 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"mailctl: {e}", file=err)
         return ExitCode.USAGE
-    except ServiceError as e:
-        print(f"mailctl: the service answered {e.status}: {e.message}{_hint(e)}", file=err)
-        return ExitCode.UNAVAILABLE if e.status >= 500 else ExitCode.REFUSED
-    except Unreachable as e:
-        print(f"mailctl: {e}", file=err)
-        return ExitCode.UNAVAILABLE
+    except (ServiceError, Unreachable) as e:
+        print(_error_message(e), file=err)
+        return _error_code(e)
     except KeyboardInterrupt:
         print("\nmailctl: interrupted", file=err)
         return ExitCode.INTERRUPTED
@@ -72,8 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _send(args: argparse.Namespace, err: TextIO) -> int:
     route = "user-send" if args.command == "user-send" else "aws-send"
     config = _config(args)
-    recipients = read_recipients(Path(args.to_file), column=args.column, encoding=args.encoding)
+    recipients = _read_list(args)
     subject, body = args.subject, _body(args)
+    _check_report(args, " (nothing was sent)")
     provider = getattr(args, "provider", None)
     if route == "user-send" and len(recipients.addresses) > USER_SEND_MAX_RECIPIENTS:
         raise UsageError(
@@ -117,23 +131,28 @@ def _send(args: argparse.Namespace, err: TextIO) -> int:
         send_id = str(accepted["id"])
         total = int(accepted.get("total") or 0)
         print(f"accepted: send {send_id}, {total:,} recipients", file=err)
-        resume = _resume_command(args, send_id)
+        resume = _resume(args, send_id, config)
         if args.no_wait:
             print(send_id)  # for a script: ID=$(python -m mailctl send ... --no-wait)
             print(f"follow it with: {resume}", file=err)
             return ExitCode.OK
-        return _follow(client, args, send_id, recipients.addresses, resume, err)
+        return _follow(client, args, send_id, recipients.addresses, resume, err, started=True)
 
 
 def _watch(args: argparse.Namespace, err: TextIO) -> int:
+    config = _config(args)
     recipients = _optional_list(args)
-    with _client(_config(args), args) as client:
-        return _follow(client, args, args.id, recipients, _resume_command(args, args.id), err)
+    _check_report(args)
+    resume = _resume(args, args.id, config)
+    with _client(config, args) as client:
+        return _follow(client, args, args.id, recipients, resume, err, started=False)
 
 
 def _status(args: argparse.Namespace, err: TextIO) -> int:
+    config = _config(args)
     recipients = _optional_list(args)
-    with _client(_config(args), args) as client:
+    _check_report(args)
+    with _client(config, args) as client:
         status = client.status(args.id)
         if args.json:
             print(json.dumps(status.body, ensure_ascii=False, indent=2))
@@ -143,7 +162,8 @@ def _status(args: argparse.Namespace, err: TextIO) -> int:
             if args.report:
                 print("mailctl: the send is still running: no report yet", file=err)
             return ExitCode.RUNNING
-        return _finish(client, args, status.body, recipients, err, quiet=args.json)
+        resume = _resume(args, args.id, config)
+        return _finish(client, args, status.body, recipients, resume, err, quiet=args.json)
 
 
 def _follow(
@@ -153,19 +173,32 @@ def _follow(
     recipients: list[str] | None,
     resume: str,
     err: TextIO,
+    *,
+    started: bool,
 ) -> int:
+    """Watch the send, then finish (report, summary). However the watching stops before the send
+    is done — Ctrl-C, a refusal, the service gone for too long — the id and the command that
+    resumes are printed, once the send is known to exist (``started``, or a status read)."""
+    display = _Seen(_display(args, send_id, err))
     try:
-        final = watch(
-            client, send_id, _display(args, send_id, err), poll_interval=args.poll_interval
-        )
+        final = watch(client, send_id, display, poll_interval=args.poll_interval)
     except KeyboardInterrupt:
-        print(
-            f"\nStopped watching. The send {send_id} goes on in the service.\n"
-            f"Resume watching with: {resume}",
-            file=err,
-        )
+        print(f"\n{_stopped(send_id, resume)}", file=err)
         return ExitCode.INTERRUPTED
-    return _finish(client, args, final, recipients, err)
+    except (ServiceError, Unreachable) as e:
+        if not (started or display.seen):
+            raise  # no such send, or no answer at all: the error says it
+        print(_error_message(e), file=err)
+        print(_stopped(send_id, resume), file=err)
+        return _error_code(e)
+    return _finish(client, args, final, recipients, resume, err)
+
+
+def _stopped(send_id: str, resume: str) -> str:
+    return (
+        f"Stopped watching. The send {send_id} goes on in the service.\n"
+        f"Resume watching with: {resume}"
+    )
 
 
 def _finish(
@@ -173,21 +206,39 @@ def _finish(
     args: argparse.Namespace,
     status: dict[str, Any],
     recipients: list[str] | None,
+    resume: str,
     err: TextIO,
     *,
     quiet: bool = False,
 ) -> int:
     if args.report:
+        send_id = str(status["id"])
         try:
-            events = client.events(str(status["id"]))
-        except (ServiceError, Unreachable) as e:  # the send is done: report what is known
-            print(f"mailctl: report: delivery events not read ({e})", file=err)
-            events = None
+            try:
+                events = client.events(send_id)
+            except (ServiceError, Unreachable) as e:  # the send is done: report what is known
+                print(f"mailctl: report: delivery events not read ({e})", file=err)
+                events = None
+        except KeyboardInterrupt:
+            print(
+                f"\nStopped before the report was written. The send {send_id} has finished "
+                f"({_counts_text(status)}).\nWrite the report with: {resume}",
+                file=err,
+            )
+            return ExitCode.INTERRUPTED
         report = build_report(status, recipients, events)
-        write_report(Path(args.report), report)
-        for warning in report.warnings:
-            print(f"mailctl: report: {warning}", file=err)
-        print(f"report: {args.report} ({len(report.rows):,} rows)", file=err)
+        try:
+            write_report(Path(args.report), report)
+        except OSError as e:
+            print(
+                f"mailctl: report: {args.report} not written ({e.strerror or e}); "
+                f"write it later with: {resume}",
+                file=err,
+            )
+        else:
+            for warning in report.warnings:
+                print(f"mailctl: report: {warning}", file=err)
+            print(f"report: {args.report} ({len(report.rows):,} rows)", file=err)
     if not quiet:
         print(_summary(status))
     return _outcome(status)
@@ -201,13 +252,13 @@ def _outcome(status: dict[str, Any]) -> ExitCode:
     return ExitCode.PARTIAL if int(progress.get("failed") or 0) else ExitCode.OK
 
 
+def _counts_text(status: dict[str, Any]) -> str:
+    counts = Counts.of(status)
+    return f"{counts.sent:,} sent, {counts.failed:,} failed of {counts.total:,}"
+
+
 def _summary(status: dict[str, Any]) -> str:
-    progress = status.get("progress") or {}
-    lines = [
-        f"send {status.get('id')} {status.get('runtimeStatus')}: "
-        f"{int(progress.get('sent') or 0):,} sent, {int(progress.get('failed') or 0):,} failed "
-        f"of {int(progress.get('total') or 0):,}"
-    ]
+    lines = [f"send {status.get('id')} {status.get('runtimeStatus')}: {_counts_text(status)}"]
     if status.get("error"):
         lines.append(f"  {status['error']}")
     codes = Counter(str(f.get("code")) for f in status.get("failures") or [])
@@ -240,6 +291,37 @@ def _display(args: argparse.Namespace, send_id: str, err: TextIO) -> Display:
     return NoDisplay()
 
 
+class _Seen:
+    """A display that remembers whether a status was read (the send exists)."""
+
+    def __init__(self, display: Display) -> None:
+        self._display = display
+        self.seen = False
+
+    def __enter__(self) -> _Seen:
+        self._display.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._display.__exit__(*exc)
+
+    def update(self, counts: Counts, rate: Rate, runtime: str) -> None:
+        self.seen = True
+        self._display.update(counts, rate, runtime)
+
+    def note(self, text: str) -> None:
+        self._display.note(text)
+
+
+def _resume(args: argparse.Namespace, send_id: str, config: Config) -> str:
+    """The command that resumes watching (and writes the report), and, when the key came from
+    ``--key`` (never printed), how to give it again."""
+    command = _resume_command(args, send_id)
+    if config.key_source == "--key":
+        command += f"\n  (with the function key: add --key KEY, or set {KEY_ENV})"
+    return command
+
+
 def _resume_command(args: argparse.Namespace, send_id: str) -> str:
     words = ["python", "-m", "mailctl", "watch", send_id]
     if args.url:
@@ -256,26 +338,49 @@ def _resume_command(args: argparse.Namespace, send_id: str) -> str:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return resolve(args.url, args.key)
+    try:
+        return resolve(args.url, args.key)
+    except BadURL as e:
+        raise UsageError(str(e)) from e
 
 
 def _client(config: Config, args: argparse.Namespace) -> Client:
     return Client(config.api_url, config.key, timeout=args.timeout)
 
 
+def _read_list(args: argparse.Namespace) -> RecipientList:
+    try:
+        return read_recipients(Path(args.to_file), column=args.column, encoding=args.encoding)
+    except OSError as e:
+        raise UsageError(f"cannot read the list {args.to_file}: {e.strerror or e}") from e
+
+
 def _optional_list(args: argparse.Namespace) -> list[str] | None:
     if not args.to_file:
         return None
-    return read_recipients(Path(args.to_file), column=args.column, encoding=args.encoding).addresses
+    return _read_list(args).addresses
 
 
 def _body(args: argparse.Namespace) -> str:
     if args.body is not None:
         return str(args.body)
     try:
-        return Path(args.body_file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read the body from {args.body_file}: {e}") from e
+        return Path(args.body_file).read_text(encoding="utf-8-sig")  # a BOM is not the body's
+    except OSError as e:
+        raise UsageError(f"cannot read the body {args.body_file}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"cannot read the body {args.body_file}: not UTF-8 text (byte {e.start:,}); "
+            "save it as UTF-8"
+        ) from e
+
+
+def _check_report(args: argparse.Namespace, consequence: str = "") -> None:
+    """Refuse a ``--report`` path that could not take the report, before anything happens."""
+    if args.report:
+        reason = check_report_path(Path(args.report))
+        if reason:
+            raise UsageError(f"cannot write the report {args.report}: {reason}{consequence}")
 
 
 def _password(sender: str) -> str:
@@ -308,6 +413,27 @@ def _print_bad_rows(error: BadRows, err: TextIO) -> None:
         print(f"  {problem}", file=err)
     if count > SHOWN_PROBLEMS:
         print(f"  ... and {count - SHOWN_PROBLEMS:,} more", file=err)
+
+
+def _error_message(error: ServiceError | Unreachable) -> str:
+    if isinstance(error, KeyBusy):
+        return (
+            f"mailctl: the service still answered 409 after {KEY_BUSY_PATIENCE:.0f} s: "
+            f"{error.message}\nAnother request with the same Idempotency-Key (an earlier run of "
+            "this command?) is still being admitted; this one started nothing. Try again later: "
+            "running the same command again is safe — its Idempotency-Key makes it the same "
+            "send, not a second one."
+        )
+    if isinstance(error, ServiceError):
+        return f"mailctl: the service answered {error.status}: {error.message}{_hint(error)}"
+    return f"mailctl: {error}"
+
+
+def _error_code(error: ServiceError | Unreachable) -> ExitCode:
+    """6 (try again later) for no answer, a failing service, 429 and a busy key; else 5."""
+    if isinstance(error, Unreachable | KeyBusy) or error.status == 429 or error.status >= 500:
+        return ExitCode.UNAVAILABLE
+    return ExitCode.REFUSED
 
 
 def _hint(error: ServiceError) -> str:
@@ -348,8 +474,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m mailctl",
         description="Send mail from a list through the Send-Mail service and watch it go.",
         epilog="Exit codes: 0 all sent, 2 bad input (nothing sent), 3 some failed, 4 none sent "
-        "or the send failed, 5 refused by the service, 6 service unreachable or failing, "
-        "7 still running (status), 130 stopped watching (the send goes on).",
+        "or the send failed, 5 refused by the service, 6 try again later (service unreachable, "
+        "failing or busy: 429, 409), 7 still running (status), 130 stopped watching (the send "
+        "goes on).",
     )
     parser.add_argument("--version", action="version", version=f"mailctl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -13,10 +13,12 @@ Contract:
   out — route, sender, the set of recipients, subject, body, provider — and never the password.
 - **What is retried, and what never is.** Status reads are retried on network errors and 5xx by
   the caller (:mod:`mailctl.watching`), since they change nothing. A send is retried
-  here only when it certainly did not reach the service (connection refused) or when the service
-  says the same key is still being processed (409), waiting ``Retry-After`` — both safe. Any
-  other failure of a send is reported, not retried: the operator re-runs the command, and the
-  key makes that safe.
+  here only when it certainly did not reach the service (connection refused, up to
+  :data:`SEND_ATTEMPTS` tries) or when the service says the same key is still being processed
+  (409), waiting ``Retry-After`` each time for up to :data:`KEY_BUSY_PATIENCE` seconds — long
+  enough for the service to take over a key left by a request that died — then
+  :class:`KeyBusy`. Both are safe. Any other failure of a send is reported, not retried: the
+  operator re-runs the command, and the key makes that safe.
 """
 
 from __future__ import annotations
@@ -35,13 +37,22 @@ from mailctl import __version__
 
 KEY_HEADER = "x-functions-key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-#: Attempts for a send that did not reach the service (connection refused) or met a 409.
+#: Attempts for a send that did not reach the service (connection refused).
 SEND_ATTEMPTS = 4
+#: Seconds a send keeps asking while the service answers 409 (another request with the same
+#: Idempotency-Key is being admitted). The service takes over a key whose holder went silent only
+#: after its ``TAKEOVER_AFTER`` (30 s, sendmail/idempotency.py): this is that and a margin, so a
+#: key left by a request that died is taken over instead of given up on. (mailctl talks to the
+#: service only over HTTP, so the constant is not imported; tests check the two agree.)
+KEY_BUSY_PATIENCE = 45.0
+#: The shortest wait between two 409s, whatever ``Retry-After`` says.
+KEY_BUSY_MIN_WAIT = 0.5
 #: Events asked for per page (the service's most), and pages read at most (a loop guard).
 EVENTS_PAGE = 1000
 MAX_EVENT_PAGES = 10_000
 
 Sleep = Callable[[float], None]
+Clock = Callable[[], float]
 
 
 class ServiceError(Exception):
@@ -52,6 +63,16 @@ class ServiceError(Exception):
         self.message = message
         self.retry_after = retry_after
         super().__init__(f"{status}: {message}")
+
+
+class KeyBusy(ServiceError):
+    """The service still answered 409 after :data:`KEY_BUSY_PATIENCE` seconds: another request
+    with this Idempotency-Key is still being processed. Nothing was started by this request;
+    the same request later is safe (it answers the same send)."""
+
+    def __init__(self, message: str, waited: float) -> None:
+        self.waited = waited
+        super().__init__(HTTPStatus.CONFLICT, message)
 
 
 class Unreachable(Exception):
@@ -107,6 +128,7 @@ class Client:
         *,
         timeout: float = 60.0,
         sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"User-Agent": f"mailctl/{__version__}", "Accept": "application/json"}
@@ -116,6 +138,7 @@ class Client:
             base_url=api_url, headers=headers, timeout=timeout, transport=transport
         )
         self._sleep = sleep
+        self._clock = clock
 
     def __enter__(self) -> Client:
         return self
@@ -133,19 +156,26 @@ class Client:
         The body includes ``id``; a 202's ``Location`` is kept as ``statusUrl`` if absent.
         """
         path = f"/v1/emails/{route}"
-        for attempt in range(1, SEND_ATTEMPTS + 1):
+        started = self._clock()
+        refused_connections = 0
+        while True:
             try:
                 response = self._http.post(path, json=payload, headers={IDEMPOTENCY_HEADER: key})
             except httpx.ConnectError as e:  # nothing reached the service: safe to try again
-                if attempt == SEND_ATTEMPTS:
+                refused_connections += 1
+                if refused_connections >= SEND_ATTEMPTS:
                     raise Unreachable(_unreachable(self._http.base_url, e), maybe_sent=False) from e
-                self._sleep(min(2.0**attempt, 10.0))
+                self._sleep(min(2.0**refused_connections, 10.0))
                 continue
             except httpx.TransportError as e:  # the request may have arrived
                 raise Unreachable(_unreachable(self._http.base_url, e), maybe_sent=True) from e
-            if response.status_code == HTTPStatus.CONFLICT and attempt < SEND_ATTEMPTS:
+            if response.status_code == HTTPStatus.CONFLICT:
                 # the same key is still being processed by the service: ask again shortly
-                self._sleep(_retry_after(response) or 2.0)
+                waited = self._clock() - started
+                if waited >= KEY_BUSY_PATIENCE:
+                    raise KeyBusy(_service_error(response).message, waited)
+                wait = max(_retry_after(response) or 1.0, KEY_BUSY_MIN_WAIT)
+                self._sleep(min(wait, KEY_BUSY_PATIENCE - waited))
                 continue
             if response.status_code in (HTTPStatus.OK, HTTPStatus.ACCEPTED):
                 body = _json_object(response)
@@ -153,7 +183,6 @@ class Client:
                     body["statusUrl"] = response.headers["Location"]
                 return body
             raise _service_error(response)
-        raise AssertionError("unreachable")  # pragma: no cover (the loop returns or raises)
 
     # --- reading ----------------------------------------------------------------------------------
     def status(self, send_id: str) -> Status:

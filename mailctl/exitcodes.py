@@ -12,19 +12,24 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     #: The send finished and every recipient was sent (``send --no-wait``: the send was accepted).
     OK = 0
-    #: Bad command line or input: unreadable file, bad rows, no recipients. Nothing was sent.
+    #: Bad command line or input: unreadable list or body file, bad rows, no recipients, a
+    #: ``--url`` that is not http(s), a ``--report`` path that cannot be written (checked before
+    #: anything is sent). Nothing was sent.
     USAGE = 2
     #: The send finished, but some recipients failed (the report and the summary say which).
     PARTIAL = 3
     #: The send finished without sending to anyone, or ended Failed / Terminated / Canceled.
     FAILED = 4
-    #: The service refused the request (4xx: key, validation, sender, quota, unknown id, the
+    #: The service refused the request (4xx but 429: key, validation, sender, unknown id, the
     #: Idempotency-Key used for another request). Its envelope message is printed.
     REFUSED = 5
-    #: The service could not be reached or failed (network, timeout, 5xx). For ``send``: if the
-    #: request may have reached it, re-running the same command is safe (Idempotency-Key).
+    #: Try again later: the service could not be reached, failed (network, timeout, 5xx) or is
+    #: busy (429: quota or backlog, with when to retry; 409 for longer than the service takes to
+    #: free a key left by a dead request). For ``send``: re-running the same command is safe
+    #: (Idempotency-Key).
     UNAVAILABLE = 6
     #: ``status``: the send is still running.
     RUNNING = 7
     #: Ctrl-C: watching stopped; the send itself goes on (the id and how to resume are printed).
+    #: (Watching that stops on an error exits 5 or 6, and prints the id and how to resume too.)
     INTERRUPTED = 130

@@ -5,8 +5,13 @@ Contract:
 - **Formats.** A CSV file (a column named ``email`` — any case, spaces, ``-`` or ``_`` ignored, so
   ``E-mail`` and ``Email Address`` count — else the first column; with a header row or without)
   or a plain list (one address a line: a one-column CSV). The delimiter is sniffed among ``,``,
-  ``;`` and tab. A first row is a header when it names an ``email`` column or when its address
-  cell has no ``@``.
+  ``;`` and tab.
+- **Header row.** The first row is a header only when one of its cells is a recognised header
+  name (:data:`ADDRESS_HEADERS`: ``email``, ``e-mail``, ``email address``, ``mail``,
+  ``recipient``, ``address``, ``to`` … ; the address column is the first of those, ``email``-like
+  names before the others), or the name ``--column`` gives. Otherwise the first row is data, and
+  checked like any other: a word there is refused with its line (and a hint that a header row
+  needs a recognised name), never skipped silently.
 - **Text.** UTF-8 by default (a byte-order mark, as Excel writes, is ignored); another encoding
   (Korean Excel's ``cp949``) on request. Bytes that do not decode are reported with their line.
 - **Checks.** Every address is checked with ``email-validator`` under the service's own rules
@@ -15,7 +20,8 @@ Contract:
   problem, reported with its line number (the first physical line of the row).
 - **All or nothing.** If any row is bad, :class:`BadRows` lists them (all of them; the caller
   chooses how many to show) and no list is returned: nothing is sent from half a file.
-- **Duplicates** (compared case-insensitively) are kept once, with their first spelling, as the
+- **Duplicates** (compared as the service compares them: case-insensitively, the domain in its
+  ASCII form, :func:`address_key`) are kept once, with their first spelling, as the
   service does; they are counted, not refused. Order is the file's.
 
 No network, no state: a pure function of the file's bytes and the options.
@@ -23,6 +29,7 @@ No network, no state: a pure function of the file's bytes and the options.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from dataclasses import dataclass, field
@@ -30,8 +37,15 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
-#: Header names that mark the address column, after :func:`_header_key`.
-EMAIL_HEADERS = frozenset({"email", "emailaddress", "mail", "이메일"})
+#: Header names that mark a header row and its address column (after :func:`_header_key`: any
+#: case, spaces, ``-``, ``_`` and ``.`` ignored), best first: a column named like ``email`` wins
+#: over one named ``address`` (which may be a postal address) or ``to``.
+ADDRESS_HEADERS: tuple[frozenset[str], ...] = (
+    frozenset(
+        {"email", "emails", "emailaddress", "mail", "mailaddress", "이메일", "이메일주소", "메일"}
+    ),
+    frozenset({"recipient", "recipients", "address", "to", "받는사람", "수신자"}),
+)
 _DELIMITERS = ",;\t"
 _SNIFF_BYTES = 64 * 1024
 
@@ -106,6 +120,7 @@ def parse_recipients(
             line, previous_line = previous_line + 1, reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue
+            first = index is None
             if index is None:
                 index, header, column_name = _choose_column(cells, column, line, problems)
                 if index is None:
@@ -116,9 +131,11 @@ def parse_recipients(
             address = cells[index].strip() if index < len(cells) else ""
             refused = check_address(address)
             if refused:
+                if first and "@" not in address:
+                    refused += f"; {_header_hint(column)}"
                 problems.append(Problem(line, refused))
                 continue
-            key = address.casefold()
+            key = address_key(address)
             if key in addresses:
                 duplicates += 1
             else:
@@ -145,6 +162,19 @@ def check_address(address: str) -> str | None:
     return None
 
 
+def address_key(address: str) -> str:
+    """How the service tells recipients apart (its ``sendmail/addresses.py``): lower-cased, the
+    domain in its ASCII form — ``a@bücher.de`` and ``a@xn--bcher-kva.de`` are one recipient, and
+    ``a@straße.de`` and ``a@strasse.de`` two (``casefold`` would merge them)."""
+    local, _, domain = address.rpartition("@")
+    if not domain.isascii():
+        import idna  # email-validator's own dependency
+
+        with contextlib.suppress(idna.IDNAError):  # no such name: checked and refused before
+            domain = idna.encode(domain, uts46=True, std3_rules=False, transitional=False).decode()
+    return f"{local}@{domain}".lower()
+
+
 def _dialect(text: str) -> type[csv.Dialect]:
     sample = text[:_SNIFF_BYTES]
     try:
@@ -160,13 +190,16 @@ def _header_key(cell: str) -> str:
 def _choose_column(
     cells: list[str], wanted: str | None, line: int, problems: list[Problem]
 ) -> tuple[int | None, bool, str]:
-    """(index of the address column, is this row a header, the column's name for messages)."""
+    """(index of the address column, is this row a header, the column's name for messages).
+
+    A row is a header only if it names a column (:data:`ADDRESS_HEADERS`, or ``wanted`` by
+    name); a first row of data is never taken for a header, whatever it holds.
+    """
     keys = [_header_key(cell) for cell in cells]
+    named = [index for names in ADDRESS_HEADERS for index, key in enumerate(keys) if key in names]
     if wanted is not None:
         if wanted.isdigit() and int(wanted) >= 1:
-            index = int(wanted) - 1
-            first = cells[index].strip() if index < len(cells) else ""
-            return index, "@" not in first, wanted
+            return int(wanted) - 1, bool(named), wanted
         key = _header_key(wanted)
         if key in keys:
             return keys.index(key), True, wanted
@@ -174,10 +207,13 @@ def _choose_column(
             Problem(line, f"no column named {wanted!r} in the first row ({', '.join(cells)})")
         )
         return None, False, wanted
-    for index, key in enumerate(keys):
-        if key in EMAIL_HEADERS:
-            return index, True, cells[index].strip()
-    first = cells[0].strip()
-    if "@" not in first:
-        return 0, True, first or "1"  # a header row naming its columns otherwise
+    if named:
+        return named[0], True, cells[named[0]].strip()
     return 0, False, "1"
+
+
+def _header_hint(wanted: str | None) -> str:
+    """What to do if a refused first row was meant as a header row."""
+    if wanted is not None and wanted.isdigit():
+        return "a header row? choose the column by its name (--column NAME), not its number"
+    return "a header row? name the address column email, or choose it with --column NAME"

@@ -18,6 +18,9 @@ Contract:
   a delivery event names, or none.
 - A send that ended Failed / Terminated has neither messageIds nor failures: its recipients are
   ``unknown``, with the service's ``error`` as the message.
+- **Where.** :func:`check_report_path` says, before anything is sent, why a path could not take
+  the report (no such folder, not writable, a folder itself). :func:`write_report` writes it
+  atomically, with the mode any new file gets (``0o666`` less the umask).
 """
 
 from __future__ import annotations
@@ -96,12 +99,31 @@ def build_report(
     return _complete(report)
 
 
+def check_report_path(path: Path) -> str | None:
+    """Why the report could not be written at ``path``, or None if it can (a file made and
+    removed in its folder, as :func:`write_report` will)."""
+    if path.is_dir():
+        return f"{path} is a folder"
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        return f"there is no folder {folder}"
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    except OSError as e:
+        return f"cannot write in {folder} ({e.strerror or e})"
+    os.close(descriptor)
+    Path(temporary).unlink(missing_ok=True)
+    return None
+
+
 def write_report(path: Path, report: Report) -> None:
-    """Write the CSV atomically (a temporary file renamed into place)."""
+    """Write the CSV atomically (a temporary file renamed into place), mode 0o666 less the umask
+    (not the temporary file's 0o600)."""
     path = path.resolve()
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(report.rows)
@@ -109,6 +131,12 @@ def write_report(path: Path, report: Report) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it back at once
+    os.umask(mask)
+    return mask
 
 
 def _failure_row(failure: dict[str, Any]) -> dict[str, str]:

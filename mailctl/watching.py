@@ -5,18 +5,22 @@ Contract:
 - :func:`watch` polls ``GET /api/v1/emails/{id}`` until it answers 200 (the send finished) and
   returns that body. It waits the service's ``Retry-After`` between reads (between
   ``min_interval`` and ``max_interval``; ``poll_interval`` overrides it).
-- Reads change nothing, so network errors and 5xx are retried — with a note on the display —
-  for ``give_up_after`` seconds without a good answer; then :class:`~mailctl.client.Unreachable`
-  or :class:`~mailctl.client.ServiceError` is raised. A 4xx (unknown id, wrong key) is raised
-  at once.
+- Reads change nothing, so network errors, 429 and 5xx are retried — with a note on the display
+  — for ``give_up_after`` seconds without a good answer; then
+  :class:`~mailctl.client.Unreachable` or :class:`~mailctl.client.ServiceError` is raised. Any
+  other 4xx (unknown id, wrong key) is raised at once.
 - **Ctrl-C stops the watching, never the send**: :exc:`KeyboardInterrupt` leaves :func:`watch`
   after the display is closed; the caller prints the id and how to resume. Nothing here asks
   the service to stop anything.
 - The display shows sent / failed / pending of total, the rate and the ETA. The service's
   counts move a batch at a time (a batch is about a minute of sending), so the rate is measured
-  from this watch's first read to the latest change in the counts, and the ETA is the rest at
-  that rate. :class:`BarDisplay` is rich's live bar (a terminal); :class:`LineDisplay` writes
-  one line per change (logs, CI, pipes); :class:`NoDisplay` is silent.
+  from this watch's first read to the latest rise of the highest count seen (counts that go
+  down — the service falls back to coarser counts when it cannot read a lane — undo nothing: the
+  rate is never negative), and the ETA is the rest at that rate. :class:`BarDisplay` is a live
+  line on a terminal (:func:`progress_line`: it fits the terminal's width, dropping the bar
+  first, then the other decorations, so the counts, the rate and the ETA always show);
+  :class:`LineDisplay` writes one line per change (logs, CI, pipes); :class:`NoDisplay` is
+  silent.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
 
 from mailctl.client import Client, ServiceError, Unreachable
 
@@ -55,7 +62,8 @@ class Counts:
 
 
 class Rate:
-    """Recipients finished per second since the first read, measured at the latest change."""
+    """Recipients finished per second since the first read, measured at the latest rise of the
+    highest count seen (never negative: a count that goes down is not progress undone)."""
 
     def __init__(self) -> None:
         self._start: tuple[float, int] | None = None
@@ -64,7 +72,7 @@ class Rate:
     def observe(self, now: float, done: int) -> None:
         if self._start is None:
             self._start = (now, done)
-        elif done != (self._latest or self._start)[1]:
+        elif done > (self._latest or self._start)[1]:
             self._latest = (now, done)
 
     @property
@@ -150,60 +158,112 @@ class LineDisplay:
         self._stream.flush()
 
 
-class BarDisplay:
-    """rich's live progress bar on a terminal (redrawn in place, 4 times a second)."""
+#: The narrowest bar worth drawing; below it the bar is left out.
+MIN_BAR_WIDTH = 10
+#: What the live line holds, richest first: the first that fits the width is drawn. The bar goes
+#: first, then the elapsed time, the id, the percentage, the runtime status, the total and the
+#: words; the counts, the rate and the ETA stay.
+_LAYOUTS: tuple[tuple[str, ...], ...] = (
+    ("label", "bar", "percent", "counts", "rate", "eta", "elapsed"),
+    ("label", "percent", "counts", "rate", "eta", "elapsed"),
+    ("label", "percent", "counts", "rate", "eta"),
+    ("runtime", "percent", "counts", "rate", "eta"),
+    ("runtime", "counts", "rate", "eta"),
+    ("counts", "rate", "eta"),
+    ("short counts", "rate", "eta"),
+    ("bare counts", "rate", "eta"),
+)
 
-    def __init__(self, console: Console, send_id: str) -> None:
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=None),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn(
-                "[green]{task.fields[sent]} sent[/] · [red]{task.fields[failed]} failed[/] · "
-                "[yellow]{task.fields[pending]} pending[/] of {task.fields[of]}"
-            ),
-            TextColumn("[cyan]{task.fields[rate]}"),
-            TextColumn("ETA {task.fields[eta]}"),
-            TimeElapsedColumn(),
-            console=console,
-            refresh_per_second=4,
-            expand=True,
-        )
+
+def progress_line(
+    width: int,
+    *,
+    send_id: str,
+    runtime: str,
+    counts: Counts,
+    rate: float | None,
+    eta: float | None,
+    elapsed: float | None,
+) -> RenderableType:
+    """One line of live progress, as much of it as fits ``width`` columns (see :data:`_LAYOUTS`).
+
+    ``sent · failed · pending`` (at the narrowest ``sent/failed/pending``), the rate and the ETA
+    fit at 40 columns and more for sends of up to a hundred thousand recipients.
+    """
+    sent, failed, pending, total = (
+        f"{n:,}" for n in (counts.sent, counts.failed, counts.pending, counts.total)
+    )
+    words = f"[green]{sent} sent[/] · [red]{failed} failed[/] · [yellow]{pending} pending[/]"
+    percent = min(100.0, counts.done * 100 / counts.total) if counts.total else 0.0
+    parts = {
+        "label": Text(f"{send_id[:12]} {runtime}", style="bold"),
+        "runtime": Text(runtime, style="bold"),
+        "percent": Text(f"{percent:>3.0f}%"),
+        "counts": Text.from_markup(f"{words} of {total}"),
+        "short counts": Text.from_markup(words),
+        "bare counts": Text.from_markup(f"[green]{sent}[/]/[red]{failed}[/]/[yellow]{pending}[/]"),
+        "rate": Text(format_rate(rate), style="cyan"),
+        "eta": Text(f"ETA {format_duration(eta)}"),
+        "elapsed": Text(format_duration(elapsed), style="progress.elapsed"),
+    }
+    for layout in _LAYOUTS:
+        used = sum(parts[name].cell_len for name in layout if name != "bar") + len(layout) - 1
+        bar = width - used
+        if used <= width and ("bar" not in layout or bar >= MIN_BAR_WIDTH):
+            break
+    table = Table.grid(padding=(0, 1))
+    cells: list[RenderableType] = []
+    for name in layout:
+        if name == "bar":
+            table.add_column(width=bar, no_wrap=True)
+            cells.append(ProgressBar(total=max(counts.total, 1), completed=counts.done, width=bar))
+        else:
+            table.add_column(no_wrap=True)
+            cells.append(parts[name])
+    table.add_row(*cells)
+    return table
+
+
+class BarDisplay:
+    """A live progress line on a terminal (:func:`progress_line`, redrawn 4 times a second at
+    the terminal's current width)."""
+
+    def __init__(self, console: Console, send_id: str, *, clock: Clock = time.monotonic) -> None:
         self._send_id = send_id
-        self._task: TaskID | None = None
+        self._clock = clock
+        self._started: float | None = None
+        self._state: tuple[Counts, float | None, float | None, str] | None = None
+        self._live = Live(self, console=console, refresh_per_second=4)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self._state is None or self._started is None:
+            return
+        counts, rate, eta, runtime = self._state
+        yield progress_line(
+            options.max_width,
+            send_id=self._send_id,
+            runtime=runtime,
+            counts=counts,
+            rate=rate,
+            eta=eta,
+            elapsed=self._clock() - self._started,
+        )
 
     def __enter__(self) -> BarDisplay:
-        self._progress.start()
+        self._live.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        self._live.stop()
 
     def update(self, counts: Counts, rate: Rate, runtime: str) -> None:
-        fields: dict[str, Any] = {
-            "sent": f"{counts.sent:,}",
-            "failed": f"{counts.failed:,}",
-            "pending": f"{counts.pending:,}",
-            "of": f"{counts.total:,}",
-            "rate": format_rate(rate.per_second),
-            "eta": format_duration(rate.eta(counts)),
-        }
-        description = f"{self._send_id[:12]} {runtime}"
-        if self._task is None:
-            self._task = self._progress.add_task(
-                description, total=max(counts.total, 1), completed=counts.done, **fields
-            )
-        else:
-            self._progress.update(
-                self._task,
-                description=description,
-                total=max(counts.total, 1),
-                completed=counts.done,
-                **fields,
-            )
+        if self._started is None:
+            self._started = self._clock()
+        self._state = (counts, rate.per_second, rate.eta(counts), runtime)
+        self._live.refresh()
 
     def note(self, text: str) -> None:
-        self._progress.console.print(text, markup=False, highlight=False)
+        self._live.console.print(text, markup=False, highlight=False)
 
 
 def watch(
@@ -226,7 +286,7 @@ def watch(
             try:
                 status = client.status(send_id)
             except (Unreachable, ServiceError) as e:
-                if isinstance(e, ServiceError) and e.status < 500:
+                if isinstance(e, ServiceError) and e.status < 500 and e.status != 429:
                     raise
                 now = clock()
                 trouble_since = trouble_since if trouble_since is not None else now

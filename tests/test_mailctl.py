@@ -6,17 +6,28 @@ The client against the real service (a devhost) is in tests/devhost/test_mailctl
 from __future__ import annotations
 
 import csv
+import functools
+import io
+import json
+import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
-from mailctl.client import _service_error, idempotency_key
-from mailctl.config import DEFAULT_URL, resolve
-from mailctl.recipients import BadRows, parse_recipients, read_recipients
+from mailctl import cli, watching
+from mailctl.client import KEY_BUSY_PATIENCE, Client, _service_error, idempotency_key
+from mailctl.config import DEFAULT_URL, is_loopback, resolve
+from mailctl.recipients import BadRows, address_key, parse_recipients, read_recipients
 from mailctl.report import COLUMNS, build_report, write_report
-from mailctl.watching import Counts, Rate, format_duration, format_rate
+from mailctl.watching import BarDisplay, Counts, Rate, format_duration, format_rate
+from sendmail.addresses import normalize_address
+from sendmail.idempotency import TAKEOVER_AFTER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +48,18 @@ def test_a_plain_list_without_header_blank_lines_and_duplicates() -> None:
     read = parse_recipients(data)
     assert read.addresses == ["a@example.com", "b@example.com"]  # first spelling, file order
     assert (read.rows, read.duplicates, read.header) == (3, 1, False)
+
+
+def test_duplicates_are_the_services_duplicates() -> None:
+    """The service's rule (sendmail.addresses): case-insensitive, the domain in ASCII form. A list
+    that merged other addresses, or kept apart what the service merges, would not match what was
+    sent (the report pairs them one to one)."""
+    data = "a@bücher.de\nA@XN--BCHER-KVA.DE\nb@straße.de\nb@strasse.de\n".encode()
+    read = parse_recipients(data)
+    assert read.addresses == ["a@bücher.de", "b@straße.de", "b@strasse.de"]
+    assert [normalize_address(a) for a in read.addresses] == [
+        address_key(a) for a in read.addresses
+    ]
 
 
 def test_a_header_without_an_email_column_uses_the_first_column() -> None:
@@ -84,10 +107,51 @@ def test_every_bad_row_is_refused_with_its_line_number() -> None:
 def test_the_column_can_be_named_or_numbered() -> None:
     data = b"id,work,home\n1,w1@example.com,h1@example.com\n"
     assert parse_recipients(data, column="home").addresses == ["h1@example.com"]
-    assert parse_recipients(data, column="2").addresses == ["w1@example.com"]
+    assert parse_recipients(data[13:], column="2").addresses == ["w1@example.com"]
     with pytest.raises(BadRows) as refused:
         parse_recipients(data, column="mobile")
     assert "no column named 'mobile'" in str(refused.value.problems[0])
+    # by number, a first row that names no column the way a header does is data
+    with pytest.raises(BadRows) as refused:
+        parse_recipients(data, column="2")
+    (problem,) = refused.value.problems
+    assert str(problem).startswith("line 1: 'work' is not a valid email address")
+    assert "a header row? choose the column by its name (--column NAME)" in str(problem)
+    named = b"name,email,other\nKim,kim@example.com,k2@example.com\n"
+    read = parse_recipients(named, column="3")
+    assert (read.addresses, read.header) == (["k2@example.com"], True)
+
+
+def test_a_first_row_is_a_header_only_if_it_names_a_column() -> None:
+    # a header-less list whose first address lacks its @: refused, never skipped
+    for column in (None, "1"):
+        with pytest.raises(BadRows) as refused:
+            parse_recipients(b"john.example.com\nb@x.com\nc@x.com\n", column=column)
+        (problem,) = refused.value.problems
+        assert str(problem).startswith("line 1: 'john.example.com' is not a valid email address")
+        assert "a header row?" in str(problem)
+    # a header-less name,email file: every row refused, the first one too
+    with pytest.raises(BadRows) as refused:
+        parse_recipients(b"Kim,kim@example.com\nLee,lee@example.com\n")
+    assert [p.line for p in refused.value.problems] == [1, 2]
+    assert "name the address column email, or choose it with --column" in str(
+        refused.value.problems[0]
+    )
+    # recognised header names: any case, spaces, - and _; email-like names first
+    for header, column in [
+        ("E-Mail", "E-Mail"),
+        ("email address", "email address"),
+        ("Name;E_MAIL", "E_MAIL"),
+        ("Recipient", "Recipient"),
+        ("TO", "TO"),
+        ("Address;Name", "Address"),
+        ("name;address;Email", "Email"),
+        ("이름;이메일", "이메일"),
+    ]:
+        cells = header.split(";")
+        row = ";".join("x@example.com" if c == column else "x" for c in cells)
+        read = parse_recipients(f"{header}\n{row}\n".encode())
+        assert (read.addresses, read.header, read.column) == (["x@example.com"], True, column)
 
 
 def test_an_empty_list_is_refused(tmp_path: Path) -> None:
@@ -300,3 +364,315 @@ def test_a_dry_run_checks_the_list_and_shows_the_key_without_sending(
     assert code == 2
     assert "1 bad row(s); nothing was sent." in err
     assert "line 3: 'nope' is not a valid email address" in err
+
+
+# --- the commands against an in-process service -------------------------------------------------
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass
+class FakeService:
+    """The v1 API as mailctl meets it, in process: ``routes`` answers ``"METHOD /path"``.
+    Time is fake: sleeping (the client's and the watch's) moves :attr:`now`, nothing waits."""
+
+    routes: dict[str, Handler] = field(default_factory=dict)
+    requests: list[httpx.Request] = field(default_factory=list)
+    now: float = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        route = self.routes.get(f"{request.method} {request.url.path}")
+        if route is None:
+            return httpx.Response(404, json={"message": f"no route {request.url.path}"})
+        return route(request)
+
+    def posts(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.method == "POST"]
+
+
+def accepted(send_id: str = "s1", total: int = 2) -> Handler:
+    return lambda request: httpx.Response(202, json={"id": send_id, "total": total})
+
+
+def finished(send_id: str = "s1", recipients: int = 2) -> dict[str, Any]:
+    return {
+        "id": send_id,
+        "runtimeStatus": "Completed",
+        "progress": {"total": recipients, "sent": recipients, "failed": 0, "pending": 0},
+        "messageIds": [f"m{i}" for i in range(recipients)],
+        "failures": [],
+    }
+
+
+@pytest.fixture
+def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeService:
+    """mailctl's commands talk to a :class:`FakeService`; cwd is ``tmp_path`` with ``list.csv``."""
+    fake = FakeService()
+
+    def client(config: Any, args: Any) -> Client:
+        transport = httpx.MockTransport(fake.handle)
+        return Client(
+            config.api_url, config.key, sleep=fake.sleep, clock=fake.clock, transport=transport
+        )
+
+    monkeypatch.setattr(cli, "_client", client)
+    monkeypatch.setattr(
+        cli, "watch", functools.partial(watching.watch, clock=fake.clock, sleep=fake.sleep)
+    )
+    for name in ("MAILCTL_URL", "MAILCTL_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.csv").write_text("email\na@example.com\nb@example.com\n", encoding="utf-8")
+    return fake
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+SEND = ("send", "--from", "se@aifactory.page", "--to-file", "list.csv", "--subject", "S")
+
+
+def test_an_unreadable_list_or_body_is_one_line_and_exit_2(
+    service: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "folder.csv").mkdir()
+    for argv, message in [
+        (
+            ("send", "--from", "se@aifactory.page", "--to-file", "missing.csv", "--subject", "S"),
+            "mailctl: cannot read the list missing.csv: No such file or directory",
+        ),
+        (
+            ("send", "--from", "se@aifactory.page", "--to-file", "folder.csv", "--subject", "S"),
+            "mailctl: cannot read the list folder.csv: Is a directory",
+        ),
+    ]:
+        assert run(capsys, *argv, "--body", "B") == (2, "", message + "\n")
+    code, out, err = run(capsys, *SEND, "--body-file", "missing.txt")
+    assert (code, out) == (2, "")
+    assert err == "mailctl: cannot read the body missing.txt: No such file or directory\n"
+    code, _, err = run(capsys, "watch", "s1", "--to-file", "missing.csv")
+    assert code == 2
+    assert err == "mailctl: cannot read the list missing.csv: No such file or directory\n"
+    assert service.requests == []
+
+
+def test_a_report_path_that_cannot_be_written_is_refused_before_anything_is_sent(
+    service: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    service.routes["POST /api/v1/emails/aws-send"] = accepted()
+    (tmp_path / "a-folder").mkdir()
+    for report, reason in [
+        ("no/such/dir/out.csv", f"there is no folder {tmp_path / 'no' / 'such' / 'dir'}"),
+        ("a-folder", "a-folder is a folder"),
+    ]:
+        code, out, err = run(capsys, *SEND, "--body", "B", "--report", report)
+        assert (code, out) == (2, "")
+        assert err == f"mailctl: cannot write the report {report}: {reason} (nothing was sent)\n"
+        code, _, err = run(capsys, "watch", "s1", "--report", report)
+        assert (code, err) == (2, f"mailctl: cannot write the report {report}: {reason}\n")
+    assert service.requests == []
+
+
+def test_the_report_gets_the_mode_of_any_new_file(tmp_path: Path) -> None:
+    report = build_report(SENT_AND_FAILED, None)
+    previous = os.umask(0o027)
+    try:
+        write_report(tmp_path / "out.csv", report)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o640  # 0o666 less the umask
+
+
+def test_a_key_in_progress_is_asked_again_until_the_service_could_take_it_over(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the service takes over a key whose holder went silent after TAKEOVER_AFTER: wait longer
+    assert TAKEOVER_AFTER.total_seconds() + 10 <= KEY_BUSY_PATIENCE
+    busy = httpx.Response(409, json={"message": "in progress"}, headers={"Retry-After": "1"})
+
+    def taken_over_after_30s(request: httpx.Request) -> httpx.Response:
+        if service.now < TAKEOVER_AFTER.total_seconds() + 1:
+            return busy
+        return httpx.Response(202, json={"id": "s1", "total": 2})
+
+    service.routes["POST /api/v1/emails/aws-send"] = taken_over_after_30s
+    code, out, err = run(capsys, *SEND, "--body", "B", "--no-wait")
+    assert (code, out) == (0, "s1\n"), err
+    assert len(service.posts()) > 30  # about once a second: Retry-After honoured
+    assert {r.headers["Idempotency-Key"] for r in service.posts()} == {
+        idempotency_key(
+            "aws-send", "se@aifactory.page", ["a@example.com", "b@example.com"], "S", "B"
+        )
+    }
+
+    service.requests.clear()
+    service.now = 0.0
+    service.routes["POST /api/v1/emails/aws-send"] = lambda request: busy
+    code, out, err = run(capsys, *SEND, "--body", "B")
+    assert (code, out) == (6, "")  # try again later
+    assert service.now == KEY_BUSY_PATIENCE
+    assert "still answered 409 after 45 s: in progress" in err
+    assert "running the same command again is safe" in err
+
+
+def test_429_is_try_again_later(service: FakeService, capsys: pytest.CaptureFixture[str]) -> None:
+    quota = {"message": "the 24-hour quota is used up"}
+    service.routes["POST /api/v1/emails/aws-send"] = lambda request: httpx.Response(
+        429, json=quota, headers={"Retry-After": "3600"}
+    )
+    code, _, err = run(capsys, *SEND, "--body", "B")
+    assert code == 6
+    assert "answered 429: the 24-hour quota is used up (retry after 1:00:00)" in err
+
+
+def in_turn(*answers: httpx.Response) -> Handler:
+    """A route answering ``answers`` in turn, the last one from then on."""
+    left = list(answers)
+    return lambda request: left.pop(0) if len(left) > 1 else left[0]
+
+
+def running(send_id: str = "s1") -> Handler:
+    body = {
+        "id": send_id,
+        "runtimeStatus": "Running",
+        "progress": {"total": 2, "sent": 1, "failed": 0, "pending": 1},
+    }
+    return lambda request: httpx.Response(202, json=body, headers={"Retry-After": "2"})
+
+
+def test_watching_that_stops_on_an_error_says_the_send_goes_on_and_how_to_resume(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service.routes["POST /api/v1/emails/aws-send"] = accepted()
+    resume = "Resume watching with: python -m mailctl watch s1 --to-file list.csv\n"
+    for answer, code, said in [
+        (403, 5, "mailctl: the service answered 403: no"),
+        (404, 5, "mailctl: the service answered 404: no"),
+        (503, 6, "mailctl: the service answered 503: no"),  # given up after 300 s
+        (429, 6, "mailctl: the service answered 429: no"),  # likewise
+    ]:
+        service.now = 0.0
+        service.routes["GET /api/v1/emails/s1"] = in_turn(
+            running()(httpx.Request("GET", "/")), httpx.Response(answer, json={"message": "no"})
+        )
+        result, out, err = run(capsys, *SEND, "--body", "B", "--progress", "none")
+        assert (result, out) == (code, ""), err
+        assert err.endswith(
+            f"{said}\nStopped watching. The send s1 goes on in the service.\n{resume}"
+        )
+    assert service.now >= 300
+    # an id the service never knew: nothing goes on, nothing to resume
+    code, _, err = run(capsys, "watch", "nope", "--progress", "none")
+    assert code == 5
+    assert "goes on" not in err
+
+
+def test_the_resume_command_says_how_to_give_a_key_that_came_from_key(
+    service: FakeService, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.routes["POST /api/v1/emails/aws-send"] = accepted()
+    url = ("--url", "https://mail.example.com")
+    code, _, err = run(capsys, *SEND, "--body", "B", "--no-wait", *url, "--key", "secret-key")
+    assert code == 0
+    assert "secret-key" not in err
+    assert err.endswith(
+        "follow it with: python -m mailctl watch s1 --url https://mail.example.com "
+        "--to-file list.csv\n  (with the function key: add --key KEY, or set MAILCTL_KEY)\n"
+    )
+    monkeypatch.setenv("MAILCTL_KEY", "secret-key")  # it is still there for the next command
+    code, _, err = run(capsys, *SEND, "--body", "B", "--no-wait", *url)
+    assert err.endswith("--to-file list.csv\n")
+
+
+def test_ctrl_c_while_reading_the_report_events_names_the_send(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service.routes["POST /api/v1/emails/aws-send"] = accepted()
+    service.routes["GET /api/v1/emails/s1"] = lambda request: httpx.Response(200, json=finished())
+
+    def interrupted(request: httpx.Request) -> httpx.Response:
+        raise KeyboardInterrupt
+
+    service.routes["GET /api/v1/emails/s1/events"] = interrupted
+    code, out, err = run(capsys, *SEND, "--body", "B", "--progress", "none", "--report", "r.csv")
+    assert (code, out) == (130, "")
+    assert err.endswith(
+        "Stopped before the report was written. The send s1 has finished (2 sent, 0 failed of "
+        "2).\nWrite the report with: python -m mailctl watch s1 --to-file list.csv "
+        "--report r.csv\n"
+    )
+
+
+def test_a_body_file_s_byte_order_mark_is_not_mailed(
+    service: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    service.routes["POST /api/v1/emails/aws-send"] = accepted()
+    (tmp_path / "body.txt").write_bytes("\ufeff안녕하세요\n".encode())
+    code, _, err = run(capsys, *SEND, "--body-file", "body.txt", "--no-wait")
+    assert code == 0, err
+    assert json.loads(service.posts()[0].content)["body"] == "안녕하세요\n"
+
+
+def test_a_url_without_http_or_https_is_refused_before_anything_is_sent(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for url in ("mail.example.com", "ftp://mail.example.com", "localhost:7071"):
+        code, out, err = run(capsys, *SEND, "--body", "B", "--url", url)
+        assert (code, out) == (2, "")
+        assert err.startswith(f"mailctl: --url {url!r} is not an http:// or https:// URL")
+    assert service.requests == []
+
+
+def test_only_a_loopback_host_gets_the_local_key(tmp_path: Path) -> None:
+    (tmp_path / ".devhost").mkdir()
+    (tmp_path / ".devhost" / "function-key").write_text("local-key\n", encoding="utf-8")
+    for url in ("http://localhost:7071", "http://127.0.0.2:7071", "http://[::1]:7071"):
+        assert is_loopback(url)
+        assert resolve(url, None, {}, tmp_path).key == "local-key"
+    for url in ("http://127.0.0.1.nip.io", "http://127.evil.example", "http://10.0.0.1"):
+        assert not is_loopback(url)
+        assert resolve(url, None, {}, tmp_path).key is None
+
+
+def test_the_rate_never_goes_negative_when_the_counts_drop() -> None:
+    rate = Rate()
+    rate.observe(0.0, 1000)
+    rate.observe(10.0, 1500)
+    rate.observe(20.0, 855)  # the service fell back to lower parent counts
+    assert rate.per_second == 50.0
+    rate.observe(30.0, 1400)  # still below the highest seen: no new measure
+    assert rate.per_second == 50.0
+    rate.observe(40.0, 2000)
+    assert rate.per_second == 25.0
+    dropped = Rate()
+    dropped.observe(0.0, 1000)
+    dropped.observe(10.0, 355)
+    assert dropped.per_second is None
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
+def test_the_progress_line_keeps_counts_rate_and_eta_at_any_width(width: int) -> None:
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    rate = Rate()
+    rate.observe(0.0, 0)
+    rate.observe(10.0, 12_344)
+    counts = Counts(total=20_000, sent=6_500, failed=167, pending=13_333)
+    with BarDisplay(console, "4f1c9a2b7d3e44aa") as display:
+        display.update(counts, rate, "Running")
+    (text,) = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert len(text) <= width
+    assert "…" not in text
+    assert re.search(r"6,500\b.*\b167\b.*\b13,333\b.* 1,234/s ETA 0:00:11", text), text
+    if width >= 80:
+        assert "6,500 sent · 167 failed · 13,333 pending of 20,000" in text
+    assert ("━" in text) == (width >= 120)  # the bar goes first

@@ -136,11 +136,13 @@ _TAKE_TERMINAL = (
 
 
 class Terminal:
-    """A command on a pseudo-terminal (160x40), as it runs in an operator's shell."""
+    """A command on a pseudo-terminal (160x40 unless told), as it runs in an operator's shell."""
 
-    def __init__(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: list[str], *, cwd: Path, env: dict[str, str], columns: int = 160
+    ) -> None:
         master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _TAKE_TERMINAL, *argv],
             cwd=cwd,
@@ -195,8 +197,10 @@ class Terminal:
         return self.proc.wait(timeout=30)
 
 
-def mailctl_in_terminal(app: DevhostProcess, cwd: Path, *args: str) -> Terminal:
-    return Terminal([sys.executable, "-m", "mailctl", *args], cwd=cwd, env=mailctl_env(app))
+def mailctl_in_terminal(app: DevhostProcess, cwd: Path, *args: str, columns: int = 160) -> Terminal:
+    return Terminal(
+        [sys.executable, "-m", "mailctl", *args], cwd=cwd, env=mailctl_env(app), columns=columns
+    )
 
 
 def number(text: str) -> int:
@@ -274,6 +278,33 @@ def test_bad_rows_are_refused_up_front_with_their_line_numbers(
     assert result.stdout == ""
     assert outbox(app) == sent_before
     assert instances(app) == started_before  # no send started at all
+
+
+def test_a_list_or_report_that_cannot_be_used_is_refused_before_anything_starts(
+    app: DevhostProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "headerless.csv").write_text(
+        "john.example.com\nb@example.com\nc@example.com\n", encoding="utf-8"
+    )
+    write_list(tmp_path / "list.csv", ["reported@example.com"])
+    send = ("send", "--from", SENDER, "--subject", "s", "--body", "b")
+    started_before = instances(app)
+
+    headerless = mailctl(app, tmp_path, *send, "--to-file", "headerless.csv")
+    missing = mailctl(app, tmp_path, *send, "--to-file", "missing.csv")
+    no_folder = mailctl(app, tmp_path, *send, "--to-file", "list.csv", "--report", "no/r.csv")
+
+    assert headerless.returncode == 2
+    assert "  line 1: 'john.example.com' is not a valid email address" in headerless.stderr
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        "mailctl: cannot read the list missing.csv: No such file or directory"
+    )
+    assert no_folder.returncode == 2
+    assert no_folder.stderr.startswith("mailctl: cannot write the report no/r.csv: there is no")
+    assert "Traceback" not in headerless.stderr + missing.stderr + no_folder.stderr
+    assert instances(app) == started_before  # no send started at all
+    assert "reported@example.com" not in outbox(app)
 
 
 # --- a few thousand rows ------------------------------------------------------------------------
@@ -391,6 +422,31 @@ def test_the_live_progress_bar_shows_counts_rate_and_eta_on_a_terminal(
     last = frames[-1]
     assert (last["runtime"], last["percent"], number(last["sent"])) == ("Completed", "100", 600)
     assert (last["failed"], last["pending"]) == ("0", "0")
+
+
+def test_on_an_80_column_terminal_the_bar_gives_way_to_the_rate_and_eta(
+    app: DevhostProcess, tmp_path: Path
+) -> None:
+    # 600 is enough: with the id, the bar, the percentage and the elapsed time the line needs
+    # more than 90 columns
+    write_list(tmp_path / "list.csv", [f"narrow{i:04d}@example.com" for i in range(600)])
+    terminal = mailctl_in_terminal(
+        app,
+        tmp_path,
+        *("send", "--from", SENDER, "--to-file", "list.csv", "--subject", "s", "--body", "b"),
+        *("--poll-interval", POLL),
+        columns=80,
+    )
+    assert terminal.finish() == 0, terminal.screen_text[-3000:]
+
+    frames = terminal.frames()
+    assert frames, terminal.screen_text[-3000:]
+    assert {number(f["total"]) for f in frames} == {600}
+    moving = [f for f in frames if 0 < number(f["sent"]) < 600]
+    assert any(re.fullmatch(r"[\d.,]+/s", f["rate"]) and ":" in f["eta"] for f in moving)
+    lines = [line for line in terminal.screen_text.splitlines() if " pending of " in line]
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    assert "…" not in "".join(lines)
 
 
 def test_ctrl_c_stops_watching_not_sending_and_says_how_to_resume(
