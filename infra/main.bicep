@@ -45,7 +45,7 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Maximum number of instances the app scales out to. Flex Consumption accepts 40 (its lowest maximum) to 1000.')
+@description('Maximum number of on-demand instances per function group (HTTP and Durable each). Flex Consumption accepts 40 (its lowest maximum) to 1000.')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -211,7 +211,7 @@ var names = {
   identity: 'id-${appName}-${resourceToken}'
   plan: 'plan-${appName}-${resourceToken}'
   functionApp: 'func-${appName}-${resourceToken}'
-  storage: take('st${appName}${resourceToken}', 24)
+  storage: take('st${replace(toLower(appName), '-', '')}${resourceToken}', 24) // 3-24 lowercase letters and digits
   keyVault: take('kv-${appName}-${resourceToken}', 24)
   workspace: 'log-${appName}-${resourceToken}'
   applicationInsights: 'appi-${appName}-${resourceToken}'

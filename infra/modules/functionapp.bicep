@@ -41,7 +41,7 @@ param pythonVersion string
 ])
 param instanceMemoryMB int
 
-@description('Upper bound of instances the app scales out to (caps cost and SES/SMTP pressure). Flex Consumption accepts 40 to 1000.')
+@description('Upper bound of on-demand instances per function group (HTTP and Durable each). Flex Consumption accepts 40 to 1000.')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
@@ -57,7 +57,7 @@ param durableAlwaysReadyInstances int
 @description('Name of the storage account behind AzureWebJobsStorage (the blob/queue/table endpoints below are its own).')
 param storageAccountName string
 
-@description('Storage account blob endpoint (https://<account>.blob.core.windows.net/).')
+@description('Storage account blob endpoint (its primaryEndpoints.blob).')
 param blobEndpoint string
 
 @description('Storage account queue endpoint.')
@@ -72,7 +72,7 @@ param deploymentContainerName string
 @description('Application Insights component name in this resource group.')
 param applicationInsightsName string
 
-@description('Key Vault URI (https://<vault>.vault.azure.net/).')
+@description('Key Vault URI (its properties.vaultUri).')
 param keyVaultUri string
 
 @description('Names of the Key Vault secrets referenced by app settings.')

@@ -21,6 +21,10 @@ them a template that every offline tool accepts can still be refused by Azure. S
     managedIdentityResourceId").
 [host-11787] Azure/azure-functions-host#11787: with ``__blobServiceUri`` only, the host can fail
     to create its BlobServiceClient at start-up; ``__accountName`` beside it avoids that.
+[cli-31414] Azure/azure-cli#31414: ``az functionapp config access-restriction add`` on a Flex
+    app is refused with 51021 ("... FtpsState, Use32BitWorkerProcess, PreWarmedInstanceCount,
+    NetFrameworkVersion, FunctionsRuntimeScaleMonitoringEnabled ... for Flex Consumption sites
+    is invalid"): the CLI sends the whole site config back.
 [durable-flex] "Durable Functions Azure Storage provider", section "Flex Consumption plan",
     learn.microsoft.com/azure/azure-functions/durable/durable-functions-azure-storage-provider#flex-consumption-plan:
     queue polling interval of 10 seconds or less (the default maximum is 30 s); always-ready
@@ -103,11 +107,18 @@ FLEX_DEPRECATED_SITE_PROPERTIES = frozenset(
     }
 )
 #: This project's additions, not on Microsoft's list: a storage connection string (the app uses
-#: its identity only), and site properties of other plans (Windows-only pythonVersion, Elastic
-#: Premium's minimumElasticInstanceCount, Consumption's dailyMemoryTimeQuota).
+#: its identity only), site properties of other plans (Windows-only pythonVersion, Elastic
+#: Premium's minimumElasticInstanceCount, Consumption's dailyMemoryTimeQuota), and
+#: functionsRuntimeScaleMonitoringEnabled, which ARM names in its 51021 refusal of a Flex site
+#: config beside ftpsState and use32BitWorkerProcess ([cli-31414]).
 PROJECT_REJECTED_SETTINGS = frozenset({"AzureWebJobsStorage"})
 PROJECT_REJECTED_SITE_PROPERTIES = frozenset(
-    {"pythonVersion", "minimumElasticInstanceCount", "dailyMemoryTimeQuota"}
+    {
+        "pythonVersion",
+        "minimumElasticInstanceCount",
+        "dailyMemoryTimeQuota",
+        "functionsRuntimeScaleMonitoringEnabled",
+    }
 )
 
 #: [plan] "Instance sizes"; [samples] ``@allowed([512,2048,4096])``.

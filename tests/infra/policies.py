@@ -776,6 +776,52 @@ def check_naming_and_tags(project: Project) -> list[str]:
     return problems
 
 
+#: The ``no-hardcoded-env-urls`` linter rule's default ``disallowedhosts`` (Learn, "Linter rule -
+#: no hardcoded environment URL", Configuration), which infra/bicepconfig.json raises to error.
+#: The rule matches a host anywhere in a string, and until Bicep 0.38.3 (Azure/bicep#17667,
+#: fixing #10308) it read ``@description`` text too: an error-level finding fails ``bicep build``
+#: and ``build-params`` (hence ``az deployment`` and ``azd up``) with the Bicep that azd 1.19 and
+#: older bring.
+ENV_URL_HOSTS = (
+    "gallery.azure.com",
+    "management.core.windows.net",
+    "management.azure.com",
+    "database.windows.net",
+    "core.windows.net",
+    "login.microsoftonline.com",
+    "graph.windows.net",
+    "trafficmanager.net",
+    "datalake.azure.net",
+    "azuredatalakestore.net",
+    "azuredatalakeanalytics.net",
+    "vault.azure.net",
+    "api.loganalytics.io",
+    "asazure.windows.net",
+    "region.asazure.windows.net",
+    "batch.core.windows.net",
+)
+#: The rule's default ``excludedhosts``.
+ENV_URL_EXCLUDED = ("schema.management.azure.com",)
+
+
+def check_env_urls(project: Project) -> list[str]:
+    """No string — descriptions included — names a cloud-specific host (:data:`ENV_URL_HOSTS`):
+    endpoints come from the resources (``primaryEndpoints``, ``vaultUri``) or ``environment()``."""
+    problems = []
+    for bicep_file in project.files.values():
+        for node in walk(bicep_file.root):
+            if node.type != "string":
+                continue
+            value = text(node).lower()
+            for excluded in ENV_URL_EXCLUDED:
+                value = value.replace(excluded, "")
+            for host in ENV_URL_HOSTS:
+                if host in value:
+                    problems.append(f"{_where(bicep_file, node)}: a string names {host}")
+                    break
+    return problems
+
+
 _MODERN_NODES = frozenset(
     {
         "lambda_expression",

@@ -60,6 +60,7 @@ CHECKS: dict[str, Check] = {
     "network": policies.check_network,
     "location": policies.check_location,
     "naming_and_tags": policies.check_naming_and_tags,
+    "env_urls": policies.check_env_urls,
 }
 
 
@@ -156,6 +157,24 @@ MAIN = "main.bicep"
 
 REGRESSIONS: list[tuple[str, str, tuple[tuple[str, str, str], ...], str]] = [
     # (check, id, edits, expected fragment of a violation)
+    (
+        "env_urls",
+        "host-in-a-description",
+        (
+            (
+                APP,
+                "@description('Key Vault URI",
+                "@description('https://<vault>.vault.azure.net/: Key Vault URI",
+            ),
+        ),
+        "vault.azure.net",
+    ),
+    (
+        "env_urls",
+        "hard-coded-endpoint",
+        ((MAIN, "var tags =", "var blob = 'https://x.blob.core.windows.net/'\nvar tags ="),),
+        "core.windows.net",
+    ),
     (
         "syntax",
         "unclosed-object",
