@@ -17,7 +17,7 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
+from activities.names import RECONCILE_BATCH, RELEASE_QUOTA, SEND_SES_BATCH, SEND_SMTP_BATCH
 from devhost.durable.engine import Engine
 from devhost.durable.history import EventType, parse_timestamp
 from orchestrators import lanes
@@ -78,6 +78,13 @@ def smtp_batch(batch: dict[str, Any]) -> Any:
 @app.activity_trigger(input_name="batch")
 def reconcile(batch: dict[str, Any]) -> Any:
     return _answer(RECONCILE_BATCH, batch)
+
+
+@app.function_name(RELEASE_QUOTA)
+@app.activity_trigger(input_name="send")
+def release(send: str) -> None:
+    """The app's functions must all exist: a call to a missing one is never answered on Azure
+    (devhost.durable.shim.call_refusal)."""
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from devhost.durable.history import (
     utcnow,
 )
 from devhost.durable.replay import EpisodeInput, EpisodeResult, run_episode
+from devhost.durable.shim import call_refusal
 from devhost.durable.store import ActivityRow, InboxRow, InstanceRow, Store
 from devhost.durable.workitems import WorkItemQueue
 from devhost.invoker import InvocationContext, Worker, accepted_parameters
@@ -278,6 +279,12 @@ class Engine:
                     new_events=[r.event for r in batch],
                     now=utcnow(),
                     execution_id=instance.execution_id,
+                    refuse=call_refusal(
+                        self.index.activities,
+                        self.index.orchestrators,
+                        instance_id,
+                        instance.parent_instance_id,
+                    ),
                 ),
             )
         self._commit(instance, len(history), batch, result)

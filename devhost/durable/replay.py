@@ -14,6 +14,7 @@ numbers, and when the SDK numbers differently it misbehaves here exactly as it w
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +36,9 @@ from devhost.durable.history import (
     parse_state,
     to_json_text,
 )
-from devhost.durable.shim import NonDeterminism, Scheduled, Unsupported, replay
+from devhost.durable.shim import NonDeterminism, Refuse, Scheduled, Unsupported, replay
+
+logger = logging.getLogger(__name__)
 
 #: Replay schema sent as ``upperSchemaVersion`` (``ReplaySchema.V3``: compound actions).
 UPPER_SCHEMA_VERSION = 2
@@ -78,6 +81,8 @@ class EpisodeInput:
     now: datetime
     #: The execution's id: DTFx names a sub-orchestration without an instance id after it.
     execution_id: str = ""
+    #: The extension's checks before it schedules a call (:func:`shim.call_refusal`); None: none.
+    refuse: Refuse | None = None
 
 
 @dataclass
@@ -151,6 +156,7 @@ def run_episode(handle: OrchestratorHandle, episode: EpisodeInput) -> EpisodeRes
             episode.history + new_events,
             outcome.top_actions,
             lambda task_id: sub_orchestration_instance_id(episode.execution_id, task_id),
+            episode.refuse,
         )
     except (NonDeterminism, Unsupported) as exc:
         error = (
@@ -159,6 +165,15 @@ def run_episode(handle: OrchestratorHandle, episode: EpisodeInput) -> EpisodeRes
             else str(exc)
         )
     else:
+        for reason in host.refused:
+            logger.warning(
+                "orchestration %s (%s): a call was refused by the host: %s. On Azure the "
+                "extension swallows this: nothing is scheduled and the orchestration waits for "
+                "it forever",
+                episode.instance_id,
+                episode.name,
+                reason,
+            )
         for item in host.new:
             _schedule(item, now, result)
         result.blocked_at = host.blocked_at

@@ -27,6 +27,17 @@ Durable extension then replays that list as .NET code inside the Durable Task Fr
   attempt, a "dummy" timer that fires at once) and only then the next attempt, each taking the
   next sequence number *when the failure or the timer is processed*.
 
+* A call the extension refuses before scheduling — ``CallDurableTaskFunctionAsync`` is an ``async``
+  method, so its ``ArgumentException`` for a function the app does not have
+  (``DurableTaskExtension.ThrowIfFunctionDoesNotExist``), or for a sub-orchestration id equal to
+  the instance's or its parent's or starting with ``@``, becomes a faulted task — is swallowed by
+  the walk like any failure: it takes **no sequence number**, no event ever answers it, and the
+  SDK waits for it forever (the instance stays Running). :class:`Refused` lists them.
+* External events (``DurableOrchestrationContext.WaitForExternalEvent`` / ``RaiseEvent``): names
+  compare ignoring case; an event goes to the **newest** waiter of its name (a stack, "to make it
+  easier for users to abandon external events ... a Task.WhenAny in a loop"), and one that
+  arrives before anyone waits is buffered in order.
+
 The consequence (azure-functions-durable-python issue #603, closed as won't fix for SDK 1.x): an
 action behind a pending one is not scheduled until that one completes, and the SDK and the host
 number tasks differently as soon as the SDK yields work the host has not reached yet. This module
@@ -40,7 +51,7 @@ actions and says what the host schedules now.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -48,6 +59,10 @@ from typing import Any, Literal
 from devhost.durable.history import ActionType, EventType, parse_timestamp
 
 Kind = Literal["activity", "timer", "sub"]
+
+
+#: Why the extension would refuse a call (an action and its kind), or None: see :func:`replay`.
+Refuse = Callable[[Kind, dict[str, Any]], "str | None"]
 
 
 class NonDeterminism(Exception):
@@ -108,6 +123,8 @@ class ShimResult:
     #: Index of the action the walk is blocked on, if any (for diagnostics and tests).
     blocked_at: int | None = None
     continue_as_new: bool = False
+    #: Calls the extension refused (why, per call): on Azure they are never answered.
+    refused: list[str] = field(default_factory=list)
 
 
 class Shim:
@@ -117,8 +134,11 @@ class Shim:
         self,
         actions: Sequence[dict[str, Any]],
         default_instance_id: Callable[[int], str],
+        refuse: Refuse | None = None,
     ) -> None:
         self.actions = list(actions)
+        self._refuse = refuse
+        self.refused: list[str] = []
         self.cursor = 0
         self.walk_finished = False
         self.continue_as_new = False
@@ -127,7 +147,7 @@ class Shim:
         self._default_instance_id = default_instance_id
         self._unmatched: dict[int, Scheduled] = {}
         self._open: dict[int, _Task] = {}
-        self._waiters: dict[str, deque[_Task]] = {}
+        self._waiters: dict[str, list[_Task]] = {}  # by name, lower-cased: a stack each
         self._buffered: dict[str, deque[None]] = {}
 
     # --- the walk (ProcessAsyncActionsV2) -----------------------------------------------------
@@ -142,16 +162,21 @@ class Shim:
 
     def _invoke(self, action: dict[str, Any]) -> _Task:
         kind = ActionType(action["actionType"])
-        if kind == ActionType.CALL_ACTIVITY:
-            return self._schedule("activity", action)
-        if kind == ActionType.CALL_SUB_ORCHESTRATOR:
-            return self._schedule("sub", action)
-        if kind in (
-            ActionType.CALL_ACTIVITY_WITH_RETRY,
-            ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY,
-        ):
-            call: Kind = "activity" if kind == ActionType.CALL_ACTIVITY_WITH_RETRY else "sub"
-            return _RetryCall(self, call, action).task
+        calls: dict[ActionType, Kind] = {
+            ActionType.CALL_ACTIVITY: "activity",
+            ActionType.CALL_ACTIVITY_WITH_RETRY: "activity",
+            ActionType.CALL_SUB_ORCHESTRATOR: "sub",
+            ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY: "sub",
+        }
+        if kind in calls:
+            refused = self._refuse(calls[kind], action) if self._refuse else None
+            if refused is not None:  # thrown inside the async call: a faulted task, no id
+                self.refused.append(refused)
+                return _Task(done=True, failed=True)
+        if kind in (ActionType.CALL_ACTIVITY, ActionType.CALL_SUB_ORCHESTRATOR):
+            return self._schedule(calls[kind], action)
+        if kind in calls:
+            return _RetryCall(self, calls[kind], action).task
         if kind == ActionType.CREATE_TIMER:
             timer = self._schedule("timer", action)
             if action.get("isCanceled"):
@@ -195,12 +220,13 @@ class Shim:
         timer.finish(failed=True)  # a cancelled timer: ``await`` throws, the walk goes on
 
     def _wait_for(self, name: str) -> _Task:
-        buffered = self._buffered.get(name)
+        key = name.lower()  # the extension's dictionaries use StringComparer.OrdinalIgnoreCase
+        buffered = self._buffered.get(key)
         if buffered:
             buffered.popleft()
             return _Task(done=True)
         task = _Task()
-        self._waiters.setdefault(name, deque()).append(task)
+        self._waiters.setdefault(key, []).append(task)
         return task
 
     def process(self, evt: dict[str, Any]) -> None:
@@ -223,12 +249,12 @@ class Shim:
         elif kind == EventType.TIMER_FIRED:
             self._complete(int(evt["TimerId"]), failed=False)
         elif kind == EventType.EVENT_RAISED:
-            name = str(evt.get("Name"))
-            waiters = self._waiters.get(name)
+            key = str(evt.get("Name")).lower()
+            waiters = self._waiters.get(key)
             if waiters:
-                waiters.popleft().finish(failed=False)
+                waiters.pop().finish(failed=False)  # the newest waiter: the extension's stack
             else:
-                self._buffered.setdefault(name, deque()).append(None)
+                self._buffered.setdefault(key, deque()).append(None)
 
     def _match(self, evt: dict[str, Any], kind: Kind) -> None:
         event_id = int(evt["EventId"])
@@ -262,6 +288,7 @@ class Shim:
             open_tasks=len(self._open),
             blocked_at=None if self.walk_finished else self.cursor - 1,
             continue_as_new=self.continue_as_new,
+            refused=list(self.refused),
         )
 
 
@@ -338,13 +365,49 @@ def replay(
     events: Sequence[dict[str, Any]],
     actions: Sequence[dict[str, Any]],
     default_instance_id: Callable[[int], str],
+    refuse: Refuse | None = None,
 ) -> ShimResult:
     """Replay the shim over ``events`` (the whole history, new events last) and ``actions``.
 
     ``actions`` is the SDK's list for replay schema V2+ (``state["actions"][0]``), compound
-    actions not flattened. Raises :class:`NonDeterminism` or :class:`Unsupported`.
+    actions not flattened. ``refuse`` says why the extension would throw on a call, if it would
+    (:func:`call_refusal`). Raises :class:`NonDeterminism` or :class:`Unsupported`.
     """
-    shim = Shim(actions, default_instance_id)
+    shim = Shim(actions, default_instance_id, refuse)
     for evt in events:
         shim.process(evt)
     return shim.result()
+
+
+def call_refusal(
+    activities: Collection[str],
+    orchestrators: Collection[str],
+    instance_id: str,
+    parent_instance_id: str | None,
+) -> Refuse:
+    """The extension's checks in ``DurableOrchestrationContext.CallDurableTaskFunctionAsync``
+    before it schedules a call: the function exists (``ThrowIfFunctionDoesNotExist``: names
+    compare ignoring case; a disabled function is not indexed), and a sub-orchestration's instance
+    id is neither the instance's nor its parent's (ignoring case) nor starts with ``@``."""
+    known = {
+        "activity": {name.lower() for name in activities},
+        "sub": {name.lower() for name in orchestrators},
+    }
+    own = {instance_id.lower(), *([parent_instance_id.lower()] if parent_instance_id else [])}
+
+    def refuse(kind: Kind, action: dict[str, Any]) -> str | None:
+        name = str(action.get("functionName"))
+        if name.lower() not in known.get(kind, set()):
+            what = "an activity" if kind == "activity" else "an orchestrator"
+            return f"the function '{name}' doesn't exist or is not {what} function"
+        sub_id = action.get("instanceId")
+        if kind == "sub" and sub_id and str(sub_id).lower() in own:
+            return (
+                "the instance ID of a sub-orchestration must be different than the instance ID "
+                "of a parent orchestration"
+            )
+        if kind == "sub" and sub_id and str(sub_id).startswith("@"):
+            return "orchestration instance ids must not start with @"
+        return None
+
+    return refuse

@@ -37,10 +37,10 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from activities.names import RECONCILE_BATCH, SEND_SES_BATCH
+from activities.names import RECONCILE_BATCH, RELEASE_QUOTA, SEND_SES_BATCH
 from devhost.durable.engine import Engine
 from devhost.durable.history import EventType, event, format_timestamp
-from devhost.durable.shim import NonDeterminism, replay
+from devhost.durable.shim import NonDeterminism, call_refusal, replay
 from orchestrators import lanes
 from orchestrators.names import SES_ORCHESTRATOR
 from orchestrators.send import bp as send_orchestrators
@@ -224,6 +224,58 @@ def test_history_that_does_not_match_the_replay_is_non_deterministic() -> None:
         history.episode([activity("other")], history.done(0))
 
 
+def wait_for(name: str) -> dict[str, Any]:
+    return {"actionType": 6, "externalEventName": name}
+
+
+def sub(name: str, instance_id: str | None = None) -> dict[str, Any]:
+    return {"actionType": 2, "functionName": name, "input": "null", "instanceId": instance_id}
+
+
+def test_a_call_the_extension_refuses_takes_no_id_and_is_never_answered() -> None:
+    """``CallDurableTaskFunctionAsync`` is ``async``: its ArgumentException for a function the app
+    does not have (``ThrowIfFunctionDoesNotExist``), or for a sub-orchestration id equal to the
+    instance's or its parent's (ignoring case) or starting with "@", is a faulted task that
+    ``ProcessAsyncActionsV2`` swallows. No sequence number is taken, so the next call gets the
+    number the refused one would have had, and nothing ever answers the refused one."""
+    refuse = call_refusal(["known"], ["child"], "Me", "Parent")
+    actions = [
+        activity("missing"),
+        sub("child", "me"),
+        sub("child", "PARENT"),
+        sub("child", "@entity"),
+        sub("nochild"),
+        activity("Known"),  # names compare ignoring case
+    ]
+    history = History()
+    result = replay(history.events, actions, lambda k: f"exec:{k}", refuse)
+    assert [(item.event_id, item.name) for item in result.new] == [(0, "Known")]
+    assert result.blocked_at == 5  # the walk went past every refused call to the last one
+    assert len(result.refused) == 5
+    assert "'missing' doesn't exist" in result.refused[0]
+    assert "must be different" in result.refused[1]
+    assert "must be different" in result.refused[2]
+    assert "must not start with @" in result.refused[3]
+    assert "'nochild' doesn't exist or is not an orchestrator" in result.refused[4]
+
+
+def test_an_external_event_goes_to_the_newest_waiter_and_names_ignore_case() -> None:
+    """``DurableOrchestrationContext.WaitForExternalEvent`` keeps waiters on a stack ("to make it
+    easier for users to abandon external events ... a Task.WhenAny in a loop") in dictionaries
+    with ``StringComparer.OrdinalIgnoreCase``: the event completes the newest wait, so the walk
+    blocked on the older one stays blocked."""
+    history = History()
+    actions = [when_any(wait_for("Go"), timer(T0 + timedelta(hours=1))), wait_for("go")]
+    first = history.episode(actions[:1])
+    assert first.blocked_at == 0
+    raised = event(EventType.EVENT_RAISED, history.now, Name="GO", Input="1")
+    fired = history.fired(0)
+    blocked = history.episode(actions, fired)  # the timer won the WhenAny; a second wait
+    assert blocked.blocked_at == 1
+    after = history.episode(actions, raised)  # the newest wait (the second) gets the event
+    assert after.walk_finished
+
+
 # --- real orchestrators through the real SDK under devhost's engine ------------------------------
 
 app = df.DFApp()
@@ -280,6 +332,12 @@ def gated_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     if (plan.pop(0) if len(plan) > 1 else plan[0]) == "fail":
         raise RuntimeError(f"batch {key} failed")
     return {"messageIds": [f"id-{r}" for r in batch["recipients"]], "failures": []}
+
+
+@app.function_name(RELEASE_QUOTA)
+@app.activity_trigger(input_name="send")
+def release_nothing(send: str) -> None:
+    return None
 
 
 @app.function_name(RECONCILE_BATCH)
