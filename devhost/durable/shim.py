@@ -65,6 +65,18 @@ Kind = Literal["activity", "timer", "sub"]
 Refuse = Callable[[Kind, dict[str, Any]], "str | None"]
 
 
+#: The calls the extension schedules, by action type, and those made through its RetryInterceptor.
+_CALLS: dict[ActionType, Kind] = {
+    ActionType.CALL_ACTIVITY: "activity",
+    ActionType.CALL_ACTIVITY_WITH_RETRY: "activity",
+    ActionType.CALL_SUB_ORCHESTRATOR: "sub",
+    ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY: "sub",
+}
+_RETRIED_CALLS = frozenset(
+    {ActionType.CALL_ACTIVITY_WITH_RETRY, ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY}
+)
+
+
 class NonDeterminism(Exception):
     """The history does not match what the replay produced (DTFx fails the instance)."""
 
@@ -162,21 +174,15 @@ class Shim:
 
     def _invoke(self, action: dict[str, Any]) -> _Task:
         kind = ActionType(action["actionType"])
-        calls: dict[ActionType, Kind] = {
-            ActionType.CALL_ACTIVITY: "activity",
-            ActionType.CALL_ACTIVITY_WITH_RETRY: "activity",
-            ActionType.CALL_SUB_ORCHESTRATOR: "sub",
-            ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY: "sub",
-        }
-        if kind in calls:
-            refused = self._refuse(calls[kind], action) if self._refuse else None
+        call = _CALLS.get(kind)
+        if call is not None:
+            refused = self._refuse(call, action) if self._refuse else None
             if refused is not None:  # thrown inside the async call: a faulted task, no id
                 self.refused.append(refused)
                 return _Task(done=True, failed=True)
-        if kind in (ActionType.CALL_ACTIVITY, ActionType.CALL_SUB_ORCHESTRATOR):
-            return self._schedule(calls[kind], action)
-        if kind in calls:
-            return _RetryCall(self, calls[kind], action).task
+            if kind in _RETRIED_CALLS:
+                return _RetryCall(self, call, action).task
+            return self._schedule(call, action)
         if kind == ActionType.CREATE_TIMER:
             timer = self._schedule("timer", action)
             if action.get("isCanceled"):
