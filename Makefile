@@ -25,12 +25,13 @@ test: lint typecheck unit infra
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
 unit: $(STAMP) node_modules/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 infra: $(STAMP)
 	scripts/validate-infra

@@ -1,13 +1,14 @@
 """The activities: one SES batch, one SMTP connection, and reconciling a failed batch.
 
-Each validates its JSON input, runs the batch through :func:`sendmail.runner.run_batch` (which
-consults the send ledger so a retried activity never re-sends what was already sent) and returns a
-compact :class:`~sendmail.jobs.BatchResult`. Expected failures are per-recipient results; only the
-unexpected raises. An SES batch runs for at most ``SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS`` (and
-never past the send's deadline) and hands back what SES did not take yet as *pending*: the lane
-orchestrator schedules it again (see ``orchestrators/lanes.py``). Before an SES batch calls SES,
-its recipients on the suppression list are taken out and reported as ``SUPPRESSED``
-(:mod:`sendmail.suppression`); every message carries the send id as an SES message tag.
+Each validates its JSON input, runs the batch through :func:`sendmail.sending.runner.run_batch`
+(which consults the send ledger so a retried activity never re-sends what was already sent) and
+returns a compact :class:`~sendmail.sending.jobs.BatchResult`. Expected failures are per-recipient
+results; only the unexpected raises. An SES batch runs for at most
+``SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS`` (and never past the send's deadline) and hands back what
+SES did not take yet as *pending*: the lane orchestrator schedules it again (see
+``orchestrators/lanes.py``). Before an SES batch calls SES, its recipients on the suppression list
+are taken out and reported as ``SUPPRESSED`` (:mod:`sendmail.feedback.suppression`); every message
+carries the send id as an SES message tag.
 """
 
 import logging
@@ -28,12 +29,12 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="batch")
 def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
-    from sendmail.jobs import SesBatch
-    from sendmail.results import BatchReport
-    from sendmail.runner import SendFn, run_batch
-    from sendmail.ses_events import send_tags
-    from sendmail.settings import get_settings
-    from sendmail.suppression import skipping_suppressed
+    from sendmail.feedback.ses_events import send_tags
+    from sendmail.feedback.suppression import skipping_suppressed
+    from sendmail.platform.settings import get_settings
+    from sendmail.sending.jobs import SesBatch
+    from sendmail.sending.results import BatchReport
+    from sendmail.sending.runner import SendFn, run_batch
 
     job = SesBatch.model_validate(batch)
     mail = job.mail
@@ -85,10 +86,11 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="batch")
 def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
-    from sendmail.jobs import BatchResult, SmtpBatch
-    from sendmail.results import BatchReport, FailureCode
-    from sendmail.runner import run_batch
-    from sendmail.sealing import SealingError
+    from sendmail.contract.vocabulary import FailureCode
+    from sendmail.sending.jobs import BatchResult, SmtpBatch
+    from sendmail.sending.results import BatchReport
+    from sendmail.sending.runner import run_batch
+    from sendmail.sending.sealing import SealingError
 
     job = SmtpBatch.model_validate(batch)
     mail = job.mail
@@ -127,8 +129,8 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
 def reconcile_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """What a batch that kept failing did send, from the ledger; the rest are failures."""
     from sendmail import services
-    from sendmail.jobs import BatchFailure, BatchResult
-    from sendmail.results import FailureCode
+    from sendmail.contract.vocabulary import FailureCode
+    from sendmail.sending.jobs import BatchFailure, BatchResult
 
     key = str(batch["ledgerKey"])
     size = int(batch["size"])

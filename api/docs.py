@@ -1,10 +1,11 @@
 """The API described by itself: the OpenAPI document and Swagger UI, both anonymous.
 
 ``GET /api/v1/openapi.json`` is built once per process from the models and the settings
-(:func:`sendmail.openapi.build_openapi`). ``GET /api/v1/docs`` is Swagger UI from the packaged
-distribution (``swagger-ui-bundle-v2``): no CDN, it works offline. Its static files are served
-from ``/api/v1/docs/{file}`` out of a fixed allow-list of the package's files, so no request path
-ever reaches the file system. ``/api/swagger-ui/index.html``, where v1 served its UI, redirects.
+(:func:`sendmail.contract.openapi.build_openapi`). ``GET /api/v1/docs`` is Swagger UI from the
+packaged distribution (``swagger-ui-bundle-v2``): no CDN, it works offline. Its static files are
+served from ``/api/v1/docs/{file}`` out of a fixed allow-list of the package's files, so no request
+path ever reaches the file system. ``/api/swagger-ui/index.html``, where v1 served its UI,
+redirects.
 
 These routes serve the documentation and are not themselves in it. Domain modules and the
 Swagger UI package are imported inside the functions: keeping ``function_app`` cheap to import.
@@ -109,7 +110,7 @@ async def docs(req: func.HttpRequest) -> func.HttpResponse:
         )
     asset = _assets().get(name)
     if asset is None:
-        from sendmail.errors import NotFound
+        from sendmail.contract.errors import NotFound
 
         raise NotFound("No such documentation file.")
     content_type = _CONTENT_TYPES[name[name.rindex(".") :]]
@@ -155,8 +156,8 @@ class _DocumentCache:
         self._body = b""
 
     def get(self) -> bytes:
-        from sendmail.openapi import build_openapi
-        from sendmail.settings import get_settings
+        from sendmail.contract.openapi import build_openapi
+        from sendmail.platform.settings import get_settings
 
         settings = get_settings()
         if settings is not self._settings:

@@ -4,8 +4,8 @@ A send route parses and validates the body, admits the request (allowed sender, 
 decided before anything starts, since once a 202 is out it is too late for 403 or 429), seals the
 SMTP password, starts the orchestration and answers 202 with ``Location`` — or, when the caller
 asked with ``Prefer: wait=N`` and the send finishes in time, the v1 ``200 {"messageIds": [...]}``.
-Bodies are built from the response models of :mod:`sendmail.api_models`, the same models the
-OpenAPI document is generated from. Domain modules are imported inside the handlers: keeping
+Bodies are built from the response models of :mod:`sendmail.contract.api_models`, the same models
+the OpenAPI document is generated from. Domain modules are imported inside the handlers: keeping
 ``function_app`` cheap to import.
 """
 
@@ -31,11 +31,11 @@ from api.http import (
     v1_errors,
 )
 from orchestrators.names import KIND_BY_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
-from sendmail.constants import FINISHED_STATUSES
-from sendmail.errors import KeyInProgress
+from sendmail.contract.constants import FINISHED_STATUSES
+from sendmail.contract.errors import KeyInProgress
 
 if TYPE_CHECKING:
-    from sendmail.idempotency import Claim
+    from sendmail.admission.idempotency import Claim
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +58,10 @@ async def aws_send(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     from sendmail import services
-    from sendmail.admission import admit_ses
-    from sendmail.jobs import Mail, SesJob, plan_ses, send_deadline_seconds
-    from sendmail.models import AwsEmailRequest, Limits, parse_request
-    from sendmail.settings import get_settings
+    from sendmail.admission.policy import admit_ses
+    from sendmail.contract.models import AwsEmailRequest, Limits, parse_request
+    from sendmail.platform.settings import get_settings
+    from sendmail.sending.jobs import Mail, SesJob, plan_ses, send_deadline_seconds
 
     settings = get_settings()
     request = parse_request(AwsEmailRequest, req.get_body(), Limits.for_aws(settings))
@@ -109,9 +109,9 @@ async def user_send(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     from sendmail import services
-    from sendmail.jobs import Mail, SmtpJob
-    from sendmail.models import Limits, UserEmailRequest, parse_request
-    from sendmail.settings import get_settings
+    from sendmail.contract.models import Limits, UserEmailRequest, parse_request
+    from sendmail.platform.settings import get_settings
+    from sendmail.sending.jobs import Mail, SmtpJob
 
     settings = get_settings()
     request = parse_request(UserEmailRequest, req.get_body(), Limits.for_user(settings))
@@ -148,10 +148,11 @@ async def _idempotency(
     kind: str,
     total: int,
 ) -> "tuple[Claim | None, func.HttpResponse | None]":
-    """The ``Idempotency-Key`` step (sendmail/idempotency.py): (the claim this request starts
-    its send under, None), or (None, the answer of the send the key already started). No key:
+    """The ``Idempotency-Key`` step (sendmail/admission/idempotency.py): (the claim this request
+    starts its send under, None), or (None, the answer of the send the key already started). No key:
     (None, None). Raises 400, 409 (first request still in progress) or 422 (another request)."""
-    from sendmail import idempotency, services
+    from sendmail import services
+    from sendmail.admission import idempotency
 
     key = idempotency.parse_key(req.headers.get(idempotency.HEADER))
     if key is None:
@@ -184,9 +185,10 @@ _IN_PROGRESS = (
 
 
 def _admit_backlog(settings: Any) -> None:
-    """429 when the task hub's work-item queue holds too many batches (sendmail/backlog.py)."""
+    """429 when the task hub's work-item queue holds too many batches
+    (sendmail/admission/backlog.py)."""
     from sendmail import services
-    from sendmail.backlog import admit_backlog
+    from sendmail.admission.backlog import admit_backlog
 
     probe = services.backlog()
     if probe is not None:
@@ -204,7 +206,8 @@ class _Admission:
         self.reserved = False
 
     async def reserve(self, recipients: int, quota: Any) -> None:
-        """Reserve the send's recipients in the 24-hour quota (sendmail/reservations.py)."""
+        """Reserve the send's recipients in the 24-hour quota
+        (sendmail/admission/reservations.py)."""
         if quota.max_24_hour_send < 0:
             return  # no daily limit: nothing to share
         self.reserved = await asyncio.to_thread(_reserve, self.instance_id, recipients, quota)
@@ -223,7 +226,8 @@ class _Admission:
             # taken over by a retry, which starts the same instance: then this one starts
             # nothing, and keeps its hands off the key and the reservation (they are the
             # taker's now). Confirming also gives start_new a fresh TAKEOVER_AFTER.
-            from sendmail import idempotency, services
+            from sendmail import services
+            from sendmail.admission import idempotency
 
             store = services.idempotency()
             confirmed = await asyncio.to_thread(store.confirm, self.claim, idempotency.now())
@@ -260,8 +264,9 @@ class _Admission:
 def _reserve(instance_id: str, recipients: int, quota: Any) -> bool:
     """Reserve, or raise 429; a reservation store that fails admits the send (logged): SES
     still refuses what is over its quota, per recipient."""
-    from sendmail import idempotency, services
-    from sendmail.errors import QuotaExceeded
+    from sendmail import services
+    from sendmail.admission import idempotency
+    from sendmail.contract.errors import QuotaExceeded
 
     try:
         services.reservations().reserve(
@@ -291,7 +296,7 @@ async def _accepted(
     The send has started: from here on nothing may answer as if it had not (a caller told
     "500, try again" would send twice), so a failure while waiting falls back to the 202.
     """
-    from sendmail.api_models import Accepted
+    from sendmail.contract.api_models import Accepted
 
     location = status_url(req, instance_id)
     wait = preferred_wait(req)
@@ -331,10 +336,10 @@ def _finished_answer(
     server refused the login (the caller's credentials), 500 otherwise. Failed or terminated:
     500. Every such answer carries ``Location`` so the per-recipient details stay reachable.
     """
-    from sendmail.api_models import SendResult
-    from sendmail.errors import envelope
-    from sendmail.jobs import SendOutcome
-    from sendmail.results import FailureCode
+    from sendmail.contract.api_models import SendResult
+    from sendmail.contract.errors import envelope
+    from sendmail.contract.vocabulary import FailureCode
+    from sendmail.sending.jobs import SendOutcome
 
     runtime = status.runtime_status.value if status.runtime_status else None
     if runtime not in FINISHED_STATUSES:
@@ -392,8 +397,8 @@ async def _wait_for_finish(
 async def email_status(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
-    from sendmail.api_models import EmailStatus
-    from sendmail.errors import NotFound
+    from sendmail.contract.api_models import EmailStatus
+    from sendmail.contract.errors import NotFound
 
     instance_id = req.route_params.get("id", "")
     status = await read_status(client, instance_id) if _plausible_id(instance_id) else None
@@ -441,7 +446,7 @@ async def _delivery_counts(instance_id: str) -> dict[str, int] | None:
     """What SES reported for the send so far (its SNS events); None if the store cannot be
     read: the status is still answered, without the counts, and the failure logged."""
     from sendmail import services
-    from sendmail.tables import TableUnavailable
+    from sendmail.platform.tables import TableUnavailable
 
     try:
         counts = await asyncio.to_thread(services.event_store().counts, instance_id)

@@ -2,10 +2,10 @@
 
 ``POST /api/v1/events/ses`` is an SNS HTTPS subscription's endpoint. It takes the function key
 in the query string (``?code=``, as the subscription URL carries it) *and* verifies every message
-as AWS documents (:mod:`sendmail.sns`): a message that fails a check is refused with 403 and
-records nothing. A verified notification's SES events feed the suppression list and the send's
-event record (:mod:`sendmail.feedback`); a failure after verification is a 500, and SNS delivers
-again (idempotent on the SNS ``MessageId``).
+as AWS documents (:mod:`sendmail.feedback.sns`): a message that fails a check is refused with 403
+and records nothing. A verified notification's SES events feed the suppression list and the send's
+event record (:mod:`sendmail.feedback.intake`); a failure after verification is a 500, and SNS
+delivers again (idempotent on the SNS ``MessageId``).
 
 ``GET /api/v1/emails/{id}/events`` lists a send's events per recipient, oldest first, a page at a
 time. Blocking work (certificate fetch, Azure Tables) runs on a thread, off the event loop.
@@ -37,10 +37,10 @@ _SEND_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 @v1_errors
 async def ses_events(req: func.HttpRequest) -> func.HttpResponse:
     from sendmail import services
-    from sendmail.api_models import EventsReceipt
-    from sendmail.errors import Forbidden, ValidationFailed
-    from sendmail.feedback import act
-    from sendmail.sns import SnsMalformed, SnsRejected
+    from sendmail.contract.api_models import EventsReceipt
+    from sendmail.contract.errors import Forbidden, ValidationFailed
+    from sendmail.feedback.intake import act
+    from sendmail.feedback.sns import SnsMalformed, SnsRejected
 
     verifier = services.sns_verifier()
     message_type = req.headers.get("x-amz-sns-message-type")
@@ -70,9 +70,9 @@ async def email_events(
     from api.emails import read_status
     from orchestrators.names import KIND_BY_ORCHESTRATOR
     from sendmail import services
-    from sendmail.api_models import SendEvents
-    from sendmail.errors import NotFound, ValidationFailed
-    from sendmail.ses_events import EVENT_TYPES
+    from sendmail.contract.api_models import SendEvents
+    from sendmail.contract.errors import NotFound, ValidationFailed
+    from sendmail.feedback.ses_events import EVENT_TYPES
 
     instance_id = req.route_params.get("id", "")
     limit_text = req.params.get("limit")

@@ -1,8 +1,8 @@
 """HTTP plumbing shared by the routes: JSON responses, the v1 error envelope, ``Prefer: wait``.
 
 :func:`v1_errors` is the one place where errors become responses: a
-:class:`~sendmail.errors.SendMailError` becomes its envelope, anything else is logged with its
-traceback and becomes the generic 500 — no internal text reaches the caller.
+:class:`~sendmail.contract.errors.SendMailError` becomes its envelope, anything else is logged with
+its traceback and becomes the generic 500 — no internal text reaches the caller.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import azure.functions as func
 
-from sendmail.constants import MAX_WAIT_SECONDS
+from sendmail.contract.constants import MAX_WAIT_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def preferred_wait(req: func.HttpRequest) -> int | None:
 
 
 def error_response(req: func.HttpRequest, error: Exception) -> func.HttpResponse:
-    from sendmail.errors import SendMailError, error_envelope, internal_error
+    from sendmail.contract.errors import SendMailError, error_envelope, internal_error
 
     path = request_path(req)
     if isinstance(error, SendMailError) and error.status < 500:

@@ -3,8 +3,8 @@
 ``GET /api/v1/suppressions/{email}`` answers 200 with the entry or 404; ``DELETE`` answers 204
 when it removed the address (an operator confirmed it is good again) or 404 when it was not on
 the list. Addresses are compared normalised (trimmed, lower-case, the domain in ASCII form:
-:mod:`sendmail.addresses`). What puts an address on the list, and what it means for sending:
-:mod:`sendmail.suppression`.
+:mod:`sendmail.contract.addresses`). What puts an address on the list, and what it means for
+sending: :mod:`sendmail.feedback.suppression`.
 """
 
 import asyncio
@@ -23,8 +23,8 @@ SUPPRESSION_ROUTE = "v1/suppressions/{email}"
 
 
 def _address(req: func.HttpRequest) -> str:
-    from sendmail.errors import ValidationFailed
-    from sendmail.suppression import ADDRESS_PATTERN, MAX_ADDRESS_CHARS
+    from sendmail.contract.addresses import ADDRESS_PATTERN, MAX_ADDRESS_CHARS
+    from sendmail.contract.errors import ValidationFailed
 
     email = str(req.route_params.get("email", ""))
     if len(email) > MAX_ADDRESS_CHARS or not re.match(ADDRESS_PATTERN, email):
@@ -37,8 +37,8 @@ def _address(req: func.HttpRequest) -> str:
 @v1_errors
 async def suppression_get(req: func.HttpRequest) -> func.HttpResponse:
     from sendmail import services
-    from sendmail.api_models import Suppression
-    from sendmail.errors import NotFound
+    from sendmail.contract.api_models import Suppression
+    from sendmail.contract.errors import NotFound
 
     email = _address(req)
     entry = await asyncio.to_thread(services.suppressions().get, email)
@@ -53,7 +53,7 @@ async def suppression_get(req: func.HttpRequest) -> func.HttpResponse:
 @v1_errors
 async def suppression_delete(req: func.HttpRequest) -> func.HttpResponse:
     from sendmail import services
-    from sendmail.errors import NotFound
+    from sendmail.contract.errors import NotFound
 
     email = _address(req)
     removed = await asyncio.to_thread(services.suppressions().remove, email)

@@ -28,11 +28,11 @@ from typing import Any
 def _run(requests: int) -> dict[str, Any]:
     import function_app
     from sendmail import services
-    from sendmail.backlog import BacklogProbe
-    from sendmail.idempotency import TableIdempotencyStore
-    from sendmail.ledger import MemorySendLedger
-    from sendmail.reservations import TableReservations
-    from sendmail.ses import SendQuota
+    from sendmail.admission.backlog import BacklogProbe
+    from sendmail.admission.idempotency import TableIdempotencyStore
+    from sendmail.admission.reservations import TableReservations
+    from sendmail.sending.ledger import MemorySendLedger
+    from sendmail.sending.ses import SendQuota
     from tests.support.azurite import start_azurite
     from tests.support.durable import FakeDurableClient
     from tests.support.http import StubQuota, call

@@ -148,7 +148,7 @@ def _work_item_queue(task_hub: str):
     from azure.storage.queue import QueueClient
 
     from devhost.durable.workitems import WorkItemQueue
-    from sendmail.storage import resolve_development_storage
+    from sendmail.platform.storage import resolve_development_storage
 
     name = f"{task_hub.lower()}-workitems"
     queue = QueueClient.from_connection_string(

@@ -202,6 +202,6 @@ def to_web_response(result: Any) -> web.Response:
 
 def _ses_calls_in_flight() -> int | None:
     """The app's SES calls started and not yet settled (answered and recorded), if it sends."""
-    ses = sys.modules.get("sendmail.ses")
+    ses = sys.modules.get("sendmail.sending.ses")
     gauge = getattr(ses, "calls_in_flight", None)
     return int(gauge()) if callable(gauge) else None

@@ -119,7 +119,7 @@ param awsSecretAccessKey string = ''
 param sealingKey string = ''
 
 // ---------------------------------------------------------------------------------------------
-// Application settings (names as read by sendmail/settings.py; defaults are the code's)
+// Application settings (names as read by sendmail/platform/settings.py; defaults are the code's)
 // ---------------------------------------------------------------------------------------------
 
 @description('AWS_REGION: region of the SES account.')
@@ -230,7 +230,7 @@ var secretNames = {
   sealingKey: 'sendmail-sealing-key'
 }
 
-// Everything the service reads from the environment besides secrets (see sendmail/settings.py).
+// Everything the service reads from the environment besides secrets (see sendmail/platform/settings.py).
 var sendMailSettings = {
   AWS_REGION: awsRegion
   SENDMAIL_ALLOWED_SENDERS: allowedSenders

@@ -41,9 +41,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 SEND_ATTEMPTS = 4
 #: Seconds a send keeps asking while the service answers 409 (another request with the same
 #: Idempotency-Key is being admitted). The service takes over a key whose holder went silent only
-#: after its ``TAKEOVER_AFTER`` (30 s, sendmail/idempotency.py): this is that and a margin, so a
-#: key left by a request that died is taken over instead of given up on. (mailctl talks to the
-#: service only over HTTP, so the constant is not imported; tests check the two agree.)
+#: after its ``TAKEOVER_AFTER`` (30 s, sendmail/admission/idempotency.py): this is that and a
+#: margin, so a key left by a request that died is taken over instead of given up on. (mailctl
+#: talks to the service only over HTTP, so the constant is not imported; tests check the two agree.)
 KEY_BUSY_PATIENCE = 45.0
 #: The shortest wait between two 409s, whatever ``Retry-After`` says.
 KEY_BUSY_MIN_WAIT = 0.5

@@ -163,9 +163,9 @@ def check_address(address: str) -> str | None:
 
 
 def address_key(address: str) -> str:
-    """How the service tells recipients apart (its ``sendmail/addresses.py``): lower-cased, the
-    domain in its ASCII form — ``a@bücher.de`` and ``a@xn--bcher-kva.de`` are one recipient, and
-    ``a@straße.de`` and ``a@strasse.de`` two (``casefold`` would merge them)."""
+    """How the service tells recipients apart (its ``sendmail/contract/addresses.py``):
+    lower-cased, the domain in its ASCII form — ``a@bücher.de`` and ``a@xn--bcher-kva.de`` are one
+    recipient, and ``a@straße.de`` and ``a@strasse.de`` two (``casefold`` would merge them)."""
     local, _, domain = address.rpartition("@")
     if not domain.isascii():
         import idna  # email-validator's own dependency

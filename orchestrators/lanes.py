@@ -50,7 +50,7 @@ from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
 from orchestrators.names import LANE_ORCHESTRATOR
 
 if TYPE_CHECKING:
-    from sendmail.jobs import BatchFailure, BatchResult, LaneBatch, LaneJob
+    from sendmail.sending.jobs import BatchFailure, BatchResult, LaneBatch, LaneJob
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def lane_instance_id(parent_instance_id: str, lane: int) -> str:
 
 def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> Steps:
     """Run every lane at once; returns each lane's batch results (lane order, batch order)."""
-    from sendmail.jobs import BatchResult
+    from sendmail.sending.jobs import BatchResult
 
     tasks = [
         context.call_sub_orchestrator(
@@ -108,7 +108,7 @@ def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> S
 
 def run_lane(context: df.DurableOrchestrationContext) -> Steps:
     """The lane orchestrator's body: its batches one after another (see the module docs)."""
-    from sendmail.jobs import BatchResult, LaneJob, progress
+    from sendmail.sending.jobs import BatchResult, LaneJob, progress
 
     job = LaneJob.model_validate(context.get_input())
     total = sum(len(b.recipients) for b in job.batches)
@@ -141,8 +141,8 @@ def _send_batch(
     report: Callable[[int], None],
 ) -> Steps:
     """Run one batch until nothing is pending or the deadline passed; its merged result."""
-    from sendmail.jobs import BatchResult
-    from sendmail.ses_errors import NOT_REACHED
+    from sendmail.sending.jobs import BatchResult
+    from sendmail.sending.ses_errors import NOT_REACHED
 
     size = len(batch.recipients)
     if job.deadline is not None and as_utc(context.current_utc_datetime) >= _last_chance(job):
@@ -211,7 +211,7 @@ def _activity(job: LaneJob) -> str:
 def _activity_input(
     job: LaneJob, batch: LaneBatch, pending: list[int] | None, rate: float | None
 ) -> dict[str, Any]:
-    from sendmail.jobs import SesBatch, SmtpBatch
+    from sendmail.sending.jobs import SesBatch, SmtpBatch
 
     if job.kind == "ses":
         return SesBatch(
@@ -272,8 +272,8 @@ def _call_with_retries(
 
 def _reconcile(context: df.DurableOrchestrationContext, batch: LaneBatch) -> Steps:
     """What the ledger says a failed batch sent; DELIVERY_UNKNOWN if it cannot say."""
-    from sendmail.jobs import BatchResult
-    from sendmail.results import FailureCode
+    from sendmail.contract.vocabulary import FailureCode
+    from sendmail.sending.jobs import BatchResult
 
     size = len(batch.recipients)
     try:

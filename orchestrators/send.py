@@ -23,7 +23,8 @@ from orchestrators.lanes import as_utc, run_lane, run_lanes
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
 if TYPE_CHECKING:
-    from sendmail.jobs import Kind, LaneJob
+    from sendmail.contract.vocabulary import Kind
+    from sendmail.sending.jobs import LaneJob
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _gather(
     jobs: list[LaneJob],
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
     """Run the lanes and assemble the outcome in recipient order."""
-    from sendmail.jobs import assemble, progress
+    from sendmail.sending.jobs import assemble, progress
 
     batches = [batch for job in jobs for batch in job.batches]
     start = progress(total, len(batches), [], lanes=len(jobs))
@@ -56,7 +57,7 @@ def _gather(
 def send_ses_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.jobs import LaneBatch, LaneJob, SesJob, lane_batch_slices, ledger_key
+    from sendmail.sending.jobs import LaneBatch, LaneJob, SesJob, lane_batch_slices, ledger_key
 
     job = SesJob.model_validate(context.get_input())
     lanes = lane_batch_slices(job.recipients, job.lanes, job.batchSize)
@@ -88,7 +89,7 @@ def send_ses_orchestrator(
 def send_smtp_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.jobs import LaneBatch, LaneJob, SmtpJob, ledger_key, split_even
+    from sendmail.sending.jobs import LaneBatch, LaneJob, SmtpJob, ledger_key, split_even
 
     job = SmtpJob.model_validate(context.get_input())
     jobs = [

@@ -163,9 +163,9 @@ def _address(rng: random.Random, n: int) -> str:
 def suppression_cost() -> list[dict[str, Any]]:
     from datetime import UTC, datetime
 
-    from sendmail import suppression
-    from sendmail.suppression import Suppression, suppressions_from_environment
-    from sendmail.tables import table_key
+    from sendmail.feedback import suppression
+    from sendmail.feedback.suppression import Suppression, suppressions_from_environment
+    from sendmail.platform.tables import table_key
     from tests.support.azurite import start_azurite
 
     rng = random.Random(7)  # noqa: S311 (test data)

@@ -9,19 +9,19 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sendmail.settings import get_settings
+from sendmail.platform.settings import get_settings
 
 if TYPE_CHECKING:
-    from sendmail.backlog import BacklogProbe
-    from sendmail.event_store import EventStore
-    from sendmail.idempotency import IdempotencyStore
-    from sendmail.ledger import SendLedger
-    from sendmail.reservations import QuotaReservations
-    from sendmail.sealing import Sealer
-    from sendmail.ses import SesSender
-    from sendmail.smtp import SmtpSender
-    from sendmail.sns import SnsVerifier
-    from sendmail.suppression import SuppressionList
+    from sendmail.admission.backlog import BacklogProbe
+    from sendmail.admission.idempotency import IdempotencyStore
+    from sendmail.admission.reservations import QuotaReservations
+    from sendmail.feedback.event_store import EventStore
+    from sendmail.feedback.sns import SnsVerifier
+    from sendmail.feedback.suppression import SuppressionList
+    from sendmail.sending.ledger import SendLedger
+    from sendmail.sending.sealing import Sealer
+    from sendmail.sending.ses import SesSender
+    from sendmail.sending.smtp import SmtpSender
 
 _lock = threading.Lock()
 _instances: dict[str, Any] = {}
@@ -35,45 +35,45 @@ def _get(name: str, factory: Any) -> Any:
 
 
 def ses_sender() -> SesSender:
-    from sendmail.ses import SesSender
+    from sendmail.sending.ses import SesSender
 
     return _get("ses", lambda: SesSender(settings=get_settings()))  # type: ignore[no-any-return]
 
 
 def smtp_sender() -> SmtpSender:
-    from sendmail.smtp import SmtpSender
+    from sendmail.sending.smtp import SmtpSender
 
     return _get("smtp", lambda: SmtpSender(get_settings()))  # type: ignore[no-any-return]
 
 
 def ledger() -> SendLedger:
-    from sendmail.ledger import ledger_from_environment
+    from sendmail.sending.ledger import ledger_from_environment
 
     return _get("ledger", ledger_from_environment)  # type: ignore[no-any-return]
 
 
 def idempotency() -> IdempotencyStore:
-    from sendmail.idempotency import store_from_environment
+    from sendmail.admission.idempotency import store_from_environment
 
     hours = get_settings().SENDMAIL_IDEMPOTENCY_TTL_HOURS
     return _get("idempotency", lambda: store_from_environment(hours))  # type: ignore[no-any-return]
 
 
 def event_store() -> EventStore:
-    from sendmail.event_store import event_store_from_environment
+    from sendmail.feedback.event_store import event_store_from_environment
 
     return _get("events", event_store_from_environment)  # type: ignore[no-any-return]
 
 
 def suppressions() -> SuppressionList:
-    from sendmail.suppression import suppressions_from_environment
+    from sendmail.feedback.suppression import suppressions_from_environment
 
     return _get("suppressions", suppressions_from_environment)  # type: ignore[no-any-return]
 
 
 def sns_verifier() -> SnsVerifier:
     """One per process: it keeps the SNS signing certificates it fetched."""
-    from sendmail.sns import SnsVerifier
+    from sendmail.feedback.sns import SnsVerifier
 
     return _get("sns", lambda: SnsVerifier.from_settings(get_settings()))  # type: ignore[no-any-return]
 
@@ -82,8 +82,8 @@ def backlog() -> BacklogProbe | None:
     """The work-item queue probe; None when no queue storage is configured (logged once)."""
     import logging
 
-    from sendmail.backlog import probe_from_environment
-    from sendmail.storage import StorageUnavailable
+    from sendmail.admission.backlog import probe_from_environment
+    from sendmail.platform.storage import StorageUnavailable
 
     def make() -> BacklogProbe | None:
         try:
@@ -96,13 +96,13 @@ def backlog() -> BacklogProbe | None:
 
 
 def reservations() -> QuotaReservations:
-    from sendmail.reservations import reservations_from_environment
+    from sendmail.admission.reservations import reservations_from_environment
 
     return _get("reservations", reservations_from_environment)  # type: ignore[no-any-return]
 
 
 def sealer() -> Sealer:
-    from sendmail.sealing import Sealer
+    from sendmail.sending.sealing import Sealer
 
     return _get("sealer", lambda: Sealer(get_settings().SENDMAIL_SEALING_KEY))  # type: ignore[no-any-return]
 

@@ -14,17 +14,17 @@ pytest_plugins = ["tests.support.ses", "tests.support.smtp", "tests.support.azur
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts from the embedded defaults, whatever the developer's shell holds."""
     from sendmail import services
-    from sendmail.ledger import MemorySendLedger
-    from sendmail.settings import Settings
+    from sendmail.platform.settings import Settings
+    from sendmail.sending.ledger import MemorySendLedger
 
     for name in Settings.env_names():
         monkeypatch.delenv(name, raising=False)
     services.reset()
     # The Table ledger is tested against Azurite (test_ledger.py); elsewhere an in-memory one.
     # So are the event store and the suppression list (test_event_store.py, test_suppression.py).
-    from sendmail.event_store import MemoryEventStore
-    from sendmail.reservations import MemoryReservations
-    from sendmail.suppression import MemorySuppressionList
+    from sendmail.admission.reservations import MemoryReservations
+    from sendmail.feedback.event_store import MemoryEventStore
+    from sendmail.feedback.suppression import MemorySuppressionList
 
     services.override(
         ledger=MemorySendLedger(),

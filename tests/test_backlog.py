@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from sendmail import services
-from sendmail.backlog import BacklogProbe, admit_backlog, work_item_queue_name
-from sendmail.errors import QuotaExceeded
+from sendmail.admission.backlog import BacklogProbe, admit_backlog, work_item_queue_name
+from sendmail.contract.errors import QuotaExceeded
 from tests.support import http
 from tests.support.durable import FakeDurableClient
 from tests.support.http import StubQuota
@@ -73,12 +73,12 @@ def test_a_probe_that_fails_never_blocks_sending(caplog: pytest.LogCaptureFixtur
 def test_both_send_routes_answer_429_when_the_queue_is_saturated(
     app_functions: dict[str, Any], queue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sendmail.sealing import new_key
+    from sendmail.sending.sealing import new_key
 
     monkeypatch.setenv("SENDMAIL_MAX_QUEUED_BATCHES", "1")
     monkeypatch.setenv("SENDMAIL_SEALING_KEY", new_key())
     services.reset()
-    from sendmail.ledger import MemorySendLedger
+    from sendmail.sending.ledger import MemorySendLedger
 
     services.override(ledger=MemorySendLedger(), ses=StubQuota(), backlog=BacklogProbe(queue))
     queue.send_message("a")

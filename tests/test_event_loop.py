@@ -35,7 +35,7 @@ import azure.functions as func
 import pytest
 
 from sendmail import services
-from sendmail.sealing import new_key
+from sendmail.sending.sealing import new_key
 from tests.support.durable import FakeDurableClient
 from tests.support.http import BASE
 from tests.support.ses import make_client
@@ -75,8 +75,8 @@ def sealing_key(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def slow_ses(moto_server: str, sealing_key: str) -> Latency:
     """The app's SES sender, on moto over HTTP, every call ``LATENCY`` seconds slow."""
-    from sendmail.ses import SesSender
-    from sendmail.settings import get_settings
+    from sendmail.platform.settings import get_settings
+    from sendmail.sending.ses import SesSender
 
     latency = Latency(LATENCY)
     quota_client, send_client = make_client("ses", moto_server), make_client("sesv2", moto_server)
@@ -263,9 +263,9 @@ def test_no_async_http_function_blocks_the_event_loop(
 
 def test_the_watch_catches_a_quota_read_on_the_loop(slow_ses: Latency) -> None:
     """The old starter's pattern (admission called inside the coroutine) must be reported."""
-    from sendmail.admission import admit_ses
-    from sendmail.models import AwsEmailRequest, Limits, parse_request
-    from sendmail.settings import get_settings
+    from sendmail.admission.policy import admit_ses
+    from sendmail.contract.models import AwsEmailRequest, Limits, parse_request
+    from sendmail.platform.settings import get_settings
 
     settings = get_settings()
     request = parse_request(AwsEmailRequest, json.dumps(AWS).encode(), Limits.for_aws(settings))

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from sendmail.event_store import (
+from sendmail.feedback.event_store import (
     DeliveryCounts,
     EventStore,
     MemoryEventStore,
     TableEventStore,
     event_store_from_environment,
 )
-from sendmail.ses_events import EventType, RecipientEvent
+from sendmail.feedback.ses_events import EventType, RecipientEvent
 from tests.support.azurite import Azurite
 
 SEND = "send0001"
@@ -152,7 +152,7 @@ def test_concurrent_deliveries_of_one_send_count_exactly(azurite: Azurite) -> No
 
 
 def test_without_storage_the_store_is_unavailable() -> None:
-    from sendmail.event_store import EventStoreError
+    from sendmail.feedback.event_store import EventStoreError
 
     with pytest.raises(EventStoreError, match="no storage configured"):
         event_store_from_environment({})

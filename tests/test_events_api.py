@@ -18,8 +18,8 @@ import pytest
 from devhost.emulators.sns import SigningKey
 from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail import services
-from sendmail.sns import SnsVerifier
-from sendmail.tables import TableUnavailable
+from sendmail.feedback.sns import SnsVerifier
+from sendmail.platform.tables import TableUnavailable
 from tests.support.durable import FakeDurableClient, status
 from tests.support.http import BASE, completed
 from tests.test_openapi import fetch_document, response_validator

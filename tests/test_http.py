@@ -15,10 +15,10 @@ import pytest
 
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail import services
-from sendmail.ledger import MemorySendLedger
-from sendmail.sealing import Sealer, new_key
-from sendmail.ses import SendQuota
-from sendmail.settings import get_settings
+from sendmail.platform.settings import get_settings
+from sendmail.sending.ledger import MemorySendLedger
+from sendmail.sending.sealing import Sealer, new_key
+from sendmail.sending.ses import SendQuota
 from tests.support import http
 from tests.support.durable import FakeDurableClient, status
 from tests.support.http import BASE, StubQuota, completed
@@ -606,7 +606,7 @@ def test_a_send_that_could_not_be_guarded_by_the_ledger_never_starts(
 
 @pytest.fixture
 def keys() -> Any:
-    from sendmail.idempotency import MemoryIdempotencyStore
+    from sendmail.admission.idempotency import MemoryIdempotencyStore
 
     store = MemoryIdempotencyStore()
     services.override(idempotency=store)
@@ -667,8 +667,8 @@ def test_a_bad_key_is_400_before_anything(
 def test_a_key_whose_first_request_is_still_starting_is_409_with_retry_after(
     app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
 ) -> None:
-    from sendmail.idempotency import fingerprint, now
-    from sendmail.models import AwsEmailRequest
+    from sendmail.admission.idempotency import fingerprint, now
+    from sendmail.contract.models import AwsEmailRequest
 
     # the first request recorded the key a moment ago and has not started its send yet
     keys.claim(
@@ -687,8 +687,8 @@ def test_a_key_whose_first_request_died_before_starting_is_taken_over_once(
 ) -> None:
     from datetime import timedelta
 
-    from sendmail.idempotency import fingerprint, now
-    from sendmail.models import AwsEmailRequest
+    from sendmail.admission.idempotency import fingerprint, now
+    from sendmail.contract.models import AwsEmailRequest
 
     digest = fingerprint("aws-send", AwsEmailRequest.model_validate(AWS))
     abandoned = keys.claim("aws-send", "order-1", digest, now() - timedelta(minutes=2))
@@ -709,8 +709,8 @@ def test_a_request_whose_key_was_taken_over_during_its_admission_starts_nothing(
     read); a retry takes the key over and starts the send. The first one must not start it too."""
     from datetime import timedelta
 
-    from sendmail.idempotency import fingerprint, now
-    from sendmail.models import AwsEmailRequest
+    from sendmail.admission.idempotency import fingerprint, now
+    from sendmail.contract.models import AwsEmailRequest
 
     digest = fingerprint("aws-send", AwsEmailRequest.model_validate(AWS))
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from sendmail.errors import KeyReused, ValidationFailed
-from sendmail.idempotency import (
+from sendmail.admission.idempotency import (
     MAX_KEY_LENGTH,
     IdempotencyStore,
     MemoryIdempotencyStore,
@@ -21,7 +20,8 @@ from sendmail.idempotency import (
     fingerprint,
     parse_key,
 )
-from sendmail.models import AwsEmailRequest, UserEmailRequest
+from sendmail.contract.errors import KeyReused, ValidationFailed
+from sendmail.contract.models import AwsEmailRequest, UserEmailRequest
 from tests.support.azurite import fresh_table
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

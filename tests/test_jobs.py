@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sendmail.errors import QuotaExceeded, envelope
-from sendmail.jobs import (
+from sendmail.contract.errors import QuotaExceeded, envelope
+from sendmail.contract.vocabulary import FailureCode
+from sendmail.sending.jobs import (
     BATCH_SECONDS,
     MAX_BATCH_SIZE,
     BatchFailure,
@@ -18,7 +19,6 @@ from sendmail.jobs import (
     split_batches,
     split_even,
 )
-from sendmail.results import FailureCode
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from azure.data.tables import TableServiceClient
 
 from devhost.emulators import azurite as azurite_emulator
 from devhost.emulators.azurite import REPO_ROOT, Azurite, _free_port
-from sendmail.ledger import (
+from sendmail.sending.ledger import (
     LedgerError,
     LedgerUnavailable,
     MemorySendLedger,
@@ -432,7 +432,7 @@ def test_from_environment_says_clearly_when_it_cannot_build_a_ledger(
 
 def test_importing_the_module_does_not_import_the_azure_sdk() -> None:
     code = (
-        "import sys, sendmail.ledger; "
+        "import sys, sendmail.sending.ledger; "
         "loaded = sorted(m for m in sys.modules if m.startswith('azure')); "
         "print(loaded); sys.exit(1 if loaded else 0)"
     )

@@ -26,8 +26,8 @@ from mailctl.config import DEFAULT_URL, is_loopback, resolve
 from mailctl.recipients import BadRows, address_key, parse_recipients, read_recipients
 from mailctl.report import COLUMNS, build_report, write_report
 from mailctl.watching import BarDisplay, Counts, Rate, format_duration, format_rate
-from sendmail.addresses import normalize_address
-from sendmail.idempotency import TAKEOVER_AFTER
+from sendmail.admission.idempotency import TAKEOVER_AFTER
+from sendmail.contract.addresses import normalize_address
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,9 +51,9 @@ def test_a_plain_list_without_header_blank_lines_and_duplicates() -> None:
 
 
 def test_duplicates_are_the_services_duplicates() -> None:
-    """The service's rule (sendmail.addresses): case-insensitive, the domain in ASCII form. A list
-    that merged other addresses, or kept apart what the service merges, would not match what was
-    sent (the report pairs them one to one)."""
+    """The service's rule (sendmail.contract.addresses): case-insensitive, the domain in ASCII
+    form. A list that merged other addresses, or kept apart what the service merges, would not
+    match what was sent (the report pairs them one to one)."""
     data = "a@bücher.de\nA@XN--BCHER-KVA.DE\nb@straße.de\nb@strasse.de\n".encode()
     read = parse_recipients(data)
     assert read.addresses == ["a@bücher.de", "b@straße.de", "b@strasse.de"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sendmail.mime import build_message, new_message_id
+from sendmail.sending.mime import build_message, new_message_id
 
 SENDER = "se@aifactory.page"
 RECIPIENT = "reader@example.com"

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from sendmail.errors import ValidationFailed
-from sendmail.mime import LINE_BREAK_CHARACTERS, ensure_single_line
-from sendmail.models import AwsEmailRequest, Limits, UserEmailRequest, parse_request
+from sendmail.contract.errors import ValidationFailed
+from sendmail.contract.models import AwsEmailRequest, Limits, UserEmailRequest, parse_request
+from sendmail.contract.text import LINE_BREAK_CHARACTERS
+from sendmail.sending.mime import ensure_single_line
 
 LIMITS = Limits(max_recipients=5, max_subject_chars=20, max_body_bytes=30)
 
@@ -140,7 +141,8 @@ def test_the_recipient_cap_counts_distinct_addresses() -> None:
 
 
 def test_an_internationalised_domain_and_its_ascii_form_are_one_address() -> None:
-    """Both reach the same mailbox (SES and SMTP get the ASCII form: sendmail.addresses)."""
+    """Both reach the same mailbox (SES and SMTP get the ASCII form:
+    sendmail.contract.addresses)."""
     request = parse(AwsEmailRequest, aws(recipientEmails=["ann@bücher.de", "Ann@XN--BCHER-KVA.de"]))
     assert request.recipientEmails == ["ann@bücher.de"]
 
@@ -219,8 +221,8 @@ def test_a_non_ascii_password_is_accepted() -> None:
 
 
 def test_user_send_caps_recipients_at_one_hundred() -> None:
-    from sendmail.models import USER_SEND_MAX_RECIPIENTS
-    from sendmail.settings import Settings
+    from sendmail.contract.models import USER_SEND_MAX_RECIPIENTS
+    from sendmail.platform.settings import Settings
 
     limits = Limits.for_user(Settings())
     ok = [f"r{i}@example.com" for i in range(USER_SEND_MAX_RECIPIENTS)]
@@ -245,7 +247,7 @@ def test_an_oversized_body_is_refused_before_parsing() -> None:
 
 
 def test_a_body_at_every_limit_is_within_the_request_size() -> None:
-    from sendmail.settings import Settings
+    from sendmail.platform.settings import Settings
 
     limits = Limits.for_aws(Settings())
     longest = "a" * 64 + "@" + ("b" * 63 + ".") * 2 + "example.com"

@@ -25,11 +25,11 @@ from referencing.jsonschema import DRAFT202012
 from api.docs import DOCS_FUNCTIONS
 from orchestrators.names import SES_ORCHESTRATOR
 from sendmail import services
-from sendmail.errors import ValidationFailed
-from sendmail.mime import LINE_BREAK_CHARACTERS, has_line_break
-from sendmail.models import AwsEmailRequest, Limits, parse_request
-from sendmail.openapi import ADDRESS_RULES, build_openapi
-from sendmail.settings import Settings, get_settings
+from sendmail.contract.errors import ValidationFailed
+from sendmail.contract.models import AwsEmailRequest, Limits, parse_request
+from sendmail.contract.openapi import ADDRESS_RULES, build_openapi
+from sendmail.contract.text import LINE_BREAK_CHARACTERS, has_line_break
+from sendmail.platform.settings import Settings, get_settings
 from tests.support import http
 from tests.support.durable import FakeDurableClient, status
 from tests.support.http import BASE, StubQuota, completed
@@ -398,16 +398,16 @@ def test_a_schema_rejects_what_the_service_would_not_send(document: dict[str, An
 def test_the_document_is_built_once_per_process(
     app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sendmail.openapi
+    import sendmail.contract.openapi
 
     builds: list[object] = []
-    real = sendmail.openapi.build_openapi
+    real = sendmail.contract.openapi.build_openapi
 
     def counting(settings: Any) -> dict[str, Any]:
         builds.append(settings)
         return real(settings)
 
-    monkeypatch.setattr(sendmail.openapi, "build_openapi", counting)
+    monkeypatch.setattr(sendmail.contract.openapi, "build_openapi", counting)
     services.reset()  # new settings: the next request builds
     first = request(app_functions, "openapi_document", "/api/v1/openapi.json").get_body()
     second = request(app_functions, "openapi_document", "/api/v1/openapi.json").get_body()
@@ -417,7 +417,7 @@ def test_the_document_is_built_once_per_process(
 
 def test_the_prefer_wait_cap_is_documented_as_enforced() -> None:
     from api.http import preferred_wait
-    from sendmail.constants import MAX_WAIT_SECONDS
+    from sendmail.contract.constants import MAX_WAIT_SECONDS
 
     document = json.dumps(build_openapi(Settings()))
     assert f"N is capped at {MAX_WAIT_SECONDS}" in document
@@ -638,7 +638,7 @@ def test_the_docs_routes_are_anonymous_gets(app_functions: dict[str, Any]) -> No
 def test_importing_the_app_loads_neither_the_document_nor_swagger_ui() -> None:
     code = (
         "import sys, function_app; "
-        "print(','.join(m for m in ('sendmail.openapi', 'sendmail.api_models', "
+        "print(','.join(m for m in ('sendmail.contract.openapi', 'sendmail.contract.api_models', "
         "'swagger_ui_bundle', 'jsonschema') if m in sys.modules))"
     )
     result = subprocess.run(

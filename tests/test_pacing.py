@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from sendmail.pacing import (
+from sendmail.sending.pacing import (
     BURST_CALLS,
     DECREASE_COOLDOWN_SECONDS,
     DECREASE_FACTOR,

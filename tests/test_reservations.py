@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from sendmail.errors import QuotaExceeded
-from sendmail.reservations import (
+from sendmail.admission.reservations import (
     LIFETIME,
     MemoryReservations,
     QuotaReservations,
     TableReservations,
     check_room,
 )
+from sendmail.contract.errors import QuotaExceeded
 from tests.support.azurite import fresh_table
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from sendmail.ledger import MemorySendLedger
-from sendmail.results import BatchReport, Delivery, FailureCode
-from sendmail.runner import run_batch
+from sendmail.contract.vocabulary import FailureCode
+from sendmail.sending.ledger import MemorySendLedger
+from sendmail.sending.results import BatchReport, Delivery
+from sendmail.sending.runner import run_batch
 
 
 class RecordingSender:
@@ -96,7 +97,7 @@ def test_batches_do_not_share_records() -> None:
 
 class FailingLedger(MemorySendLedger):
     def record(self, key: str, index: int, message_id: str) -> None:
-        from sendmail.ledger import LedgerError
+        from sendmail.sending.ledger import LedgerError
 
         raise LedgerError("table storage unavailable")
 

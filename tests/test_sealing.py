@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from sendmail.errors import ServiceMisconfigured
-from sendmail.sealing import Sealer, SealingError, new_key
+from sendmail.contract.errors import ServiceMisconfigured
+from sendmail.sending.sealing import Sealer, SealingError, new_key
 
 
 def test_a_sealed_password_opens_with_the_same_key_and_is_not_plain() -> None:
@@ -47,7 +47,7 @@ def test_a_missing_or_malformed_key_is_a_configuration_error(keys: SecretStr | N
 def test_a_sealed_password_expires_after_its_lifetime() -> None:
     import time
 
-    from sendmail.sealing import SEALED_LIFETIME_SECONDS
+    from sendmail.sending.sealing import SEALED_LIFETIME_SECONDS
 
     sealer = Sealer(SecretStr(new_key()))
     token = sealer.seal(SecretStr("pw"))

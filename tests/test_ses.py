@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from sendmail.results import FailureCode
-from sendmail.ses import MAX_BACKOFF_SECONDS, SendQuota, SesSender
-from sendmail.settings import Settings
+from sendmail.contract.vocabulary import FailureCode
+from sendmail.platform.settings import Settings
+from sendmail.sending.ses import MAX_BACKOFF_SECONDS, SendQuota, SesSender
 from tests.support.ses import (
     REGION,
     SENDER,
@@ -550,7 +550,9 @@ def test_clients_are_made_lazily_from_settings_and_environment(aws_env, moto_sen
 
 
 def test_importing_the_module_does_not_import_boto3():
-    code = "import sys, sendmail.ses; print('boto3' in sys.modules, 'botocore' in sys.modules)"
+    code = (
+        "import sys, sendmail.sending.ses; print('boto3' in sys.modules, 'botocore' in sys.modules)"
+    )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root

@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devhost.emulators.ses import SesEmulator
-from sendmail.ses import SesSender
-from sendmail.settings import Settings
+from sendmail.platform.settings import Settings
+from sendmail.sending.ses import SesSender
 from tests.support.ses import make_client
 
 REGION = "ap-northeast-2"

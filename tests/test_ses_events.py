@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sendmail.ses_events import (
+from sendmail.feedback.ses_events import (
     SEND_ID_TAG,
     parse_notification,
     parse_record,

@@ -11,10 +11,10 @@ import pytest
 from pydantic import SecretStr
 
 from devhost.emulators.smtp_sink import SmtpSink
-from sendmail.providers import Provider, SmtpEndpoint, endpoint_for
-from sendmail.results import FailureCode
-from sendmail.settings import Settings
-from sendmail.smtp import SmtpSender, default_connect
+from sendmail.contract.vocabulary import FailureCode, Provider
+from sendmail.platform.settings import Settings
+from sendmail.sending.providers import SmtpEndpoint, endpoint_for
+from sendmail.sending.smtp import SmtpSender, default_connect
 from tests.support.smtp import sink_settings
 
 SENDER = "se@aifactory.page"
@@ -125,7 +125,7 @@ def test_a_non_ascii_password_is_sent_in_utf8_with_either_mechanism(
 ):
     # Found by fuzzing: smtplib's auth() encodes credentials as ASCII, so "pässwörd" raised
     # UnicodeEncodeError in the activity, which failed three times and ended as BATCH_FAILED.
-    monkeypatch.setattr("sendmail.smtp._AUTH_MECHANISMS", (mechanism,))
+    monkeypatch.setattr("sendmail.sending.smtp._AUTH_MECHANISMS", (mechanism,))
     sink = start_smtp_sink("implicit", rejected_password="비밀번호-pässwörd")
 
     sent = make_sender(sink).send(
@@ -372,7 +372,7 @@ def test_a_username_prompt_is_answered_with_the_user_never_the_password() -> Non
 
     from pydantic import SecretStr
 
-    from sendmail.smtp import _authenticate
+    from sendmail.sending.smtp import _authenticate
 
     connection = ScriptedLogin()
     _authenticate(connection, "LOGIN", "me@example.com", SecretStr("s3cret"))  # type: ignore[arg-type]

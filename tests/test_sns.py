@@ -1,5 +1,5 @@
 """SNS message verification: certificates generated here, messages signed by devhost's signer
-(which builds the string to sign on its own), every rule of sendmail/sns.py held to.
+(which builds the string to sign on its own), every rule of sendmail/feedback/sns.py held to.
 
 The certificate "fetch" is a dict of URL -> PEM that counts its reads, so the tests see what
 was fetched (nothing, for a refused topic). One test runs the real fetcher against a local HTTP
@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from devhost.emulators.sns import SigningKey
-from sendmail.settings import Settings
-from sendmail.sns import (
+from sendmail.feedback.sns import (
     SnsFetchFailed,
     SnsMalformed,
     SnsRejected,
@@ -29,6 +28,7 @@ from sendmail.sns import (
     sns_host,
     string_to_sign,
 )
+from sendmail.platform.settings import Settings
 
 REGION = "ap-northeast-2"
 TOPIC = f"arn:aws:sns:{REGION}:123456789012:sendmail-ses-events"

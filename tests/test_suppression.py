@@ -11,16 +11,17 @@ from typing import Any
 import pytest
 
 from sendmail import services
-from sendmail.results import BatchReport, Delivery, FailureCode
-from sendmail.ses_events import SEND_ID_TAG, RecipientEvent
-from sendmail.suppression import (
+from sendmail.contract.vocabulary import FailureCode
+from sendmail.feedback.ses_events import SEND_ID_TAG, RecipientEvent
+from sendmail.feedback.suppression import (
     MemorySuppressionList,
     Suppression,
     SuppressionList,
     skipping_suppressed,
     suppressions_from_environment,
 )
-from sendmail.tables import TableUnavailable
+from sendmail.platform.tables import TableUnavailable
+from sendmail.sending.results import BatchReport, Delivery
 from tests.support.azurite import Azurite
 from tests.support.ses import ScriptedSes
 
@@ -95,8 +96,8 @@ def test_lookup_finds_the_listed_among_many(listed: SuppressionList) -> None:
 
 def test_an_internationalised_domain_matches_its_ascii_form(listed: SuppressionList) -> None:
     """SES names recipients with their domain in ASCII (punycode) form, the form it was sent in
-    (sendmail.addresses); a recipient written with Unicode or full-width letters is the same
-    address."""
+    (sendmail.contract.addresses); a recipient written with Unicode or full-width letters is the
+    same address."""
     listed.add(entry("user@xn--bcher-kva.de"))
     listed.add(entry("user@example.com"))
     found = listed.lookup(["user@bücher.de", "USER@BÜCHER.DE", "user@\uff45xample.com"])
@@ -112,8 +113,8 @@ def test_a_crowded_domain_is_read_in_pages_unless_its_partition_is_large(
     """30 recipients at a domain with 20 listed entries: one partition read. 10 recipients at a
     domain with 1,200 listed (over the 1,000 a read may go through for 10): point reads. Two
     recipients at their own domains: point reads. The same answer either way."""
-    from sendmail.suppression import TableSuppressionList
-    from sendmail.tables import table_key
+    from sendmail.feedback.suppression import TableSuppressionList
+    from sendmail.platform.tables import table_key
 
     table = suppressions_from_environment(
         {"AzureWebJobsStorage": azurite.connection_string},
@@ -229,7 +230,7 @@ def test_a_batch_with_nobody_suppressed_is_sent_as_it_is() -> None:
 def test_a_lookup_that_fails_sends_nothing() -> None:
     from azure.data.tables import TableClient
 
-    from sendmail.suppression import TableSuppressionList
+    from sendmail.feedback.suppression import TableSuppressionList
 
     nothing_listens = (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
@@ -259,8 +260,8 @@ def run_activity(app_functions: dict[str, Any], recipients: list[str]) -> dict[s
 
 @pytest.fixture
 def activity_ses(sesv2_client: Any, verified_sender: str) -> ScriptedSes:
-    from sendmail.ses import SesSender
-    from sendmail.settings import get_settings
+    from sendmail.platform.settings import get_settings
+    from sendmail.sending.ses import SesSender
 
     wire = ScriptedSes().install(sesv2_client)
     services.override(ses=SesSender(sesv2_client, settings=get_settings()))
@@ -286,7 +287,7 @@ def test_with_suppression_off_the_activity_sends_to_everyone(
     app_functions: dict[str, Any], activity_ses: ScriptedSes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SENDMAIL_SUPPRESSION_ENABLED", "false")
-    from sendmail.settings import get_settings
+    from sendmail.platform.settings import get_settings
 
     get_settings.cache_clear()
     listed = services.suppressions()

@@ -52,7 +52,7 @@ def test_importing_the_app_does_not_load_heavy_clients() -> None:
     code = (
         "import sys, function_app; "
         "heavy = [m for m in ('boto3', 'botocore', 'azure.data.tables', 'azure.identity', "
-        "'pydantic_settings', 'email_validator', 'cryptography', 'sendmail.ses') "
+        "'pydantic_settings', 'email_validator', 'cryptography', 'sendmail.sending.ses') "
         "if m in sys.modules]; "
         "print(','.join(heavy))"
     )

@@ -4,8 +4,8 @@ On Azure the Durable Azure Storage provider puts every scheduled activity on
 ``{hub, lower case}-workitems`` and deletes the message when the activity has finished (it stays
 there, invisible, while it runs). devhost schedules activities in SQLite, so it mirrors that
 queue: one message per activity from the moment it is queued until it finishes. The app's
-``sendmail.backlog`` probe then reads the same kind of count from the same kind of queue, end to
-end. A mirror that fails (Azurite gone) logs once and never stops the engine.
+``sendmail.admission.backlog`` probe then reads the same kind of count from the same kind of queue,
+end to end. A mirror that fails (Azurite gone) logs once and never stops the engine.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ MAX_ATTEMPTS = 12
 MAX_BACKOFF_SECONDS = 5.0
 
 # Written out here again on purpose, as SNS documents them: the emulator signs independently of
-# sendmail/sns.py's verifier, so a wrong field list in one is caught by the other's tests.
+# sendmail/feedback/sns.py's verifier, so a wrong field list in one is caught by the other's tests.
 _NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _SUBSCRIPTION_FIELDS = (
     "Message",

@@ -87,7 +87,7 @@ param operatorIpRanges array
 @description('Subnet for regional VNet integration (delegated to Microsoft.App/environments). Empty: none.')
 param virtualNetworkSubnetId string
 
-@description('Application settings read by sendmail.settings.Settings (name: value as text).')
+@description('Application settings read by sendmail.platform.settings.Settings (name: value as text).')
 param sendMailSettings object
 
 @description('SES configuration set (event destinations for bounces/complaints). Empty: not set.')

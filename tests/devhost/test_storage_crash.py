@@ -35,7 +35,7 @@ from devhost.emulators.azurite import (
     hold_location,
     start_azurite,
 )
-from sendmail.ledger import TableSendLedger
+from sendmail.sending.ledger import TableSendLedger
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WRITER_THREADS = 4  # activities running at once

@@ -86,7 +86,7 @@ ROLE_SCOPES = {
 #: where each setting is required.
 IDENTITY_STORAGE_SETTINGS = flex.DURABLE_IDENTITY_SETTINGS
 
-#: Read by boto3's credential chain, not by sendmail.settings.Settings.
+#: Read by boto3's credential chain, not by sendmail.platform.settings.Settings.
 BOTO3_SETTINGS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
 #: Secrets: must be Key Vault references, never values.
 SECRET_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SENDMAIL_SEALING_KEY")
@@ -357,7 +357,7 @@ def check_settings_names(project: Project, env_names: Iterable[str]) -> list[str
         return [str(exc)]
     known = set(env_names) | BOTO3_SETTINGS
     problems = [
-        f"{_where(f, n)}: app setting {name} is not read by sendmail.settings.Settings"
+        f"{_where(f, n)}: app setting {name} is not read by sendmail.platform.settings.Settings"
         for name, (f, n) in sorted(settings.items())
         if name.startswith(("SENDMAIL_", "AWS_")) and name not in known
     ]

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from sendmail.settings import Settings
+from sendmail.platform.settings import Settings
 from tests.infra.bicep import (
     Expr,
     Param,
@@ -117,7 +117,7 @@ def test_bicepparam_is_valid_for_main(bicepparam_source: str, infra: Project) ->
 def test_bicepparam_sets_the_app_settings_within_the_code_limits(
     bicepparam_source: str, infra: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The production values pass sendmail.settings.Settings' own validation."""
+    """The production values pass sendmail.platform.settings.Settings' own validation."""
     _, values, _ = read_bicepparam(bicepparam_source)
     settings = infra.resolve_object(infra.main, infra.main.vars["sendMailSettings"].value)
     applied = 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sendmail.settings import Settings
+from sendmail.platform.settings import Settings
 from tests.infra import deploytime, flex, policies
 from tests.infra.bicep import (
     Project,
@@ -850,7 +850,8 @@ def test_misspelled_sendmail_setting_is_reported() -> None:
     project = with_setting("SENDMAIL_SES_BATCHSIZE: '100'", (MAIN, "AWS_REGION: awsRegion"))
     violations = check_settings_names(project)
     assert any(
-        "SENDMAIL_SES_BATCHSIZE is not read by sendmail.settings.Settings" in v for v in violations
+        "SENDMAIL_SES_BATCHSIZE is not read by sendmail.platform.settings.Settings" in v
+        for v in violations
     )
 
 
@@ -965,7 +966,7 @@ def test_the_python_thread_pool_holds_every_activity_and_orchestrator_at_once(
 
 def test_the_send_client_keeps_a_connection_for_every_call_a_worker_can_have_in_flight() -> None:
     """ACTIVITY_SLOTS batches per worker (host.json) x SENDMAIL_SES_MAX_CONCURRENCY calls each."""
-    from sendmail.ses import ACTIVITY_SLOTS, send_client_config
+    from sendmail.sending.ses import ACTIVITY_SLOTS, send_client_config
 
     host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
     assert host["extensions"]["durableTask"]["maxConcurrentActivityFunctions"] == ACTIVITY_SLOTS
@@ -977,7 +978,7 @@ def test_a_batch_hands_back_before_the_function_timeout(infra: Project) -> None:
     left as pending; the host kills an activity at functionTimeout (host.json) — with margin for
     the calls in flight (connect + read timeout each) to finish. Checked for the default, the
     Bicep parameter's default and its @maxValue, and the setting's own ceiling."""
-    from sendmail.ses import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+    from sendmail.sending.ses import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 
     host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
     hours, minutes, seconds = (int(p) for p in host["functionTimeout"].split(":"))

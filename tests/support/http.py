@@ -15,7 +15,7 @@ from typing import Any
 import azure.functions as func
 
 from orchestrators.names import SES_ORCHESTRATOR
-from sendmail.ses import SendQuota
+from sendmail.sending.ses import SendQuota
 from tests.support.durable import FakeDurableClient, status
 
 BASE = "http://localhost:7071"

@@ -3,7 +3,8 @@
 - ``moto_server``: one ``ThreadedMotoServer`` on 127.0.0.1 and a free port for the session.
 - ``ses_endpoint``: its URL, with moto's state reset before each test.
 - ``sesv2_client`` / ``ses_v1_client``: boto3 clients for it, built with the production
-  botocore configs from :mod:`sendmail.ses` (so botocore's own retry behaviour is the real one).
+  botocore configs from :mod:`sendmail.sending.ses` (so botocore's own retry behaviour is the real
+  one).
 - ``verified_sender``: an address verified in moto through the SESv2 API.
 - ``moto_sent_messages``: what moto stored, read back over HTTP (``/moto-api/data.json``).
 - :class:`ScriptedSes`: a botocore ``before-send`` hook that answers chosen calls with real SES
@@ -58,7 +59,7 @@ def make_client(service: str, endpoint_url: str, *, region: str = REGION) -> Any
     """A boto3 client for moto with the production botocore config of that service."""
     import boto3
 
-    from sendmail.ses import quota_client_config, send_client_config
+    from sendmail.sending.ses import quota_client_config, send_client_config
 
     config = send_client_config() if service == "sesv2" else quota_client_config()
     return boto3.session.Session().client(

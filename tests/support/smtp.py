@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from devhost.emulators.smtp_sink import SinkTlsMode, SmtpSink
-from sendmail.settings import Settings
+from sendmail.platform.settings import Settings
 
 StartSmtpSink = Callable[..., SmtpSink]
 

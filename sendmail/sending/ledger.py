@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from sendmail.tables import LazyTable, escape, table_key
+from sendmail.platform.tables import LazyTable, escape, table_key
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -75,7 +75,7 @@ __all__ = [
 #: The table the Functions app's ledger lives in, in the host's own storage account.
 DEFAULT_TABLE_NAME = "SendMailLedger"
 
-# Keys are escaped as sendmail.tables.table_key does: ~XX per UTF-8 byte outside
+# Keys are escaped as sendmail.platform.tables.table_key does: ~XX per UTF-8 byte outside
 # [A-Za-z0-9._:-], ~H + SHA-256 when the escaped key is longer than 512 characters.
 _ROW_KEY_WIDTH = 10
 _MAX_INDEX = 10**_ROW_KEY_WIDTH - 1
@@ -197,8 +197,8 @@ class TableSendLedger:
         included: see :func:`ledger_from_environment`)."""
         from azure.data.tables import TableClient
 
-        from sendmail.storage import client_options as bounded
-        from sendmail.storage import resolve_development_storage
+        from sendmail.platform.storage import client_options as bounded
+        from sendmail.platform.storage import resolve_development_storage
 
         client = TableClient.from_connection_string(
             resolve_development_storage(connection_string),
@@ -220,7 +220,7 @@ class TableSendLedger:
         authenticated with a Microsoft Entra token credential (managed identity)."""
         from azure.data.tables import TableClient
 
-        from sendmail.storage import client_options as bounded
+        from sendmail.platform.storage import client_options as bounded
 
         client = TableClient(
             endpoint=endpoint,
@@ -363,7 +363,7 @@ def ledger_from_environment(
 
     Raises :class:`LedgerUnavailable` when none is set. Builds clients only: no network I/O.
     """
-    from sendmail.storage import StorageUnavailable, table_client
+    from sendmail.platform.storage import StorageUnavailable, table_client
 
     try:
         return TableSendLedger(table_client(table_name, env, connection=connection))

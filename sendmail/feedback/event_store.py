@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sendmail.addresses import normalize_address
-from sendmail.ses_events import EVENT_TYPES, EventType, RecipientEvent
-from sendmail.tables import LazyTable, TableUnavailable, escape, table_key
+from sendmail.contract.addresses import normalize_address
+from sendmail.feedback.ses_events import EVENT_TYPES, EventType, RecipientEvent
+from sendmail.platform.tables import LazyTable, TableUnavailable, escape, table_key
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -435,7 +435,7 @@ def event_store_from_environment(
     env: Mapping[str, str] = os.environ, *, table_name: str = DEFAULT_TABLE_NAME
 ) -> TableEventStore:
     """The event store in the host's own storage (``AzureWebJobsStorage`` and friends)."""
-    from sendmail.storage import StorageUnavailable, table_client
+    from sendmail.platform.storage import StorageUnavailable, table_client
 
     try:
         return TableEventStore(table_client(table_name, env))

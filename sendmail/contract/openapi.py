@@ -1,10 +1,11 @@
 """The OpenAPI 3.1 document of the v1 API, generated from the pydantic models the code runs on.
 
-Schemas come from the request models (:mod:`sendmail.models`, validation mode) and the response
-models (:mod:`sendmail.api_models`, serialization mode) through pydantic's JSON Schema generator;
-nothing here repeats a field by hand. The limits that come from settings (recipients, subject,
-body) are written into the request schemas from the same :class:`~sendmail.models.Limits` the
-handlers validate with, so the document a deployment serves tells the truth for that deployment.
+Schemas come from the request models (:mod:`sendmail.contract.models`, validation mode) and the
+response models (:mod:`sendmail.contract.api_models`, serialization mode) through pydantic's JSON
+Schema generator; nothing here repeats a field by hand. The limits that come from settings
+(recipients, subject, body) are written into the request schemas from the same
+:class:`~sendmail.contract.models.Limits` the handlers validate with, so the document a deployment
+serves tells the truth for that deployment.
 
 :func:`build_openapi` is pure: no Azure imports, no I/O, the same settings give the same document.
 """
@@ -19,13 +20,13 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from sendmail import api_models
-from sendmail.constants import MAX_WAIT_SECONDS
-from sendmail.errors import envelope
-from sendmail.mime import LINE_BREAK_CHARACTERS
-from sendmail.models import AwsEmailRequest, Limits, UserEmailRequest
-from sendmail.settings import Settings
-from sendmail.suppression import ADDRESS_PATTERN, MAX_ADDRESS_CHARS
+from sendmail.contract import api_models
+from sendmail.contract.addresses import ADDRESS_PATTERN, MAX_ADDRESS_CHARS
+from sendmail.contract.constants import MAX_WAIT_SECONDS
+from sendmail.contract.errors import envelope
+from sendmail.contract.models import AwsEmailRequest, Limits, UserEmailRequest
+from sendmail.contract.text import LINE_BREAK_CHARACTERS
+from sendmail.platform.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
@@ -42,8 +43,9 @@ Schema = dict[str, Any]
 #: ``\\uXXXX`` escapes, which ECMA-262 and Python regular expressions read alike.
 SUBJECT_PATTERN = "^[^" + "".join(f"\\u{ord(c):04x}" for c in LINE_BREAK_CHARACTERS) + "]*$"
 
-#: What ``sendmail.models.check_address`` holds addresses to, beyond JSON Schema's ``email``
-#: format (an annotation that admits all of these): found by fuzzing, which sent them and got 400.
+#: What ``sendmail.contract.models.check_address`` holds addresses to, beyond JSON Schema's
+#: ``email`` format (an annotation that admits all of these): found by fuzzing, which sent them and
+#: got 400.
 ADDRESS_RULES = (
     "Addresses are `local@domain.tld` with a plain ASCII local part: no quoted local part, "
     "no IP literal, a domain with a dot and not a special-use name (`.test`, `.invalid`, "

@@ -28,15 +28,12 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
-from sendmail.addresses import ascii_address, ascii_domain
+from sendmail.contract.addresses import ascii_address, ascii_domain
+from sendmail.contract.text import has_line_break
 
 #: The policy of every message built here: the modern API, CRLF line ends, 78-column lines.
 MESSAGE_POLICY = policy.SMTP
 
-#: Every character ``str.splitlines`` breaks on: CR, LF and the rarer separators some parsers
-#: also honour. None may be in a header's content; the request validation refuses the same set.
-LINE_BREAK_CHARACTERS = "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
-_LINE_BREAKS = re.compile(f"[{re.escape(LINE_BREAK_CHARACTERS)}]")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 _PLAIN_SUBJECT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 _SUBJECT_FIELD = "Subject: "
@@ -92,11 +89,6 @@ def build_message(
     canonical = _NEWLINES.sub("\r\n", body).encode("utf-8")
     message.set_content(canonical, "text", "plain", cte="base64", params={"charset": "utf-8"})
     return message
-
-
-def has_line_break(value: str) -> bool:
-    """True when ``value`` holds any of :data:`LINE_BREAK_CHARACTERS`."""
-    return _LINE_BREAKS.search(value) is not None
 
 
 def ensure_single_line(name: str, value: str) -> None:

@@ -14,7 +14,7 @@ Security rules, enforced here whatever the connection factory does:
 - nothing the server says is passed on; messages are written here and carry at most the
   numeric reply code. The password is never logged.
 
-Outcomes per recipient (see ``sendmail.results``): 5xx on login -> ``SMTP_AUTH_FAILED`` for
+Outcomes per recipient (see ``sendmail.sending.results``): 5xx on login -> ``SMTP_AUTH_FAILED`` for
 everyone, no retry (a wrong app password does not get better, and repeated failures can lock
 the account); a refused recipient -> ``SMTP_RECIPIENT_REFUSED`` and the batch goes on; a refused
 sender -> ``SMTP_SENDER_REFUSED`` for everyone not yet sent; 4xx -> retried with backoff up to
@@ -35,11 +35,12 @@ from email.message import EmailMessage
 
 from pydantic import SecretStr
 
-from sendmail.addresses import ascii_address
-from sendmail.mime import build_message, ensure_single_line, new_message_id
-from sendmail.providers import Provider, SmtpEndpoint, endpoint_for
-from sendmail.results import Delivery, FailureCode
-from sendmail.settings import Settings
+from sendmail.contract.addresses import ascii_address
+from sendmail.contract.vocabulary import FailureCode, Provider
+from sendmail.platform.settings import Settings
+from sendmail.sending.mime import build_message, ensure_single_line, new_message_id
+from sendmail.sending.providers import SmtpEndpoint, endpoint_for
+from sendmail.sending.results import Delivery
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from sendmail.providers import Provider
-from sendmail.results import BatchReport, Delivery, FailureCode
-
-Kind = Literal["ses", "smtp"]
+from sendmail.contract.vocabulary import FailureCode, Kind, Provider
+from sendmail.sending.results import BatchReport, Delivery
 
 
 class _Json(BaseModel):

@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sendmail.errors import KeyReused, ValidationFailed
-from sendmail.tables import LazyTable
+from sendmail.contract.errors import KeyReused, ValidationFailed
+from sendmail.platform.tables import LazyTable
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -282,8 +282,8 @@ def _reused(route: str) -> str:
 
 
 def store_from_environment(ttl_hours: float) -> IdempotencyStore:
-    """The table store in the host's own storage account (see :mod:`sendmail.storage`)."""
-    from sendmail.storage import table_client
+    """The table store in the host's own storage account (see :mod:`sendmail.platform.storage`)."""
+    from sendmail.platform.storage import table_client
 
     return TableIdempotencyStore(table_client(DEFAULT_TABLE_NAME), timedelta(hours=ttl_hours))
 

@@ -4,7 +4,7 @@ SES reviews, and then pauses, accounts whose bounce or complaint rate climbs; ma
 that hard-bounced or complained again only raises both. So:
 
 - **What puts an address on the list**: a ``Permanent`` bounce, or a complaint other than
-  ``not-spam`` (:mod:`sendmail.ses_events` decides), arriving through the events route. The
+  ``not-spam`` (:mod:`sendmail.feedback.ses_events` decides), arriving through the events route. The
   first event wins: a later one for a listed address changes nothing, so ``createdTime`` is when
   the address was first suppressed and the entry names the event that caused it.
 - **What it does**: :func:`skipping_suppressed` wraps an SES batch's send. Before SES is called,
@@ -22,7 +22,7 @@ that hard-bounced or complained again only raises both. So:
 
 Addresses are stored normalised (trimmed, lower-cased). Table layout (``SendMailSuppressions``,
 in the host's storage account): ``PartitionKey`` = the domain, ``RowKey`` = the local part (both
-as :func:`sendmail.tables.table_key`), so one domain's entries can be listed together;
+as :func:`sendmail.platform.tables.table_key`), so one domain's entries can be listed together;
 properties: the address, the reason, when, and the send, SES message, event type, subtype and
 diagnostic of the event that caused it.
 """
@@ -38,23 +38,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sendmail.addresses import normalize_address
-from sendmail.results import BatchReport, Delivery, FailureCode
-from sendmail.ses_events import RecipientEvent, SuppressionReason
-from sendmail.tables import LazyTable, TableUnavailable, table_key
+from sendmail.contract.addresses import normalize_address
+from sendmail.contract.vocabulary import FailureCode
+from sendmail.feedback.ses_events import RecipientEvent, SuppressionReason
+from sendmail.platform.tables import LazyTable, TableUnavailable, table_key
+from sendmail.sending.results import BatchReport, Delivery
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
-    from sendmail.runner import SendFn
+    from sendmail.sending.runner import SendFn
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TABLE_NAME = "SendMailSuppressions"
-#: What the suppression routes take as an address: something@something, no white space (the
-#: list holds what SES reported, which need not pass the send routes' stricter validation).
-ADDRESS_PATTERN = r"^[^@\s]+@[^@\s]+$"
-MAX_ADDRESS_CHARS = 320
 #: Reads in flight while a batch's recipients are looked up.
 LOOKUP_CONCURRENCY = 16
 #: A domain with at least this many recipients in a batch has its partition read in pages
@@ -141,7 +138,8 @@ def skipping_suppressed(send: SendFn, suppressions: SuppressionList) -> SendFn:
     """``send`` for the recipients not on the list; the others fail with ``SUPPRESSED``.
 
     Same contract as ``send`` (one delivery per recipient, in order; ``on_sent`` with the
-    recipient's index in the batch given), so it slots into :func:`sendmail.runner.run_batch`.
+    recipient's index in the batch given), so it slots into
+    :func:`sendmail.sending.runner.run_batch`.
     """
 
     def wrapped(recipients: Sequence[str], on_sent: Any) -> BatchReport:
@@ -348,7 +346,7 @@ def suppressions_from_environment(
     env: Mapping[str, str] = os.environ, *, table_name: str = DEFAULT_TABLE_NAME
 ) -> TableSuppressionList:
     """The suppression list in the host's own storage (``AzureWebJobsStorage`` and friends)."""
-    from sendmail.storage import StorageUnavailable, table_client
+    from sendmail.platform.storage import StorageUnavailable, table_client
 
     try:
         return TableSuppressionList(table_client(table_name, env))

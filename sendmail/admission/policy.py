@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from sendmail.errors import Forbidden, QuotaExceeded
-from sendmail.models import AwsEmailRequest
-from sendmail.settings import Settings
+from sendmail.contract.errors import Forbidden, QuotaExceeded
+from sendmail.contract.models import AwsEmailRequest
+from sendmail.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sendmail.errors import QuotaExceeded
+from sendmail.contract.errors import QuotaExceeded
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
@@ -75,6 +75,6 @@ def admit_backlog(probe: BacklogProbe, limit: int) -> int | None:
 
 
 def probe_from_environment(task_hub: str) -> BacklogProbe:
-    from sendmail.storage import queue_client
+    from sendmail.platform.storage import queue_client
 
     return BacklogProbe(queue_client(work_item_queue_name(task_hub)))

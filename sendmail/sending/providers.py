@@ -9,32 +9,12 @@ SMTP sink and trust its self-signed certificate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from sendmail.settings import Settings, TlsMode
+from sendmail.contract.vocabulary import Provider
+from sendmail.platform.settings import Settings, TlsMode
 
 #: The well-known submission port of each TLS mode (RFC 8314 / RFC 6409).
 DEFAULT_PORTS: dict[TlsMode, int] = {"implicit": 465, "starttls": 587}
-
-
-class Provider(StrEnum):
-    """A mail provider whose users send through their own account (app password)."""
-
-    GMAIL = "GMAIL"
-    NAVER = "NAVER"
-    KAKAO = "KAKAO"
-
-    @classmethod
-    def _missing_(cls, value: object) -> Provider | None:
-        # Accept "gmail" / "Gmail" as well as "GMAIL".
-        if isinstance(value, str):
-            return cls.__members__.get(value.strip().upper())
-        return None
-
-    @property
-    def display_name(self) -> str:
-        """The provider's name as users know it ("Gmail")."""
-        return self.value.capitalize()
 
 
 @dataclass(frozen=True, slots=True)

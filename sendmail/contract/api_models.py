@@ -1,9 +1,10 @@
 """Response bodies of the v1 API, as pydantic models: what callers receive, field by field.
 
-The request models live in :mod:`sendmail.models` (they validate); these describe the answers.
-Both feed the OpenAPI document (:mod:`sendmail.openapi`), so the document is generated from the
-code rather than kept by hand. Field names are v1's (camelCase). ``extra="forbid"`` keeps a model
-from silently accepting a body that grew a field the document does not describe.
+The request models live in :mod:`sendmail.contract.models` (they validate); these describe the
+answers. Both feed the OpenAPI document (:mod:`sendmail.contract.openapi`), so the document is
+generated from the code rather than kept by hand. Field names are v1's (camelCase).
+``extra="forbid"`` keeps a model from silently accepting a body that grew a field the document does
+not describe.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
-from sendmail.jobs import Kind
-from sendmail.results import FailureCode
+from sendmail.contract.vocabulary import FailureCode, Kind
 
 #: Durable Functions' runtime statuses, as the status route reports them.
 RuntimeStatus = Literal[

@@ -9,9 +9,9 @@ How a batch is sent (:meth:`SesSender.send`)
     out near ``1 / latency`` per batch whatever the account allows (20/s at 50 ms). Instead one
     dispatcher takes the recipients in order and starts each ``SendEmail`` on a thread of the
     batch's pool (boto3 clients are thread-safe: one is shared), at the pace
-    :class:`~sendmail.pacing.AdaptiveRate` allows: the batch's share of ``MaxSendRate``, lowered
-    when SES throttles anyway and raised back gradually. The pace decides the throughput; the
-    number of calls in flight is only capped, at ``ceil(rate x observed latency x 2) + 1``
+    :class:`~sendmail.sending.pacing.AdaptiveRate` allows: the batch's share of ``MaxSendRate``,
+    lowered when SES throttles anyway and raised back gradually. The pace decides the throughput;
+    the number of calls in flight is only capped, at ``ceil(rate x observed latency x 2) + 1``
     (Little's law with room for jitter) and never above ``SENDMAIL_SES_MAX_CONCURRENCY``, so a
     latency spike cannot pile up threads. ``on_sent`` runs on the calling thread right after
     each success, before anything else: the ledger records a message as soon as SES accepted
@@ -23,8 +23,8 @@ Where retries happen, and why only here
     the orchestrator; stacked, they multiply, and an activity retry re-runs a whole batch. So
     the send client is built with ``total_max_attempts=1`` (botocore never retries
     ``SendEmail``) and this module retries, per recipient, only what can succeed later:
-    throttling and SES 5xx (see :mod:`sendmail.ses_errors`), and connection failures where the
-    request never reached SES (refused, connect timeout). A recipient that fails that way goes
+    throttling and SES 5xx (see :mod:`sendmail.sending.ses_errors`), and connection failures where
+    the request never reached SES (refused, connect timeout). A recipient that fails that way goes
     back into the queue while the others go on: after a throttle behind ``uniform(0,
     THROTTLE_RETRY_SECONDS)`` (the batch's pace slows down for everyone instead), after a 5xx or
     an unreachable SES behind a full-jitter backoff — ``uniform(0, min(MAX_BACKOFF_SECONDS,
@@ -32,11 +32,12 @@ Where retries happen, and why only here
 
 A transient condition costs time, never a recipient
     No attempt count gives up on a recipient. The batch stops and reports the recipients it has
-    not sent as *pending* (:meth:`~sendmail.results.Delivery.postponed`) when its time budget or
-    the send's deadline is reached, or when nothing has succeeded for :data:`STALL_SECONDS`
-    while SES kept refusing (``stalled``: SES is down or throttling hard, and waiting belongs
-    in the orchestration, on a durable timer, not in a worker). Only the orchestration turns
-    pending recipients into failures (``SES_THROTTLED`` / ``SES_ERROR``), at the send's deadline.
+    not sent as *pending* (:meth:`~sendmail.sending.results.Delivery.postponed`) when its time
+    budget or the send's deadline is reached, or when nothing has succeeded for
+    :data:`STALL_SECONDS` while SES kept refusing (``stalled``: SES is down or throttling hard, and
+    waiting belongs in the orchestration, on a durable timer, not in a worker). Only the
+    orchestration turns pending recipients into failures (``SES_THROTTLED`` / ``SES_ERROR``), at
+    the send's deadline.
 
 What is never retried
     ``MessageRejected``, ``MailFromDomainNotVerifiedException``, sending paused, account
@@ -55,9 +56,9 @@ Quota
     ``GetAccount`` (SESv2) only adds whether the account left the sandbox, and may be missing
     (moto does not implement it).
 
-Messages in :class:`~sendmail.results.Delivery` are written in :mod:`sendmail.ses_errors`; raw
-SES text (which can contain addresses) is never passed on or logged. boto3 is imported only when
-a client is made, so importing this module stays cheap.
+Messages in :class:`~sendmail.sending.results.Delivery` are written in
+:mod:`sendmail.sending.ses_errors`; raw SES text (which can contain addresses) is never passed on
+or logged. boto3 is imported only when a client is made, so importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -73,11 +74,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sendmail.addresses import ascii_address
-from sendmail.pacing import AdaptiveRate
-from sendmail.results import BatchReport, Delivery
-from sendmail.ses_errors import NOT_REACHED, UNKNOWN, UNREACHABLE, SesFailure, classify, error_code
-from sendmail.settings import Settings, get_settings
+from sendmail.contract.addresses import ascii_address
+from sendmail.platform.settings import Settings, get_settings
+from sendmail.sending.pacing import AdaptiveRate
+from sendmail.sending.results import BatchReport, Delivery
+from sendmail.sending.ses_errors import (
+    NOT_REACHED,
+    UNKNOWN,
+    UNREACHABLE,
+    SesFailure,
+    classify,
+    error_code,
+)
 
 if TYPE_CHECKING:
     from botocore.config import Config

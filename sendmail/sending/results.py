@@ -3,29 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class FailureCode(StrEnum):
-    """Why a recipient was not sent. Stable strings: callers see them in the status body."""
-
-    SES_MESSAGE_REJECTED = "SES_MESSAGE_REJECTED"
-    SES_MAIL_FROM_NOT_VERIFIED = "SES_MAIL_FROM_NOT_VERIFIED"
-    SES_SENDING_PAUSED = "SES_SENDING_PAUSED"
-    SES_ACCOUNT_SUSPENDED = "SES_ACCOUNT_SUSPENDED"
-    SES_DAILY_QUOTA_EXCEEDED = "SES_DAILY_QUOTA_EXCEEDED"
-    SES_THROTTLED = "SES_THROTTLED"
-    SES_ERROR = "SES_ERROR"
-    SMTP_AUTH_FAILED = "SMTP_AUTH_FAILED"
-    SMTP_SENDER_REFUSED = "SMTP_SENDER_REFUSED"
-    SMTP_RECIPIENT_REFUSED = "SMTP_RECIPIENT_REFUSED"
-    SMTP_TEMPORARY_FAILURE = "SMTP_TEMPORARY_FAILURE"
-    SMTP_CONNECTION_FAILED = "SMTP_CONNECTION_FAILED"
-    SMTP_ERROR = "SMTP_ERROR"
-    BATCH_FAILED = "BATCH_FAILED"
-    DELIVERY_UNKNOWN = "DELIVERY_UNKNOWN"
-    #: On the service's suppression list (a hard bounce or a complaint): not sent (aws-send).
-    SUPPRESSED = "SUPPRESSED"
+from sendmail.contract.vocabulary import FailureCode
 
 
 @dataclass(frozen=True, slots=True)

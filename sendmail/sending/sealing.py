@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from sendmail.errors import ServiceMisconfigured
+from sendmail.contract.errors import ServiceMisconfigured
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet

@@ -55,7 +55,7 @@ from urllib.parse import parse_qs, urlsplit
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-    from sendmail.settings import Settings
+    from sendmail.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sendmail.errors import QuotaExceeded
+from sendmail.contract.errors import QuotaExceeded
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -242,6 +242,6 @@ def _aware(moment: datetime) -> datetime:
 
 
 def reservations_from_environment() -> TableReservations:
-    from sendmail.storage import table_client
+    from sendmail.platform.storage import table_client
 
     return TableReservations(table_client(DEFAULT_TABLE_NAME))

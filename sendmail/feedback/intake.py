@@ -3,12 +3,13 @@
 :func:`handle` is the whole path, with no I/O of its own — the verifier, the event store and the
 suppression list come in as arguments:
 
-1. :meth:`SnsVerifier.verify` (:mod:`sendmail.sns`): a message that fails any check raises
+1. :meth:`SnsVerifier.verify` (:mod:`sendmail.feedback.sns`): a message that fails any check raises
    before anything below runs, so a refused message records nothing.
 2. ``SubscriptionConfirmation``: confirmed by fetching its ``SubscribeURL`` (same host rule as
    the certificate), and logged. ``UnsubscribeConfirmation``: logged only — re-subscribing is
    an operator's decision.
-3. ``Notification``: its ``Message`` read as an SES event record (:mod:`sendmail.ses_events`);
+3. ``Notification``: its ``Message`` read as an SES event record
+(:mod:`sendmail.feedback.ses_events`);
    a message that is not one (an SNS test message, another publisher) is acknowledged and
    logged. Then, in this order, both idempotent so SNS's redelivery after a failure is safe:
    the addresses the events suppress go on the suppression list (first, because that is what
@@ -24,10 +25,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sendmail.event_store import EventStore
-from sendmail.ses_events import parse_notification
-from sendmail.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsMessage, SnsVerifier
-from sendmail.suppression import Suppression, SuppressionList
+from sendmail.feedback.event_store import EventStore
+from sendmail.feedback.ses_events import parse_notification
+from sendmail.feedback.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsMessage, SnsVerifier
+from sendmail.feedback.suppression import Suppression, SuppressionList
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """What an SES error means for the recipient it concerns: retried, failed, or the whole batch stops.
 
-Stable codes (:class:`~sendmail.results.FailureCode`) and messages written here; raw SES text
-(which can contain addresses) is never passed on. The rules, with their sources in
-``sendmail/ses.py``'s module docs:
+Stable codes (:class:`~sendmail.contract.vocabulary.FailureCode`) and messages written here; raw
+SES text (which can contain addresses) is never passed on. The rules, with their sources in
+``sendmail/sending/ses.py``'s module docs:
 
 - throttling (``TooManyRequestsException``, v1 ``Throttling``, HTTP 429) and SES 5xx are
   transient (``retryable``); a throttle also says the pace must come down (``throttle``);
@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sendmail.results import FailureCode
+from sendmail.contract.vocabulary import FailureCode
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError

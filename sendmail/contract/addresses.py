@@ -11,6 +11,11 @@ full-width ``\uff45xample.com`` is ``example.com``).
 
 from __future__ import annotations
 
+#: What the suppression routes take as an address: something@something, no white space (the
+#: list holds what SES reported, which need not pass the send routes' stricter validation).
+ADDRESS_PATTERN = r"^[^@\s]+@[^@\s]+$"
+MAX_ADDRESS_CHARS = 320
+
 
 def ascii_domain(domain: str) -> str:
     """``domain`` lower-cased, in its IDNA ASCII form; as given (lower-cased) if it has none."""

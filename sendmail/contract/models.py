@@ -1,8 +1,8 @@
 """Request models of the v1 API and their validation.
 
 The field names are v1's (camelCase). Unknown fields are ignored, as v1 did. Every rule failure
-becomes a :class:`~sendmail.errors.ValidationFailed` whose message names the field and the problem.
-Limits that come from settings (subject and body size, recipient count) are passed in as
+becomes a :class:`~sendmail.contract.errors.ValidationFailed` whose message names the field and the
+problem. Limits that come from settings (subject and body size, recipient count) are passed in as
 :class:`Limits` through pydantic's validation context.
 """
 
@@ -25,11 +25,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from sendmail.addresses import normalize_address
-from sendmail.errors import ValidationFailed
-from sendmail.mime import has_line_break
-from sendmail.providers import Provider
-from sendmail.settings import Settings
+from sendmail.contract.addresses import normalize_address
+from sendmail.contract.errors import ValidationFailed
+from sendmail.contract.text import has_line_break
+from sendmail.contract.vocabulary import Provider
+from sendmail.platform.settings import Settings
 
 #: v1's cap on user-send recipients (providers accept about 100 recipients per message).
 USER_SEND_MAX_RECIPIENTS = 100

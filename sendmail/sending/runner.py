@@ -16,9 +16,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from sendmail.jobs import BatchResult
-from sendmail.ledger import LedgerError, SendLedger
-from sendmail.results import BatchReport, Delivery
+from sendmail.sending.jobs import BatchResult
+from sendmail.sending.ledger import LedgerError, SendLedger
+from sendmail.sending.results import BatchReport, Delivery
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from sendmail.addresses import normalize_address
+from sendmail.contract.addresses import normalize_address
 
 #: The SES message tag (SESv2 ``EmailTags``) that carries the send id on every message.
 SEND_ID_TAG = "sendmail-send-id"
