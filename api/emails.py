@@ -11,6 +11,7 @@ the OpenAPI document is generated from. Domain modules are imported inside the h
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -58,13 +59,22 @@ async def aws_send(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     from sendmail import services
-    from sendmail.admission.policy import admit_ses
+    from sendmail.admission.policy import admit_ses, check_sender
     from sendmail.contract.models import AwsEmailRequest, Limits, parse_request
     from sendmail.platform.settings import get_settings
     from sendmail.sending.jobs import Mail, SesJob, plan_ses, send_deadline_seconds
 
     settings = get_settings()
-    request = parse_request(AwsEmailRequest, req.get_body(), Limits.for_aws(settings))
+    # Parsing and validating is CPU work that grows with the list: a worker thread's, never the
+    # event loop's (test_event_loop.py). A sender not allowed is refused before any recipient
+    # is validated.
+    request = await asyncio.to_thread(
+        parse_request,
+        AwsEmailRequest,
+        req.get_body(),
+        Limits.for_aws(settings),
+        admit_sender=functools.partial(check_sender, settings=settings),
+    )
     total = len(request.recipientEmails)
     claim, replayed = await _idempotency(req, client, "aws-send", request, "ses", total)
     if replayed is not None:
@@ -114,7 +124,9 @@ async def user_send(
     from sendmail.sending.jobs import Mail, SmtpJob
 
     settings = get_settings()
-    request = parse_request(UserEmailRequest, req.get_body(), Limits.for_user(settings))
+    request = await asyncio.to_thread(
+        parse_request, UserEmailRequest, req.get_body(), Limits.for_user(settings)
+    )
     total = len(request.recipientEmails)
     claim, replayed = await _idempotency(req, client, "user-send", request, "smtp", total)
     if replayed is not None:

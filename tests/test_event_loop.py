@@ -279,3 +279,41 @@ def test_the_watch_catches_a_quota_read_on_the_loop(slow_ses: Latency) -> None:
     assert "took" in watched.slow_steps[0]
     assert watched.longest_stall >= LATENCY * 0.9
     assert slow_ses.threads == [watched.loop_thread]
+
+
+def test_a_body_of_a_million_copies_of_one_address_leaves_the_loop_free(
+    app_functions: dict[str, Any], slow_ses: Latency
+) -> None:
+    """The security review's request: a body of the largest accepted size holding nothing but
+    one address, over and over, from a sender that is not allowed. It froze the worker's loop
+    for 29 s (every entry validated, on the loop, before the sender was checked). Now it is
+    refused by its number of entries, on a worker thread: the one uninterruptible step left is
+    the JSON parser itself, so another request waits for that at most (well under a second)."""
+    from sendmail.contract.models import Limits
+    from sendmail.platform.settings import get_settings
+
+    limits = Limits.for_aws(get_settings())
+    limit = limits.max_request_bytes
+    copies = (limit - 1_000) // len('"a@b.co",')
+    raw = json.dumps(
+        {**AWS, "senderEmail": "x@not-allowed.example", "recipientEmails": ["a@b.co"] * copies},
+        separators=(",", ":"),
+    ).encode()
+    assert copies > 1_500_000
+    assert len(raw) <= limit  # refused for what it holds, not for its size
+    user_function = app_functions["aws_send"].get_user_function()
+
+    def make() -> Awaitable[Any]:
+        req = func.HttpRequest(
+            method="POST", url=f"{BASE}/api/v1/emails/aws-send", headers={}, params={}, body=raw
+        )
+        return user_function.client_function(req=req, client=FakeDurableClient())  # type: ignore[no-any-return]
+
+    watched = run_watched(make)
+
+    response = watched.result
+    assert response.status_code == 400
+    message = json.loads(response.get_body())["message"]
+    assert f"at most {limits.max_entries} entries, duplicates included (got {copies})" in message
+    assert watched.longest_stall < 1.0, f"another request waited {watched.longest_stall:.2f} s"
+    assert slow_ses.threads == []  # refused before admission read SES

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -238,6 +239,25 @@ def test_what_is_not_an_sns_message_is_400(
     response = post_event(app_functions, b"<xml/>")
     assert response.status_code == 400
     documented(document, "/v1/events/ses", "post", response)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"Type": ' + b"7" * 5_000 + b"}"],
+    ids=["nested-100000-deep", "5000-digit-integer"],
+)
+def test_json_that_crashes_the_parser_is_400_and_logs_no_traceback(
+    app_functions: dict[str, Any],
+    fetch: Certificates,
+    raw: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by the security review: RecursionError and int-conversion ValueError were 500s."""
+    with caplog.at_level(logging.DEBUG):
+        response = post_event(app_functions, raw)
+    assert response.status_code == 400
+    assert json.loads(response.get_body())["status"] == 400
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
 
 def test_a_subscription_is_confirmed(

@@ -127,6 +127,44 @@ def test_a_sender_that_is_not_allowed_is_403_and_nothing_starts(
     assert client.started == []
 
 
+@pytest.mark.parametrize("route", ["aws-send", "user-send"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"senderEmail": "se@aifactory.page", "subject": ' + b"1" * 5_000 + b"}",
+    ],
+    ids=["nested-100000-deep", "5000-digit-integer"],
+)
+def test_json_that_crashes_the_parser_is_400_in_the_envelope(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    quota: StubQuota,
+    route: str,
+    raw: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by the security review: these were 500s with a logged traceback."""
+    name = route.replace("-", "_")
+    path = f"/api/v1/emails/{route}"
+    with caplog.at_level(logging.DEBUG):
+        response = call(app_functions, name, client, path=path, body=raw)
+    envelope = assert_envelope(response, 400, path)
+    assert envelope["message"] == "Validation failed: the request body must be valid UTF-8 JSON"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert client.started == []
+
+
+def test_a_sender_not_allowed_is_403_whatever_its_recipients(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    """The sender is checked before the recipients are validated (a 403 costs no validation)."""
+    body = {**AWS, "senderEmail": "x@elsewhere.example.com", "recipientEmails": ["bad"] * 3}
+    response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=body)
+    assert assert_envelope(response, 403, "/api/v1/emails/aws-send")["error"] == "Forbidden"
+    assert client.started == []
+
+
 def test_allowed_domains_admit_every_address_at_them(
     app_functions: dict[str, Any],
     client: FakeDurableClient,

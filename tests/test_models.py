@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sendmail.contract.errors import ValidationFailed
+from sendmail.contract.errors import Forbidden, ValidationFailed
 from sendmail.contract.models import AwsEmailRequest, Limits, UserEmailRequest, parse_request
 from sendmail.contract.text import LINE_BREAK_CHARACTERS
 from sendmail.sending.mime import ensure_single_line
@@ -136,8 +136,51 @@ def test_duplicates_are_dropped_case_insensitively_keeping_the_first_spelling() 
 
 
 def test_the_recipient_cap_counts_distinct_addresses() -> None:
-    many = ["same@example.com"] * 50
+    many = ["same@example.com"] * 10  # twice the cap of 5: the most entries read at all
     assert parse(AwsEmailRequest, aws(recipientEmails=many)).recipientEmails == ["same@example.com"]
+
+
+def test_more_than_twice_the_cap_in_entries_is_refused_duplicates_included() -> None:
+    """A list is refused by its length before any address is looked at (the security review's
+    1.7 million copies of one address held a worker for 29 s)."""
+    with pytest.raises(ValidationFailed) as caught:
+        parse(AwsEmailRequest, aws(recipientEmails=["same@example.com"] * 11))
+    assert "at most 10 entries, duplicates included (got 11)" in str(caught.value)
+
+
+def test_a_sender_not_allowed_is_refused_before_any_recipient_is_validated() -> None:
+    checked: list[str] = []
+
+    def refuse(sender: str) -> None:
+        checked.append(sender)
+        raise Forbidden("not allowed")
+
+    body = json.dumps(aws(recipientEmails=["not an address"] * 5)).encode()
+    with pytest.raises(Forbidden):
+        parse_request(AwsEmailRequest, body, LIMITS, admit_sender=refuse)
+    assert checked == ["se@aifactory.page"]
+
+
+def test_an_invalid_sender_is_a_400_not_a_sender_check() -> None:
+    body = json.dumps(aws(senderEmail="nobody")).encode()
+    with pytest.raises(ValidationFailed):
+        parse_request(AwsEmailRequest, body, LIMITS, admit_sender=pytest.fail)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # RecursionError inside json
+        b'{"recipientEmails": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"senderEmail": ' + b"9" * 5_000 + b"}",  # ValueError: int longer than 4,300 digits
+        b'{"a": 1}\xff',
+    ],
+    ids=["deep", "deep-field", "huge-int", "bad-utf8"],
+)
+def test_json_that_crashes_json_loads_is_a_validation_failure(raw: bytes) -> None:
+    roomy = Limits(max_recipients=50_000, max_subject_chars=20, max_body_bytes=30)
+    with pytest.raises(ValidationFailed, match="valid UTF-8 JSON"):
+        parse_request(AwsEmailRequest, raw, roomy)
 
 
 def test_an_internationalised_domain_and_its_ascii_form_are_one_address() -> None:

@@ -8,7 +8,7 @@ problem. Limits that come from settings (subject and body size, recipient count)
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from sendmail.contract.addresses import normalize_address
 from sendmail.contract.errors import ValidationFailed
 from sendmail.contract.text import has_line_break
 from sendmail.contract.vocabulary import Provider
+from sendmail.platform import jsontext
 from sendmail.platform.settings import Settings
 
 #: v1's cap on user-send recipients (providers accept about 100 recipients per message).
@@ -41,6 +42,14 @@ class Limits:
     max_recipients: int
     max_subject_chars: int
     max_body_bytes: int
+
+    @property
+    def max_entries(self) -> int:
+        """The longest ``recipientEmails`` array read at all, duplicates included: twice the
+        recipient cap. Longer is refused as soon as the body is decoded, before any address is
+        looked at (one request of the platform's maximum size must not hold a worker for long).
+        """
+        return 2 * self.max_recipients
 
     @property
     def max_request_bytes(self) -> int:
@@ -88,6 +97,14 @@ def _is_utf8_text(value: str) -> bool:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_valid_address(value: str) -> bool:
+    try:
+        check_address(value)
+    except PydanticCustomError:
         return False
     return True
 
@@ -153,16 +170,19 @@ class AwsEmailRequest(BaseModel):
             raise _fail(
                 f"must contain at most {limits.max_recipients} distinct addresses (got {distinct})"
             )
-        problems: list[tuple[int, str]] = []
+        # Each distinct string is checked once (a list of one address a million times costs one
+        # check), and the problems are reported in list order, counted per entry.
+        invalid: dict[str, str] = {}
         unique: dict[str, str] = {}
-        for index, address in enumerate(value):
+        for address in dict.fromkeys(value):
             try:
                 check_address(address)
             except PydanticCustomError as e:
-                problems.append((index, e.message()))
+                invalid[address] = e.message()
                 continue
             unique.setdefault(normalize_address(address), address)  # bücher.de = xn--bcher-kva.de
-        if problems:
+        if invalid:
+            problems = [(i, invalid[a]) for i, a in enumerate(value) if a in invalid]
             index, message = problems[0]
             more = f" ({len(problems) - 1} more invalid)" if len(problems) > 1 else ""
             raise _fail(f"[{index}] {message}{more}")
@@ -284,18 +304,46 @@ def _describe(error: Any) -> str:
     return f"{field} is invalid"
 
 
-def parse_request(model: type[M], raw: bytes, limits: Limits) -> M:
-    """Decode a JSON body and validate it; raise :class:`ValidationFailed` with clear messages."""
+def decode_body(raw: bytes, limits: Limits) -> dict[str, Any]:
+    """The request's JSON object, refused (:class:`ValidationFailed`) when it is too large, not
+    JSON this service can read (deep nesting and huge numbers included), not an object, or when
+    its ``recipientEmails`` holds more than :attr:`Limits.max_entries` entries. Costs one parse:
+    nothing here looks at an address."""
     if len(raw) > limits.max_request_bytes:
         raise ValidationFailed(f"the request body must be at most {limits.max_request_bytes} bytes")
     try:
-        data = json.loads(raw.decode("utf-8")) if raw.strip() else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = jsontext.loads(raw) if raw.strip() else None
+    except jsontext.MalformedJson as e:
         raise ValidationFailed("the request body must be valid UTF-8 JSON") from e
-    if data is None:
-        raise ValidationFailed("the request body must be a JSON object")
     if not isinstance(data, dict):
         raise ValidationFailed("the request body must be a JSON object")
+    entries = data.get("recipientEmails")
+    if isinstance(entries, list) and len(entries) > limits.max_entries:
+        raise ValidationFailed(
+            f"recipientEmails must contain at most {limits.max_entries} entries, duplicates "
+            f"included (got {len(entries)})"
+        )
+    return data
+
+
+def parse_request(
+    model: type[M],
+    raw: bytes,
+    limits: Limits,
+    *,
+    admit_sender: Callable[[str], None] | None = None,
+) -> M:
+    """Decode a JSON body and validate it; raise :class:`ValidationFailed` with clear messages.
+
+    The cheap refusals come first: size, JSON, the number of entries (:func:`decode_body`), then
+    ``admit_sender`` with the sender's address when that address is valid (it raises, e.g. 403
+    for a sender not allowed), and only then the per-address validation. CPU-bound: run it on a
+    worker thread, never on the event loop.
+    """
+    data = decode_body(raw, limits)
+    sender = data.get("senderEmail")
+    if admit_sender is not None and isinstance(sender, str) and _is_valid_address(sender):
+        admit_sender(sender)
     try:
         return model.model_validate(data, context={"limits": limits})
     except ValidationError as e:

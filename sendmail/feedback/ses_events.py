@@ -25,7 +25,6 @@ subtype, time and diagnostic text (the remote server's answer), never the subjec
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from sendmail.contract.addresses import normalize_address
+from sendmail.platform import jsontext
 
 #: The SES message tag (SESv2 ``EmailTags``) that carries the send id on every message.
 SEND_ID_TAG = "sendmail-send-id"
@@ -72,8 +72,8 @@ def parse_notification(message: str, published: str | None = None) -> list[Recip
     the notification's own (signed) ``Timestamp``: the time of a record that has none, so that a
     redelivery is the same event."""
     try:
-        record = json.loads(message)
-    except json.JSONDecodeError:
+        record = jsontext.loads(message)
+    except jsontext.MalformedJson:
         return None
     if not isinstance(record, dict) or not isinstance(record.get("mail"), dict):
         return None

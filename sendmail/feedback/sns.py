@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 import threading
@@ -51,6 +50,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
+
+from sendmail.platform import jsontext
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -197,8 +198,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise SnsMalformed(f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        document = jsontext.loads(body)
+    except jsontext.MalformedJson as e:
         raise SnsMalformed("the body must be an SNS message: a UTF-8 JSON object") from e
     if not isinstance(document, dict):
         raise SnsMalformed("the body must be an SNS message: a UTF-8 JSON object")
