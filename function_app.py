@@ -14,6 +14,10 @@ from api.events import bp as events
 from api.health import bp as health
 from api.suppressions import bp as suppressions
 from orchestrators.send import bp as orchestrators
+from sendmail.platform.logs import quiet_sdk_loggers
+
+# The SDKs' HTTP logging would put recipient addresses into Application Insights.
+quiet_sdk_loggers()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(emails)

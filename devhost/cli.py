@@ -21,6 +21,7 @@ from devhost.durable.store import Store
 from devhost.embedded import start_embedded
 from devhost.invoker import Worker
 from devhost.server import RPC_PREFIX, DevHost
+from sendmail.platform.logs import quiet_sdk_loggers
 
 logger = logging.getLogger("devhost")
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     # aiosmtpd logs every connection and command at INFO: the sink's own lines say enough.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # As the app does in the worker (function_app.py), before any SDK logs: no address in logs.
+    quiet_sdk_loggers()
     app_dir = args.app_dir.resolve()
     state_dir = (args.state or app_dir / ".devhost").resolve()
     state_dir.mkdir(parents=True, exist_ok=True)

@@ -80,10 +80,24 @@ class DevHost:
             return response
         finally:
             elapsed = (time.perf_counter() - started) * 1000
-            path = request.path
-            if path.startswith(RPC_PREFIX):
-                path = RPC_PREFIX + "***/" + path[len(RPC_PREFIX) :].partition("/")[2]
-            logger.info("%s %s %d %.1fms", request.method, path, status, elapsed)
+            logger.info(
+                "%s %s %d %.1fms", request.method, self._logged_path(request), status, elapsed
+            )
+
+    def _logged_path(self, request: web.Request) -> str:
+        """What the access log names: a function's route *template*, never the path itself — a
+        route value can be personal data (``/api/v1/suppressions/{email}``), and the Functions
+        host, too, logs which function ran, not the URL. devhost's own paths are logged as they
+        are (the RPC token masked); a path no function matches is not logged at all."""
+        path = request.path
+        if path.startswith(RPC_PREFIX):
+            return RPC_PREFIX + "***/" + path[len(RPC_PREFIX) :].partition("/")[2]
+        if path.startswith(("/_dev/", durable_api.WEBHOOK_PREFIX)):
+            return path
+        found = self._route(request)
+        if found is None:
+            return "(no function matches)"
+        return f"/{found[0].route.template} ({found[0].name})"
 
     def _authorised(self, request: web.Request) -> bool:
         supplied = request.headers.get("x-functions-key") or request.query.get("code") or ""

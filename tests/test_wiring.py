@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from typing import Any
@@ -60,3 +61,17 @@ def test_importing_the_app_does_not_load_heavy_clients() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+def test_importing_the_app_holds_the_sdk_loggers_at_warning() -> None:
+    """In Azure the worker forwards INFO records to Application Insights, and azure-core's HTTP
+    logging names Table rows (addresses) at INFO: the app holds it at WARNING on import."""
+    code = (
+        "import logging; logging.basicConfig(level=logging.DEBUG); import function_app; "
+        "print(logging.getLogger('azure.core.pipeline.policies.http_logging_policy')"
+        ".getEffectiveLevel(), logging.getLogger('botocore.endpoint').getEffectiveLevel())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == [str(logging.WARNING)] * 2

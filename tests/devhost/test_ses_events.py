@@ -252,3 +252,41 @@ def test_event_ingestion_rate_through_devhost(app: DevhostProcess) -> None:
     print(
         f"\nevent ingestion through devhost: {total} in {elapsed:.2f} s = {total / elapsed:.0f}/s"
     )
+
+
+def test_no_recipient_address_reaches_the_logs(app: DevhostProcess) -> None:
+    """The security review found recipient addresses in the logs: azure-core logs every Table
+    request URL at INFO, and a suppression point read names the address in its URL
+    (``…(PartitionKey='example.com',RowKey='victim.person')``); in Azure the worker forwards
+    every INFO record to Application Insights. A full send — suppressed recipients looked up
+    and skipped, events ingested, an operator's lookup and removal, a user-send — must leave no
+    address in any form (the unique tokens below are in every local part) in the log, which
+    holds everything devhost's process logs at its default level (INFO), the app's records
+    included."""
+    token = uuid.uuid4().hex[:12]
+    bounce, complaint = f"bounce+{token}b@{SIM}", f"complaint+{token}c@{SIM}"
+    others = [f"{token}{n}@example.org" for n in range(3)]
+    first = send(app, [bounce, complaint, *others])
+    eventually(lambda: delivery(app, first["id"])["bounced"] == 1)
+    eventually(lambda: app.request("GET", f"/api/v1/suppressions/{complaint}").status_code == 200)
+    second = send(app, [bounce, complaint, *others])  # point reads of the suppression list
+    assert {f["code"] for f in second["failures"]} == {"SUPPRESSED"}
+    assert app.request("DELETE", f"/api/v1/suppressions/{bounce}").status_code == 204
+    user = app.request(
+        "POST",
+        "/api/v1/emails/user-send",
+        json={
+            "provider": "GMAIL",
+            "senderEmail": f"me{token}s@gmail.com",
+            "password": f"pw-{token}-secret",
+            "recipientEmails": others,
+            "subject": "s",
+            "body": "b",
+        },
+        headers={"Prefer": "wait=30"},
+    )
+    assert user.status_code == 200, user.text
+
+    log = app.log()
+    leaks = [line for line in log.splitlines() if token in line]
+    assert leaks == [], "\n".join(leaks[:10])
