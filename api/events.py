@@ -29,6 +29,8 @@ SEND_EVENTS_ROUTE = "v1/emails/{id}/events"
 #: Events per page: the default, and the most a caller may ask for.
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+#: The one answer to a message that fails any verification rule (the log says which).
+SNS_REFUSED = "The message could not be verified."
 _SEND_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
@@ -49,13 +51,20 @@ async def ses_events(req: func.HttpRequest) -> func.HttpResponse:
             verifier.verify, req.get_body(), message_type=message_type
         )
         outcome = await asyncio.to_thread(
-            act, message, verifier, services.event_store, services.suppressions
+            act,
+            message,
+            verifier,
+            services.event_store,
+            services.suppressions,
+            services.processed_sns_messages,
         )
     except SnsMalformed as e:
         raise ValidationFailed(str(e)) from e
     except SnsRejected as e:
+        # The reason is the operator's (the log), not the caller's: naming the check that
+        # failed would let a caller probe the configuration (allowed topics, version).
         logger.warning("SNS message refused: %s", e)
-        raise Forbidden(f"The SNS message was refused: {e}.") from e
+        raise Forbidden(SNS_REFUSED) from e
     body = EventsReceipt.model_validate(outcome.to_json())
     return json_response(body.model_dump(mode="json"))
 

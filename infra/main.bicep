@@ -167,6 +167,13 @@ param sesConfigurationSet string = ''
 @description('SENDMAIL_SNS_TOPIC_ARNS: comma-separated SNS topic ARNs the SES events route accepts (the configuration set event destination). Empty: every SNS message is refused.')
 param snsTopicArns string = ''
 
+@description('SENDMAIL_SNS_SIGNATURE_VERSION: the only SNS SignatureVersion the events route accepts; set the topic so (2: SHA256withRSA).')
+@allowed([
+  '1'
+  '2'
+])
+param snsSignatureVersion string = '2'
+
 @description('SENDMAIL_SUPPRESSION_ENABLED: aws-send skips addresses on the suppression list (hard bounces, complaints).')
 param suppressionEnabled bool = true
 
@@ -250,6 +257,7 @@ var sendMailSettings = {
   SENDMAIL_SMTP_TIMEOUT_SECONDS: string(smtpTimeoutSeconds)
   SENDMAIL_SMTP_MAX_ATTEMPTS: string(smtpMaxAttempts)
   SENDMAIL_SNS_TOPIC_ARNS: snsTopicArns
+  SENDMAIL_SNS_SIGNATURE_VERSION: snsSignatureVersion
   SENDMAIL_SUPPRESSION_ENABLED: string(suppressionEnabled)
 }
 

@@ -50,6 +50,7 @@ param sesSendDeadlineSeconds = 3600
 param sesConfigurationSet = ''
 // SES events (docs/deploy.md, section 9): the topic of the configuration set's SNS destination.
 param snsTopicArns = ''
+param snsSignatureVersion = '2'
 param suppressionEnabled = true
 param idempotencyTtlHours = 24
 param maxQueuedBatches = 500

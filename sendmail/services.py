@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sendmail.admission.idempotency import IdempotencyStore
     from sendmail.admission.reservations import QuotaReservations
     from sendmail.feedback.event_store import EventStore
+    from sendmail.feedback.replays import ProcessedMessages
     from sendmail.feedback.sns import SnsVerifier
     from sendmail.feedback.suppression import SuppressionList
     from sendmail.sending.ledger import SendLedger
@@ -69,6 +70,12 @@ def suppressions() -> SuppressionList:
     from sendmail.feedback.suppression import suppressions_from_environment
 
     return _get("suppressions", suppressions_from_environment)  # type: ignore[no-any-return]
+
+
+def processed_sns_messages() -> ProcessedMessages:
+    from sendmail.feedback.replays import processed_messages_from_environment
+
+    return _get("sns_messages", processed_messages_from_environment)  # type: ignore[no-any-return]
 
 
 def sns_verifier() -> SnsVerifier:

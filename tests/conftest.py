@@ -24,12 +24,14 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # So are the event store and the suppression list (test_event_store.py, test_suppression.py).
     from sendmail.admission.reservations import MemoryReservations
     from sendmail.feedback.event_store import MemoryEventStore
+    from sendmail.feedback.replays import MemoryProcessedMessages
     from sendmail.feedback.suppression import MemorySuppressionList
 
     services.override(
         ledger=MemorySendLedger(),
         events=MemoryEventStore(),
         suppressions=MemorySuppressionList(),
+        sns_messages=MemoryProcessedMessages(),
         backlog=None,  # no work-item queue to probe unless a test brings one (test_backlog.py)
         reservations=MemoryReservations(),  # the table itself: test_reservations.py
     )

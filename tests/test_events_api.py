@@ -184,6 +184,7 @@ def test_a_verified_bounce_is_counted_listed_and_suppresses(
         "suppressed": 1,
         "unattributed": 0,
         "ignored": False,
+        "replayed": False,
     }
     post_event(app_functions, sns_body(signing, json.dumps(ses_record("Delivery", "b@x.example"))))
 
@@ -210,8 +211,36 @@ def test_a_verified_bounce_is_counted_listed_and_suppresses(
 
     # SNS delivers at least once: the same message again records nothing more
     again = post_event(app_functions, raw)
-    assert json.loads(again.get_body())["duplicates"] == 1
+    assert again.status_code == 200
+    assert json.loads(again.get_body())["replayed"] is True
     assert email_status(app_functions, client, SEND)["delivery"]["bounced"] == 1
+
+
+def test_a_replayed_bounce_does_not_undo_an_operators_removal(
+    app_functions: dict[str, Any], fetch: Certificates, signing: SigningKey
+) -> None:
+    """Found by the security review: a genuine Bounce, captured once and posted again, put back
+    on the list an address an operator had removed. The MessageId is remembered: the replay is
+    acknowledged and does nothing."""
+    raw = sns_body(signing, json.dumps(ses_record("Bounce", "back@example.com")))
+    assert json.loads(post_event(app_functions, raw).get_body())["suppressed"] == 1
+    removed = call(
+        app_functions,
+        "suppression_delete",
+        "/api/v1/suppressions/back@example.com",
+        method="DELETE",
+        route_params={"email": "back@example.com"},
+    )
+    assert removed.status_code == 204
+
+    replay = post_event(app_functions, raw)
+
+    assert replay.status_code == 200
+    assert json.loads(replay.get_body())["replayed"] is True
+    assert services.suppressions().get("back@example.com") is None
+    # a new bounce of the same address (another MessageId) lists it again
+    fresh = sns_body(signing, json.dumps(ses_record("Bounce", "back@example.com")))
+    assert json.loads(post_event(app_functions, fresh).get_body())["suppressed"] == 1
 
 
 def test_a_forged_notification_is_refused_and_records_nothing(
@@ -220,14 +249,19 @@ def test_a_forged_notification_is_refused_and_records_nothing(
     fetch: Certificates,
     signing: SigningKey,
     document: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The key is right (the host let it through); the signature is not SNS's."""
     forger = SigningKey.generate()
     raw = sns_body(forger, json.dumps(ses_record("Bounce", "victim@example.com")))
-    response = post_event(app_functions, raw)
+    with caplog.at_level(logging.WARNING, logger="api.events"):
+        response = post_event(app_functions, raw)
     body = documented(document, "/v1/events/ses", "post", response)
     assert response.status_code == 403
-    assert "signature does not verify" in body["message"]
+    # one answer for every refusal: which check failed is the operator's (the log), not the
+    # caller's, who could otherwise probe the allowed topics and versions
+    assert body["message"] == "The message could not be verified."
+    assert "the signature does not verify" in caplog.text
     assert services.suppressions().get("victim@example.com") is None
     assert services.event_store().page(SEND, limit=10).events == []
     assert email_status(app_functions, client, SEND)["delivery"]["bounced"] == 0

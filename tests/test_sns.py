@@ -20,6 +20,7 @@ import pytest
 
 from devhost.emulators.sns import SigningKey
 from sendmail.feedback.sns import (
+    FAILED_CERTIFICATE_SECONDS,
     SnsFetchFailed,
     SnsMalformed,
     SnsRejected,
@@ -139,9 +140,10 @@ def test_the_string_to_sign_is_the_documented_one() -> None:
 
 @pytest.mark.parametrize("version", ["1", "2"])
 @pytest.mark.parametrize("subject", [None, "Amazon SES Email Event Notification"])
-def test_notifications_signed_with_either_version_verify(
-    verifier: SnsVerifier, signing: SigningKey, version: str, subject: str | None
+def test_notifications_signed_with_the_topics_version_verify(
+    fetch: Certificates, signing: SigningKey, version: str, subject: str | None
 ) -> None:
+    verifier = SnsVerifier([TOPIC], fetch=fetch, signature_version=version)
     fields = notification(signing, version, subject=subject)
     message = verifier.verify(body(fields), message_type="Notification")
     assert (message.type, message.message_id, message.topic_arn) == (
@@ -164,6 +166,48 @@ def test_a_subscription_is_confirmed_by_fetching_its_subscribe_url(
 def test_an_unsubscribe_confirmation_verifies(verifier: SnsVerifier, signing: SigningKey) -> None:
     message = verifier.verify(body(confirmation(signing, "UnsubscribeConfirmation")))
     assert message.type == "UnsubscribeConfirmation"
+
+
+@pytest.mark.parametrize(("topic_signs", "message_signs"), [("2", "1"), ("1", "2")])
+def test_a_signature_of_another_version_than_the_topics_is_refused(
+    fetch: Certificates, signing: SigningKey, topic_signs: str, message_signs: str
+) -> None:
+    """SHA-1 (version 1) is not taken where the topic signs with version 2 (the default):
+    nothing can be downgraded to it. Refused before any fetch."""
+    verifier = SnsVerifier([TOPIC], fetch=fetch, signature_version=topic_signs)
+    with pytest.raises(SnsRejected, match="SignatureVersion"):
+        verifier.verify(body(notification(signing, message_signs)))
+    assert fetch.reads == []
+
+
+def test_the_version_comes_from_the_setting_and_defaults_to_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert SnsVerifier.from_settings(Settings()).signature_version == "2"
+    monkeypatch.setenv("SENDMAIL_SNS_SIGNATURE_VERSION", "1")
+    assert SnsVerifier.from_settings(Settings()).signature_version == "1"
+    monkeypatch.setenv("SENDMAIL_SNS_SIGNATURE_VERSION", "3")
+    with pytest.raises(ValueError, match="SENDMAIL_SNS_SIGNATURE_VERSION"):
+        Settings()
+
+
+def test_a_certificate_url_that_failed_is_refused_unfetched_for_a_while(
+    signing: SigningKey,
+) -> None:
+    """Each failed fetch was repeated for every message naming the URL; now a failure is kept
+    for FAILED_CERTIFICATE_SECONDS, then the URL is fetched again."""
+    moment = [datetime.now(UTC)]
+    fetch = Certificates({})
+    verifier = SnsVerifier([TOPIC], fetch=fetch, clock=lambda: moment[0])
+    for _ in range(5):
+        with pytest.raises(SnsRejected, match="does not name a certificate"):
+            verifier.verify(body(notification(signing)))
+    assert fetch.reads == [CERT_URL]
+
+    fetch.pems[CERT_URL] = signing.cert_pem  # published meanwhile
+    moment[0] += timedelta(seconds=FAILED_CERTIFICATE_SECONDS + 1)
+    verifier.verify(body(notification(signing)))
+    assert fetch.reads == [CERT_URL, CERT_URL]
 
 
 def test_the_certificate_is_fetched_once_per_url(

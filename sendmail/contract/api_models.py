@@ -266,6 +266,7 @@ class EventsReceipt(BaseModel):
             "suppressed": 1,
             "unattributed": 0,
             "ignored": False,
+            "replayed": False,
         }
     )
 
@@ -282,6 +283,13 @@ class EventsReceipt(BaseModel):
     )
     ignored: bool = Field(
         description="Not an SES event the service keeps (Send, Open, Click, an SNS test message)."
+    )
+    replayed: bool = Field(
+        default=False,
+        description=(
+            "This notification (its MessageId) was acted on before: nothing was done again "
+            "(a replay never puts back an address an operator took off the suppression list)."
+        ),
     )
 
 

@@ -11,9 +11,11 @@ suppression list come in as arguments:
 3. ``Notification``: its ``Message`` read as an SES event record
 (:mod:`sendmail.feedback.ses_events`);
    a message that is not one (an SNS test message, another publisher) is acknowledged and
-   logged. Then, in this order, both idempotent so SNS's redelivery after a failure is safe:
-   the addresses the events suppress go on the suppression list (first, because that is what
-   protects the account), and the events that name a send are stored with their counts.
+   logged. A notification whose ``MessageId`` was acted on before is a replay
+   (:mod:`sendmail.feedback.replays`): acknowledged, nothing done. Otherwise, in this order, each
+   idempotent so SNS's redelivery after a failure is safe: the addresses the events suppress go
+   on the suppression list (first, because that is what protects the account), the events that
+   name a send are stored with their counts, and the ``MessageId`` is recorded.
 
 Anything that fails after verification raises (the route answers 500 and SNS delivers again).
 Logs carry the SNS message id, the topic and counts — never addresses.
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sendmail.feedback.event_store import EventStore
+from sendmail.feedback.replays import ProcessedMessages
 from sendmail.feedback.ses_events import parse_notification
 from sendmail.feedback.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsMessage, SnsVerifier
 from sendmail.feedback.suppression import Suppression, SuppressionList
@@ -47,6 +50,8 @@ class Outcome:
     unattributed: int = 0
     #: The message was not an SES event record, or of a kind not kept (Send, Open, ...).
     ignored: bool = False
+    #: The notification was acted on before (its ``MessageId`` is recorded): nothing done.
+    replayed: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -56,6 +61,7 @@ class Outcome:
             "suppressed": self.suppressed,
             "unattributed": self.unattributed,
             "ignored": self.ignored,
+            "replayed": self.replayed,
         }
 
 
@@ -64,12 +70,13 @@ def handle(
     verifier: SnsVerifier,
     events: EventStore,
     suppressions: SuppressionList,
+    processed: ProcessedMessages,
     *,
     message_type: str | None = None,
 ) -> Outcome:
     """Verify ``body`` and act on it (see the module docs)."""
     message = verifier.verify(body, message_type=message_type)
-    return act(message, verifier, lambda: events, lambda: suppressions)
+    return act(message, verifier, lambda: events, lambda: suppressions, lambda: processed)
 
 
 def act(
@@ -77,6 +84,7 @@ def act(
     verifier: SnsVerifier,
     events: Callable[[], EventStore],
     suppressions: Callable[[], SuppressionList],
+    processed: Callable[[], ProcessedMessages],
 ) -> Outcome:
     """Act on a verified message. The stores are asked for only when a notification needs them
     (a subscription confirmation works before storage is configured)."""
@@ -99,12 +107,20 @@ def act(
             message.topic_arn,
         )
         return Outcome(message.type, ignored=True)
+    if processed().seen(message.message_id, message.timestamp):
+        logger.warning(
+            "SNS notification %s from %s was acted on before: a replay, nothing done",
+            message.message_id,
+            message.topic_arn,
+        )
+        return Outcome(message.type, replayed=True)
     suppressed = 0
     for event in parsed:
         entry = Suppression.from_event(event)
         if entry is not None and suppressions().add(entry):
             suppressed += 1
     stored = events().record(message.message_id, parsed)
+    processed().remember(message.message_id, message.timestamp)  # last: all of it is done
     unattributed = sum(1 for event in parsed if event.send_id is None)
     # One line per notification, queryable per send (docs/deploy.md has the query).
     logger.info(

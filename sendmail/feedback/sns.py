@@ -7,8 +7,11 @@ fetched or recorded for a message refused by an earlier rule:
 
 1. The body is a JSON object (:class:`SnsMalformed`, 400, otherwise) of a known ``Type`` —
    ``Notification``, ``SubscriptionConfirmation``, ``UnsubscribeConfirmation`` — carrying every
-   field that type signs, each a string, and ``SignatureVersion`` 1 or 2 (every rule from here
-   on refuses with :class:`SnsRejected`, 403).
+   field that type signs, each a string, and the ``SignatureVersion`` the topic is set up
+   with (``SENDMAIL_SNS_SIGNATURE_VERSION``: 2 by default; a v1 signature, SHA-1, is not taken
+   where the topic signs with v2, so nothing can be downgraded to it). Every rule from here on
+   refuses with :class:`SnsRejected`, 403 — whose answer says only that the message could not
+   be verified; the reason goes to the log.
 2. ``TopicArn`` is one of the allowed topics (``SENDMAIL_SNS_TOPIC_ARNS``): a message from a
    topic nobody configured costs no network I/O.
 3. ``SigningCertURL`` is ``https://sns.<region>.amazonaws.com/<name>.pem`` for the region of the
@@ -16,7 +19,9 @@ fetched or recorded for a message refused by an earlier rule:
    or user info. ``SubscribeURL`` passes the same host rule before it is fetched.
 4. The certificate is fetched over HTTPS (system CAs, no redirects, bounded size and time),
    must be valid now and hold an RSA key; it is cached by URL (SNS publishes a rotated
-   certificate under a new URL), so a steady stream of events costs no fetch.
+   certificate under a new URL), so a steady stream of events costs no fetch. A URL whose fetch
+   failed (no such certificate, not a certificate, expired) is remembered for
+   :data:`FAILED_CERTIFICATE_SECONDS`, so repeating it costs no fetch either.
 5. ``Signature`` (base64) verifies over the string to sign — ``name\\nvalue\\n`` for each signed
    field in byte order (Notification: Message, MessageId, Subject if present, Timestamp,
    TopicArn, Type; subscription messages: Message, MessageId, SubscribeURL, Timestamp, Token,
@@ -29,7 +34,9 @@ value. Unset — the default, and always in Azure — only AWS's SNS hosts are t
 Not checked: the certificate's chain (SNS publishes the signing certificate without its
 intermediates; its authenticity comes from the AWS host it was fetched from over verified HTTPS,
 as in AWS's own SDK validators), and the message's age (SNS retries a delivery for as long as
-its delivery policy says; a replay is harmless because events are idempotent on ``MessageId``).
+its delivery policy says). A replayed genuine notification is recognised by its ``MessageId``
+instead (:mod:`sendmail.feedback.replays`): it records nothing again, and in particular does not
+put back on the suppression list an address an operator removed.
 
 Messages in the exceptions are written here and name no secret; the module imports
 ``cryptography`` only when it verifies, so importing it stays cheap.
@@ -47,7 +54,7 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -97,6 +104,10 @@ FETCH_TIMEOUT_SECONDS = 10.0
 MAX_FETCH_BYTES = 64 * 1024
 #: Certificates kept per process (one per SNS region and rotation in use).
 CERTIFICATE_CACHE_SIZE = 32
+#: How long a certificate URL whose fetch failed is refused without fetching it again, and how
+#: many such URLs are remembered.
+FAILED_CERTIFICATE_SECONDS = 300
+FAILED_CERTIFICATE_CACHE_SIZE = 256
 
 #: The DNS suffix of SNS's hosts per ARN partition.
 _PARTITION_DOMAINS = {
@@ -221,6 +232,8 @@ class CertificateCache:
         self._size = size
         self._lock = threading.Lock()
         self._keys: OrderedDict[str, tuple[RSAPublicKey, datetime]] = OrderedDict()
+        #: URL -> (the refusal, until when it is repeated without a fetch).
+        self._failed: OrderedDict[str, tuple[SnsRejected, datetime]] = OrderedDict()
         self.fetches = 0
 
     def public_key(self, url: str) -> RSAPublicKey:
@@ -230,7 +243,18 @@ class CertificateCache:
             if cached is not None and now <= cached[1]:
                 self._keys.move_to_end(url)
                 return cached[0]
-        key, not_after = self._load(url, now)
+            failed = self._failed.get(url)
+            if failed is not None and now < failed[1]:
+                raise SnsRejected(str(failed[0]))
+        try:
+            key, not_after = self._load(url, now)
+        except SnsRejected as e:
+            with self._lock:
+                self._failed[url] = (e, now + timedelta(seconds=FAILED_CERTIFICATE_SECONDS))
+                self._failed.move_to_end(url)
+                while len(self._failed) > FAILED_CERTIFICATE_CACHE_SIZE:
+                    self._failed.popitem(last=False)
+            raise
         with self._lock:
             self._keys[url] = (key, not_after)
             self._keys.move_to_end(url)
@@ -272,9 +296,13 @@ class SnsVerifier:
         dev_origin: str | None = None,
         fetch: Fetch = https_get,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        signature_version: str = "2",
     ) -> None:
+        if signature_version not in SIGNATURE_VERSIONS:
+            raise ValueError(f"SignatureVersion {signature_version!r} is not 1 or 2")
         self.topics = frozenset(topics)
         self.dev_origin = dev_origin
+        self.signature_version = signature_version
         self._fetch = fetch
         self.certificates = CertificateCache(fetch, clock=clock)
 
@@ -283,6 +311,7 @@ class SnsVerifier:
         return cls(
             settings.SENDMAIL_SNS_TOPIC_ARNS,
             dev_origin=settings.SENDMAIL_SNS_DEV_TRUSTED_ORIGIN,
+            signature_version=settings.SENDMAIL_SNS_SIGNATURE_VERSION,
             **kwargs,
         )
 
@@ -310,8 +339,11 @@ class SnsVerifier:
             if fields.get(name) is not None and not isinstance(fields[name], str):
                 raise SnsRejected(f"{name} must be a string")
         version = fields["SignatureVersion"]
-        if version not in SIGNATURE_VERSIONS:
-            raise SnsRejected("SignatureVersion must be 1 or 2")
+        if version != self.signature_version:
+            raise SnsRejected(
+                f"SignatureVersion {version[:8]!r} is not the topic's "
+                f"(SENDMAIL_SNS_SIGNATURE_VERSION={self.signature_version})"
+            )
         topic = fields["TopicArn"]
         if topic not in self.topics:
             raise SnsRejected("TopicArn is not an allowed topic (SENDMAIL_SNS_TOPIC_ARNS)")

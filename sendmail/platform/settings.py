@@ -136,6 +136,13 @@ class Settings(BaseSettings):
             "in Azure."
         ),
     )
+    SENDMAIL_SNS_SIGNATURE_VERSION: Literal["1", "2"] = Field(
+        default="2",
+        description=(
+            "The only SNS SignatureVersion accepted: 2 (SHA256withRSA), as the topic is set up "
+            "(docs/deploy.md); 1 (SHA1withRSA) only for a topic that still signs so."
+        ),
+    )
     SENDMAIL_SUPPRESSION_ENABLED: bool = Field(
         default=True,
         description="aws-send skips addresses on the suppression list (reported as SUPPRESSED).",
