@@ -24,6 +24,7 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 
 from api.http import (
     as_json_object,
+    caller_key,
     json_response,
     preferred_wait,
     request_path,
@@ -171,8 +172,11 @@ async def _idempotency(
         return None, None
     store = services.idempotency()
     now = idempotency.now()
-    digest = idempotency.fingerprint(route, request)
-    claim = await asyncio.to_thread(store.claim, route, key, digest, now)
+    password = getattr(request, "password", None)
+    macs = services.sealer().macs(password) if password is not None else []
+    digests = idempotency.fingerprints(route, request, macs)
+    scoped = idempotency.scoped_key(key, caller_key(req))
+    claim = await asyncio.to_thread(store.claim, route, scoped, digests, now)
     if claim.start:
         return claim, None
     status = await read_status(client, claim.instance_id)

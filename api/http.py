@@ -92,6 +92,12 @@ def retry_after(seconds: int) -> dict[str, str]:
     return {"Retry-After": str(seconds)}
 
 
+def caller_key(req: func.HttpRequest) -> str | None:
+    """The function key the caller presented (header first, as the host reads it), or None.
+    The host checked it already; the app uses it only to keep callers apart, hashed."""
+    return req.headers.get("x-functions-key") or req.params.get("code") or None
+
+
 def as_json_object(value: Any) -> dict[str, Any] | None:
     """Durable returns outputs and custom status either parsed or as JSON text."""
     if isinstance(value, str):

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -99,12 +102,17 @@ def idempotency_key(
     subject: str,
     body: str,
     provider: str | None = None,
+    *,
+    salt: str | None = None,
 ) -> str:
-    """``mailctl-v1-`` and the SHA-256 of the request's substance (75 printable ASCII chars).
+    """``mailctl-v2-`` and the SHA-256 of the request's substance and this installation's salt
+    (75 printable ASCII chars).
 
     Recipients are compared as the service compares them (case-insensitively, duplicates once)
     and sorted, so the same people from a file in another order give the same key; the service
-    then answers 422 if it fingerprints order too, which also mails nobody twice.
+    then answers 422 if it fingerprints order too, which also mails nobody twice. The salt
+    (:func:`installation_salt`) is random per installation: a key derived from content alone
+    could be predicted — and its send's answer claimed — by anyone who can guess the content.
     """
     substance = {
         "route": route,
@@ -113,9 +121,40 @@ def idempotency_key(
         "subject": subject,
         "body": body,
         "provider": provider,
+        "salt": installation_salt() if salt is None else salt,
     }
     canonical = json.dumps(substance, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return "mailctl-v1-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return "mailctl-v2-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+#: Where the salt lives: ``$MAILCTL_SALT_FILE``, else ``$XDG_CONFIG_HOME/mailctl/salt``, else
+#: ``~/.config/mailctl/salt``.
+SALT_ENV = "MAILCTL_SALT_FILE"
+
+
+def installation_salt(environ: Mapping[str, str] | None = None) -> str:
+    """This installation's random salt, made on first use (32 random bytes, hex, mode 0600).
+
+    Running the same command again on the same machine gives the same key (a re-run is the
+    same send); another machine or user has another salt, hence other keys."""
+    env = os.environ if environ is None else environ
+    config = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    path = Path(env.get(SALT_ENV) or config / "mailctl" / "salt")
+    try:
+        existing = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = secrets.token_hex(32)
+    try:  # exclusive create: two first runs at once agree on the one that won
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(fresh + "\n")
+    return fresh
 
 
 class Client:

@@ -10,9 +10,16 @@ import pytest
 pytest_plugins = ["tests.support.ses", "tests.support.smtp", "tests.support.azurite"]
 
 
+@pytest.fixture(scope="session")
+def _mailctl_salt_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("mailctl") / "salt")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts from the embedded defaults, whatever the developer's shell holds."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str) -> Iterator[None]:
+    """Every test starts from the embedded defaults, whatever the developer's shell holds (and
+    mailctl keeps its installation salt out of the developer's home)."""
+    monkeypatch.setenv("MAILCTL_SALT_FILE", _mailctl_salt_file)
     from sendmail import services
     from sendmail.platform.settings import Settings
     from sendmail.sending.ledger import MemorySendLedger

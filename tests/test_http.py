@@ -693,6 +693,48 @@ def test_the_same_key_with_another_body_is_422_and_starts_nothing(
     assert len(client.started) == 1
 
 
+def test_two_callers_keys_never_meet(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    """Found by the security review: keys were global, so one caller's key (mailctl's are
+    derived from the content) could answer another caller's send. They are per caller key."""
+
+    def send_as(caller: str) -> func.HttpResponse:
+        headers = {"Idempotency-Key": "order-1", "x-functions-key": caller}
+        return call(
+            app_functions,
+            "aws_send",
+            client,
+            path="/api/v1/emails/aws-send",
+            body=AWS,
+            headers=headers,
+        )
+
+    first, other, mine_again = send_as("caller-a"), send_as("caller-b"), send_as("caller-a")
+
+    assert (first.status_code, other.status_code, mine_again.status_code) == (202, 202, 202)
+    assert first.headers["Location"] != other.headers["Location"]
+    assert mine_again.headers["Location"] == first.headers["Location"]
+    assert len(client.started) == 2
+
+
+def test_the_same_key_with_another_password_is_422(
+    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str, keys: Any
+) -> None:
+    """Found by the security review: a replay with any password answered the original send
+    (with Prefer: wait, its 200) — now the password's MAC is part of the request."""
+    first = send(app_functions, client, "u-1", body=USER, route="user_send")
+    same = send(app_functions, client, "u-1", body={**USER}, route="user_send")
+    other = send(
+        app_functions, client, "u-1", body={**USER, "password": "guess"}, route="user_send"
+    )
+
+    assert (first.status_code, same.status_code) == (202, 202)
+    assert same.headers["Location"] == first.headers["Location"]
+    assert_envelope(other, 422, "/api/v1/emails/user-send")
+    assert len(client.started) == 1
+
+
 def test_a_bad_key_is_400_before_anything(
     app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
 ) -> None:
@@ -705,12 +747,15 @@ def test_a_bad_key_is_400_before_anything(
 def test_a_key_whose_first_request_is_still_starting_is_409_with_retry_after(
     app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
 ) -> None:
-    from sendmail.admission.idempotency import fingerprint, now
+    from sendmail.admission.idempotency import fingerprints, now, scoped_key
     from sendmail.contract.models import AwsEmailRequest
 
     # the first request recorded the key a moment ago and has not started its send yet
     keys.claim(
-        "aws-send", "order-1", fingerprint("aws-send", AwsEmailRequest.model_validate(AWS)), now()
+        "aws-send",
+        scoped_key("order-1", None),
+        fingerprints("aws-send", AwsEmailRequest.model_validate(AWS)),
+        now(),
     )
 
     response = send(app_functions, client, "order-1")
@@ -725,11 +770,13 @@ def test_a_key_whose_first_request_died_before_starting_is_taken_over_once(
 ) -> None:
     from datetime import timedelta
 
-    from sendmail.admission.idempotency import fingerprint, now
+    from sendmail.admission.idempotency import fingerprints, now, scoped_key
     from sendmail.contract.models import AwsEmailRequest
 
-    digest = fingerprint("aws-send", AwsEmailRequest.model_validate(AWS))
-    abandoned = keys.claim("aws-send", "order-1", digest, now() - timedelta(minutes=2))
+    digest = fingerprints("aws-send", AwsEmailRequest.model_validate(AWS))
+    abandoned = keys.claim(
+        "aws-send", scoped_key("order-1", None), digest, now() - timedelta(minutes=2)
+    )
 
     response = send(app_functions, client, "order-1")
     again = send(app_functions, client, "order-1")
@@ -747,16 +794,16 @@ def test_a_request_whose_key_was_taken_over_during_its_admission_starts_nothing(
     read); a retry takes the key over and starts the send. The first one must not start it too."""
     from datetime import timedelta
 
-    from sendmail.admission.idempotency import fingerprint, now
+    from sendmail.admission.idempotency import fingerprints, now, scoped_key
     from sendmail.contract.models import AwsEmailRequest
 
-    digest = fingerprint("aws-send", AwsEmailRequest.model_validate(AWS))
+    digest = fingerprints("aws-send", AwsEmailRequest.model_validate(AWS))
 
     class SlowQuota(StubQuota):
         def get_quota(self) -> SendQuota:
             # while this request waits on SES, a retry finds the key silent and takes it over
             later = now() + timedelta(minutes=1)
-            seen = keys.claim("aws-send", "order-1", digest, later)
+            seen = keys.claim("aws-send", scoped_key("order-1", None), digest, later)
             assert keys.take_over(seen, later) is not None
             return super().get_quota()
 
@@ -767,7 +814,9 @@ def test_a_request_whose_key_was_taken_over_during_its_admission_starts_nothing(
     envelope = assert_envelope(response, 409, "/api/v1/emails/aws-send")
     assert "still being processed" in envelope["message"]
     assert client.started == []  # the retry that took the key over starts it, only it
-    assert not keys.claim("aws-send", "order-1", digest, now()).start  # the taker's, kept
+    assert not keys.claim(
+        "aws-send", scoped_key("order-1", None), digest, now()
+    ).start  # the taker's, kept
 
 
 def test_a_request_refused_with_429_drops_its_key_so_a_later_retry_can_send(
@@ -794,15 +843,4 @@ def test_with_prefer_wait_a_repeated_request_gets_the_finished_sends_200(
     assert again.status_code == 200
     assert body_of(again)["id"] == instance_id
     assert body_of(again)["messageIds"] == ["0101-abc"]
-    assert len(client.started) == 1
-
-
-def test_user_send_with_the_same_key_and_another_password_is_the_same_send(
-    app_functions: dict[str, Any], client: FakeDurableClient, sealing_key: str, keys: Any
-) -> None:
-    first = send(app_functions, client, "u-1", body=USER, route="user_send")
-    again = send(
-        app_functions, client, "u-1", body={**USER, "password": "other"}, route="user_send"
-    )
-    assert again.headers["Location"] == first.headers["Location"]
     assert len(client.started) == 1

@@ -6,23 +6,34 @@ Azurite: 20 threads claiming one key at once get exactly one "start".
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from sendmail.admission.idempotency import (
     MAX_KEY_LENGTH,
     IdempotencyStore,
     MemoryIdempotencyStore,
     TableIdempotencyStore,
-    fingerprint,
+    fingerprints,
     parse_key,
+    scoped_key,
 )
 from sendmail.contract.errors import KeyReused, ValidationFailed
 from sendmail.contract.models import AwsEmailRequest, UserEmailRequest
+from sendmail.sending.sealing import Sealer, new_key
 from tests.support.azurite import fresh_table
+
+
+def fingerprint(route: str, request: Any, macs: list[str] | None = None) -> str:
+    """The fingerprint kept (the first of :func:`fingerprints`)."""
+    return fingerprints(route, request, macs or [])[0]
+
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -95,22 +106,50 @@ def test_the_route_is_part_of_the_fingerprint() -> None:
     assert fingerprint("aws-send", aws()) != fingerprint("user-send", aws())
 
 
-def test_the_password_is_never_part_of_the_fingerprint() -> None:
-    def user(password: str) -> UserEmailRequest:
-        return UserEmailRequest.model_validate(
-            {
-                "provider": "GMAIL",
-                "senderEmail": "me@gmail.com",
-                "password": password,
-                "recipientEmails": ["f@example.com"],
-                "subject": "s",
-                "body": "b",
-            }
-        )
-
-    assert fingerprint("user-send", user("first-secret")) == fingerprint(
-        "user-send", user("another")
+def user(password: str) -> UserEmailRequest:
+    return UserEmailRequest.model_validate(
+        {
+            "provider": "GMAIL",
+            "senderEmail": "me@gmail.com",
+            "password": password,
+            "recipientEmails": ["f@example.com"],
+            "subject": "s",
+            "body": "b",
+        }
     )
+
+
+def test_the_password_is_stood_for_by_its_mac_never_itself() -> None:
+    """Found by the security review: a replay with another password answered the first send.
+    The fingerprint now depends on the password through its MAC only."""
+    sealer = Sealer(SecretStr(new_key()))
+    first, other = user("first-secret"), user("another")
+    digest = fingerprint("user-send", first, sealer.macs(first.password))
+    assert digest != fingerprint("user-send", other, sealer.macs(other.password))
+    assert digest == fingerprint("user-send", user("first-secret"), sealer.macs(first.password))
+    # neither the password nor a plain hash of it is in what is stored
+    assert "first-secret" not in json.dumps(digest)
+    assert hashlib.sha256(b"first-secret").hexdigest() not in sealer.macs(first.password)
+
+
+def test_a_retry_across_a_sealing_key_rotation_still_matches() -> None:
+    """Newest key first: the record made under the old key matches while the old key stays."""
+    old_key, new_key_ = new_key(), new_key()
+    before = Sealer(SecretStr(old_key))
+    after = Sealer(SecretStr(f"{new_key_},{old_key}"))
+    request = user("pw")
+    stored = fingerprints("user-send", request, before.macs(request.password))[0]
+    assert stored in fingerprints("user-send", request, after.macs(request.password))
+    assert stored not in fingerprints(
+        "user-send", request, Sealer(SecretStr(new_key_)).macs(request.password)
+    )
+
+
+def test_callers_keys_scope_idempotency_keys() -> None:
+    assert scoped_key("order-1", "caller-a-key") != scoped_key("order-1", "caller-b-key")
+    assert scoped_key("order-1", "caller-a-key") == scoped_key("order-1", "caller-a-key")
+    assert "caller-a-key" not in scoped_key("order-1", "caller-a-key")
+    assert scoped_key("order-1", None) != scoped_key("order-1", "caller-a-key")
 
 
 # --- the store: the same rules in memory and in Azure Tables -----------------------------------
@@ -128,8 +167,8 @@ def store(request: pytest.FixtureRequest) -> IdempotencyStore:
 def test_the_first_request_with_a_key_starts_the_send_and_the_next_ones_find_it(
     store: IdempotencyStore,
 ) -> None:
-    first = store.claim("aws-send", "k1", "fp", T0)
-    again = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=5))
+    first = store.claim("aws-send", "k1", ["fp"], T0)
+    again = store.claim("aws-send", "k1", ["fp"], T0 + timedelta(minutes=5))
     assert first.start
     assert not again.start
     assert again.instance_id == first.instance_id
@@ -137,28 +176,28 @@ def test_the_first_request_with_a_key_starts_the_send_and_the_next_ones_find_it(
 
 
 def test_the_same_key_for_another_request_is_refused(store: IdempotencyStore) -> None:
-    store.claim("aws-send", "k1", "fp", T0)
+    store.claim("aws-send", "k1", ["fp"], T0)
     with pytest.raises(KeyReused, match="already used for a different aws-send request"):
-        store.claim("aws-send", "k1", "other-fp", T0)
+        store.claim("aws-send", "k1", ["other-fp"], T0)
 
 
 def test_keys_are_scoped_per_route(store: IdempotencyStore) -> None:
-    ses = store.claim("aws-send", "k1", "fp", T0)
-    smtp = store.claim("user-send", "k1", "fp2", T0)
+    ses = store.claim("aws-send", "k1", ["fp"], T0)
+    smtp = store.claim("user-send", "k1", ["fp2"], T0)
     assert smtp.start
     assert smtp.instance_id != ses.instance_id
 
 
 def test_after_its_time_a_reused_key_is_a_new_send(store: IdempotencyStore) -> None:
-    old = store.claim("aws-send", "k1", "fp", T0)
-    new = store.claim("aws-send", "k1", "other", T0 + timedelta(hours=24))
+    old = store.claim("aws-send", "k1", ["fp"], T0)
+    new = store.claim("aws-send", "k1", ["other"], T0 + timedelta(hours=24))
     assert new.start
     assert new.instance_id != old.instance_id
 
 
 def test_only_one_taker_wins_an_abandoned_record(store: IdempotencyStore) -> None:
-    store.claim("aws-send", "k1", "fp", T0)
-    seen = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=1))
+    store.claim("aws-send", "k1", ["fp"], T0)
+    seen = store.claim("aws-send", "k1", ["fp"], T0 + timedelta(minutes=1))
     winners = [store.take_over(seen, T0 + timedelta(minutes=1)) for _ in range(3)]
     assert [w is not None for w in winners] == [True, False, False]
     assert winners[0] is not None
@@ -167,11 +206,11 @@ def test_only_one_taker_wins_an_abandoned_record(store: IdempotencyStore) -> Non
 
 
 def test_a_taken_over_key_is_held_from_the_takeover_on(store: IdempotencyStore) -> None:
-    store.claim("aws-send", "k1", "fp", T0)
-    seen = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=1))
+    store.claim("aws-send", "k1", ["fp"], T0)
+    seen = store.claim("aws-send", "k1", ["fp"], T0 + timedelta(minutes=1))
     assert seen.held == T0  # silent for a minute: anyone may take it over
     assert store.take_over(seen, T0 + timedelta(minutes=1)) is not None
-    later = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=1, seconds=5))
+    later = store.claim("aws-send", "k1", ["fp"], T0 + timedelta(minutes=1, seconds=5))
     # a third request five seconds after the takeover sees a fresh holder, not a silent one
     assert later.held == T0 + timedelta(minutes=1)
     assert not later.start
@@ -180,12 +219,12 @@ def test_a_taken_over_key_is_held_from_the_takeover_on(store: IdempotencyStore) 
 def test_confirming_renews_the_hold_unless_the_key_was_taken_over(
     store: IdempotencyStore,
 ) -> None:
-    first = store.claim("aws-send", "k1", "fp", T0)
+    first = store.claim("aws-send", "k1", ["fp"], T0)
     confirmed = store.confirm(first, T0 + timedelta(seconds=10))
     assert confirmed is not None
     assert confirmed.held == T0 + timedelta(seconds=10)
     # the holder's admission then runs long; a retry takes the key over
-    seen = store.claim("aws-send", "k1", "fp", T0 + timedelta(minutes=1))
+    seen = store.claim("aws-send", "k1", ["fp"], T0 + timedelta(minutes=1))
     taken = store.take_over(seen, T0 + timedelta(minutes=1))
     assert taken is not None
     assert store.confirm(confirmed, T0 + timedelta(minutes=1, seconds=1)) is None
@@ -193,9 +232,9 @@ def test_confirming_renews_the_hold_unless_the_key_was_taken_over(
 
 
 def test_a_released_key_can_be_used_again(store: IdempotencyStore) -> None:
-    first = store.claim("aws-send", "k1", "fp", T0)
+    first = store.claim("aws-send", "k1", ["fp"], T0)
     store.release(first)
-    again = store.claim("aws-send", "k1", "fp", T0)
+    again = store.claim("aws-send", "k1", ["fp"], T0)
     assert again.start
 
 
@@ -205,7 +244,7 @@ def test_twenty_requests_at_once_with_one_key_start_one_send(store: IdempotencyS
 
     def one() -> None:
         barrier.wait()
-        claims.append(store.claim("aws-send", "same", "fp", T0))
+        claims.append(store.claim("aws-send", "same", ["fp"], T0))
 
     threads = [threading.Thread(target=one) for _ in range(20)]
     for thread in threads:
@@ -219,7 +258,7 @@ def test_twenty_requests_at_once_with_one_key_start_one_send(store: IdempotencyS
 
 def test_the_table_never_holds_the_key_or_the_request(azurite: Any) -> None:
     table = fresh_table(azurite, "Idem")
-    TableIdempotencyStore(table).claim("aws-send", "customer-key-42", "fp", T0)
+    TableIdempotencyStore(table).claim("aws-send", "customer-key-42", ["fp"], T0)
     [row] = list(table.list_entities())
     assert "customer-key-42" not in str(dict(row))
     assert set(row) == {

@@ -21,7 +21,13 @@ import pytest
 from rich.console import Console
 
 from mailctl import cli, watching
-from mailctl.client import KEY_BUSY_PATIENCE, Client, _service_error, idempotency_key
+from mailctl.client import (
+    KEY_BUSY_PATIENCE,
+    Client,
+    _service_error,
+    idempotency_key,
+    installation_salt,
+)
 from mailctl.config import DEFAULT_URL, is_loopback, resolve
 from mailctl.recipients import BadRows, address_key, parse_recipients, read_recipients
 from mailctl.report import COLUMNS, build_report, write_report
@@ -164,10 +170,13 @@ def test_an_empty_list_is_refused(tmp_path: Path) -> None:
 # --- the Idempotency-Key ------------------------------------------------------------------------
 
 
-def test_the_idempotency_key_is_the_request_substance_and_nothing_else() -> None:
+def test_the_idempotency_key_is_the_request_substance_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MAILCTL_SALT_FILE", str(tmp_path / "salt"))
     base = ("aws-send", "se@aifactory.page", ["a@example.com", "b@example.com"], "S", "B")
     key = idempotency_key(*base)
-    assert re.fullmatch(r"mailctl-v1-[0-9a-f]{64}", key)  # printable ASCII, < 255 characters
+    assert re.fullmatch(r"mailctl-v2-[0-9a-f]{64}", key)  # printable ASCII, < 255 characters
     # the same people in another order, spelling or with duplicates: the same send
     same = ["B@example.com", "a@example.com", "a@EXAMPLE.com"]
     assert idempotency_key("aws-send", base[1], same, "S", "B") == key
@@ -180,6 +189,25 @@ def test_the_idempotency_key_is_the_request_substance_and_nothing_else() -> None
         idempotency_key(*base, provider="GMAIL"),
     ]
     assert len({key, *changed}) == 7
+
+
+def test_the_key_is_salted_per_installation(tmp_path: Path) -> None:
+    """Found by the security review: a key that is a hash of the content alone can be computed
+    by anyone who can guess the content. Each installation salts it with its own random salt,
+    kept (mode 0600) so a re-run on the same machine is the same send."""
+    here = {"MAILCTL_SALT_FILE": str(tmp_path / "here" / "salt")}
+    there = {"XDG_CONFIG_HOME": str(tmp_path / "there")}
+    salt = installation_salt(here)
+    assert len(salt) == 64
+    assert installation_salt(here) == salt  # kept
+    assert (tmp_path / "here" / "salt").stat().st_mode & 0o777 == 0o600
+    assert installation_salt(there) != salt
+    assert (tmp_path / "there" / "mailctl" / "salt").exists()
+    request = ("aws-send", "se@aifactory.page", ["a@example.com"], "S", "B")
+    assert idempotency_key(*request, salt=salt) == idempotency_key(*request, salt=salt)
+    assert idempotency_key(*request, salt=salt) != idempotency_key(
+        *request, salt=installation_salt(there)
+    )
 
 
 # --- reports ------------------------------------------------------------------------------------

@@ -14,8 +14,13 @@ the server keeps key → request fingerprint → the send it started.
 
 The fingerprint is a SHA-256 of the parsed request (canonical JSON of the model's fields),
 never of raw bytes (whitespace and key order do not matter) and never of the SMTP password,
-sealed or not. Keys are scoped per route and kept at least ``SENDMAIL_IDEMPOTENCY_TTL_HOURS``
-(24); after that a reused key starts a new send.
+sealed or not: the password is stood for by its HMAC under a key derived from the sealing key
+(:func:`fingerprints`), so the same key with another password is another request (422) and the
+table holds nothing a password could be guessed from. Keys are scoped per route and per caller
+(:func:`scoped_key`: a SHA-256 of the caller's function key — the Functions host passes the
+``x-functions-key`` header or the ``code`` parameter through to the app, and tells the app
+nothing else about who called), and kept at least ``SENDMAIL_IDEMPOTENCY_TTL_HOURS`` (24);
+after that a reused key starts a new send.
 
 Atomicity: :meth:`IdempotencyStore.claim` inserts the record if absent (Azure Tables
 ``create_entity`` fails on an existing row). The record holds the send's instance id, chosen
@@ -38,6 +43,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -81,13 +87,30 @@ def parse_key(value: str | None) -> str | None:
     return key
 
 
-def fingerprint(route: str, request: BaseModel) -> str:
-    """SHA-256 of the route and the parsed request, without secrets."""
+def fingerprints(route: str, request: BaseModel, secret_macs: Sequence[str] = ()) -> list[str]:
+    """SHA-256 of the route and the parsed request, its secrets left out and stood for by
+    ``secret_macs`` (the password's MACs, :meth:`~sendmail.sending.sealing.Sealer.macs`, one per
+    configured sealing key, newest first): one fingerprint per MAC, the first one kept. The
+    same request with another password is another request (422), and a key rotation does not
+    make a retry one while the old key is still configured."""
     fields = request.model_dump(mode="json", exclude=set(_NOT_FINGERPRINTED))
-    canonical = json.dumps(
-        [route, fields], sort_keys=True, ensure_ascii=False, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    macs: list[str | None] = [*secret_macs] or [None]
+    return [
+        hashlib.sha256(
+            json.dumps(
+                [route, fields, mac], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+            ).encode("utf-8")
+        ).hexdigest()
+        for mac in macs
+    ]
+
+
+def scoped_key(key: str, caller: str | None) -> str:
+    """The key as stored: the caller's key (``x-functions-key`` or ``code``) is part of it, as a
+    SHA-256, so two callers' identical keys name two sends and no caller can learn of another's.
+    ``None`` (no key reached the app: an anonymous route, a host that strips it) is one scope."""
+    scope = hashlib.sha256(caller.encode("utf-8")).hexdigest() if caller else "-"
+    return f"{scope}:{key}"
 
 
 @dataclass(frozen=True)
@@ -111,8 +134,9 @@ class Claim:
 
 
 class IdempotencyStore(Protocol):
-    def claim(self, route: str, key: str, fingerprint: str, now: datetime) -> Claim:
-        """Record the key, or read it; raises :class:`KeyReused` for another fingerprint."""
+    def claim(self, route: str, key: str, fingerprints: Sequence[str], now: datetime) -> Claim:
+        """Record the key with the first fingerprint, or read it; raises :class:`KeyReused` when
+        the recorded one is none of ``fingerprints``."""
         ...
 
     def take_over(self, claim: Claim, now: datetime) -> Claim | None:
@@ -146,16 +170,16 @@ class MemoryIdempotencyStore:
         self._rows: dict[tuple[str, str], tuple[str, Claim]] = {}
         self._version = 0
 
-    def claim(self, route: str, key: str, fingerprint: str, now: datetime) -> Claim:
+    def claim(self, route: str, key: str, fingerprints: Sequence[str], now: datetime) -> Claim:
         with self._lock:
             found = self._rows.get((route, key))
             if found is None or _expired(found[1].created, self.ttl, now):
                 self._version += 1
                 claim = Claim(route, key, _new_instance_id(), now, True, str(self._version))
-                self._rows[(route, key)] = (fingerprint, claim)
+                self._rows[(route, key)] = (fingerprints[0], claim)
                 return claim
             stored, claim = found
-            if stored != fingerprint:
+            if stored not in fingerprints:
                 raise KeyReused(_reused(route))
             return replace(claim, start=False)
 
@@ -192,7 +216,7 @@ class TableIdempotencyStore:
     def _row(key: str) -> str:
         return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
-    def claim(self, route: str, key: str, fingerprint: str, now: datetime) -> Claim:
+    def claim(self, route: str, key: str, fingerprints: Sequence[str], now: datetime) -> Claim:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.data.tables import UpdateMode
@@ -203,7 +227,7 @@ class TableIdempotencyStore:
             entity = {
                 "PartitionKey": route,
                 "RowKey": self._row(key),
-                "Fingerprint": fingerprint,
+                "Fingerprint": fingerprints[0],
                 "InstanceId": instance_id,
                 "CreatedAt": now,
                 "HeldSince": now,
@@ -227,7 +251,7 @@ class TableIdempotencyStore:
                     return Claim(route, key, instance_id, now, True, _etag(metadata))
                 except ResourceModifiedError:
                     continue
-            if existing["Fingerprint"] != fingerprint:
+            if existing["Fingerprint"] not in fingerprints:
                 raise KeyReused(_reused(route))
             held = _aware(existing.get("HeldSince") or created)
             return Claim(route, key, str(existing["InstanceId"]), created, False, etag, held)

@@ -41,6 +41,19 @@ class Sealer:
             raise ServiceMisconfigured(
                 "SENDMAIL_SEALING_KEY must be url-safe base64 Fernet keys"
             ) from e
+        self._mac_keys = [_derive(k.encode("ascii"), _MAC_PURPOSE) for k in raw]
+
+    def macs(self, secret: SecretStr) -> list[str]:
+        """HMAC-SHA256 of ``secret`` under a key derived from each configured key, newest
+        first: what may stand for a secret where it must be compared but never kept (an
+        idempotency fingerprint). Derived keys, never the sealing keys themselves; one MAC
+        per key, so a value made before a rotation still matches while its key is configured.
+        """
+        import hashlib
+        import hmac
+
+        data = secret.get_secret_value().encode("utf-8")
+        return [hmac.new(key, data, hashlib.sha256).hexdigest() for key in self._mac_keys]
 
     def seal(self, secret: SecretStr) -> str:
         return self._fernet.encrypt(secret.get_secret_value().encode("utf-8")).decode("ascii")
@@ -60,6 +73,21 @@ class Sealer:
             raise SealingError(
                 "the sealed password cannot be opened with the configured keys"
             ) from e
+
+
+_MAC_PURPOSE = b"sendmail: MAC of a secret in an idempotency fingerprint"
+
+
+def _derive(fernet_key: bytes, purpose: bytes) -> bytes:
+    """A 32-byte key for ``purpose`` from a Fernet key (HKDF-SHA256): one key never serves two
+    purposes."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    material = base64.urlsafe_b64decode(fernet_key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(material)
 
 
 def new_key() -> str:
