@@ -86,6 +86,7 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="batch")
 def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
+    from sendmail.admission.logins import account_key
     from sendmail.contract.vocabulary import FailureCode
     from sendmail.sending.jobs import BatchResult, SmtpBatch
     from sendmail.sending.results import BatchReport
@@ -105,6 +106,16 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
             "is older than the sealed lifetime); send again",
         ).model_dump(mode="json")
     sender = services.smtp_sender()
+    account, mac = account_key(job.provider, mail.sender), services.sealer().macs(password)[0]
+
+    def on_login(ok: bool) -> None:
+        # The failed-login limit (sendmail/admission/logins.py) hears of every final answer;
+        # a record that fails must not fail the send (it is logged).
+        try:
+            services.login_guard().record(account, mac, ok, datetime.now(UTC))
+        except Exception:
+            logger.warning("smtp batch %s: the login was not recorded", job.ledgerKey)
+
     result = run_batch(
         services.ledger(),
         job.ledgerKey,
@@ -118,6 +129,7 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
                 mail.subject,
                 mail.body,
                 on_sent=on_sent,
+                on_login=on_login,
             )
         ),
     )

@@ -120,6 +120,8 @@ async def user_send(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     from sendmail import services
+    from sendmail.admission import idempotency
+    from sendmail.admission.logins import account_key
     from sendmail.contract.models import Limits, UserEmailRequest, parse_request
     from sendmail.platform.settings import get_settings
     from sendmail.sending.jobs import Mail, SmtpJob
@@ -135,6 +137,14 @@ async def user_send(
     admission = _Admission(claim)
     async with admission.refusals():
         await asyncio.to_thread(_admit_backlog, settings)
+        # At most SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR failed logins per account: 429, and the
+        # provider is not tried (sendmail/admission/logins.py).
+        await asyncio.to_thread(
+            services.login_guard().admit,
+            account_key(request.provider, request.senderEmail),
+            services.sealer().macs(request.password)[0],
+            idempotency.now(),
+        )
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
         job = SmtpJob(
             mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),

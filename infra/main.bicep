@@ -204,6 +204,10 @@ param smtpConnections int = 3
 @maxValue(300)
 param smtpTimeoutSeconds int = 30
 
+@description('SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR: failed SMTP logins per sender account in an hour after which user-send answers 429 without trying the provider.')
+@minValue(1)
+param smtpLoginFailuresPerHour int = 5
+
 @description('SENDMAIL_SMTP_MAX_ATTEMPTS: attempts per recipient on 4xx replies or dropped connections.')
 @minValue(1)
 @maxValue(10)
@@ -255,6 +259,7 @@ var sendMailSettings = {
   SENDMAIL_MAX_BODY_BYTES: string(maxBodyBytes)
   SENDMAIL_SMTP_CONNECTIONS: string(smtpConnections)
   SENDMAIL_SMTP_TIMEOUT_SECONDS: string(smtpTimeoutSeconds)
+  SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR: string(smtpLoginFailuresPerHour)
   SENDMAIL_SMTP_MAX_ATTEMPTS: string(smtpMaxAttempts)
   SENDMAIL_SNS_TOPIC_ARNS: snsTopicArns
   SENDMAIL_SNS_SIGNATURE_VERSION: snsSignatureVersion

@@ -58,4 +58,5 @@ param maxSubjectChars = 998
 param maxBodyBytes = 102400
 param smtpConnections = 3
 param smtpTimeoutSeconds = 30
+param smtpLoginFailuresPerHour = 5
 param smtpMaxAttempts = 3

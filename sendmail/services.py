@@ -14,6 +14,7 @@ from sendmail.platform.settings import get_settings
 if TYPE_CHECKING:
     from sendmail.admission.backlog import BacklogProbe
     from sendmail.admission.idempotency import IdempotencyStore
+    from sendmail.admission.logins import LoginGuard
     from sendmail.admission.reservations import QuotaReservations
     from sendmail.feedback.event_store import EventStore
     from sendmail.feedback.replays import ProcessedMessages
@@ -76,6 +77,13 @@ def processed_sns_messages() -> ProcessedMessages:
     from sendmail.feedback.replays import processed_messages_from_environment
 
     return _get("sns_messages", processed_messages_from_environment)  # type: ignore[no-any-return]
+
+
+def login_guard() -> LoginGuard:
+    from sendmail.admission.logins import login_guard_from_environment
+
+    limit = get_settings().SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR
+    return _get("login_guard", lambda: login_guard_from_environment(limit))  # type: ignore[no-any-return]
 
 
 def sns_verifier() -> SnsVerifier:

@@ -29,6 +29,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
     services.reset()
     # The Table ledger is tested against Azurite (test_ledger.py); elsewhere an in-memory one.
     # So are the event store and the suppression list (test_event_store.py, test_suppression.py).
+    from sendmail.admission.logins import MemoryLoginGuard
     from sendmail.admission.reservations import MemoryReservations
     from sendmail.feedback.event_store import MemoryEventStore
     from sendmail.feedback.replays import MemoryProcessedMessages
@@ -41,6 +42,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
         sns_messages=MemoryProcessedMessages(),
         backlog=None,  # no work-item queue to probe unless a test brings one (test_backlog.py)
         reservations=MemoryReservations(),  # the table itself: test_reservations.py
+        login_guard=MemoryLoginGuard(limit=5),  # the table itself: test_logins.py
     )
     yield
     services.reset()

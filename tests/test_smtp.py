@@ -379,3 +379,31 @@ def test_a_username_prompt_is_answered_with_the_user_never_the_password() -> Non
     user = base64.b64encode(b"me@example.com").decode()
     secret = base64.b64encode(b"s3cret").decode()
     assert connection.sent == [("AUTH", f"LOGIN {user}"), (user,), (secret,)]
+
+
+def test_every_final_login_answer_is_reported(start_smtp_sink) -> None:
+    """What the failed-login limit counts: a refused login (535) as False, an accepted one as
+    True; nothing for a login that never got an answer."""
+    sink = start_smtp_sink("implicit", rejected_password="wrong-password")
+    answers: list[bool] = []
+    refused = make_sender(sink).send(
+        Provider.GMAIL,
+        SENDER,
+        SecretStr("wrong-password"),
+        RECIPIENTS[:2],
+        "s",
+        "b",
+        on_login=answers.append,
+    )
+    sent = make_sender(sink).send(
+        Provider.GMAIL,
+        SENDER,
+        SecretStr("right"),
+        RECIPIENTS[:2],
+        "s",
+        "b",
+        on_login=answers.append,
+    )
+    assert {d.code for d in refused} == {FailureCode.SMTP_AUTH_FAILED}
+    assert all(d.ok for d in sent)
+    assert answers == [False, True]

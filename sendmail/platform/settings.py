@@ -155,6 +155,14 @@ class Settings(BaseSettings):
     # --- SMTP --------------------------------------------------------------------------------
     SENDMAIL_SMTP_CONNECTIONS: int = Field(default=3, ge=1, le=10)
     SENDMAIL_SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Failed (or not yet answered) SMTP logins per sender account in a trailing hour "
+            "after which user-send answers 429 without trying the provider."
+        ),
+    )
     SENDMAIL_SMTP_MAX_ATTEMPTS: int = Field(
         default=3, ge=1, le=10, description="Attempts per recipient on 4xx / dropped connections."
     )

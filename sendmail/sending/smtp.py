@@ -104,11 +104,14 @@ class SmtpSender:
         body: str,
         *,
         on_sent: Callable[[int, str], None] | None = None,
+        on_login: Callable[[bool], None] | None = None,
     ) -> list[Delivery]:
         """Send ``subject``/``body`` from ``sender`` to each recipient; one result each, in order.
 
         ``on_sent(index, message_id)`` is called right after the server accepts each message
-        (e.g. to record it, so a re-run activity does not send it again). Raises
+        (e.g. to record it, so a re-run activity does not send it again); ``on_login(ok)``
+        after each login the server answered for good: accepted, or refused with a 5xx (the
+        failed-login limit counts these). Raises
         ``ValueError`` when the sender or subject cannot be put in a header; every other
         expected failure is reported per recipient.
         """
@@ -117,7 +120,7 @@ class SmtpSender:
         ensure_single_line("subject", subject)
         endpoint = endpoint_for(provider, self._settings)
         max_attempts = self._settings.SENDMAIL_SMTP_MAX_ATTEMPTS
-        session = _Session(self, provider, endpoint, sender, password)
+        session = _Session(self, provider, endpoint, sender, password, on_login)
         results: list[Delivery] = []
         logger.info(
             "SMTP batch starting: provider=%s recipients=%d tls=%s",
@@ -313,9 +316,15 @@ class SmtpSender:
         return connection
 
     def _login(
-        self, connection: smtplib.SMTP, provider: Provider, sender: str, password: SecretStr
+        self,
+        connection: smtplib.SMTP,
+        provider: Provider,
+        sender: str,
+        password: SecretStr,
+        on_login: Callable[[bool], None] | None = None,
     ) -> None:
-        """Log in once, with one mechanism; a 5xx refusal is final."""
+        """Log in once, with one mechanism; a 5xx refusal is final (``on_login`` is told of
+        it, and of an accepted login)."""
         provider_name = provider.display_name
         offered = connection.esmtp_features.get("auth", "").upper().split()
         mechanism = next((m for m in _AUTH_MECHANISMS if m in offered), None)
@@ -330,12 +339,16 @@ class SmtpSender:
             if _is_temporary(error.smtp_code):
                 raise _Retryable(FailureCode.SMTP_TEMPORARY_FAILURE, error.smtp_code) from error
             logger.warning("SMTP login refused: provider=%s reply=%d", provider, error.smtp_code)
+            if on_login is not None:
+                on_login(False)
             raise _Abort(
                 FailureCode.SMTP_AUTH_FAILED,
                 f"the SMTP server rejected the login for {provider_name} ({error.smtp_code}): "
                 "check the sender address and its app password (2-step verification must be "
                 "on; the account password itself does not work)",
             ) from error
+        if on_login is not None:
+            on_login(True)
 
 
 # --- internals ---------------------------------------------------------------------------------
@@ -351,19 +364,23 @@ class _Session:
         endpoint: SmtpEndpoint,
         sender: str,
         password: SecretStr,
+        on_login: Callable[[bool], None] | None = None,
     ) -> None:
         self.owner = owner
         self.provider = provider
         self.endpoint = endpoint
         self.sender = sender
         self._password = password
+        self._on_login = on_login
         self._connection: smtplib.SMTP | None = None
 
     def open(self) -> smtplib.SMTP:
         if self._connection is None:
             connection = self.owner._open(self.provider, self.endpoint)
             try:
-                self.owner._login(connection, self.provider, self.sender, self._password)
+                self.owner._login(
+                    connection, self.provider, self.sender, self._password, self._on_login
+                )
             except BaseException:
                 _close(connection)
                 raise

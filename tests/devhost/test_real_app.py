@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,12 @@ def outbox(app: DevhostProcess) -> list[dict[str, Any]]:
     assert response.status_code == 200
     messages: list[dict[str, Any]] = response.json()["messages"]
     return messages
+
+
+def instances(app: DevhostProcess) -> list[Any]:
+    answer = app.request("GET", "/runtime/webhooks/durabletask/instances", params={"top": 5000})
+    listed: list[Any] = answer.json()
+    return listed
 
 
 def envelope_of(response: requests.Response, status: int, path: str) -> dict[str, Any]:
@@ -329,6 +336,51 @@ def test_a_wrong_password_fails_every_recipient_with_smtp_auth_failed(app: Devho
         "x4@example.com",
     ]
     assert not any(m["to"][0].startswith("x") for m in outbox(app) if m["transport"] == "smtp")
+
+
+def test_the_sixth_failed_login_of_an_account_is_429_and_the_provider_is_not_tried(
+    app: DevhostProcess,
+) -> None:
+    """Found by the security review: with Prefer: wait, user-send answered 403 for a wrong
+    password and 200 for a right one, as often as asked — a password oracle for stolen
+    accounts. Five refused logins in an hour (SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR), then
+    429 with Retry-After for that account, whatever the password, before any login."""
+    sender = f"guessed-{uuid.uuid4().hex[:8]}@gmail.example.com"
+
+    def attempt(password: str) -> requests.Response:
+        return app.request(
+            "POST",
+            "/api/v1/emails/user-send",
+            json={
+                "provider": "GMAIL",
+                "senderEmail": sender,
+                "password": password,
+                "recipientEmails": ["friend@example.com"],
+                "subject": "s",
+                "body": "b",
+            },
+            headers={"Prefer": "wait=30"},
+        )
+
+    for _ in range(5):
+        envelope_of(attempt("wrong-password"), 403, "/api/v1/emails/user-send")
+    started = len(
+        app.request("GET", "/runtime/webhooks/durabletask/instances", params={"top": 5000}).json()
+    )
+
+    sixth = attempt("another-guess")
+
+    envelope = envelope_of(sixth, 429, "/api/v1/emails/user-send")
+    assert "failed logins" in envelope["message"]
+    assert 3000 < int(sixth.headers["Retry-After"]) <= 3601
+    assert (
+        len(
+            app.request(
+                "GET", "/runtime/webhooks/durabletask/instances", params={"top": 5000}
+            ).json()
+        )
+        == started
+    )
 
 
 def test_the_password_is_never_stored_returned_or_logged_in_plain_text(

@@ -1,0 +1,210 @@
+"""Failed SMTP logins limited per account: ``user-send`` is no password oracle.
+
+``user-send`` logs in to a provider with the password a caller gives; with ``Prefer: wait`` a
+wrong one answers 403 and a right one 200. Unlimited, that is a way to test guessed or stolen
+passwords against Gmail, Naver and Kakao through this service — and a provider locks an account
+(or the service's addresses) after enough failures. So, per sender account (provider and
+address), over a trailing hour:
+
+- **What counts**: every login the provider refused (5xx), and every password not yet proven
+  that a send admitted and has not logged in with yet (*pending*, counted once per distinct
+  password however many sends carry it). A burst of requests with new passwords therefore counts
+  before any of them has reached the provider.
+- **The limit**: once those reach ``SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR`` (5), ``user-send``
+  for the account answers 429 with ``Retry-After`` (when the oldest of them leaves the hour)
+  without trying the provider.
+- **What is never limited**: a password that logged in within the hour (its owner keeps
+  sending while someone else guesses), and a password counted as pending already (its other
+  sends wait for the same answer).
+- **What is stored**: the account as a SHA-256 of provider and address; passwords as their MACs
+  (:meth:`~sendmail.sending.sealing.Sealer.macs`), never themselves; at most the hour's entries.
+
+The starter calls :meth:`LoginGuard.admit` before it starts a send; the SMTP activity reports
+each login through :meth:`LoginGuard.record`. Table layout (``SendMailSmtpLogins``):
+``PartitionKey`` = ``logins``, ``RowKey`` = the account's hash, ``Attempts`` = the entries as
+JSON, updated under the row's ETag (concurrent starters and activities never lose an entry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from sendmail.contract.errors import QuotaExceeded
+from sendmail.platform.tables import LazyTable, TableUnavailable
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+WINDOW = timedelta(hours=1)
+DEFAULT_TABLE_NAME = "SendMailSmtpLogins"
+_PARTITION = "logins"
+
+Outcome = Literal["pending", "failed", "ok"]
+
+
+class LoginGuardError(TableUnavailable):
+    """The record of SMTP logins could not be read or written."""
+
+
+def account_key(provider: str, sender: str) -> str:
+    """The account a login is for, as stored: a SHA-256 of provider and address."""
+    return hashlib.sha256(f"{provider.upper()}:{sender.strip().lower()}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    mac: str
+    at: datetime
+    outcome: Outcome
+
+    def to_json(self) -> dict[str, str]:
+        return {"mac": self.mac, "at": self.at.isoformat(), "outcome": self.outcome}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, str]) -> Attempt:
+        outcome = raw["outcome"]
+        if outcome not in ("pending", "failed", "ok"):
+            raise ValueError(outcome)
+        return cls(raw["mac"], datetime.fromisoformat(raw["at"]), outcome)  # type: ignore[arg-type]
+
+
+def _recent(attempts: list[Attempt], now: datetime) -> list[Attempt]:
+    return [a for a in attempts if now - a.at < WINDOW]
+
+
+def admit(attempts: list[Attempt], mac: str, now: datetime, limit: int) -> list[Attempt]:
+    """The entries after admitting a send with the password ``mac``, or :class:`QuotaExceeded`
+    (429, ``Retry-After``) when the account has used up its failures (see the module docs)."""
+    recent = _recent(attempts, now)
+    if any(a.mac == mac and a.outcome in ("ok", "pending") for a in recent):
+        return recent  # proven within the hour, or already waiting for its answer
+    counted = [a for a in recent if a.outcome == "failed"]
+    pending: dict[str, Attempt] = {}
+    for a in recent:
+        if a.outcome == "pending":
+            pending.setdefault(a.mac, a)
+    counted += pending.values()
+    if len(counted) >= limit:
+        oldest = min(a.at for a in counted)
+        wait = max(1, int((oldest + WINDOW - now).total_seconds()) + 1)
+        raise QuotaExceeded(
+            f"Too many failed logins for this account in the last hour (at most {limit}); "
+            "check the sender address and its app password, and try again later",
+            retry_after=wait,
+        )
+    return [*recent, Attempt(mac, now, "pending")]
+
+
+def record(attempts: list[Attempt], mac: str, ok: bool, now: datetime) -> list[Attempt]:
+    """The entries after a login with the password ``mac`` succeeded or was refused."""
+    recent = [a for a in _recent(attempts, now) if not (a.mac == mac and a.outcome == "pending")]
+    if ok:
+        recent = [a for a in recent if not (a.mac == mac and a.outcome == "ok")]
+    return [*recent, Attempt(mac, now, "ok" if ok else "failed")]
+
+
+class LoginGuard(Protocol):
+    def admit(self, account: str, mac: str, now: datetime) -> None:
+        """Raise :class:`QuotaExceeded` (429) if the account may not try ``mac`` now."""
+        ...
+
+    def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
+        """A login with ``mac`` was accepted (``ok``) or refused by the provider."""
+        ...
+
+
+class MemoryLoginGuard:
+    """In-process record (tests and development without storage)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._rows: dict[str, list[Attempt]] = {}
+
+    def admit(self, account: str, mac: str, now: datetime) -> None:
+        with self._lock:
+            self._rows[account] = admit(self._rows.get(account, []), mac, now, self.limit)
+
+    def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
+        with self._lock:
+            self._rows[account] = record(self._rows.get(account, []), mac, ok, now)
+
+
+class TableLoginGuard:
+    """The record in an Azure Table, one row per account (see the module docs)."""
+
+    def __init__(self, table: TableClient, limit: int) -> None:
+        self._table = LazyTable(table)
+        self.limit = limit
+
+    def admit(self, account: str, mac: str, now: datetime) -> None:
+        self._update(account, lambda attempts: admit(attempts, mac, now, self.limit))
+
+    def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
+        self._update(account, lambda attempts: record(attempts, mac, ok, now))
+
+    def _update(self, account: str, change: _Change) -> None:
+        try:
+            self._table.call("update", lambda: self._cas(account, change))
+        except TableUnavailable as e:
+            raise LoginGuardError(str(e)) from e
+
+    def _cas(self, account: str, change: _Change) -> None:
+        """Read, change, write under the ETag; again if another writer came first."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.data.tables import UpdateMode
+
+        client = self._table.client
+        while True:
+            try:
+                row = client.get_entity(_PARTITION, account)
+                attempts = [Attempt.from_json(a) for a in json.loads(row["Attempts"])]
+                etag = row.metadata.get("etag")
+            except ResourceNotFoundError:
+                attempts, etag = [], None
+            entity = {
+                "PartitionKey": _PARTITION,
+                "RowKey": account,
+                "Attempts": json.dumps([a.to_json() for a in change(attempts)]),
+            }
+            try:
+                if etag is None:
+                    client.create_entity(entity)
+                else:
+                    client.update_entity(
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                return
+            except (ResourceExistsError, ResourceModifiedError):
+                continue
+
+
+class _Change(Protocol):
+    def __call__(self, attempts: list[Attempt], /) -> list[Attempt]: ...
+
+
+def login_guard_from_environment(
+    limit: int, env: Mapping[str, str] = os.environ, *, table_name: str = DEFAULT_TABLE_NAME
+) -> TableLoginGuard:
+    """The record in the host's own storage (``AzureWebJobsStorage`` and friends)."""
+    from sendmail.platform.storage import StorageUnavailable, table_client
+
+    try:
+        return TableLoginGuard(table_client(table_name, env), limit)
+    except StorageUnavailable as e:
+        raise LoginGuardError(f"the SMTP login record is unavailable: {e}") from e

@@ -1,0 +1,116 @@
+"""The failed-login limit of user-send (sendmail/admission/logins.py), in memory and on
+Azurite's Table service: what counts, what is never limited, and the hour it lasts."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sendmail.admission.logins import (
+    LoginGuard,
+    LoginGuardError,
+    MemoryLoginGuard,
+    TableLoginGuard,
+    account_key,
+    login_guard_from_environment,
+)
+from sendmail.contract.errors import QuotaExceeded
+from tests.support.azurite import Azurite, fresh_table
+
+T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+ACCOUNT = account_key("GMAIL", "victim@gmail.com")
+
+
+@pytest.fixture(params=["memory", "azurite"])
+def guard(request: pytest.FixtureRequest) -> LoginGuard:
+    if request.param == "memory":
+        return MemoryLoginGuard(limit=5)
+    azurite: Azurite = request.getfixturevalue("azurite")
+    return TableLoginGuard(fresh_table(azurite, "logins"), limit=5)
+
+
+def fail(guard: LoginGuard, mac: str, at: datetime) -> None:
+    guard.admit(ACCOUNT, mac, at)
+    guard.record(ACCOUNT, mac, False, at)
+
+
+def test_the_sixth_failed_login_in_an_hour_is_429_until_the_first_leaves_it(
+    guard: LoginGuard,
+) -> None:
+    for n in range(5):
+        fail(guard, f"guess-{n}", T0 + timedelta(minutes=n))
+    with pytest.raises(QuotaExceeded) as refused:
+        guard.admit(ACCOUNT, "guess-5", T0 + timedelta(minutes=10))
+    # the first failure leaves the hour at T0 + 60 min: 50 minutes from now
+    assert refused.value.retry_after == 50 * 60 + 1
+    guard.admit(ACCOUNT, "guess-5", T0 + timedelta(minutes=60, seconds=1))
+
+
+def test_repeating_one_wrong_password_counts_every_refused_login(guard: LoginGuard) -> None:
+    for n in range(5):
+        fail(guard, "wrong", T0 + timedelta(minutes=n))
+    with pytest.raises(QuotaExceeded):
+        guard.admit(ACCOUNT, "wrong", T0 + timedelta(minutes=6))
+
+
+def test_a_burst_of_new_passwords_counts_before_any_reaches_the_provider(
+    guard: LoginGuard,
+) -> None:
+    for n in range(5):
+        guard.admit(ACCOUNT, f"guess-{n}", T0)  # admitted, not answered yet: pending
+    with pytest.raises(QuotaExceeded):
+        guard.admit(ACCOUNT, "guess-5", T0)
+    guard.admit(ACCOUNT, "guess-0", T0)  # one already waiting for its answer: no new guess
+
+
+def test_a_password_that_logged_in_is_never_limited(guard: LoginGuard) -> None:
+    guard.admit(ACCOUNT, "right", T0)
+    guard.record(ACCOUNT, "right", True, T0)
+    for n in range(5):
+        fail(guard, f"guess-{n}", T0 + timedelta(minutes=1))
+    guard.admit(ACCOUNT, "right", T0 + timedelta(minutes=2))  # its owner keeps sending
+    with pytest.raises(QuotaExceeded):
+        guard.admit(ACCOUNT, "guess-5", T0 + timedelta(minutes=2))
+
+
+def test_accounts_are_apart_and_stored_as_hashes(guard: LoginGuard) -> None:
+    for n in range(5):
+        fail(guard, f"guess-{n}", T0)
+    guard.admit(account_key("GMAIL", "someone-else@gmail.com"), "guess-0", T0)
+    guard.admit(account_key("NAVER", "victim@gmail.com"), "guess-0", T0)
+    assert account_key("gmail", " Victim@Gmail.com ") == ACCOUNT
+    assert "victim" not in ACCOUNT
+
+
+def test_concurrent_starters_never_admit_more_than_the_limit(azurite: Azurite) -> None:
+    """Ten requests with ten new passwords at once, two guards (two workers) on one table: the
+    row's ETag makes exactly five of them count and the other five refused."""
+    table = fresh_table(azurite, "logins")
+    guards = [TableLoginGuard(table, limit=5), TableLoginGuard(table, limit=5)]
+    admitted: list[str] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+
+    def attempt(n: int) -> None:
+        try:
+            guards[n % 2].admit(ACCOUNT, f"guess-{n}", T0)
+        except QuotaExceeded:
+            with lock:
+                refused.append(f"guess-{n}")
+        else:
+            with lock:
+                admitted.append(f"guess-{n}")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (len(admitted), len(refused)) == (5, 5)
+
+
+def test_no_storage_is_a_guard_error() -> None:
+    with pytest.raises(LoginGuardError):
+        login_guard_from_environment(5, {})
