@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from devhost.app_loader import index_functions, load_app
-from devhost.config import function_key, load_host_json, load_local_settings
+from devhost.config import function_key, load_host_json, load_local_settings, per_function_keys
 from devhost.durable.api import DurableUrls
 from devhost.durable.engine import Engine, EngineOptions
 from devhost.durable.store import Store
@@ -102,7 +102,10 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
         task_hub=host_settings.task_hub,
         rpc_path=f"{RPC_PREFIX}{rpc_token}/",
     )
-    host = DevHost(index, engine, worker, urls, rpc_token, outbox=embedded.outbox)
+    function_keys = per_function_keys(app_dir, (f.name for f in index.http))
+    host = DevHost(
+        index, engine, worker, urls, rpc_token, outbox=embedded.outbox, function_keys=function_keys
+    )
 
     async def run() -> None:
         runner = web.AppRunner(host.make_app(), access_log=None, handle_signals=False)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ logger = logging.getLogger(__name__)
 
 KEY_ENV = "DEVHOST_FUNCTION_KEY"
 KEY_FILE = "function-key"
+#: A key that opens only the app's caller routes (the "caller" group of ``access.json``), as a
+#: caller's per-function keys do on Azure.
+CALLER_KEY_ENV = "DEVHOST_CALLER_KEY"
+ACCESS_FILE = "access.json"
 
 
 def write_private(path: Path, text: str) -> None:
@@ -92,3 +97,25 @@ def function_key(state_dir: Path) -> tuple[str, str]:
     key = secrets.token_urlsafe(32)
     write_private(path, key)
     return key, "generated"
+
+
+def per_function_keys(app_dir: Path, function_names: Iterable[str]) -> dict[str, frozenset[str]]:
+    """Function name -> the per-function key values that open it besides the host key.
+
+    On Azure a function-level route opens with a host key or with one of *that function's*
+    keys. devhost's host key is ``DEVHOST_FUNCTION_KEY``; ``DEVHOST_CALLER_KEY``, when set, is
+    set on every function of the ``caller`` group of the app's ``access.json`` — what
+    ``scripts/function-keys`` does on Azure — so it opens those and nothing else."""
+    caller_key = os.environ.get(CALLER_KEY_ENV)
+    if not caller_key:
+        return {}
+    path = app_dir / ACCESS_FILE
+    try:
+        groups = json.loads(path.read_text(encoding="utf-8"))["perFunctionKeys"]
+        callers = [str(name) for name in groups["caller"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"{CALLER_KEY_ENV} is set but {path} has no caller group: {exc}") from exc
+    unknown = sorted(set(callers) - set(function_names))
+    if unknown:
+        logger.warning("%s names functions the app does not have: %s", path, unknown)
+    return {name: frozenset({caller_key}) for name in callers}

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,8 +52,11 @@ class DevHost:
         urls: DurableUrls,
         rpc_token: str,
         outbox: OutboxProvider | None = None,
+        function_keys: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.index = index
+        #: Per-function keys: function name -> values that open it besides the host key.
+        self.function_keys = dict(function_keys or {})
         self.engine = engine
         self.worker = worker
         self.urls = urls
@@ -99,9 +102,16 @@ class DevHost:
             return "(no function matches)"
         return f"/{found[0].route.template} ({found[0].name})"
 
-    def _authorised(self, request: web.Request) -> bool:
-        supplied = request.headers.get("x-functions-key") or request.query.get("code") or ""
-        return hmac.compare_digest(supplied.encode(), self.urls.key.encode())
+    def _authorised(self, request: web.Request, function: str | None = None) -> bool:
+        """The host key opens everything; a per-function key only its own function (as on
+        Azure: a function-level route takes a host key or one of that function's keys)."""
+        supplied = (
+            request.headers.get("x-functions-key") or request.query.get("code") or ""
+        ).encode()
+        if hmac.compare_digest(supplied, self.urls.key.encode()):
+            return True
+        keys = self.function_keys.get(function, frozenset()) if function else frozenset()
+        return any(hmac.compare_digest(supplied, key.encode()) for key in keys)
 
     def _unauthorised(self, request: web.Request) -> web.Response:
         return _json(
@@ -159,7 +169,7 @@ class DevHost:
                 error_body(404, "Not Found", "No function matches this route.", request.path), 404
             )
         function, route_params = found
-        if function.auth_level != "anonymous" and not self._authorised(request):
+        if function.auth_level != "anonymous" and not self._authorised(request, function.name):
             return self._unauthorised(request)
         body = await request.read()
         headers: dict[str, str] = {}

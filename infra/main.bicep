@@ -118,6 +118,10 @@ param awsSecretAccessKey string = ''
 @description('Fernet key(s) sealing SMTP passwords, comma-separated, newest first. Empty: set it in Key Vault afterwards.')
 param sealingKey string = ''
 
+@secure()
+@description('The operators\' host key ("operators"): opens every function-level route, the operator-only ones (the suppression list) included; callers get per-function keys instead (scripts/function_keys.py). Empty: none is created by the deployment.')
+param operatorHostKey string = ''
+
 // ---------------------------------------------------------------------------------------------
 // Application settings (names as read by sendmail/platform/settings.py; defaults are the code's)
 // ---------------------------------------------------------------------------------------------
@@ -356,6 +360,7 @@ module functionApp 'modules/functionapp.bicep' = {
     virtualNetworkSubnetId: virtualNetworkSubnetId
     sendMailSettings: sendMailSettings
     sesConfigurationSet: sesConfigurationSet
+    operatorHostKey: operatorHostKey
   }
   // The app must not start before its identity can read storage, telemetry and secrets.
   dependsOn: [

@@ -36,6 +36,7 @@ param operatorPrincipalType = readEnvironmentVariable('AZURE_PRINCIPAL_TYPE', 'U
 param awsAccessKeyId = readEnvironmentVariable('SES_AWS_ACCESS_KEY_ID', '')
 param awsSecretAccessKey = readEnvironmentVariable('SES_AWS_SECRET_ACCESS_KEY', '')
 param sealingKey = readEnvironmentVariable('SENDMAIL_SEALING_KEY_VALUE', '')
+param operatorHostKey = readEnvironmentVariable('SENDMAIL_OPERATOR_HOST_KEY', '')
 
 // Service settings (sendmail/settings.py).
 param awsRegion = 'ap-northeast-2'

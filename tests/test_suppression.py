@@ -63,13 +63,14 @@ def test_an_address_is_listed_once_with_its_first_cause(listed: SuppressionList)
         "email": "gone@example.com",
         "reason": "BOUNCE",
         "createdTime": "2026-12-01T10:00:00Z",
-        "sendId": "send1",
-        "messageId": "m1",
         "eventType": "Bounce",
         "subType": "Permanent/General",
         "diagnostic": "smtp; 550 5.1.1 user unknown",
     }
     assert listed.get("other@example.com") is None
+    # kept (an operator reading the table can trace it), never answered: a send id opens its
+    # caller's recipients, and the suppression routes are every operator's
+    assert (found.send_id, found.message_id) == ("send1", "m1")
 
 
 def test_removal_restores_an_address_and_says_whether_it_was_listed(

@@ -93,6 +93,10 @@ param sendMailSettings object
 @description('SES configuration set (event destinations for bounces/complaints). Empty: not set.')
 param sesConfigurationSet string
 
+@secure()
+@description('Value of the operators\' host key "operators". Empty: not created here.')
+param operatorHostKey string
+
 var ipRestrictions = [for (cidr, i) in allowedIpRanges: {
   name: 'allow-caller-${i}'
   description: 'Caller allow-list (allowedIpRanges)'
@@ -261,6 +265,24 @@ resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// Keys: operators get a host key (every function-level route); callers get per-function keys
+// on the caller routes only, set after the code is deployed (they need the functions to exist):
+// scripts/function_keys.py, run by azd's postdeploy hook. No route uses the admin level, so the
+// master key (which also manages keys and the host's admin API) is never handed out.
+resource host 'Microsoft.Web/sites/host@2025-03-01' existing = {
+  parent: functionApp
+  name: 'default'
+}
+
+resource operatorKey 'Microsoft.Web/sites/host/functionKeys@2025-03-01' = if (!empty(operatorHostKey)) {
+  parent: host
+  name: 'operators'
+  properties: {
+    name: 'operators'
+    value: operatorHostKey
   }
 }
 

@@ -216,8 +216,6 @@ class Suppression(BaseModel):
             "email": "user1@example.com",
             "reason": "BOUNCE",
             "createdTime": "2026-11-29T10:00:10Z",
-            "sendId": _EXAMPLE_ID,
-            "messageId": _EXAMPLE_MESSAGE_ID,
             "eventType": "Bounce",
             "subType": "Permanent/General",
             "diagnostic": "smtp; 550 5.1.1 user unknown",
@@ -233,14 +231,6 @@ class Suppression(BaseModel):
     createdTime: str = Field(
         description="When the address was put on the list (UTC).",
         json_schema_extra={"format": "date-time"},
-    )
-    sendId: str | SkipJsonSchema[None] = Field(
-        default=None,
-        description="The send whose message caused it, when the event named one.",
-        json_schema_extra=_absent_when_none,
-    )
-    messageId: str | SkipJsonSchema[None] = Field(
-        default=None, description="The SES message id.", json_schema_extra=_absent_when_none
     )
     eventType: EventTypeName | SkipJsonSchema[None] = Field(
         default=None, description="The event that caused it.", json_schema_extra=_absent_when_none

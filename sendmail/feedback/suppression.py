@@ -87,14 +87,15 @@ class Suppression:
     diagnostic: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """What the suppression routes answer: never the send or the SES message that caused
+        the entry (the list is the operators', a send id is its caller's secret: naming it
+        here led an operator-route reader to another caller's recipients)."""
         body: dict[str, Any] = {
             "email": self.email,
             "reason": self.reason,
             "createdTime": self.created.astimezone(UTC)
             .isoformat(timespec="seconds")
             .replace("+00:00", "Z"),
-            "sendId": self.send_id,
-            "messageId": self.message_id,
             "eventType": self.event_type,
             "subType": self.sub_type,
             "diagnostic": self.diagnostic,

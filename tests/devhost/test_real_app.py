@@ -24,7 +24,9 @@ from tests.devhost.conftest import FAST_SES, DevhostProcess, real_app
 pytestmark = pytest.mark.e2e
 
 SENDER = "se@aifactory.page"
-APP_ENV = {**FAST_SES, "SENDMAIL_SES_BATCH_SIZE": "250"}
+#: A caller's key: it opens the caller routes of access.json only (as per-function keys on Azure).
+CALLER_KEY = "caller-key-of-the-tests-0123456789"
+APP_ENV = {**FAST_SES, "SENDMAIL_SES_BATCH_SIZE": "250", "DEVHOST_CALLER_KEY": CALLER_KEY}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +89,42 @@ def test_health_is_anonymous_and_the_send_routes_need_the_key(app: DevhostProces
         wrong = app.request(method, path, auth=False, json=body, headers={"x-functions-key": "x"})
         assert wrong.status_code == 401
     assert app.request("GET", "/_dev/outbox", auth=False).status_code == 401
+
+
+def test_a_callers_key_opens_the_caller_routes_and_no_operator_route(app: DevhostProcess) -> None:
+    """Found by the security review: callers had host keys, which open every function-level
+    route — the suppression list too (delete a complaint, and the list's send ids led to other
+    callers' recipients). A caller's key is per-function now: the send and status routes, and
+    nothing an operator's host key alone may open."""
+    caller = {"x-functions-key": CALLER_KEY}
+    sent = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        auth=False,
+        headers={**caller, "Prefer": "wait=30"},
+        json={
+            "senderEmail": SENDER,
+            "recipientEmails": ["k@example.com"],
+            "subject": "s",
+            "body": "b",
+        },
+    )
+    assert sent.status_code == 200, sent.text
+    send_id = sent.json()["id"]
+    for path in (f"/api/v1/emails/{send_id}", f"/api/v1/emails/{send_id}/events"):
+        assert app.request("GET", path, auth=False, headers=caller).status_code == 200, path
+    by_code = app.request(
+        "GET", f"/api/v1/emails/{send_id}", auth=False, params={"code": CALLER_KEY}
+    )
+    assert by_code.status_code == 200
+
+    suppression = "/api/v1/suppressions/k@example.com"
+    for method in ("GET", "DELETE"):
+        refused = app.request(method, suppression, auth=False, headers=caller)
+        envelope_of(refused, 401, suppression)
+        assert app.request(method, suppression).status_code == 404  # the host key opens it
+    for path in ("/_dev/outbox", "/runtime/webhooks/durabletask/instances"):
+        assert app.request("GET", path, auth=False, headers=caller).status_code == 401, path
 
 
 def test_bad_input_forbidden_senders_and_unknown_ids_get_the_v1_envelope(

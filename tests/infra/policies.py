@@ -58,6 +58,8 @@ API_VERSION_FLOORS = {
     "Microsoft.Web/sites": "2025-03-01",
     "Microsoft.Web/sites/config": "2025-03-01",
     "Microsoft.Web/sites/basicPublishingCredentialsPolicies": "2025-03-01",
+    "Microsoft.Web/sites/host": "2025-03-01",
+    "Microsoft.Web/sites/host/functionKeys": "2025-03-01",
     "Microsoft.ManagedIdentity/userAssignedIdentities": "2024-11-30",
     "Microsoft.Storage/storageAccounts": "2025-06-01",
     "Microsoft.Storage/storageAccounts/blobServices": "2025-06-01",

@@ -260,3 +260,20 @@ def test_validate_infra_script_is_executable_bash() -> None:
     assert "--skip-download" in body
     assert "parsing_errors" in body
     assert "pytest -q -p no:cacheprovider tests/infra" in body  # `make infra` runs the policies
+
+
+def test_operators_get_a_host_key_and_callers_none_from_the_bicep(infra: Project) -> None:
+    """The key model (docs/deploy.md, section 6): the only key the Bicep creates is the
+    operators' host key, from a secure parameter; callers' keys are per-function, set after
+    deployment by azd's postdeploy hook (scripts/function_keys.py)."""
+    import yaml  # type: ignore[import-untyped]
+
+    app = next(f for path, f in infra.files.items() if str(path) == "modules/functionapp.bicep")
+    keys = [r for r in app.resources if r.type.startswith("Microsoft.Web/sites/host/")]
+    assert [r.type for r in keys] == ["Microsoft.Web/sites/host/functionKeys"]
+    assert "'operators'" in text(keys[0].body)
+    assert not [r for r in app.resources if r.type == "Microsoft.Web/sites/functions/keys"]
+    source = (INFRA / "modules" / "functionapp.bicep").read_text(encoding="utf-8")
+    assert "@secure()\n@description('Value of the operators' host key" in source.replace("\\'", "'")
+    config = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text(encoding="utf-8"))
+    assert config["hooks"]["postdeploy"]["run"] == "python3 scripts/function_keys.py sync"

@@ -1,0 +1,135 @@
+"""Callers' keys on Azure: one named key, one value, on every caller route — and nothing else.
+
+A function-level route opens with a host key (every route of the app) or with one of *its own*
+function keys. Callers get the second kind: ``caller-<name>``, one value set on each function
+of the ``caller`` group of ``access.json``, so a caller's key opens the send and status routes
+and never the operators' (the suppression list, the account). Per-function keys can only be
+set once the functions exist, i.e. after the code is deployed: hence this script, not the Bicep.
+
+    python3 scripts/function_keys.py add acme       # prints the new key once
+    python3 scripts/function_keys.py rotate acme    # a new value on every caller route
+    python3 scripts/function_keys.py revoke acme
+    python3 scripts/function_keys.py list
+    python3 scripts/function_keys.py sync           # azd's postdeploy hook (azure.yaml)
+
+``sync`` gives every caller route the ``caller-*`` keys the first caller route has (a route
+added by a release — say ``/cancel`` — opens for existing callers too, with the same value).
+The app is ``$AZURE_FUNCTION_APP_NAME`` in ``$AZURE_RESOURCE_GROUP`` (azd sets both from the
+deployment's outputs), or ``-n`` and ``-g``. Values go to standard output only for ``add`` and
+``rotate``; nothing is logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "caller-"
+
+
+def caller_functions(access: Path = ROOT / "access.json") -> list[str]:
+    groups: dict[str, list[str]] = json.loads(access.read_text(encoding="utf-8"))["perFunctionKeys"]
+    return list(groups["caller"])
+
+
+class Az:
+    """``az functionapp function keys`` for one app."""
+
+    def __init__(self, group: str, app: str) -> None:
+        self.base = ["functionapp", "function", "keys", "-g", group, "-n", app]
+
+    def _run(self, *args: str) -> Any:
+        result = subprocess.run(  # noqa: S603 (az, with our own arguments)
+            ["az", *self.base[:3], args[0], *self.base[3:], *args[1:], "-o", "json"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"az {' '.join(self.base[:3])} {args[0]} failed: {result.stderr}")
+        return json.loads(result.stdout) if result.stdout.strip() else None
+
+    def keys(self, function: str) -> dict[str, str]:
+        listed = self._run("list", "--function-name", function)
+        return {str(k): str(v) for k, v in (listed or {}).items()}
+
+    def set(self, function: str, name: str, value: str) -> None:
+        self._run("set", "--function-name", function, "--key-name", name, "--key-value", value)
+
+    def delete(self, function: str, name: str) -> None:
+        self._run("delete", "--function-name", function, "--key-name", name)
+
+
+def _name(caller: str) -> str:
+    if not caller or not all(c.isalnum() or c in "-_" for c in caller):
+        raise SystemExit("a caller's name is letters, digits, '-' and '_'")
+    return PREFIX + caller
+
+
+def add(az: Az, functions: list[str], caller: str, *, replace: bool = False) -> str:
+    name = _name(caller)
+    existing = az.keys(functions[0])
+    if name in existing and not replace:
+        raise SystemExit(f"{name} exists already: rotate or revoke it")
+    if name not in existing and replace:
+        raise SystemExit(f"{name} does not exist: add it")
+    value = secrets.token_urlsafe(40)
+    for function in functions:
+        az.set(function, name, value)
+    return value
+
+
+def revoke(az: Az, functions: list[str], caller: str) -> None:
+    name = _name(caller)
+    for function in functions:
+        if name in az.keys(function):
+            az.delete(function, name)
+
+
+def sync(az: Az, functions: list[str]) -> list[str]:
+    """Every caller route gets the first one's caller keys; returns what was set where."""
+    reference = {k: v for k, v in az.keys(functions[0]).items() if k.startswith(PREFIX)}
+    changed = []
+    for function in functions[1:]:
+        present = az.keys(function)
+        for name, value in reference.items():
+            if present.get(name) != value:
+                az.set(function, name, value)
+                changed.append(f"{function}:{name}")
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-g", "--resource-group", default=os.environ.get("AZURE_RESOURCE_GROUP"))
+    parser.add_argument("-n", "--name", default=os.environ.get("AZURE_FUNCTION_APP_NAME"))
+    parser.add_argument("action", choices=["add", "rotate", "revoke", "list", "sync"])
+    parser.add_argument("caller", nargs="?")
+    args = parser.parse_args(argv)
+    if not args.resource_group or not args.name:
+        parser.error("the app: -g and -n, or AZURE_RESOURCE_GROUP and AZURE_FUNCTION_APP_NAME")
+    if args.action in ("add", "rotate", "revoke") and not args.caller:
+        parser.error(f"{args.action} needs the caller's name")
+    az, functions = Az(args.resource_group, args.name), caller_functions()
+    if args.action in ("add", "rotate"):
+        print(add(az, functions, args.caller, replace=args.action == "rotate"))
+    elif args.action == "revoke":
+        revoke(az, functions, args.caller)
+    elif args.action == "list":
+        names = sorted(k for k in az.keys(functions[0]) if k.startswith(PREFIX))
+        print("\n".join(names))
+    else:
+        changed = sync(az, functions)
+        print(f"caller keys in sync on {len(functions)} routes ({len(changed)} set)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

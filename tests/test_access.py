@@ -1,0 +1,140 @@
+"""Which key opens which route (access.json): every function-level route is placed once, the
+operators' routes are never a caller's, and scripts/function_keys.py keeps callers' keys on
+exactly the caller routes (driven through a stand-in ``az``: Azure cannot be reached here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCESS = json.loads((ROOT / "access.json").read_text(encoding="utf-8"))
+SCRIPT = ROOT / "scripts" / "function_keys.py"
+
+
+def levels(app_functions: dict[str, Any]) -> dict[str, str]:
+    found = {}
+    for name, function in app_functions.items():
+        trigger = function.get_trigger()
+        if getattr(trigger, "type", None) == "httpTrigger":
+            level = trigger.auth_level if trigger.auth_level is not None else "function"
+            found[name] = str(getattr(level, "value", level)).lower()
+    return found
+
+
+def test_every_function_level_route_is_placed_exactly_once(app_functions: dict[str, Any]) -> None:
+    placed = [*ACCESS["hostKeysOnly"]]
+    for functions in ACCESS["perFunctionKeys"].values():
+        placed += functions
+    routes = levels(app_functions)
+    keyed = sorted(name for name, level in routes.items() if level != "anonymous")
+    assert sorted(placed) == keyed  # each once; a new route must be placed (or it is unkeyed)
+    assert "admin" not in routes.values()  # the master key is never needed, never handed out
+
+
+def test_no_caller_key_opens_an_operator_route() -> None:
+    callers = set(ACCESS["perFunctionKeys"]["caller"])
+    assert {"suppression_get", "suppression_delete"} <= set(ACCESS["hostKeysOnly"])
+    assert not callers & set(ACCESS["hostKeysOnly"])
+    assert ACCESS["perFunctionKeys"]["sns"] == ["ses_events"]  # SNS's key opens only its route
+
+
+FAKE_AZ = r"""#!/usr/bin/env python3
+import json, os, sys
+store = os.environ["FAKE_AZ_STORE"]
+keys = json.load(open(store)) if os.path.exists(store) else {}
+args = sys.argv[1:]
+assert args[:3] == ["functionapp", "function", "keys"], args
+action, rest = args[3], args[4:]
+opt = {rest[i]: rest[i + 1] for i in range(0, len(rest) - 1, 2) if rest[i].startswith("-")}
+assert (opt["-g"], opt["-n"]) == ("rg", "app"), opt
+function = opt["--function-name"]
+mine = keys.setdefault(function, {})
+if action == "list":
+    print(json.dumps(mine))
+elif action == "set":
+    mine[opt["--key-name"]] = opt["--key-value"]
+    print(json.dumps({"name": opt["--key-name"]}))
+elif action == "delete":
+    del mine[opt["--key-name"]]
+json.dump(keys, open(store, "w"))
+"""
+
+
+@pytest.fixture
+def az(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "az"
+    fake.write_text(FAKE_AZ)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_AZ_STORE": str(tmp_path / "keys.json"),
+        "AZURE_RESOURCE_GROUP": "rg",
+        "AZURE_FUNCTION_APP_NAME": "app",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def stored(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    keys: dict[str, dict[str, str]] = json.loads(Path(env["FAKE_AZ_STORE"]).read_text())
+    return keys
+
+
+def test_a_callers_key_is_one_value_on_every_caller_route_and_nowhere_else(
+    az: dict[str, str],
+) -> None:
+    added = run(az, "add", "acme")
+    assert added.returncode == 0, added.stderr
+    value = added.stdout.strip()
+    callers = ACCESS["perFunctionKeys"]["caller"]
+    assert {f: k for f, k in stored(az).items() if k} == {
+        f: {"caller-acme": value} for f in callers
+    }
+
+    assert run(az, "add", "acme").returncode != 0  # exists: rotate or revoke
+    rotated = run(az, "rotate", "acme").stdout.strip()
+    assert rotated != value
+    assert {k["caller-acme"] for k in stored(az).values() if k} == {rotated}
+    assert run(az, "list").stdout.split() == ["caller-acme"]
+
+    assert run(az, "revoke", "acme").returncode == 0
+    assert all(not k for k in stored(az).values())
+
+
+def test_sync_opens_a_new_caller_route_for_existing_callers(az: dict[str, str]) -> None:
+    """A release adds a caller route (say /cancel): azd's postdeploy hook gives it every
+    existing caller's key, with the same value, so callers keep one key."""
+    value = run(az, "add", "acme").stdout.strip()
+    keys = stored(az)
+    del keys[ACCESS["perFunctionKeys"]["caller"][-1]]  # a route that did not exist before
+    Path(az["FAKE_AZ_STORE"]).write_text(json.dumps(keys))
+
+    synced = run(az, "sync")
+
+    assert synced.returncode == 0, synced.stderr
+    assert "(1 set)" in synced.stdout
+    assert stored(az)[ACCESS["perFunctionKeys"]["caller"][-1]] == {"caller-acme": value}
+
+
+def test_a_bad_caller_name_is_refused(az: dict[str, str]) -> None:
+    assert run(az, "add", "acme; rm -rf /").returncode != 0
