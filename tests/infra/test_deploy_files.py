@@ -266,7 +266,7 @@ def test_operators_get_a_host_key_and_callers_none_from_the_bicep(infra: Project
     """The key model (docs/deploy.md, section 6): the only key the Bicep creates is the
     operators' host key, from a secure parameter; callers' keys are per-function, set after
     deployment by azd's postdeploy hook (scripts/function_keys.py)."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     app = next(f for path, f in infra.files.items() if str(path) == "modules/functionapp.bicep")
     keys = [r for r in app.resources if r.type.startswith("Microsoft.Web/sites/host/")]
