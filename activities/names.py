@@ -4,3 +4,4 @@ SEND_SES_BATCH = "send_ses_batch"
 SEND_SMTP_BATCH = "send_smtp_batch"
 RECONCILE_BATCH = "reconcile_batch"
 RELEASE_QUOTA = "release_quota"
+FORGET_SECRET = "forget_secret"  # noqa: S105 (a function name, not a secret)

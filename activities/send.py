@@ -18,7 +18,13 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities.names import RECONCILE_BATCH, RELEASE_QUOTA, SEND_SES_BATCH, SEND_SMTP_BATCH
+from activities.names import (
+    FORGET_SECRET,
+    RECONCILE_BATCH,
+    RELEASE_QUOTA,
+    SEND_SES_BATCH,
+    SEND_SMTP_BATCH,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,18 +98,22 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail.sending.results import BatchReport
     from sendmail.sending.runner import run_batch
     from sendmail.sending.sealing import SealingError
+    from sendmail.sending.secrets import SecretGone
 
     job = SmtpBatch.model_validate(batch)
     mail = job.mail
     try:
-        password = services.sealer().open(job.sealedPassword)
-    except SealingError:
-        logger.error("smtp batch %s: the sealed password cannot be opened", job.ledgerKey)
+        if job.secretRef is not None:
+            password = services.secrets().get(job.secretRef)
+        else:  # a send started before passwords left the orchestration input
+            password = services.sealer().open(job.sealedPassword or "")
+    except (SecretGone, SealingError):
+        logger.error("smtp batch %s: the password is no longer stored", job.ledgerKey)
         return BatchResult.all_failed(
             len(job.recipients),
             FailureCode.SMTP_ERROR,
-            "the service could not unseal the password (its sealing key changed, or the send "
-            "is older than the sealed lifetime); send again",
+            "the service no longer holds the password (the send ended, was canceled or expired, "
+            "or the sealing key changed); send again",
         ).model_dump(mode="json")
     sender = services.smtp_sender()
     account, mac = account_key(job.provider, mail.sender), services.sealer().macs(password)[0]
@@ -161,6 +171,20 @@ def reconcile_batch(batch: dict[str, Any]) -> dict[str, Any]:
         "batch %s reconciled: %d sent, %d failed", key, size - len(failures), len(failures)
     )
     return BatchResult(messageIds=message_ids, failures=failures).model_dump(mode="json")
+
+
+@bp.function_name(FORGET_SECRET)
+@bp.activity_trigger(input_name="ref")
+def forget_secret(ref: str) -> None:
+    """An SMTP send is over: delete its password, and prune the secret store (expired secrets,
+    data keys no secret needs any more: sendmail/sending/secrets.py)."""
+    from sendmail import services
+
+    store = services.secrets()
+    store.delete(str(ref))
+    pruned = store.prune()
+    if pruned.secrets or pruned.keys:
+        logger.info("secrets pruned: %d expired, %d data keys dropped", pruned.secrets, pruned.keys)
 
 
 @bp.function_name(RELEASE_QUOTA)

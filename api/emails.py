@@ -146,14 +146,19 @@ async def user_send(
             idempotency.now(),
         )
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
+        # The password goes to the secret store under the send's id, never into the
+        # orchestration input; the send's last step deletes it (sendmail/sending/secrets.py).
+        await admission.store_secret(request.password)
         job = SmtpJob(
             mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
             provider=request.provider,
-            sealedPassword=services.sealer().seal(request.password),
+            secretRef=admission.instance_id,
             recipients=request.recipientEmails,
             connections=settings.SENDMAIL_SMTP_CONNECTIONS,
         )
-    instance_id = await admission.start(client, SMTP_ORCHESTRATOR, job.model_dump(mode="json"))
+    instance_id = await admission.start(
+        client, SMTP_ORCHESTRATOR, job.model_dump(mode="json", exclude_none=True)
+    )
     logger.info(
         "smtp send %s started: provider %s, %d recipients",
         instance_id,
@@ -190,7 +195,9 @@ async def _idempotency(
     if claim.start:
         return claim, None
     status = await read_status(client, claim.instance_id)
-    if status.runtime_status is not None:  # that send exists: the same answer as its first
+    if status.runtime_status is not None or claim.started:
+        # That send exists (or existed: its history may have been purged since): the same
+        # answer as its first, and never a second start.
         logger.info("send %s: the same %s request again", claim.instance_id, route)
         return None, await _accepted(req, client, claim.instance_id, kind, total)
     if now - claim.held < idempotency.TAKEOVER_AFTER:
@@ -230,6 +237,14 @@ class _Admission:
         self.claim = claim
         self.instance_id = claim.instance_id if claim is not None else uuid.uuid4().hex
         self.reserved = False
+        self.secret_stored = False
+
+    async def store_secret(self, secret: Any) -> None:
+        """Keep the send's password apart from it, under its id, until the send ends."""
+        from sendmail import services
+
+        await asyncio.to_thread(services.secrets().put, self.instance_id, secret)
+        self.secret_stored = True
 
     async def reserve(self, recipients: int, quota: Any) -> None:
         """Reserve the send's recipients in the 24-hour quota
@@ -262,7 +277,7 @@ class _Admission:
                 raise KeyInProgress(_IN_PROGRESS)
             self.claim = confirmed
         try:
-            return str(await client.start_new(name, self.instance_id, job))
+            started = str(await client.start_new(name, self.instance_id, job))
         except Exception:
             # Started after all (a timeout on the answer)? Then it is answered as started, and
             # the key and the reservation belong to it; if it surely did not start, they are
@@ -274,9 +289,24 @@ class _Admission:
                 raise
             if status.runtime_status is not None:
                 logger.warning("send %s: start answered an error but it runs", self.instance_id)
+                await self._started()
                 return self.instance_id
             await self._drop()
             raise
+        await self._started()
+        return started
+
+    async def _started(self) -> None:
+        """The key's record notes that its send started: a retry once the send's history is
+        purged answers that send, and never starts it again (best effort: logged)."""
+        if self.claim is None:
+            return
+        from sendmail import services
+
+        try:
+            await asyncio.to_thread(services.idempotency().mark_started, self.claim)
+        except Exception:
+            logger.warning("send %s: its key was not marked started", self.instance_id)
 
     async def _drop(self) -> None:
         from sendmail import services
@@ -285,6 +315,8 @@ class _Admission:
             await asyncio.to_thread(services.idempotency().release, self.claim)
         if self.reserved:
             await asyncio.to_thread(services.reservations().release, self.instance_id)
+        if self.secret_stored:
+            await asyncio.to_thread(services.secrets().delete, self.instance_id)
 
 
 def _reserve(instance_id: str, recipients: int, quota: Any) -> bool:

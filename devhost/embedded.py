@@ -153,6 +153,9 @@ def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
     location = state_dir / "azurite"
     azurite = stack.enter_context(start_azurite(("queue", "table"), location=location))
     os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 (its name)
+    # Where to look at what the app stored (tools and tests): Azurite's well-known development
+    # account, no secret of the app's.
+    write_private(location / "connection-string", azurite.connection_string)
     return azurite
 
 

@@ -227,14 +227,14 @@ def _activity_input(
             deadline=job.deadline,
         ).model_dump(mode="json")
     assert job.provider is not None
-    assert job.sealedPassword is not None
     return SmtpBatch(
         ledgerKey=batch.ledgerKey,
         mail=job.mail,
         provider=job.provider,
+        secretRef=job.secretRef,
         sealedPassword=job.sealedPassword,
         recipients=batch.recipients,
-    ).model_dump(mode="json")
+    ).model_dump(mode="json", exclude_none=True)
 
 
 def _call_with_retries(

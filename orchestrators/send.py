@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
-from activities.names import RELEASE_QUOTA
+from activities.names import FORGET_SECRET, RELEASE_QUOTA
 from orchestrators.lanes import as_utc, run_lane, run_lanes
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
@@ -98,11 +98,19 @@ def send_smtp_orchestrator(
             mail=job.mail,
             batches=[LaneBatch(ledgerKey=ledger_key(context.instance_id, n), recipients=part)],
             provider=job.provider,
+            secretRef=job.secretRef,
             sealedPassword=job.sealedPassword,
         )
         for n, part in enumerate(split_even(job.recipients, job.connections))
     ]
-    return (yield from _gather(context, "smtp", len(job.recipients), jobs))
+    outcome = yield from _gather(context, "smtp", len(job.recipients), jobs)
+    if job.secretRef is not None:
+        try:  # the password is needed no more: gone within moments of the last message
+            yield context.call_activity(FORGET_SECRET, job.secretRef)
+        except Exception:  # it expires on its own (sendmail/sending/secrets.py)
+            if not context.is_replaying:
+                logger.warning("send %s: its password was not deleted", context.instance_id)
+    return outcome
 
 
 @bp.function_name(LANE_ORCHESTRATOR)

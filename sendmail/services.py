@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sendmail.feedback.suppression import SuppressionList
     from sendmail.sending.ledger import SendLedger
     from sendmail.sending.sealing import Sealer
+    from sendmail.sending.secrets import SecretStore
     from sendmail.sending.ses import SesSender
     from sendmail.sending.smtp import SmtpSender
 
@@ -120,6 +121,13 @@ def sealer() -> Sealer:
     from sendmail.sending.sealing import Sealer
 
     return _get("sealer", lambda: Sealer(get_settings().SENDMAIL_SEALING_KEY))  # type: ignore[no-any-return]
+
+
+def secrets() -> SecretStore:
+    """Secrets a send needs while it runs (the SMTP password), sealed with the key ring."""
+    from sendmail.sending.secrets import secret_store_from_environment
+
+    return _get("secrets", lambda: secret_store_from_environment(sealer))  # type: ignore[no-any-return]
 
 
 def override(**instances: Any) -> None:

@@ -34,6 +34,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
     from sendmail.feedback.event_store import MemoryEventStore
     from sendmail.feedback.replays import MemoryProcessedMessages
     from sendmail.feedback.suppression import MemorySuppressionList
+    from sendmail.sending.secrets import MemoryRows, SecretStore
 
     services.override(
         ledger=MemorySendLedger(),
@@ -43,6 +44,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
         backlog=None,  # no work-item queue to probe unless a test brings one (test_backlog.py)
         reservations=MemoryReservations(),  # the table itself: test_reservations.py
         login_guard=MemoryLoginGuard(limit=5),  # the table itself: test_logins.py
+        secrets=SecretStore(MemoryRows(), MemoryRows(), services.sealer),  # test_secrets.py
     )
     yield
     services.reset()

@@ -15,9 +15,8 @@ import pytest
 
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail import services
-from sendmail.platform.settings import get_settings
 from sendmail.sending.ledger import MemorySendLedger
-from sendmail.sending.sealing import Sealer, new_key
+from sendmail.sending.sealing import new_key
 from sendmail.sending.ses import SendQuota
 from tests.support import http
 from tests.support.durable import FakeDurableClient, status
@@ -213,23 +212,25 @@ def test_invalid_input_is_400_before_any_quota_read(
     assert client.started == []
 
 
-def test_user_send_seals_the_password_before_starting(
+def test_user_send_keeps_the_password_out_of_the_orchestration_input(
     app_functions: dict[str, Any],
     client: FakeDurableClient,
     sealing_key: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Found by the security review: the sealed password rode in the orchestration input,
+    readable for ever by whoever had the key. The input now names it in the secret store."""
     caplog.set_level(logging.DEBUG)
     response = call(app_functions, "user_send", client, path="/api/v1/emails/user-send", body=USER)
 
     assert response.status_code == 202
     [(name, job)] = client.started
+    [instance_id] = client.instance_ids
     assert name == SMTP_ORCHESTRATOR
     assert "app-password-123" not in json.dumps(job)
-    assert (
-        Sealer(get_settings().SENDMAIL_SEALING_KEY).open(job["sealedPassword"]).get_secret_value()
-        == "app-password-123"
-    )
+    assert "sealedPassword" not in job
+    assert job["secretRef"] == instance_id
+    assert services.secrets().get(instance_id).get_secret_value() == "app-password-123"
     assert job["connections"] == 3
     assert "app-password-123" not in caplog.text
     assert "app-password-123" not in response.get_body().decode()
@@ -763,6 +764,34 @@ def test_a_key_whose_first_request_is_still_starting_is_409_with_retry_after(
     assert_envelope(response, 409, "/api/v1/emails/aws-send")
     assert int(response.headers["Retry-After"]) >= 1
     assert client.started == []
+
+
+def test_a_retry_after_the_sends_history_was_purged_starts_nothing(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota, keys: Any
+) -> None:
+    """The key's record notes that its send started: once the send's history is purged (the
+    status API no longer knows it) a retry with the key must not take it over and send again."""
+    first = send(app_functions, client, "order-1")
+    [instance_id] = client.instance_ids
+    client.statuses.clear()  # purged
+
+    from datetime import timedelta
+
+    from sendmail.admission.idempotency import fingerprints, now, scoped_key
+    from sendmail.contract.models import AwsEmailRequest
+
+    retry = send(app_functions, client, "order-1")
+    assert retry.status_code == 202
+    assert retry.headers["Location"] == first.headers["Location"]
+    later = keys.claim(
+        "aws-send",
+        scoped_key("order-1", None),
+        fingerprints("aws-send", AwsEmailRequest.model_validate(AWS)),
+        now() + timedelta(minutes=5),
+    )
+    assert later.started
+    assert later.instance_id == instance_id
+    assert len(client.started) == 1
 
 
 def test_a_key_whose_first_request_died_before_starting_is_taken_over_once(

@@ -269,3 +269,11 @@ def test_the_table_never_holds_the_key_or_the_request(azurite: Any) -> None:
         "CreatedAt",
         "HeldSince",
     }
+
+
+def test_a_record_notes_that_its_send_started(store: IdempotencyStore) -> None:
+    first = store.claim("aws-send", "k1", ["fp"], T0)
+    assert not first.started
+    store.mark_started(first)
+    again = store.claim("aws-send", "k1", ["fp"], T0 + timedelta(minutes=5))
+    assert (again.start, again.started, again.instance_id) == (False, True, first.instance_id)

@@ -17,7 +17,13 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from activities.names import RECONCILE_BATCH, RELEASE_QUOTA, SEND_SES_BATCH, SEND_SMTP_BATCH
+from activities.names import (
+    FORGET_SECRET,
+    RECONCILE_BATCH,
+    RELEASE_QUOTA,
+    SEND_SES_BATCH,
+    SEND_SMTP_BATCH,
+)
 from devhost.durable.engine import Engine
 from devhost.durable.history import EventType, parse_timestamp
 from orchestrators import lanes
@@ -29,7 +35,7 @@ app = df.DFApp()
 app.register_functions(send_orchestrators)
 
 Behaviour = Callable[[str, dict[str, Any]], Any]
-CALLS: list[tuple[str, dict[str, Any]]] = []
+CALLS: list[tuple[str, Any]] = []
 _LOCK = threading.Lock()
 
 
@@ -87,6 +93,12 @@ def release(send: str) -> None:
     (devhost.durable.shim.call_refusal)."""
 
 
+@app.function_name(FORGET_SECRET)
+@app.activity_trigger(input_name="ref")
+def forget(ref: str) -> None:
+    CALLS.append((FORGET_SECRET, ref))
+
+
 @pytest.fixture
 def engine(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     monkeypatch.setattr(lanes, "ACTIVITY_RETRY_DELAY", timedelta(milliseconds=30))
@@ -112,7 +124,7 @@ def ses_job(recipients: list[str], batch_size: int = 500, lanes_: int = 2, **kw:
     }
 
 
-def calls(name: str) -> list[dict[str, Any]]:
+def calls(name: str) -> list[Any]:
     return [payload for called, payload in CALLS if called == name]
 
 
@@ -501,7 +513,7 @@ def test_smtp_recipients_are_spread_over_the_configured_connections(engine: Engi
         "kind": "smtp",
         "mail": {"sender": "me@gmail.com", "subject": "s", "body": "b"},
         "provider": "GMAIL",
-        "sealedPassword": "gAAAA-sealed-token",
+        "secretRef": "send-1",
         "recipients": recipients,
         "connections": 3,
     }
@@ -510,7 +522,10 @@ def test_smtp_recipients_are_spread_over_the_configured_connections(engine: Engi
 
     batches = sorted(calls(SEND_SMTP_BATCH), key=lambda b: b["ledgerKey"])
     assert [len(b["recipients"]) for b in batches] == [34, 33, 33]
-    assert {b["sealedPassword"] for b in batches} == {"gAAAA-sealed-token"}
+    assert {b["secretRef"] for b in batches} == {"send-1"}
+    assert not any("sealedPassword" in b for b in batches)
+    # once every batch is done, the password is forgotten: one last activity
+    assert calls(FORGET_SECRET) == ["send-1"]
     assert {b["provider"] for b in batches} == {"GMAIL"}
     assert outcome["kind"] == "smtp"
     assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
@@ -521,10 +536,12 @@ def test_an_smtp_send_with_fewer_recipients_than_connections_opens_fewer(engine:
         "kind": "smtp",
         "mail": {"sender": "me@gmail.com", "subject": "s", "body": "b"},
         "provider": "NAVER",
-        "sealedPassword": "token",
+        "sealedPassword": "token",  # a send started before the secret store: still runs
         "recipients": ["only@example.com"],
         "connections": 3,
     }
     outcome = output(run(engine, SMTP_ORCHESTRATOR, job))
     assert len(calls(SEND_SMTP_BATCH)) == 1
+    assert calls(SEND_SMTP_BATCH)[0]["sealedPassword"] == "token"
+    assert calls(FORGET_SECRET) == []  # nothing was stored for it
     assert outcome["messageIds"] == ["id-only@example.com"]

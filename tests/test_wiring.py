@@ -7,7 +7,13 @@ import subprocess
 import sys
 from typing import Any
 
-from activities.names import RECONCILE_BATCH, RELEASE_QUOTA, SEND_SES_BATCH, SEND_SMTP_BATCH
+from activities.names import (
+    FORGET_SECRET,
+    RECONCILE_BATCH,
+    RELEASE_QUOTA,
+    SEND_SES_BATCH,
+    SEND_SMTP_BATCH,
+)
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
 
@@ -40,6 +46,7 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         SEND_SMTP_BATCH: ("activityTrigger", None, (), None),
         RECONCILE_BATCH: ("activityTrigger", None, (), None),
         RELEASE_QUOTA: ("activityTrigger", None, (), None),
+        FORGET_SECRET: ("activityTrigger", None, (), None),
     }
 
 

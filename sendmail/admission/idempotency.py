@@ -127,6 +127,9 @@ class Claim:
     #: When the request holding the key last touched it (made it, took it over, confirmed it):
     #: another request may take it over :data:`TAKEOVER_AFTER` after that.
     held_since: datetime | None = None
+    #: Its send was started (:meth:`IdempotencyStore.mark_started`): never start it again, even
+    #: once the send's history is purged and the status API no longer knows it.
+    started: bool = False
 
     @property
     def held(self) -> datetime:
@@ -150,6 +153,10 @@ class IdempotencyStore(Protocol):
 
     def release(self, claim: Claim) -> None:
         """Drop a record whose send never started (best effort)."""
+        ...
+
+    def mark_started(self, claim: Claim) -> None:
+        """Note in the record that its send started."""
         ...
 
 
@@ -201,6 +208,14 @@ class MemoryIdempotencyStore:
             found = self._rows.get((claim.route, claim.key))
             if found is not None and found[1].instance_id == claim.instance_id:
                 del self._rows[(claim.route, claim.key)]
+
+    def mark_started(self, claim: Claim) -> None:
+        with self._lock:
+            found = self._rows.get((claim.route, claim.key))
+            if found is not None and found[1].instance_id == claim.instance_id:
+                self._version += 1
+                marked = replace(found[1], started=True, etag=str(self._version))
+                self._rows[(claim.route, claim.key)] = (found[0], marked)
 
 
 class TableIdempotencyStore:
@@ -254,7 +269,10 @@ class TableIdempotencyStore:
             if existing["Fingerprint"] not in fingerprints:
                 raise KeyReused(_reused(route))
             held = _aware(existing.get("HeldSince") or created)
-            return Claim(route, key, str(existing["InstanceId"]), created, False, etag, held)
+            started = bool(existing.get("Started", False))
+            return Claim(
+                route, key, str(existing["InstanceId"]), created, False, etag, held, started
+            )
 
     def take_over(self, claim: Claim, now: datetime) -> Claim | None:
         from azure.core import MatchConditions
@@ -288,6 +306,12 @@ class TableIdempotencyStore:
             )
         except AzureError:
             logger.warning("an idempotency record could not be dropped; it expires on its own")
+
+    def mark_started(self, claim: Claim) -> None:
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": claim.route, "RowKey": self._row(claim.key), "Started": True}
+        self._lazy.call("mark", lambda: self._table.update_entity(entity, mode=UpdateMode.MERGE))
 
 
 def _etag(metadata: Any) -> str | None:

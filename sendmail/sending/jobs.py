@@ -45,12 +45,16 @@ class SesJob(_Json):
 
 
 class SmtpJob(_Json):
-    """Input of the SMTP orchestration. ``sealedPassword`` is a Fernet token, never plain."""
+    """Input of the SMTP orchestration. The password is not in it: ``secretRef`` names it in
+    the secret store (:mod:`sendmail.sending.secrets`), which forgets it when the send ends.
+    ``sealedPassword`` (a Fernet token) is what sends started before that carried: read, never
+    written."""
 
     kind: Literal["smtp"] = "smtp"
     mail: Mail
     provider: Provider
-    sealedPassword: str
+    secretRef: str | None = None
+    sealedPassword: str | None = None
     recipients: list[str]
     connections: int = Field(ge=1)
 
@@ -71,8 +75,9 @@ class LaneJob(_Json):
     #: SES: this lane's share of the account's rate, and when transient failures become final.
     maxRate: float | None = Field(default=None, gt=0)
     deadline: AwareDatetime | None = None
-    #: SMTP: the provider and the sealed password (a Fernet token, never plain).
+    #: SMTP: the provider and where the password is (never the password itself).
     provider: Provider | None = None
+    secretRef: str | None = None
     sealedPassword: str | None = None
 
 
@@ -101,7 +106,8 @@ class SmtpBatch(_Json):
     ledgerKey: str
     mail: Mail
     provider: Provider
-    sealedPassword: str
+    secretRef: str | None = None
+    sealedPassword: str | None = None
     recipients: list[str]
 
 

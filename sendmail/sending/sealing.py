@@ -55,6 +55,20 @@ class Sealer:
         data = secret.get_secret_value().encode("utf-8")
         return [hmac.new(key, data, hashlib.sha256).hexdigest() for key in self._mac_keys]
 
+    def wrap(self, key: bytes) -> str:
+        """``key`` (a data key of :mod:`sendmail.sending.secrets`) sealed with the newest
+        configured key; no lifetime: a data key lives as long as the secrets it seals."""
+        return self._fernet.encrypt(key).decode("ascii")
+
+    def unwrap(self, token: str) -> bytes:
+        """The data key in ``token``, or :class:`SealingError` (no configured key opens it)."""
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._fernet.decrypt(token.encode("ascii", "replace"))
+        except InvalidToken as e:
+            raise SealingError("no configured sealing key opens this data key") from e
+
     def seal(self, secret: SecretStr) -> str:
         return self._fernet.encrypt(secret.get_secret_value().encode("utf-8")).decode("ascii")
 
