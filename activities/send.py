@@ -12,6 +12,7 @@ carries the send id as an SES message tag.
 """
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,11 @@ from activities.names import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: How long a connection waits for another one's login with the same password to be answered,
+#: and how often it looks (sendmail/admission/logins.py: one login per password at a time).
+LOGIN_WAIT_SECONDS = 90.0
+LOGIN_WAIT_POLL_SECONDS = 0.5
 
 bp = df.Blueprint()
 
@@ -118,9 +124,23 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     sender = services.smtp_sender()
     account, mac = account_key(job.provider, mail.sender), services.sealer().macs(password)[0]
 
+    def before_login() -> bool:
+        # One login per password at a time, none with a password refused within the hour
+        # (sendmail/admission/logins.py). A guard that cannot be read does not stop the send.
+        deadline = time.monotonic() + LOGIN_WAIT_SECONDS
+        while True:
+            try:
+                gate = services.login_guard().begin(account, mac, datetime.now(UTC))
+            except Exception:
+                logger.warning("smtp batch %s: the login guard is unavailable", job.ledgerKey)
+                return True
+            if gate != "wait" or time.monotonic() > deadline:
+                return gate != "refused"
+            time.sleep(LOGIN_WAIT_POLL_SECONDS)
+
     def on_login(ok: bool) -> None:
-        # The failed-login limit (sendmail/admission/logins.py) hears of every final answer;
-        # a record that fails must not fail the send (it is logged).
+        # The failed-login limit hears of every final answer; a record that fails must not
+        # fail the send (it is logged).
         try:
             services.login_guard().record(account, mac, ok, datetime.now(UTC))
         except Exception:
@@ -140,6 +160,7 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
                 mail.body,
                 on_sent=on_sent,
                 on_login=on_login,
+                before_login=before_login,
             )
         ),
     )

@@ -148,12 +148,18 @@ def installation_salt(environ: Mapping[str, str] | None = None) -> str:
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = secrets.token_hex(32)
-    try:  # exclusive create: two first runs at once agree on the one that won
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
+    # Written whole to a private file, then linked into place: the link fails if another first
+    # run got there first (its salt wins), and nobody ever reads a half-written salt.
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(fresh + "\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        fresh = path.read_text(encoding="ascii").strip()
+    finally:
+        draft.unlink()
     return fresh
 
 

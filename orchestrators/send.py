@@ -103,14 +103,29 @@ def send_smtp_orchestrator(
         )
         for n, part in enumerate(split_even(job.recipients, job.connections))
     ]
-    outcome = yield from _gather(context, "smtp", len(job.recipients), jobs)
-    if job.secretRef is not None:
-        try:  # the password is needed no more: gone within moments of the last message
-            yield context.call_activity(FORGET_SECRET, job.secretRef)
-        except Exception:  # it expires on its own (sendmail/sending/secrets.py)
-            if not context.is_replaying:
-                logger.warning("send %s: its password was not deleted", context.instance_id)
+    # The password is needed no more once the lanes are done, however they ended: it is gone
+    # within moments of the last message (sendmail/sending/secrets.py). ``except Exception``,
+    # not ``finally``: a generator the SDK closes must not yield again.
+    try:
+        outcome = yield from _gather(context, "smtp", len(job.recipients), jobs)
+    except Exception:
+        yield from _forget(context, job.secretRef)
+        raise
+    yield from _forget(context, job.secretRef)
     return outcome
+
+
+def _forget(
+    context: df.DurableOrchestrationContext, ref: str | None
+) -> Generator[TaskBase, Any, None]:
+    """Delete the send's stored password (an activity); if that fails, it expires on its own."""
+    if ref is None:
+        return  # a send started before the secret store: nothing stored
+    try:
+        yield context.call_activity(FORGET_SECRET, ref)
+    except Exception:
+        if not context.is_replaying:
+            logger.warning("send %s: its password was not deleted", context.instance_id)
 
 
 @bp.function_name(LANE_ORCHESTRATOR)

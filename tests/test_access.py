@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ACCESS = json.loads((ROOT / "access.json").read_text(encoding="utf-8"))
 SCRIPT = ROOT / "scripts" / "function_keys.py"
+HOST_KEYS = "(host keys)"  # where the stand-in az keeps host keys
 
 
 def levels(app_functions: dict[str, Any]) -> dict[str, str]:
@@ -51,14 +52,16 @@ import json, os, sys
 store = os.environ["FAKE_AZ_STORE"]
 keys = json.load(open(store)) if os.path.exists(store) else {}
 args = sys.argv[1:]
-assert args[:3] == ["functionapp", "function", "keys"], args
-action, rest = args[3], args[4:]
+host = args[:2] == ["functionapp", "keys"]
+assert host or args[:3] == ["functionapp", "function", "keys"], args
+action, rest = (args[2], args[3:]) if host else (args[3], args[4:])
 opt = {rest[i]: rest[i + 1] for i in range(0, len(rest) - 1, 2) if rest[i].startswith("-")}
 assert (opt["-g"], opt["-n"]) == ("rg", "app"), opt
-function = opt["--function-name"]
-mine = keys.setdefault(function, {})
+if host and action != "list":
+    assert opt["--key-type"] == "functionKeys", opt
+mine = keys.setdefault("(host keys)" if host else opt["--function-name"], {})
 if action == "list":
-    print(json.dumps(mine))
+    print(json.dumps({"functionKeys": mine, "masterKey": "m"} if host else mine))
 elif action == "set":
     mine[opt["--key-name"]] = opt["--key-value"]
     print(json.dumps({"name": opt["--key-name"]}))
@@ -96,8 +99,14 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def stored(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Per-function keys by function (functions without keys left out)."""
     keys: dict[str, dict[str, str]] = json.loads(Path(env["FAKE_AZ_STORE"]).read_text())
-    return keys
+    return {f: k for f, k in keys.items() if f != HOST_KEYS and k}
+
+
+def host_keys(env: dict[str, str]) -> dict[str, str]:
+    keys: dict[str, dict[str, str]] = json.loads(Path(env["FAKE_AZ_STORE"]).read_text())
+    return keys.get(HOST_KEYS, {})
 
 
 def test_a_callers_key_is_one_value_on_every_caller_route_and_nowhere_else(
@@ -114,11 +123,11 @@ def test_a_callers_key_is_one_value_on_every_caller_route_and_nowhere_else(
     assert run(az, "add", "acme").returncode != 0  # exists: rotate or revoke
     rotated = run(az, "rotate", "acme").stdout.strip()
     assert rotated != value
-    assert {k["caller-acme"] for k in stored(az).values() if k} == {rotated}
+    assert {k["caller-acme"] for k in stored(az).values()} == {rotated}
     assert run(az, "list").stdout.split() == ["caller-acme"]
 
     assert run(az, "revoke", "acme").returncode == 0
-    assert all(not k for k in stored(az).values())
+    assert stored(az) == {}
 
 
 def test_sync_opens_a_new_caller_route_for_existing_callers(az: dict[str, str]) -> None:
@@ -134,6 +143,29 @@ def test_sync_opens_a_new_caller_route_for_existing_callers(az: dict[str, str]) 
     assert synced.returncode == 0, synced.stderr
     assert "(1 set)" in synced.stdout
     assert stored(az)[ACCESS["perFunctionKeys"]["caller"][-1]] == {"caller-acme": value}
+
+
+def test_a_caller_host_key_of_the_older_model_is_named_and_migrated(
+    az: dict[str, str],
+) -> None:
+    """Callers used to get host keys caller-<name>, which open every route. list and sync name
+    them; migrate makes the same value a per-function key on the caller routes (the caller
+    notices nothing) and deletes the host key."""
+    Path(az["FAKE_AZ_STORE"]).write_text(json.dumps({HOST_KEYS: {"caller-old": "old-value"}}))
+    listed = run(az, "list")
+    assert "caller-old" in listed.stderr
+    assert "open every route" in listed.stderr
+
+    assert run(az, "migrate", "old").returncode == 0
+
+    callers = ACCESS["perFunctionKeys"]["caller"]
+    assert stored(az) == {f: {"caller-old": "old-value"} for f in callers}
+    assert host_keys(az) == {}
+    assert run(az, "sync").stderr == ""
+
+    Path(az["FAKE_AZ_STORE"]).write_text(json.dumps({HOST_KEYS: {"caller-gone": "v"}}))
+    assert run(az, "revoke", "gone").returncode == 0
+    assert host_keys(az) == {}
 
 
 def test_a_bad_caller_name_is_refused(az: dict[str, str]) -> None:

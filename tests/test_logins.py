@@ -48,11 +48,50 @@ def test_the_sixth_failed_login_in_an_hour_is_429_until_the_first_leaves_it(
     guard.admit(ACCOUNT, "guess-5", T0 + timedelta(minutes=60, seconds=1))
 
 
-def test_repeating_one_wrong_password_counts_every_refused_login(guard: LoginGuard) -> None:
-    for n in range(5):
-        fail(guard, "wrong", T0 + timedelta(minutes=n))
+def test_a_refused_password_is_never_tried_again_within_the_hour(guard: LoginGuard) -> None:
+    """The provider sees one refusal per wrong password: repeating it is answered from here
+    (SMTP_AUTH_FAILED without a login) and counts once."""
+    fail(guard, "wrong", T0)
+    for n in range(10):
+        guard.admit(ACCOUNT, "wrong", T0 + timedelta(minutes=n))  # admitted: it fails at once
+        assert guard.begin(ACCOUNT, "wrong", T0 + timedelta(minutes=n)) == "refused"
+    for n in range(3):
+        fail(guard, f"guess-{n}", T0 + timedelta(minutes=20))
+    guard.admit(ACCOUNT, "guess-3", T0 + timedelta(minutes=21))  # 4 refusals + 1: the fifth
     with pytest.raises(QuotaExceeded):
-        guard.admit(ACCOUNT, "wrong", T0 + timedelta(minutes=6))
+        guard.admit(ACCOUNT, "guess-4", T0 + timedelta(minutes=22))
+    assert guard.begin(ACCOUNT, "wrong", T0 + timedelta(minutes=60, seconds=1)) == "go"
+
+
+def test_one_login_per_password_at_a_time(guard: LoginGuard) -> None:
+    """A send's parallel connections (and a burst of sends) with a password not yet proven:
+    the first logs in, the others wait for its answer instead of trying too."""
+    guard.admit(ACCOUNT, "new", T0)
+    assert guard.begin(ACCOUNT, "new", T0) == "go"
+    assert guard.begin(ACCOUNT, "new", T0) == "wait"
+    guard.record(ACCOUNT, "new", False, T0 + timedelta(seconds=1))
+    assert guard.begin(ACCOUNT, "new", T0 + timedelta(seconds=1)) == "refused"
+
+    guard.admit(ACCOUNT, "right", T0)
+    assert guard.begin(ACCOUNT, "right", T0) == "go"
+    assert guard.begin(ACCOUNT, "right", T0) == "wait"
+    guard.record(ACCOUNT, "right", True, T0 + timedelta(seconds=1))
+    assert guard.begin(ACCOUNT, "right", T0 + timedelta(seconds=1)) == "go"
+    assert guard.begin(ACCOUNT, "right", T0 + timedelta(seconds=2)) == "go"  # reconnects too
+
+
+def test_a_login_never_answered_stops_holding_the_others_back(guard: LoginGuard) -> None:
+    assert guard.begin(ACCOUNT, "new", T0) == "go"  # its activity dies before the answer
+    assert guard.begin(ACCOUNT, "new", T0 + timedelta(seconds=30)) == "wait"
+    assert guard.begin(ACCOUNT, "new", T0 + timedelta(seconds=61)) == "go"
+
+
+def test_retry_after_is_when_the_account_is_back_under_the_limit(guard: LoginGuard) -> None:
+    for n in range(7):  # two more than the limit (sends admitted at once, refused in turn):
+        guard.record(ACCOUNT, f"guess-{n}", False, T0 + timedelta(minutes=n))  # three must go
+    with pytest.raises(QuotaExceeded) as refused:
+        guard.admit(ACCOUNT, "guess-7", T0 + timedelta(minutes=10))
+    assert refused.value.retry_after == 52 * 60 + 1  # guess-2's failure leaves at T0 + 62 min
 
 
 def test_a_burst_of_new_passwords_counts_before_any_reaches_the_provider(
@@ -81,6 +120,9 @@ def test_accounts_are_apart_and_stored_as_hashes(guard: LoginGuard) -> None:
     guard.admit(account_key("GMAIL", "someone-else@gmail.com"), "guess-0", T0)
     guard.admit(account_key("NAVER", "victim@gmail.com"), "guess-0", T0)
     assert account_key("gmail", " Victim@Gmail.com ") == ACCOUNT
+    # spellings of one Gmail account share its limit; other providers' addresses are as given
+    assert account_key("GMAIL", "vic.tim+guess@googlemail.com") == ACCOUNT
+    assert account_key("NAVER", "vic.tim@naver.com") != account_key("NAVER", "victim@naver.com")
     assert "victim" not in ACCOUNT
 
 

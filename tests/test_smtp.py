@@ -407,3 +407,24 @@ def test_every_final_login_answer_is_reported(start_smtp_sink) -> None:
     assert {d.code for d in refused} == {FailureCode.SMTP_AUTH_FAILED}
     assert all(d.ok for d in sent)
     assert answers == [False, True]
+
+
+def test_a_login_the_guard_refuses_is_never_tried(start_smtp_sink) -> None:
+    """The failed-login limit knows this password was refused within the hour: every
+    recipient fails SMTP_AUTH_FAILED and the server never sees an AUTH command."""
+    sink = start_smtp_sink("implicit")
+    answers: list[bool] = []
+    refused = make_sender(sink).send(
+        Provider.GMAIL,
+        SENDER,
+        SecretStr("right"),
+        RECIPIENTS[:3],
+        "s",
+        "b",
+        before_login=lambda: False,
+        on_login=answers.append,
+    )
+    assert {d.code for d in refused} == {FailureCode.SMTP_AUTH_FAILED}
+    assert "not tried again" in (refused[0].message or "")
+    assert sink.auth_commands == 0
+    assert answers == []

@@ -516,3 +516,22 @@ def test_the_fetcher_reads_a_url_and_never_follows_a_redirect(redirecting_server
     with pytest.raises(SnsFetchFailed) as caught:
         https_get(f"{redirecting_server}/elsewhere")
     assert caught.value.status == 302
+
+
+@pytest.mark.parametrize("status", [403, 429, 503])
+def test_a_failure_that_may_pass_is_neither_a_refusal_nor_remembered(
+    signing: SigningKey, status: int
+) -> None:
+    """A throttled or briefly refused certificate fetch is not the sender's fault: no 403 (SNS
+    would not deliver again), no cached refusal; the route answers 500 and SNS retries."""
+    reads: list[str] = []
+
+    def flaky(url: str) -> bytes:
+        reads.append(url)
+        raise SnsFetchFailed("busy", status=status)
+
+    verifier = SnsVerifier([TOPIC], fetch=flaky)
+    for _ in range(2):
+        with pytest.raises(SnsFetchFailed):
+            verifier.verify(body(notification(signing)))
+    assert reads == [CERT_URL, CERT_URL]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from activities.names import (
@@ -82,3 +84,12 @@ def test_importing_the_app_holds_the_sdk_loggers_at_warning() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.split() == [str(logging.WARNING)] * 2
+
+
+def test_request_telemetry_does_not_record_urls() -> None:
+    """A route value can be an address (/api/v1/suppressions/{email}). With the extended HTTP
+    collection the host's Application Insights request telemetry is ASP.NET Core's, which
+    records the URL; without it, a request is named after its function (docs/deploy.md)."""
+    host = json.loads((Path(__file__).resolve().parents[1] / "host.json").read_text())
+    options = host["logging"]["applicationInsights"]["httpAutoCollectionOptions"]
+    assert options["enableHttpTriggerExtendedInfoCollection"] is False

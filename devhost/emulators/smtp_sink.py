@@ -16,7 +16,8 @@ TLS modes:
   tests proving that a client refuses to send a password to it.
 
 Every mode offers AUTH LOGIN and PLAIN and accepts any credentials except the password
-``rejected_password`` (535). Mail is only accepted after AUTH.
+``rejected_password`` and any password starting with ``wrong-`` (535): several wrong passwords,
+for the failed-login limit. Mail is only accepted after AUTH.
 
 Test hooks, safe to call from any thread: :meth:`refuse_recipients`, :meth:`refuse_senders`,
 :meth:`defer_recipient`, :meth:`drop_after_data`.
@@ -55,6 +56,10 @@ SinkTlsMode = Literal["implicit", "starttls", "plaintext"]
 
 LOOPBACK = "127.0.0.1"
 _CRLF = re.compile(r"\r\n?")
+
+
+#: Passwords with this prefix are refused too (535): a test can try several wrong ones.
+REFUSED_PREFIX = b"wrong-"
 
 
 class _QuietLoginDataDeprecation(logging.Filter):
@@ -243,7 +248,9 @@ class SmtpSink:
     ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
-        if auth_data.password == self.rejected_password.encode():
+        if auth_data.password == self.rejected_password.encode() or auth_data.password.startswith(
+            REFUSED_PREFIX
+        ):
             return AuthResult(success=False, handled=False)  # 535 5.7.8
         with self._lock:
             self._logins.append(auth_data.login.decode("utf-8", "replace"))

@@ -212,7 +212,7 @@ class MemoryIdempotencyStore:
     def mark_started(self, claim: Claim) -> None:
         with self._lock:
             found = self._rows.get((claim.route, claim.key))
-            if found is not None and found[1].instance_id == claim.instance_id:
+            if found is not None and found[1].etag == claim.etag:
                 self._version += 1
                 marked = replace(found[1], started=True, etag=str(self._version))
                 self._rows[(claim.route, claim.key)] = (found[0], marked)
@@ -308,10 +308,21 @@ class TableIdempotencyStore:
             logger.warning("an idempotency record could not be dropped; it expires on its own")
 
     def mark_started(self, claim: Claim) -> None:
+        """Only the record this claim holds (its ETag): one that expired and was claimed again
+        meanwhile belongs to another send."""
+        from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
         entity = {"PartitionKey": claim.route, "RowKey": self._row(claim.key), "Started": True}
-        self._lazy.call("mark", lambda: self._table.update_entity(entity, mode=UpdateMode.MERGE))
+        self._lazy.call(
+            "mark",
+            lambda: self._table.update_entity(
+                entity,
+                mode=UpdateMode.MERGE,
+                etag=claim.etag,
+                match_condition=MatchConditions.IfNotModified,
+            ),
+        )
 
 
 def _etag(metadata: Any) -> str | None:

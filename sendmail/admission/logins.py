@@ -10,6 +10,12 @@ address), over a trailing hour:
   that a send admitted and has not logged in with yet (*pending*, counted once per distinct
   password however many sends carry it). A burst of requests with new passwords therefore counts
   before any of them has reached the provider.
+- **One login per password at a time, one refusal per password**: before each login the SMTP
+  activity asks :meth:`LoginGuard.begin`. A password the provider refused within the hour is not
+  tried again (its sends fail ``SMTP_AUTH_FAILED`` at once); while one connection is logging in
+  with a password not yet proven, the others (a send's parallel connections, a burst of sends)
+  wait for its answer instead of trying too. So the provider sees at most one refused login per
+  wrong password — the limit is on what the provider sees, which is what locks accounts.
 - **The limit**: once those reach ``SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR`` (5), ``user-send``
   for the account answers 429 with ``Retry-After`` (when the oldest of them leaves the hour)
   without trying the provider.
@@ -46,7 +52,11 @@ WINDOW = timedelta(hours=1)
 DEFAULT_TABLE_NAME = "SendMailSmtpLogins"
 _PARTITION = "logins"
 
-Outcome = Literal["pending", "failed", "ok"]
+Outcome = Literal["pending", "trying", "failed", "ok"]
+Gate = Literal["go", "wait", "refused"]
+#: A login announced by :func:`begin` and never answered (its activity died) stops holding the
+#: others back after this long.
+TRY_TIMEOUT = timedelta(seconds=60)
 
 
 class LoginGuardError(TableUnavailable):
@@ -54,8 +64,14 @@ class LoginGuardError(TableUnavailable):
 
 
 def account_key(provider: str, sender: str) -> str:
-    """The account a login is for, as stored: a SHA-256 of provider and address."""
-    return hashlib.sha256(f"{provider.upper()}:{sender.strip().lower()}".encode()).hexdigest()
+    """The account a login is for, as stored: a SHA-256 of provider and address — the address
+    as the provider tells accounts apart, so that spellings of one account share one limit
+    (Gmail ignores dots and a ``+tag`` in the local part, and ``googlemail.com`` is
+    ``gmail.com``)."""
+    local, _, domain = sender.strip().lower().rpartition("@")
+    if provider.upper() == "GMAIL" and domain in ("gmail.com", "googlemail.com"):
+        local, domain = local.split("+", 1)[0].replace(".", ""), "gmail.com"
+    return hashlib.sha256(f"{provider.upper()}:{local}@{domain}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +86,7 @@ class Attempt:
     @classmethod
     def from_json(cls, raw: Mapping[str, str]) -> Attempt:
         outcome = raw["outcome"]
-        if outcome not in ("pending", "failed", "ok"):
+        if outcome not in ("pending", "trying", "failed", "ok"):
             raise ValueError(outcome)
         return cls(raw["mac"], datetime.fromisoformat(raw["at"]), outcome)  # type: ignore[arg-type]
 
@@ -83,17 +99,18 @@ def admit(attempts: list[Attempt], mac: str, now: datetime, limit: int) -> list[
     """The entries after admitting a send with the password ``mac``, or :class:`QuotaExceeded`
     (429, ``Retry-After``) when the account has used up its failures (see the module docs)."""
     recent = _recent(attempts, now)
-    if any(a.mac == mac and a.outcome in ("ok", "pending") for a in recent):
+    if any(a.mac == mac and a.outcome != "failed" for a in recent):
         return recent  # proven within the hour, or already waiting for its answer
     counted = [a for a in recent if a.outcome == "failed"]
-    pending: dict[str, Attempt] = {}
+    unanswered: dict[str, Attempt] = {}
     for a in recent:
-        if a.outcome == "pending":
-            pending.setdefault(a.mac, a)
-    counted += pending.values()
+        if a.outcome in ("pending", "trying") and not _proven(recent, a.mac):
+            unanswered.setdefault(a.mac, a)
+    counted += unanswered.values()
     if len(counted) >= limit:
-        oldest = min(a.at for a in counted)
-        wait = max(1, int((oldest + WINDOW - now).total_seconds()) + 1)
+        # Admitted again once enough of them have left the hour to be under the limit.
+        freeing = sorted(a.at for a in counted)[len(counted) - limit]
+        wait = max(1, int((freeing + WINDOW - now).total_seconds()) + 1)
         raise QuotaExceeded(
             f"Too many failed logins for this account in the last hour (at most {limit}); "
             "check the sender address and its app password, and try again later",
@@ -102,17 +119,46 @@ def admit(attempts: list[Attempt], mac: str, now: datetime, limit: int) -> list[
     return [*recent, Attempt(mac, now, "pending")]
 
 
+def _proven(attempts: list[Attempt], mac: str) -> bool:
+    return any(a.mac == mac and a.outcome in ("ok", "failed") for a in attempts)
+
+
+def begin(attempts: list[Attempt], mac: str, now: datetime) -> tuple[Gate, list[Attempt]]:
+    """Whether a connection may log in with ``mac`` now — ``go`` (proven, or nobody is trying
+    it: then this one is, until its answer), ``wait`` (another connection is trying it) or
+    ``refused`` (the provider refused it within the hour) — and the entries after."""
+    recent = _recent(attempts, now)
+    mine = [a for a in recent if a.mac == mac]
+    if any(a.outcome == "ok" for a in mine):
+        return "go", recent
+    if any(a.outcome == "failed" for a in mine):
+        return "refused", recent
+    if any(a.outcome == "trying" and now - a.at < TRY_TIMEOUT for a in mine):
+        return "wait", recent
+    return "go", [*recent, Attempt(mac, now, "trying")]
+
+
 def record(attempts: list[Attempt], mac: str, ok: bool, now: datetime) -> list[Attempt]:
     """The entries after a login with the password ``mac`` succeeded or was refused."""
-    recent = [a for a in _recent(attempts, now) if not (a.mac == mac and a.outcome == "pending")]
+    recent = [
+        a
+        for a in _recent(attempts, now)
+        if not (a.mac == mac and a.outcome in ("pending", "trying"))
+    ]
     if ok:
         recent = [a for a in recent if not (a.mac == mac and a.outcome == "ok")]
+    elif any(a.mac == mac and a.outcome == "failed" for a in recent):
+        return recent  # refused already: one failure per password
     return [*recent, Attempt(mac, now, "ok" if ok else "failed")]
 
 
 class LoginGuard(Protocol):
     def admit(self, account: str, mac: str, now: datetime) -> None:
         """Raise :class:`QuotaExceeded` (429) if the account may not try ``mac`` now."""
+        ...
+
+    def begin(self, account: str, mac: str, now: datetime) -> Gate:
+        """Before a login with ``mac``: ``go``, ``wait`` or ``refused`` (:func:`begin`)."""
         ...
 
     def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
@@ -132,6 +178,11 @@ class MemoryLoginGuard:
         with self._lock:
             self._rows[account] = admit(self._rows.get(account, []), mac, now, self.limit)
 
+    def begin(self, account: str, mac: str, now: datetime) -> Gate:
+        with self._lock:
+            gate, self._rows[account] = begin(self._rows.get(account, []), mac, now)
+            return gate
+
     def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
         with self._lock:
             self._rows[account] = record(self._rows.get(account, []), mac, ok, now)
@@ -146,6 +197,17 @@ class TableLoginGuard:
 
     def admit(self, account: str, mac: str, now: datetime) -> None:
         self._update(account, lambda attempts: admit(attempts, mac, now, self.limit))
+
+    def begin(self, account: str, mac: str, now: datetime) -> Gate:
+        gates: list[Gate] = []
+
+        def change(attempts: list[Attempt]) -> list[Attempt]:
+            gate, after = begin(attempts, mac, now)
+            gates.append(gate)
+            return after
+
+        self._update(account, change)
+        return gates[-1]  # the one of the write that went through
 
     def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
         self._update(account, lambda attempts: record(attempts, mac, ok, now))

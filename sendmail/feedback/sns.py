@@ -20,8 +20,9 @@ fetched or recorded for a message refused by an earlier rule:
 4. The certificate is fetched over HTTPS (system CAs, no redirects, bounded size and time),
    must be valid now and hold an RSA key; it is cached by URL (SNS publishes a rotated
    certificate under a new URL), so a steady stream of events costs no fetch. A URL whose fetch
-   failed (no such certificate, not a certificate, expired) is remembered for
-   :data:`FAILED_CERTIFICATE_SECONDS`, so repeating it costs no fetch either.
+   was definitely refused (404/410, not a certificate, expired, not RSA) is remembered for
+   :data:`FAILED_CERTIFICATE_SECONDS`, so repeating it costs no fetch either; a failure that may
+   pass (other 4xx, 5xx, no connection) is not.
 5. ``Signature`` (base64) verifies over the string to sign — ``name\\nvalue\\n`` for each signed
    field in byte order (Notification: Message, MessageId, Subject if present, Timestamp,
    TopicArn, Type; subscription messages: Message, MessageId, SubscribeURL, Timestamp, Token,
@@ -269,9 +270,12 @@ class CertificateCache:
         try:
             pem = self._fetch(url)
         except SnsFetchFailed as e:
-            if e.status is not None and 400 <= e.status < 500:  # no such certificate
+            if e.status in (404, 410):  # no such certificate: a definite answer
                 raise SnsRejected("the SigningCertURL does not name a certificate") from e
-            raise  # AWS unreachable or failing: not the sender's fault, SNS retries a 5xx
+            # AWS unreachable, failing, throttling (429) or refusing for now (403): not the
+            # sender's fault and maybe not lasting, so no refusal is remembered — the route
+            # answers 500 and SNS delivers again
+            raise
         self.fetches += 1
         try:
             certificate = x509.load_pem_x509_certificate(pem)

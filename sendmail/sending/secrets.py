@@ -28,6 +28,7 @@ send has run. The configured sealing key itself changes only by hand (docs/deplo
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets as random
 import threading
@@ -43,6 +44,8 @@ from sendmail.sending.sealing import Sealer, SealingError
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
+
+logger = logging.getLogger(__name__)
 
 #: A stored secret nobody deleted expires this long after it was stored.
 SECRET_LIFETIME = timedelta(days=7)
@@ -180,12 +183,17 @@ class SecretStore:
         return key_id, key
 
     def _maybe_prune(self, now: datetime) -> None:
+        """Prune now and then while storing: best effort, never the storing request's failure
+        (the end of each send prunes too)."""
         with self._lock:
             due = self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY
             if due:
                 self._pruned_at = now
         if due:
-            self.prune()
+            try:
+                self.prune()
+            except Exception:
+                logger.warning("the secret store could not be pruned; it will be again later")
 
 
 def _aware(moment: datetime) -> datetime:

@@ -105,13 +105,16 @@ class SmtpSender:
         *,
         on_sent: Callable[[int, str], None] | None = None,
         on_login: Callable[[bool], None] | None = None,
+        before_login: Callable[[], bool] | None = None,
     ) -> list[Delivery]:
         """Send ``subject``/``body`` from ``sender`` to each recipient; one result each, in order.
 
         ``on_sent(index, message_id)`` is called right after the server accepts each message
-        (e.g. to record it, so a re-run activity does not send it again); ``on_login(ok)``
-        after each login the server answered for good: accepted, or refused with a 5xx (the
-        failed-login limit counts these). Raises
+        (e.g. to record it, so a re-run activity does not send it again); ``before_login()``
+        before each login — False means "do not try" (the failed-login limit knows the password
+        was refused), and every recipient fails ``SMTP_AUTH_FAILED`` without a login;
+        ``on_login(ok)`` after each login the server answered for good: accepted, or refused
+        with a 5xx (the failed-login limit counts these). Raises
         ``ValueError`` when the sender or subject cannot be put in a header; every other
         expected failure is reported per recipient.
         """
@@ -120,7 +123,7 @@ class SmtpSender:
         ensure_single_line("subject", subject)
         endpoint = endpoint_for(provider, self._settings)
         max_attempts = self._settings.SENDMAIL_SMTP_MAX_ATTEMPTS
-        session = _Session(self, provider, endpoint, sender, password, on_login)
+        session = _Session(self, provider, endpoint, sender, password, on_login, before_login)
         results: list[Delivery] = []
         logger.info(
             "SMTP batch starting: provider=%s recipients=%d tls=%s",
@@ -322,10 +325,18 @@ class SmtpSender:
         sender: str,
         password: SecretStr,
         on_login: Callable[[bool], None] | None = None,
+        before_login: Callable[[], bool] | None = None,
     ) -> None:
         """Log in once, with one mechanism; a 5xx refusal is final (``on_login`` is told of
-        it, and of an accepted login)."""
+        it, and of an accepted login). Not at all when ``before_login()`` says no."""
         provider_name = provider.display_name
+        if before_login is not None and not before_login():
+            raise _Abort(
+                FailureCode.SMTP_AUTH_FAILED,
+                f"the SMTP server for {provider_name} rejected this password for this account "
+                "within the last hour, so it was not tried again: check the sender address and "
+                "its app password",
+            )
         offered = connection.esmtp_features.get("auth", "").upper().split()
         mechanism = next((m for m in _AUTH_MECHANISMS if m in offered), None)
         if mechanism is None:
@@ -365,6 +376,7 @@ class _Session:
         sender: str,
         password: SecretStr,
         on_login: Callable[[bool], None] | None = None,
+        before_login: Callable[[], bool] | None = None,
     ) -> None:
         self.owner = owner
         self.provider = provider
@@ -372,6 +384,7 @@ class _Session:
         self.sender = sender
         self._password = password
         self._on_login = on_login
+        self._before_login = before_login
         self._connection: smtplib.SMTP | None = None
 
     def open(self) -> smtplib.SMTP:
@@ -379,7 +392,12 @@ class _Session:
             connection = self.owner._open(self.provider, self.endpoint)
             try:
                 self.owner._login(
-                    connection, self.provider, self.sender, self._password, self._on_login
+                    connection,
+                    self.provider,
+                    self.sender,
+                    self._password,
+                    self._on_login,
+                    self._before_login,
                 )
             except BaseException:
                 _close(connection)
