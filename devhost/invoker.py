@@ -1,11 +1,16 @@
 """Call user functions the way the Python worker does.
 
-``async def`` functions run on one long-lived event loop thread (the worker's loop: the Durable
-SDK keeps a process-wide ``aiohttp`` session bound to it); plain functions — sync HTTP functions,
-activities *and orchestrator episodes* — share one thread pool of
-``PYTHON_THREADPOOL_THREAD_COUNT`` threads, as in the worker: a pool no larger than
-``maxConcurrentActivityFunctions`` lets long activities hold up every orchestration episode. The
-engine keeps its own dispatch threads; what it runs holds one of the pool's slots.
+Every invocation is dispatched on one long-lived event loop thread, the worker's loop, as the
+Python worker handles each ``InvocationRequest`` in the coroutine
+``Dispatcher._handle__invocation_request`` (azure-functions-python-worker,
+``azure_functions_worker/dispatcher.py``): ``async def`` functions are awaited there (the
+Durable SDK keeps a process-wide ``aiohttp`` session bound to that loop), and plain functions —
+sync HTTP functions, activities *and orchestrator episodes* — are handed from there to one
+thread pool of ``PYTHON_THREADPOOL_THREAD_COUNT`` threads (``await
+self._loop.run_in_executor(self._sync_call_tp, ...)``). So an ``async def`` function that
+blocks the loop delays every other invocation, sync ones included, as on Azure. A pool no
+larger than ``maxConcurrentActivityFunctions`` lets long activities hold up every orchestration
+episode. The engine keeps its own dispatch threads, which wait for the answers.
 """
 
 from __future__ import annotations
@@ -61,32 +66,30 @@ class Worker:
         with self._slots:
             return func(*args, **kwargs)
 
-    def call_blocking(self, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
-        """Call from a non-loop thread and wait (activities)."""
+    async def _invoke(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+        """One invocation, on the worker's loop: awaited if async, else handed to the pool."""
         if inspect.iscoroutinefunction(func):
-            return asyncio.run_coroutine_threadsafe(func(**kwargs), self.loop).result()
-        result = self.in_slot(func, **kwargs)
+            return await func(*args, **kwargs)
+        call = functools.partial(self.in_slot, func, *args, **kwargs)
+        result = await asyncio.get_running_loop().run_in_executor(self.pool, call)
         if inspect.isawaitable(result):
-            return asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()
+            return await result
         return result
 
+    def run(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Invoke from a non-loop thread (the engine's) and wait for the answer."""
+        future = asyncio.run_coroutine_threadsafe(self._invoke(func, args, kwargs), self.loop)
+        return future.result()
+
+    def call_blocking(self, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+        """Invoke from a non-loop thread and wait (activities)."""
+        return self.run(func, **kwargs)
+
     async def call_async(self, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
-        """Call from another event loop (the HTTP server's) without blocking it."""
-        if inspect.iscoroutinefunction(func):
-            future = asyncio.run_coroutine_threadsafe(func(**kwargs), self.loop)
-            return await asyncio.wrap_future(future)
-        running = asyncio.get_running_loop()
-        call = functools.partial(self.in_slot, func, **kwargs)
-        result = await running.run_in_executor(self.pool, call)
-        if inspect.isawaitable(result):
-            future = asyncio.run_coroutine_threadsafe(_await(result), self.loop)
-            return await asyncio.wrap_future(future)
-        return result
+        """Invoke from another event loop (the HTTP server's) without blocking it."""
+        future = asyncio.run_coroutine_threadsafe(self._invoke(func, (), kwargs), self.loop)
+        return await asyncio.wrap_future(future)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable

@@ -267,7 +267,7 @@ class Engine:
         if handle is None:
             result = None
         else:
-            result = self.worker.in_slot(
+            result = self.worker.run(
                 run_episode,
                 handle,
                 EpisodeInput(

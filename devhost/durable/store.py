@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devhost.durable.spill import SpillWatch, event_name
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
     instance_id TEXT PRIMARY KEY,
@@ -105,6 +107,8 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: Values that would spill to blobs on Azure Storage (devhost/durable/spill.py).
+        self.spill = SpillWatch()
         self._local = threading.local()
         self._write_lock = threading.RLock()
         with self._write_lock:
@@ -217,6 +221,7 @@ class Store:
     def append_history(
         self, conn: sqlite3.Connection, instance_id: str, start: int, events: list[dict[str, Any]]
     ) -> None:
+        self.spill.history(instance_id, events)
         conn.executemany(
             "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
             [(instance_id, start + i, json.dumps(e)) for i, e in enumerate(events)],
@@ -237,6 +242,10 @@ class Store:
         event: dict[str, Any],
         visible_at: float | None = None,
     ) -> None:
+        for name in ("Input", "Result", "Reason", "Details"):  # what the message carries
+            if isinstance(event.get(name), str):
+                what = f"the {event_name(event)}.{name} message"
+                self.spill.message(instance_id, what, event[name])
         conn.execute(
             "INSERT INTO inbox (instance_id, execution_id, event, visible_at) VALUES (?, ?, ?, ?)",
             (instance_id, execution_id, json.dumps(event), visible_at or 0.0),
@@ -292,6 +301,7 @@ class Store:
         name: str,
         input_text: str | None,
     ) -> int:
+        self.spill.message(instance_id, f"the input message of activity {name}", input_text)
         cursor = conn.execute(
             "INSERT INTO activities (instance_id, execution_id, task_id, name, input) "
             "VALUES (?, ?, ?, ?, ?)",

@@ -2,8 +2,10 @@
 
 Owns: :mod:`~sendmail.platform.settings` (every ``SENDMAIL_*`` setting, validated once),
 :mod:`~sendmail.platform.storage` (Table and Queue clients for ``AzureWebJobsStorage``:
-connection string, Azurite or managed identity) and :mod:`~sendmail.platform.tables` (lazy table
-creation, key escaping).
+connection string, Azurite or managed identity), :mod:`~sendmail.platform.tables` (lazy table
+creation, key escaping), :mod:`~sendmail.platform.jsontext` (JSON from outside read without
+crashing the reader) and :mod:`~sendmail.platform.logs` (the SDKs' loggers held at WARNING: no
+address in any log).
 
 May import: the standard library and third-party packages only — nothing else of ``sendmail``.
 """

@@ -7,8 +7,9 @@ Owns: the SES sender and what its errors mean (:mod:`~sendmail.sending.ses`,
 batch runner that consults it so a retried activity never re-sends
 (:mod:`~sendmail.sending.ledger`, :mod:`~sendmail.sending.runner`), the per-recipient outcomes
 (:mod:`~sendmail.sending.results`), what crosses Durable boundaries
-(:mod:`~sendmail.sending.jobs`) and the sealing of SMTP passwords
-(:mod:`~sendmail.sending.sealing`).
+(:mod:`~sendmail.sending.jobs`), the sealing keys (:mod:`~sendmail.sending.sealing`) and the
+secrets a send needs while it runs, kept apart from it under weekly data keys
+(:mod:`~sendmail.sending.secrets`).
 
 May import: :mod:`sendmail.contract` and :mod:`sendmail.platform`. Never admission or feedback:
 they plug into the engine (a send function wrapped, a count released), not the other way round.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -288,3 +289,26 @@ def test_embedded_emulators_and_outbox(devhost_factory):
     outbox = host.request("GET", "/_dev/outbox")
     assert (outbox.status_code, outbox.json()) == (200, {"messages": []})
     assert (host.state_dir / "sealing-key").stat().st_mode & 0o077 == 0
+
+
+def test_a_blocked_event_loop_delays_sync_functions_too(toy):
+    """The Python worker handles every invocation on its event loop and hands sync functions to
+    its thread pool from there (azure_functions_worker/dispatcher.py,
+    Dispatcher._handle__invocation_request: ``await self._loop.run_in_executor(...)``), so an
+    async function that blocks the loop delays a sync HTTP function as well. devhost did
+    answer the sync one meanwhile, which hid such a block locally."""
+    finished: dict[str, float] = {}
+
+    def call(name: str, method: str, path: str) -> None:
+        response = toy.request(method, path, auth=False, timeout=30)
+        assert response.status_code == 200, response.text
+        finished[name] = time.monotonic()
+
+    blocker = threading.Thread(target=call, args=("block", "POST", "/api/block/1.5"))
+    blocker.start()
+    time.sleep(0.3)  # the loop is blocked by now
+    call("hello", "GET", "/api/hello/world")
+    blocker.join()
+    # hello was answered only once the loop was free again: after the blocker's own answer
+    # was on its way (ordering, not a duration)
+    assert finished["hello"] >= finished["block"] - 0.05

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -167,3 +168,32 @@ def test_start_rejects_unknown_names_and_running_duplicates(engine):
     # a finished instance id can be reused
     assert engine.start_orchestration("sequence", "engine-dup", "1") == "engine-dup"
     assert json.loads(wait(engine, "engine-dup").output) == [2, 4, 8]
+
+
+def test_values_that_would_spill_to_blobs_on_azure_are_warned_once(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DTFx's Azure Storage provider moves a history property over 60 KB of UTF-16
+    (AzureTableTrackingStore.MaxTablePropertySizeInBytes) and a queue message over 45 KB
+    (MessageManager.MaxStorageQueuePayloadSizeInBytes) to blobs; devhost keeps them in SQLite,
+    so it says so — once per instance and kind — for a regression to show locally."""
+    small = run(engine, "shout_through", "x" * 1000)
+    assert small.status == "Completed"
+    assert engine.store.spill.spills == {"history": 0, "message": 0}
+
+    text = "가" * 31_000  # 62,000 bytes in UTF-16, 93,000 in UTF-8: both limits passed
+    with caplog.at_level(logging.WARNING, logger="devhost.durable"):
+        big = run(engine, "shout_through", text)
+    assert big.status == "Completed"
+    warnings = [r.getMessage() for r in caplog.records if "would spill" in r.getMessage()]
+    assert len(warnings) == 2  # once for the history, once for the messages
+    assert any(
+        w.endswith("costs a blob read per value (devhost/durable/spill.py)") for w in warnings
+    )
+    assert any("ExecutionStarted.Input is" in w for w in warnings)  # the history row
+    assert any("the ExecutionStarted.Input message" in w for w in warnings)  # the start message
+    spills = engine.store.spill.spills
+    # the history: the input, the activity's scheduled input, its result, the output
+    assert spills["history"] >= 4
+    # the messages: the start, the activity's input, its result going back
+    assert spills["message"] >= 3

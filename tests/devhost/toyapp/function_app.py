@@ -93,6 +93,12 @@ def sequence(context: df.DurableOrchestrationContext):
 
 
 @orchestrators.orchestration_trigger(context_name="context")
+def shout_through(context: df.DurableOrchestrationContext):
+    """Its input through an activity and back: as large as the caller makes it."""
+    return (yield context.call_activity("shout", context.get_input()))
+
+
+@orchestrators.orchestration_trigger(context_name="context")
 def fan_out(context: df.DurableOrchestrationContext):
     count = int(context.get_input() or 5)
     tasks = [
@@ -222,6 +228,13 @@ http = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
 def hello(req: func.HttpRequest) -> func.HttpResponse:
     who = req.route_params["who"]
     return func.HttpResponse(f"hello {who}{req.params.get('punct', '')}", mimetype="text/plain")
+
+
+@http.route(route="block/{seconds}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def block(req: func.HttpRequest) -> func.HttpResponse:
+    """Blocks the worker's event loop, deliberately (a blocking call in an async function)."""
+    time.sleep(float(req.route_params["seconds"]))
+    return func.HttpResponse("unblocked")
 
 
 @http.route(route="echo/{id:int}/{rest?}", methods=["GET", "POST", "PUT"])
