@@ -90,6 +90,7 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
         indices=job.indices,
         size=job.size,
         settled=settled,
+        group_ms=settings.SENDMAIL_LEDGER_GROUP_MS,
     )
     return result.model_dump(mode="json")
 

@@ -14,8 +14,12 @@ look-alike accepted is the ground truth for "sent", "lost" and "duplicated".
   middle of 6,000 recipients at 300/s, restarted at once on the same state: lost and duplicated
   per trial, next to the calls the look-alike had in flight at the kill.
 - **history**: Durable history events (and bytes) per recipient for a 50,000-recipient send.
+- **cost**: devhost's CPU-seconds per 1,000 recipients of a 10,000-recipient send against a
+  look-alike fast enough that the app is the bottleneck (3,000/s, 5 ms), with the ledger's group
+  commit (``SENDMAIL_LEDGER_GROUP_MS=50``) and without it (``0``: one write per recipient, the
+  old design), next to the naive loop's CPU per 1,000 in the same run (its thread's CPU time).
 
-``python -m bench.sending [--only throughput,storm,crash,history] [--quick]`` writes
+``python -m bench.sending [--only throughput,storm,crash,history,cost] [--quick]`` writes
 ``docs/benchmarks/sending.json``, the charts ``docs/benchmarks/*.png`` and the table between the
 markers in ``docs/benchmarks.md``.
 """
@@ -176,6 +180,71 @@ def naive(lookalike: LookalikeHandle, rate: float, count: int, **faults: float) 
     }
 
 
+# --- cost ------------------------------------------------------------------------------------
+
+#: The look-alike for the cost runs: fast enough that the app, not SES, is what takes time.
+COST_RATE = 3000
+COST_LATENCY_MS = 5
+
+
+def cost(lookalike: LookalikeHandle, count: int, group_ms: float) -> dict[str, Any]:
+    """devhost's CPU per 1,000 recipients (admission included) with the given group commit."""
+    to = recipients(count, prefix=f"c{int(group_ms)}x")
+    lookalike.configure(
+        rate=COST_RATE,
+        burst_seconds=1,
+        latency_ms=COST_LATENCY_MS,
+        jitter_ms=1,
+        throttle=0,
+        errors=0,
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        app_against(lookalike, Path(tmp) / "state", SENDMAIL_LEDGER_GROUP_MS=str(group_ms)) as host,
+    ):
+        lookalike.reset()
+        assert host.proc is not None
+        cpu_before = cpu_seconds(host.proc.pid)
+        started = time.monotonic()
+        status = wait_done(host, post_send(host, to), timeout=900)
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(host.proc.pid) - cpu_before
+    counts = accounting(lookalike, to)
+    return {
+        "group_ms": group_ms,
+        "recipients": count,
+        "seconds": round(elapsed, 2),
+        "sent": status["progress"]["sent"],
+        "cpu_seconds": round(cpu, 2),
+        "cpu_per_1000": round(cpu / (count / 1000), 3),
+        "lost": counts["lost"],
+        "duplicated": counts["duplicated"],
+    }
+
+
+def naive_cost(lookalike: LookalikeHandle, count: int) -> dict[str, Any]:
+    """The naive loop's CPU per 1,000 recipients against the same look-alike."""
+    to = recipients(count, prefix="nc")
+    lookalike.configure(
+        rate=COST_RATE,
+        burst_seconds=1,
+        latency_ms=COST_LATENCY_MS,
+        jitter_ms=1,
+        throttle=0,
+        errors=0,
+    )
+    lookalike.reset()
+    cpu_before = time.thread_time()
+    result = send_all(to, endpoint_url=lookalike.endpoint_url)
+    cpu = time.thread_time() - cpu_before
+    return {
+        "recipients": count,
+        "sent": result.sent,
+        "cpu_seconds": round(cpu, 2),
+        "cpu_per_1000": round(cpu / (result.sent / 1000), 3),
+    }
+
+
 # --- storm -----------------------------------------------------------------------------------
 
 
@@ -224,7 +293,9 @@ def crash_trial(
         location = post_send(host, to)
         while (before := lookalike.stats())["accepted"] < kill_after:
             time.sleep(0.02)
-        gauge = host.request("GET", "/_dev/inflight").json()["sesCallsInFlight"]
+        gauges = host.request("GET", "/_dev/inflight").json()
+        gauge = gauges["sesCallsInFlight"]
+        unwritten = gauges.get("unwrittenLedgerRecords") or 0
         if kind == "group":  # right after reading how many calls were in flight
             host.kill_group()
         else:
@@ -238,6 +309,7 @@ def crash_trial(
         "kind": kind,
         "accepted_before_kill": before["accepted"],
         "in_flight_at_kill": gauge,
+        "unwritten_at_kill": unwritten,
         "restart_seconds": round(restart_seconds, 1),
         "sent": status["progress"]["sent"],
         "lost": counts["lost"],
@@ -366,14 +438,14 @@ def table(results: dict[str, Any]) -> str:
     if "crash" in results:
         lines += [
             "| crash trial | kill | accepted before kill | SendEmail calls in flight at kill | "
-            "restart (s) | lost | duplicated |",
-            "|---|---|---|---|---|---|---|",
+            "successes not yet written | restart (s) | lost | duplicated |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for n, trial in enumerate(results["crash"], 1):
             lines.append(
                 f"| {n} | {trial['kind']} | {trial['accepted_before_kill']} | "
-                f"{trial['in_flight_at_kill']} | {trial['restart_seconds']} | {trial['lost']} | "
-                f"{trial['duplicated']} |"
+                f"{trial['in_flight_at_kill']} | {trial.get('unwritten_at_kill', '—')} | "
+                f"{trial['restart_seconds']} | {trial['lost']} | {trial['duplicated']} |"
             )
         lines.append("")
     if "history" in results:
@@ -387,6 +459,25 @@ def table(results: dict[str, Any]) -> str:
             f"{h['history_bytes_per_recipient']} | {h['seconds']} |",
             "",
         ]
+    if "cost" in results:
+        c = results["cost"]
+        naive_cpu = c["naive"]["cpu_per_1000"]
+        lines += [
+            "| CPU per recipient (3,000/s, 5 ms) | recipients | s | CPU-s per 1,000 | "
+            "÷ naive loop | lost / dup |",
+            "|---|---|---|---|---|---|",
+            f"| naive loop (its thread) | {c['naive']['recipients']} | | {naive_cpu} | 1.0 | |",
+        ]
+        for label, key in (
+            ("Send-Mail, ledger group commit (50 ms)", "grouped"),
+            ("Send-Mail, one ledger write per recipient", "per_record"),
+        ):
+            r = c[key]
+            lines.append(
+                f"| {label} | {r['recipients']} | {r['seconds']} | {r['cpu_per_1000']} | "
+                f"{r['cpu_per_1000'] / naive_cpu:.2f} | {r['lost']} / {r['duplicated']} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -444,6 +535,14 @@ def main() -> None:
         if "history" in wanted:
             results["history"] = history(lookalike, 5000 if args.quick else 50_000)
             print(json.dumps(results["history"]), flush=True)
+        if "cost" in wanted:
+            count = 2000 if args.quick else 10_000
+            results["cost"] = {
+                "naive": naive_cost(lookalike, min(count, 2000)),
+                "grouped": cost(lookalike, count, 50),
+                "per_record": cost(lookalike, count, 0),
+            }
+            print(json.dumps(results["cost"]), flush=True)
     publish(results)
 
 

@@ -147,7 +147,12 @@ class DevHost:
         if path == "/_dev/inflight" and request.method == "GET":
             if not self._authorised(request):
                 return self._unauthorised(request)
-            return _json({"sesCallsInFlight": _ses_calls_in_flight()})
+            return _json(
+                {
+                    "sesCallsInFlight": _ses_calls_in_flight(),
+                    "unwrittenLedgerRecords": _unwritten_ledger_records(),
+                }
+            )
         return await self._http_function(request)
 
     # --- HTTP-triggered functions -------------------------------------------------------------
@@ -222,6 +227,13 @@ def to_web_response(result: Any) -> web.Response:
     if isinstance(result, str):
         return web.Response(status=200, text=result, content_type="text/plain")
     return _json(result)
+
+
+def _unwritten_ledger_records() -> int | None:
+    """Successes the app gathered for its ledger and has not written yet (group commit)."""
+    runner = sys.modules.get("sendmail.sending.runner")
+    gauge = getattr(runner, "unwritten_records", None)
+    return int(gauge()) if callable(gauge) else None
 
 
 def _ses_calls_in_flight() -> int | None:

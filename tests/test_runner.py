@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
 from sendmail.contract.vocabulary import FailureCode
-from sendmail.sending.ledger import MemorySendLedger
+from sendmail.sending.ledger import LedgerError, MemorySendLedger
 from sendmail.sending.results import BatchReport, Delivery
-from sendmail.sending.runner import run_batch
+from sendmail.sending.runner import run_batch, unwritten_records
 
 
 class RecordingSender:
@@ -176,3 +177,83 @@ def test_an_account_level_stop_is_reported_for_the_lane() -> None:
         FailureCode.SES_SENDING_PAUSED,
         "paused",
     )
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+class CountingLedger(MemorySendLedger):
+    """Counts the round trips a real table would make; can refuse groups."""
+
+    def __init__(self, refuse_groups: bool = False) -> None:
+        super().__init__()
+        self.singles = 0
+        self.groups: list[int] = []
+        self.refuse_groups = refuse_groups
+
+    def record(self, key: str, index: int, message_id: str) -> None:
+        self.singles += 1
+        super().record(key, index, message_id)
+
+    def record_many(self, key: str, records: Mapping[int, str]) -> None:
+        if self.refuse_groups:
+            raise LedgerError("the transaction failed")
+        self.groups.append(len(records))
+        super().record_many(key, records)
+
+
+MANY = [f"m{i:04d}@example.com" for i in range(450)]
+
+
+def test_group_commit_writes_a_batch_in_groups_of_at_most_100() -> None:
+    """One round trip per up to 100 recipients instead of one each (what a recipient cost most
+    CPU on: the profile in docs/benchmarks.md), and every success is in the ledger before the
+    result returns."""
+    ledger = CountingLedger()
+
+    result = run_batch(ledger, "i:0", MANY, RecordingSender(), group_ms=50)
+
+    assert all(m is not None for m in result.messageIds)
+    assert ledger.sent("i:0") == {i: f"<{r}>" for i, r in enumerate(MANY)}
+    assert ledger.singles == 0
+    assert unwritten_records() == 0  # the crash window's gauge is back to nothing
+    assert sum(ledger.groups) == 450
+    assert max(ledger.groups) <= 100
+    assert len(ledger.groups) >= 5
+
+
+def test_a_group_is_written_once_its_interval_passes_not_only_when_full() -> None:
+    """A slow batch (a record every 20 ms) does not keep its records waiting for 100 of them:
+    each is written within the interval (here 50 ms), so a crash re-sends at most that much."""
+    ledger = CountingLedger()
+    written_while_sending: list[int] = []
+
+    def slow(recipients: Sequence[str], on_sent: Callable[[int, str], None]) -> BatchReport:
+        out = []
+        for position, recipient in enumerate(recipients):
+            on_sent(position, f"<{recipient}>")
+            out.append(Delivery.sent(recipient, f"<{recipient}>"))
+            time.sleep(0.02)
+        time.sleep(0.2)  # more than the interval: what was sent is written meanwhile
+        written_while_sending.append(len(ledger.sent("i:1")))
+        return BatchReport(out)
+
+    run_batch(ledger, "i:1", MANY[:10], slow, group_ms=50)
+
+    assert written_while_sending == [10]
+    assert len(ledger.groups) >= 2  # written as they came, not in one group at the end
+
+
+def test_a_refused_group_is_written_record_by_record() -> None:
+    ledger = CountingLedger(refuse_groups=True)
+
+    run_batch(ledger, "i:2", MANY[:150], RecordingSender(), group_ms=50)
+
+    assert ledger.sent("i:2") == {i: f"<{r}>" for i, r in enumerate(MANY[:150])}
+    assert ledger.singles == 150
+
+
+def test_without_group_commit_each_record_is_written_by_the_sending_thread() -> None:
+    ledger = CountingLedger()
+    run_batch(ledger, "i:3", MANY[:20], RecordingSender(), group_ms=0)
+    assert (ledger.singles, ledger.groups) == (20, [])

@@ -155,6 +155,16 @@ class Settings(BaseSettings):
     # --- SMTP --------------------------------------------------------------------------------
     SENDMAIL_SMTP_CONNECTIONS: int = Field(default=3, ge=1, le=10)
     SENDMAIL_SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    SENDMAIL_LEDGER_GROUP_MS: float = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description=(
+            "SES batches gather ledger records for at most this many milliseconds (or 100 "
+            "records) and write them as one table transaction; 0 writes each record at once. "
+            "A crash may re-send the successes of the last interval."
+        ),
+    )
     SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR: int = Field(
         default=5,
         ge=1,
