@@ -28,6 +28,7 @@ from bench.sending import (
     OUT_DIR,
     SENDER,
     app_against,
+    fast_lookalike,
     post_send,
     recipients,
     wait_done,
@@ -58,14 +59,7 @@ def category(stack: str) -> str:
 
 def profile(lookalike: LookalikeHandle, count: int, group_ms: float) -> dict[str, Any]:
     to = recipients(count, prefix=f"p{int(group_ms)}x")
-    lookalike.configure(
-        rate=COST_RATE,
-        burst_seconds=1,
-        latency_ms=COST_LATENCY_MS,
-        jitter_ms=1,
-        throttle=0,
-        errors=0,
-    )
+    fast_lookalike(lookalike)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         raw = Path(tmp) / "stacks.txt"
         with app_against(

@@ -187,9 +187,8 @@ COST_RATE = 3000
 COST_LATENCY_MS = 5
 
 
-def cost(lookalike: LookalikeHandle, count: int, group_ms: float) -> dict[str, Any]:
-    """devhost's CPU per 1,000 recipients (admission included) with the given group commit."""
-    to = recipients(count, prefix=f"c{int(group_ms)}x")
+def fast_lookalike(lookalike: LookalikeHandle) -> None:
+    """The look-alike of the cost runs (and of bench.profile): the app sets the pace."""
     lookalike.configure(
         rate=COST_RATE,
         burst_seconds=1,
@@ -198,6 +197,12 @@ def cost(lookalike: LookalikeHandle, count: int, group_ms: float) -> dict[str, A
         throttle=0,
         errors=0,
     )
+
+
+def cost(lookalike: LookalikeHandle, count: int, group_ms: float) -> dict[str, Any]:
+    """devhost's CPU per 1,000 recipients (admission included) with the given group commit."""
+    to = recipients(count, prefix=f"c{int(group_ms)}x")
+    fast_lookalike(lookalike)
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         app_against(lookalike, Path(tmp) / "state", SENDMAIL_LEDGER_GROUP_MS=str(group_ms)) as host,
@@ -225,14 +230,7 @@ def cost(lookalike: LookalikeHandle, count: int, group_ms: float) -> dict[str, A
 def naive_cost(lookalike: LookalikeHandle, count: int) -> dict[str, Any]:
     """The naive loop's CPU per 1,000 recipients against the same look-alike."""
     to = recipients(count, prefix="nc")
-    lookalike.configure(
-        rate=COST_RATE,
-        burst_seconds=1,
-        latency_ms=COST_LATENCY_MS,
-        jitter_ms=1,
-        throttle=0,
-        errors=0,
-    )
+    fast_lookalike(lookalike)
     lookalike.reset()
     cpu_before = time.thread_time()
     result = send_all(to, endpoint_url=lookalike.endpoint_url)
