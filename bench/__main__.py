@@ -2,7 +2,7 @@
 
 import json
 
-from bench import admission, import_time, sending
+from bench import admission, import_time, profile, sending
 
 print("import time (cold start):")
 print(json.dumps(import_time.run(), indent=2))
@@ -10,3 +10,8 @@ print("admission checks per request (Idempotency-Key, batch queue, quota reserva
 admission.main()
 print("the sending engine through devhost, against the SES look-alike:")
 sending.main()
+print("where the CPU goes (py-spy --gil), with and without the ledger's group commit:")
+try:
+    profile.main()
+except (OSError, RuntimeError) as exc:  # py-spy needs ptrace, which a container may deny
+    print(f"profile skipped: {exc}")

@@ -498,7 +498,7 @@ def publish(results: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sending", description=__doc__)
-    parser.add_argument("--only", default="throughput,storm,crash,history")
+    parser.add_argument("--only", default="throughput,storm,crash,history,cost")
     parser.add_argument("--quick", action="store_true", help="smaller sends (a smoke run)")
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
