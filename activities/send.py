@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 #: How long a connection waits for another one's login with the same password to be answered,
 #: and how often it looks (sendmail/admission/logins.py: one login per password at a time).
-LOGIN_WAIT_SECONDS = 90.0
+LOGIN_WAIT_SECONDS = 130.0  # past logins.TRY_TIMEOUT (120 s): by then the announcement expired
 LOGIN_WAIT_POLL_SECONDS = 0.5
 
 bp = df.Blueprint()
@@ -125,9 +125,14 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     sender = services.smtp_sender()
     account, mac = account_key(job.provider, mail.sender), services.sealer().macs(password)[0]
 
+    holding = False  # this connection announced a login not answered yet
+
     def before_login() -> bool:
         # One login per password at a time, none with a password refused within the hour
         # (sendmail/admission/logins.py). A guard that cannot be read does not stop the send.
+        nonlocal holding
+        if holding:
+            return True  # its own announced login, tried again after a 4xx or a drop
         deadline = time.monotonic() + LOGIN_WAIT_SECONDS
         while True:
             try:
@@ -136,35 +141,50 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
                 logger.warning("smtp batch %s: the login guard is unavailable", job.ledgerKey)
                 return True
             if gate != "wait" or time.monotonic() > deadline:
+                holding = gate == "go"
                 return gate != "refused"
             time.sleep(LOGIN_WAIT_POLL_SECONDS)
 
     def on_login(ok: bool) -> None:
         # The failed-login limit hears of every final answer; a record that fails must not
         # fail the send (it is logged).
+        nonlocal holding
+        holding = False
         try:
             services.login_guard().record(account, mac, ok, datetime.now(UTC))
         except Exception:
             logger.warning("smtp batch %s: the login was not recorded", job.ledgerKey)
 
-    result = run_batch(
-        services.ledger(),
-        job.ledgerKey,
-        job.recipients,
-        lambda recipients, on_sent: BatchReport(
-            sender.send(
-                job.provider,
-                mail.sender,
-                password,
-                recipients,
-                mail.subject,
-                mail.body,
-                on_sent=on_sent,
-                on_login=on_login,
-                before_login=before_login,
-            )
-        ),
-    )
+    def release_unanswered() -> None:
+        # The batch ends with its announced login never answered (a 4xx, a timeout, no login
+        # method): the other connections need not wait for it to expire.
+        if holding:
+            try:
+                services.login_guard().release(account, mac, datetime.now(UTC))
+            except Exception:
+                logger.warning("smtp batch %s: the login was not released", job.ledgerKey)
+
+    try:
+        result = run_batch(
+            services.ledger(),
+            job.ledgerKey,
+            job.recipients,
+            lambda recipients, on_sent: BatchReport(
+                sender.send(
+                    job.provider,
+                    mail.sender,
+                    password,
+                    recipients,
+                    mail.subject,
+                    mail.body,
+                    on_sent=on_sent,
+                    on_login=on_login,
+                    before_login=before_login,
+                )
+            ),
+        )
+    finally:
+        release_unanswered()
     return result.model_dump(mode="json")
 
 

@@ -25,6 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 
+class WorkerStopped(RuntimeError):
+    """The worker stopped while an invocation was waiting for its answer."""
+
+
 class InvocationContext:
     """A minimal ``azure.functions.Context`` for functions that take a ``context`` parameter."""
 
@@ -50,6 +54,7 @@ class Worker:
     def __init__(self, sync_threads: int = 16) -> None:
         self.sync_threads = sync_threads
         self._slots = threading.BoundedSemaphore(sync_threads)
+        self._stopped = threading.Event()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run_loop, name="devhost-worker-loop", daemon=True
@@ -77,9 +82,16 @@ class Worker:
         return result
 
     def run(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Invoke from a non-loop thread (the engine's) and wait for the answer."""
+        """Invoke from a non-loop thread (the engine's) and wait for the answer — or until the
+        worker stops (then :class:`WorkerStopped`: a stopped loop answers nothing)."""
         future = asyncio.run_coroutine_threadsafe(self._invoke(func, args, kwargs), self.loop)
-        return future.result()
+        while True:
+            try:
+                return future.result(timeout=0.5)
+            except TimeoutError:
+                if self._stopped.is_set():
+                    future.cancel()
+                    raise WorkerStopped(getattr(func, "__name__", "function")) from None
 
     def call_blocking(self, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
         """Invoke from a non-loop thread and wait (activities)."""
@@ -91,5 +103,6 @@ class Worker:
         return await asyncio.wrap_future(future)
 
     def stop(self) -> None:
+        self._stopped.set()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.pool.shutdown(wait=False, cancel_futures=True)

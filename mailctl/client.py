@@ -158,6 +158,14 @@ def installation_salt(environ: Mapping[str, str] | None = None) -> str:
         os.link(draft, path)
     except FileExistsError:
         fresh = path.read_text(encoding="ascii").strip()
+    except OSError:  # no hard links on this file system: an exclusive rename-free create
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            fresh = path.read_text(encoding="ascii").strip()
+        else:
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(fresh + "\n")
     finally:
         draft.unlink()
     return fresh

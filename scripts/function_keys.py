@@ -120,6 +120,11 @@ def migrate(az: Az, functions: list[str], caller: str) -> None:
     value = az.host_keys().get(name)
     if value is None:
         raise SystemExit(f"no host key {name} to migrate")
+    existing = az.keys(functions[0]).get(name)
+    if existing is not None and existing != value:
+        raise SystemExit(
+            f"{name} exists as a per-function key with another value: revoke one of the two"
+        )
     for function in functions:
         az.set(function, name, value)
     az.delete_host_key(name)

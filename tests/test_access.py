@@ -170,3 +170,14 @@ def test_a_caller_host_key_of_the_older_model_is_named_and_migrated(
 
 def test_a_bad_caller_name_is_refused(az: dict[str, str]) -> None:
     assert run(az, "add", "acme; rm -rf /").returncode != 0
+
+
+def test_migrate_refuses_to_overwrite_another_per_function_key(az: dict[str, str]) -> None:
+    callers = ACCESS["perFunctionKeys"]["caller"]
+    Path(az["FAKE_AZ_STORE"]).write_text(
+        json.dumps({HOST_KEYS: {"caller-x": "old"}, **{f: {"caller-x": "newer"} for f in callers}})
+    )
+    refused = run(az, "migrate", "x")
+    assert refused.returncode != 0
+    assert "another value" in refused.stderr
+    assert stored(az) == {f: {"caller-x": "newer"} for f in callers}  # untouched

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sendmail.admission.logins import (
+    TRY_TIMEOUT,
     LoginGuard,
     LoginGuardError,
     MemoryLoginGuard,
@@ -82,8 +83,8 @@ def test_one_login_per_password_at_a_time(guard: LoginGuard) -> None:
 
 def test_a_login_never_answered_stops_holding_the_others_back(guard: LoginGuard) -> None:
     assert guard.begin(ACCOUNT, "new", T0) == "go"  # its activity dies before the answer
-    assert guard.begin(ACCOUNT, "new", T0 + timedelta(seconds=30)) == "wait"
-    assert guard.begin(ACCOUNT, "new", T0 + timedelta(seconds=61)) == "go"
+    assert guard.begin(ACCOUNT, "new", T0 + timedelta(seconds=100)) == "wait"
+    assert guard.begin(ACCOUNT, "new", T0 + TRY_TIMEOUT + timedelta(seconds=1)) == "go"
 
 
 def test_retry_after_is_when_the_account_is_back_under_the_limit(guard: LoginGuard) -> None:
@@ -156,3 +157,22 @@ def test_concurrent_starters_never_admit_more_than_the_limit(azurite: Azurite) -
 def test_no_storage_is_a_guard_error() -> None:
     with pytest.raises(LoginGuardError):
         login_guard_from_environment(5, {})
+
+
+def test_a_password_refused_after_it_logged_in_is_refused_from_then_on(
+    guard: LoginGuard,
+) -> None:
+    """Revoked meanwhile: the latest answer holds, so it is not tried again and again."""
+    guard.admit(ACCOUNT, "revoked", T0)
+    assert guard.begin(ACCOUNT, "revoked", T0) == "go"
+    guard.record(ACCOUNT, "revoked", True, T0)
+    assert guard.begin(ACCOUNT, "revoked", T0 + timedelta(minutes=1)) == "go"  # proven
+    guard.record(ACCOUNT, "revoked", False, T0 + timedelta(minutes=2))
+    assert guard.begin(ACCOUNT, "revoked", T0 + timedelta(minutes=3)) == "refused"
+
+
+def test_a_login_without_a_final_answer_is_released_for_the_others(guard: LoginGuard) -> None:
+    assert guard.begin(ACCOUNT, "new", T0) == "go"
+    assert guard.begin(ACCOUNT, "new", T0) == "wait"
+    guard.release(ACCOUNT, "new", T0 + timedelta(seconds=1))  # a 4xx, a timeout: no answer
+    assert guard.begin(ACCOUNT, "new", T0 + timedelta(seconds=1)) == "go"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
 from sendmail.contract.vocabulary import FailureCode
+from sendmail.sending import runner
 from sendmail.sending.ledger import LedgerError, MemorySendLedger
 from sendmail.sending.results import BatchReport, Delivery
 from sendmail.sending.runner import run_batch, unwritten_records
@@ -257,3 +259,53 @@ def test_without_group_commit_each_record_is_written_by_the_sending_thread() -> 
     ledger = CountingLedger()
     run_batch(ledger, "i:3", MANY[:20], RecordingSender(), group_ms=0)
     assert (ledger.singles, ledger.groups) == (20, [])
+
+
+class HungLedger(MemorySendLedger):
+    """A table that stopped answering: every write waits until released, then fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.writes = 0
+
+    def record(self, key: str, index: int, message_id: str) -> None:
+        self.writes += 1
+        self.release.wait(5)
+        raise LedgerError("timed out")
+
+    def record_many(self, key: str, records: Mapping[int, str]) -> None:
+        self.writes += 1
+        self.release.wait(5)
+        raise LedgerError("timed out")
+
+
+def test_a_hung_ledger_slows_sending_down_and_never_holds_the_batch_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer is behind: add() waits once 200 records wait (the crash window stays
+    bounded), a failing group is not retried record by record past the first failure, and
+    close() gives up after its timeout, counting what was not written."""
+    monkeypatch.setattr(runner, "CLOSE_TIMEOUT_SECONDS", 0.5)
+    ledger = HungLedger()
+    added: list[int] = []
+
+    def send(recipients: Sequence[str], on_sent: Callable[[int, str], None]) -> BatchReport:
+        out = []
+        for position, recipient in enumerate(recipients):
+            on_sent(position, f"<{recipient}>")
+            added.append(position)
+            out.append(Delivery.sent(recipient, f"<{recipient}>"))
+        return BatchReport(out)
+
+    worker = threading.Thread(
+        target=lambda: run_batch(ledger, "i:9", MANY, send, group_ms=50), daemon=True
+    )
+    worker.start()
+    time.sleep(0.5)
+    assert len(added) <= runner.MAX_WAITING + runner.GROUP_SIZE  # held back, not all 450
+    ledger.release.set()  # the store answers again (with errors)
+    worker.join(20)
+    assert not worker.is_alive()
+    assert len(added) == 450  # everyone reported sent: the mail is out
+    assert ledger.writes <= 2 * (450 // runner.GROUP_SIZE + 1)  # no record-by-record storm

@@ -56,7 +56,8 @@ class SpillWatch:
         for event in events:
             for name in VARIABLE_SIZE_PROPERTIES:
                 value = event.get(name)
-                if isinstance(value, str) and len(value) * 2 > TABLE_PROPERTY_LIMIT:
+                # 4 bytes a character at most (a non-BMP character is a surrogate pair)
+                if isinstance(value, str) and len(value) * 4 > TABLE_PROPERTY_LIMIT:
                     size = len(value.encode("utf-16-le"))  # surrogate pairs count twice
                     if size > TABLE_PROPERTY_LIMIT:
                         what = f"{event_name(event)}.{name}"

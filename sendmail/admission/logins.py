@@ -17,8 +17,8 @@ address), over a trailing hour:
   wait for its answer instead of trying too. So the provider sees at most one refused login per
   wrong password — the limit is on what the provider sees, which is what locks accounts.
 - **The limit**: once those reach ``SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR`` (5), ``user-send``
-  for the account answers 429 with ``Retry-After`` (when the oldest of them leaves the hour)
-  without trying the provider.
+  for the account answers 429 with ``Retry-After`` (when enough of them have left the hour for
+  the account to be under the limit) without trying the provider.
 - **What is never limited**: a password that logged in within the hour (its owner keeps
   sending while someone else guesses), and a password counted as pending already (its other
   sends wait for the same answer).
@@ -55,8 +55,9 @@ _PARTITION = "logins"
 Outcome = Literal["pending", "trying", "failed", "ok"]
 Gate = Literal["go", "wait", "refused"]
 #: A login announced by :func:`begin` and never answered (its activity died) stops holding the
-#: others back after this long.
-TRY_TIMEOUT = timedelta(seconds=60)
+#: others back after this long: longer than a login can take (AUTH LOGIN is three exchanges of
+#: up to SENDMAIL_SMTP_TIMEOUT_SECONDS, 30 s, each).
+TRY_TIMEOUT = timedelta(seconds=120)
 
 
 class LoginGuardError(TableUnavailable):
@@ -145,11 +146,18 @@ def record(attempts: list[Attempt], mac: str, ok: bool, now: datetime) -> list[A
         for a in _recent(attempts, now)
         if not (a.mac == mac and a.outcome in ("pending", "trying"))
     ]
-    if ok:
-        recent = [a for a in recent if not (a.mac == mac and a.outcome == "ok")]
-    elif any(a.mac == mac and a.outcome == "failed" for a in recent):
+    # The latest answer is the one that holds: a password that logged in and is refused now
+    # (revoked meanwhile) is a refused one, not a proven one.
+    recent = [a for a in recent if not (a.mac == mac and a.outcome == "ok")]
+    if not ok and any(a.mac == mac and a.outcome == "failed" for a in recent):
         return recent  # refused already: one failure per password
     return [*recent, Attempt(mac, now, "ok" if ok else "failed")]
+
+
+def release(attempts: list[Attempt], mac: str, now: datetime) -> list[Attempt]:
+    """The entries after a login announced by :func:`begin` ended without a final answer (a
+    4xx, a timeout, no login method): others may try the password now."""
+    return [a for a in _recent(attempts, now) if not (a.mac == mac and a.outcome == "trying")]
 
 
 class LoginGuard(Protocol):
@@ -163,6 +171,10 @@ class LoginGuard(Protocol):
 
     def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
         """A login with ``mac`` was accepted (``ok``) or refused by the provider."""
+        ...
+
+    def release(self, account: str, mac: str, now: datetime) -> None:
+        """A login announced by :meth:`begin` ended without a final answer."""
         ...
 
 
@@ -186,6 +198,10 @@ class MemoryLoginGuard:
     def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
         with self._lock:
             self._rows[account] = record(self._rows.get(account, []), mac, ok, now)
+
+    def release(self, account: str, mac: str, now: datetime) -> None:
+        with self._lock:
+            self._rows[account] = release(self._rows.get(account, []), mac, now)
 
 
 class TableLoginGuard:
@@ -212,6 +228,9 @@ class TableLoginGuard:
     def record(self, account: str, mac: str, ok: bool, now: datetime) -> None:
         self._update(account, lambda attempts: record(attempts, mac, ok, now))
 
+    def release(self, account: str, mac: str, now: datetime) -> None:
+        self._update(account, lambda attempts: release(attempts, mac, now))
+
     def _update(self, account: str, change: _Change) -> None:
         try:
             self._table.call("update", lambda: self._cas(account, change))
@@ -236,10 +255,13 @@ class TableLoginGuard:
                 etag = row.metadata.get("etag")
             except ResourceNotFoundError:
                 attempts, etag = [], None
+            changed = change(attempts)
+            if etag is not None and changed == attempts:
+                return  # nothing to write (a connection told to wait only reads)
             entity = {
                 "PartitionKey": _PARTITION,
                 "RowKey": account,
-                "Attempts": json.dumps([a.to_json() for a in change(attempts)]),
+                "Attempts": json.dumps([a.to_json() for a in changed]),
             }
             try:
                 if etag is None:

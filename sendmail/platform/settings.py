@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         description=(
             "SES batches gather ledger records for at most this many milliseconds (or 100 "
             "records) and write them as one table transaction; 0 writes each record at once. "
-            "A crash may re-send the successes of the last interval."
+            "A crash may re-send the successes not yet written (never more than 300)."
         ),
     )
     SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR: int = Field(

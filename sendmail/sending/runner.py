@@ -11,9 +11,12 @@ successes not yet written, may be sent twice — the only duplicate window
 are gathered for at most that long, or until 100 of them (a table transaction's limit) are
 waiting, and written as one entity group transaction (:class:`GroupCommit`): one round trip per
 up to 100 recipients instead of one each, which is most of what a recipient costs in CPU. The
-price is the window: a crash may now re-send the successes of the last ``group_ms`` too (at 300
-recipients/s and 50 ms, about 15 more than the calls in flight). ``group_ms`` = 0 writes each
-record on the thread that made the send, before the next one starts.
+price is the window: a crash may now re-send the successes not yet written too — those of the
+last ``group_ms`` plus the write in progress (at 300 recipients/s and 50 ms, about 15 more than
+the calls in flight), and never more than 300 (200 waiting, then sending waits for the
+writer, and 100 being written).
+``group_ms`` = 0 writes each record on the thread that made the send, before the next one
+starts.
 
 A run may carry only some recipients of the batch (those an earlier run left pending), with
 their indices; the result then says nothing about the others, which earlier runs settled.
@@ -37,6 +40,10 @@ SendFn = Callable[[Sequence[str], OnSent], BatchReport]
 
 #: The most records one entity group transaction takes (Azure Tables: 100 operations).
 GROUP_SIZE = 100
+#: Records waiting beyond which ``add`` waits for the writer (back-pressure).
+MAX_WAITING = 2 * GROUP_SIZE
+#: How long :meth:`GroupCommit.close` waits for the writer; what is left is counted unwritten.
+CLOSE_TIMEOUT_SECONDS = 120.0
 
 _unwritten_lock = threading.Lock()
 _unwritten = 0
@@ -58,10 +65,13 @@ def unwritten_records() -> int:
 class GroupCommit:
     """Ledger records of one batch gathered and written in groups by a thread of its own.
 
-    ``add`` never blocks on storage. A group is written when :data:`GROUP_SIZE` records wait or
-    ``interval`` seconds after the oldest waiting one arrived, and everything left at
-    :meth:`close`. A group the ledger refuses is written again record by record; what still
-    fails is counted in ``unrecorded`` (the mail is out either way: it is reported as sent).
+    A group is written when :data:`GROUP_SIZE` records wait or ``interval`` seconds after the
+    oldest waiting one arrived, and everything left at :meth:`close`. ``add`` blocks only when
+    :data:`MAX_WAITING` records wait (the writer is behind: the sending threads slow down
+    rather than let the crash window grow without bound). A group the ledger refuses is written
+    again record by record until one of those fails too (the store is down: the rest of the
+    group is not tried); what is not written is counted in ``unrecorded`` (the mail is out
+    either way: it is reported as sent).
     """
 
     def __init__(self, ledger: SendLedger, key: str, interval: float) -> None:
@@ -79,6 +89,8 @@ class GroupCommit:
 
     def add(self, index: int, message_id: str) -> None:
         with self._cond:
+            while len(self._pending) >= MAX_WAITING and not self._closed:
+                self._cond.wait()
             first = not self._pending
             if first:
                 self._oldest = time.monotonic()
@@ -88,12 +100,21 @@ class GroupCommit:
             if first or len(self._pending) >= GROUP_SIZE:
                 self._cond.notify()  # the writer starts its interval, or writes a full group
 
-    def close(self) -> None:
-        """Write what waits and stop; returns once every record was written (or counted)."""
+    def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+        """Write what waits and stop: returns once every record was written or counted, or
+        after ``timeout`` with what is still waiting counted as unrecorded (a hung store must
+        not hold the batch past its function timeout; the writer may still write it later)."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            with self._cond:
+                left = len(self._pending)
+                self.unrecorded += left
+            logger.warning(
+                "batch %s: the ledger writer is stuck; %d not waited for", self._key, left
+            )
 
     def _take(self) -> dict[int, str] | None:
         """The next group, waiting for it; None once closed and empty."""
@@ -114,6 +135,7 @@ class GroupCommit:
             for index in group:
                 del self._pending[index]
             self._oldest = time.monotonic() if self._pending else None
+            self._cond.notify_all()  # room again for senders held back by add()
             return group
 
     def _run(self) -> None:
@@ -125,18 +147,20 @@ class GroupCommit:
                 _count_unwritten(-len(group))
 
     def _write(self, group: dict[int, str]) -> None:
-        # Whatever failed (the ledger's own error or anything else), the records are tried one
-        # by one: what can be kept is kept, the rest is counted (and logged by the batch).
+        # A refused transaction is tried record by record (one bad entity need not cost the
+        # others); the first record that fails too means the store is failing, and the rest of
+        # the group is counted without being tried (a hung store would cost minutes each).
         try:
             self._ledger.record_many(self._key, group)
             return
         except Exception:
             logger.warning("batch %s: a group of %d records failed", self._key, len(group))
-        for index, message_id in group.items():
+        for n, (index, message_id) in enumerate(group.items()):
             try:
                 self._ledger.record(self._key, index, message_id)
             except Exception:
-                self.unrecorded += 1
+                self.unrecorded += len(group) - n
+                return
 
 
 def run_batch(

@@ -14,8 +14,9 @@ How a batch is sent (:meth:`SesSender.send`)
     the number of calls in flight is only capped, at ``ceil(rate x observed latency x 2) + 1``
     (Little's law with room for jitter) and never above ``SENDMAIL_SES_MAX_CONCURRENCY``, so a
     latency spike cannot pile up threads. ``on_sent`` runs on the calling thread right after
-    each success, before anything else: the ledger records a message as soon as SES accepted
-    it, so a crash can re-send at most the calls in flight.
+    each success, before anything else: it hands the message to the ledger as soon as SES
+    accepted it (written at once, or with the next group: :mod:`sendmail.sending.runner`), so a
+    crash can re-send at most the calls in flight and the successes not yet written.
 
 Where retries happen, and why only here
     A throttled send could be retried at three levels: botocore (standard mode retries

@@ -197,3 +197,31 @@ def test_values_that_would_spill_to_blobs_on_azure_are_warned_once(
     assert spills["history"] >= 4
     # the messages: the start, the activity's input, its result going back
     assert spills["message"] >= 3
+
+
+def test_stopping_the_worker_releases_a_thread_waiting_for_an_answer() -> None:
+    """A stopped loop answers nothing: whoever waits for an invocation is told, instead of
+    waiting for ever (devhost would not exit)."""
+    import threading
+
+    from devhost.invoker import WorkerStopped
+
+    worker = Worker(sync_threads=1)
+    started, outcome = threading.Event(), []
+
+    def stuck() -> None:
+        started.set()
+        time.sleep(3)
+
+    def wait_for_it() -> None:
+        try:
+            worker.run(stuck)
+        except WorkerStopped:
+            outcome.append("stopped")
+
+    waiter = threading.Thread(target=wait_for_it)
+    waiter.start()
+    assert started.wait(5)
+    worker.stop()
+    waiter.join(2)
+    assert outcome == ["stopped"]
