@@ -12,7 +12,6 @@ carries the send id as an SES message tag.
 """
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,11 +27,6 @@ from activities.names import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: How long a connection waits for another one's login with the same password to be answered,
-#: and how often it looks (sendmail/admission/logins.py: one login per password at a time).
-LOGIN_WAIT_SECONDS = 130.0  # past logins.TRY_TIMEOUT (120 s): by then the announcement expired
-LOGIN_WAIT_POLL_SECONDS = 0.5
 
 bp = df.Blueprint()
 
@@ -99,7 +93,7 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="batch")
 def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
-    from sendmail.admission.logins import account_key
+    from sendmail.admission.logins import LoginSession, account_key
     from sendmail.contract.vocabulary import FailureCode
     from sendmail.sending.jobs import BatchResult, SmtpBatch
     from sendmail.sending.results import BatchReport
@@ -123,47 +117,13 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
             "or the sealing key changed); send again",
         ).model_dump(mode="json")
     sender = services.smtp_sender()
-    account, mac = account_key(job.provider, mail.sender), services.sealer().macs(password)[0]
-
-    holding = False  # this connection announced a login not answered yet
-
-    def before_login() -> bool:
-        # One login per password at a time, none with a password refused within the hour
-        # (sendmail/admission/logins.py). A guard that cannot be read does not stop the send.
-        nonlocal holding
-        if holding:
-            return True  # its own announced login, tried again after a 4xx or a drop
-        deadline = time.monotonic() + LOGIN_WAIT_SECONDS
-        while True:
-            try:
-                gate = services.login_guard().begin(account, mac, datetime.now(UTC))
-            except Exception:
-                logger.warning("smtp batch %s: the login guard is unavailable", job.ledgerKey)
-                return True
-            if gate != "wait" or time.monotonic() > deadline:
-                holding = gate == "go"
-                return gate != "refused"
-            time.sleep(LOGIN_WAIT_POLL_SECONDS)
-
-    def on_login(ok: bool) -> None:
-        # The failed-login limit hears of every final answer; a record that fails must not
-        # fail the send (it is logged).
-        nonlocal holding
-        holding = False
-        try:
-            services.login_guard().record(account, mac, ok, datetime.now(UTC))
-        except Exception:
-            logger.warning("smtp batch %s: the login was not recorded", job.ledgerKey)
-
-    def release_unanswered() -> None:
-        # The batch ends with its announced login never answered (a 4xx, a timeout, no login
-        # method): the other connections need not wait for it to expire.
-        if holding:
-            try:
-                services.login_guard().release(account, mac, datetime.now(UTC))
-            except Exception:
-                logger.warning("smtp batch %s: the login was not released", job.ledgerKey)
-
+    # The failed-login limit: one login per password at a time, none with a password refused
+    # within the hour (sendmail/admission/logins.py).
+    login = LoginSession(
+        services.login_guard,
+        account_key(job.provider, mail.sender),
+        services.sealer().macs(password)[0],
+    )
     try:
         result = run_batch(
             services.ledger(),
@@ -178,13 +138,13 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
                     mail.subject,
                     mail.body,
                     on_sent=on_sent,
-                    on_login=on_login,
-                    before_login=before_login,
+                    on_login=login.answered,
+                    before_login=login.may_try,
                 )
             ),
         )
     finally:
-        release_unanswered()
+        login.close()
     return result.model_dump(mode="json")
 
 

@@ -12,6 +12,7 @@ from sendmail.admission.logins import (
     TRY_TIMEOUT,
     LoginGuard,
     LoginGuardError,
+    LoginSession,
     MemoryLoginGuard,
     TableLoginGuard,
     account_key,
@@ -176,3 +177,41 @@ def test_a_login_without_a_final_answer_is_released_for_the_others(guard: LoginG
     assert guard.begin(ACCOUNT, "new", T0) == "wait"
     guard.release(ACCOUNT, "new", T0 + timedelta(seconds=1))  # a 4xx, a timeout: no answer
     assert guard.begin(ACCOUNT, "new", T0 + timedelta(seconds=1)) == "go"
+
+
+# --- one connection's side: LoginSession ----------------------------------------------------
+
+
+def test_a_session_waits_for_another_connections_answer_then_follows_it() -> None:
+    guard = MemoryLoginGuard(limit=5)
+    first = LoginSession(lambda: guard, ACCOUNT, "pw", clock=lambda: T0)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # while the second waits, the first is answered
+        waits.append(seconds)
+        first.answered(False)
+
+    second = LoginSession(lambda: guard, ACCOUNT, "pw", clock=lambda: T0, sleep=sleep)
+    assert first.may_try() is True
+    assert second.may_try() is False  # refused: it never reaches the provider
+    assert len(waits) == 1
+
+
+def test_a_session_retries_its_own_login_and_releases_it_unanswered() -> None:
+    guard = MemoryLoginGuard(limit=5)
+    session = LoginSession(lambda: guard, ACCOUNT, "pw", clock=lambda: T0)
+    assert session.may_try() is True
+    assert session.may_try() is True  # its own announced login (a retry after a 4xx)
+    assert guard.begin(ACCOUNT, "pw", T0) == "wait"  # others wait for it
+    session.close()  # no final answer came
+    assert guard.begin(ACCOUNT, "pw", T0) == "go"
+
+
+def test_a_guard_that_cannot_be_reached_never_stops_the_send() -> None:
+    def unreachable() -> LoginGuard:
+        raise LoginGuardError("no storage")
+
+    session = LoginSession(unreachable, ACCOUNT, "pw")
+    assert session.may_try() is True
+    session.answered(True)
+    session.close()

@@ -25,8 +25,9 @@ address), over a trailing hour:
 - **What is stored**: the account as a SHA-256 of provider and address; passwords as their MACs
   (:meth:`~sendmail.sending.sealing.Sealer.macs`), never themselves; at most the hour's entries.
 
-The starter calls :meth:`LoginGuard.admit` before it starts a send; the SMTP activity reports
-each login through :meth:`LoginGuard.record`. Table layout (``SendMailSmtpLogins``):
+The starter calls :meth:`LoginGuard.admit` before it starts a send; each SMTP connection goes
+through a :class:`LoginSession` (``begin`` before a login, ``record`` after its answer,
+``release`` when it got none). Table layout (``SendMailSmtpLogins``):
 ``PartitionKey`` = ``logins``, ``RowKey`` = the account's hash, ``Attempts`` = the entries as
 JSON, updated under the row's ETag (concurrent starters and activities never lose an entry).
 """
@@ -35,11 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from sendmail.contract.errors import QuotaExceeded
@@ -47,6 +50,8 @@ from sendmail.platform.tables import LazyTable, TableUnavailable
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
+
+logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(hours=1)
 DEFAULT_TABLE_NAME = "SendMailSmtpLogins"
@@ -58,6 +63,10 @@ Gate = Literal["go", "wait", "refused"]
 #: others back after this long: longer than a login can take (AUTH LOGIN is three exchanges of
 #: up to SENDMAIL_SMTP_TIMEOUT_SECONDS, 30 s, each).
 TRY_TIMEOUT = timedelta(seconds=120)
+#: How long a connection waits for another one's login with the same password to be answered
+#: (past TRY_TIMEOUT: by then the announcement expired), and how often it looks.
+LOGIN_WAIT_SECONDS = 130.0
+LOGIN_WAIT_POLL_SECONDS = 0.5
 
 
 class LoginGuardError(TableUnavailable):
@@ -280,6 +289,64 @@ class TableLoginGuard:
 
 class _Change(Protocol):
     def __call__(self, attempts: list[Attempt], /) -> list[Attempt]: ...
+
+
+class LoginSession:
+    """One SMTP connection's side of the guard: what ``SmtpSender.send`` calls around each
+    login (``before_login=session.may_try``, ``on_login=session.answered``), and
+    :meth:`close` when the connection is done.
+
+    ``may_try`` asks :meth:`LoginGuard.begin`, waiting while another connection tries the same
+    password; once this connection announced a login it is not asked again until the login is
+    answered (a retry after a 4xx or a drop does not wait on itself). A login never answered is
+    released at :meth:`close`. A guard that cannot be reached is logged and never stops the send.
+    """
+
+    def __init__(
+        self,
+        guard: Callable[[], LoginGuard],
+        account: str,
+        mac: str,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._guard = guard
+        self._account = account
+        self._mac = mac
+        self._clock = clock
+        self._sleep = sleep
+        self._holding = False  # this connection announced a login not answered yet
+
+    def may_try(self) -> bool:
+        if self._holding:
+            return True
+        deadline = time.monotonic() + LOGIN_WAIT_SECONDS
+        while True:
+            try:
+                gate = self._guard().begin(self._account, self._mac, self._clock())
+            except Exception:
+                logger.warning("the SMTP login guard is unavailable; logging in")
+                return True
+            if gate != "wait" or time.monotonic() > deadline:
+                self._holding = gate == "go"
+                return gate != "refused"
+            self._sleep(LOGIN_WAIT_POLL_SECONDS)
+
+    def answered(self, ok: bool) -> None:
+        self._holding = False
+        try:
+            self._guard().record(self._account, self._mac, ok, self._clock())
+        except Exception:
+            logger.warning("an SMTP login was not recorded by the guard")
+
+    def close(self) -> None:
+        if self._holding:
+            self._holding = False
+            try:
+                self._guard().release(self._account, self._mac, self._clock())
+            except Exception:
+                logger.warning("an unanswered SMTP login was not released by the guard")
 
 
 def login_guard_from_environment(
