@@ -2,6 +2,7 @@
 
 SEND_SES_BATCH = "send_ses_batch"
 SEND_SMTP_BATCH = "send_smtp_batch"
-RECONCILE_BATCH = "reconcile_batch"
+FAIL_BATCH = "fail_batch"
+FINISH_SEND = "finish_send"
 RELEASE_QUOTA = "release_quota"
 FORGET_SECRET = "forget_secret"  # noqa: S105 (a function name, not a secret)

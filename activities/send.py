@@ -1,9 +1,11 @@
-"""The activities: one SES batch, one SMTP connection, and reconciling a failed batch.
+"""The activities: one SES batch, one SMTP connection, failing what a batch left, finishing a send.
 
-Each validates its JSON input, runs the batch through :func:`sendmail.sending.runner.run_batch`
-(which consults the send ledger so a retried activity never re-sends what was already sent) and
-returns a compact :class:`~sendmail.sending.jobs.BatchResult`. Expected failures are per-recipient
-results; only the unexpected raises. An SES batch runs for at most
+Each validates its JSON input, reads its slice of the send's stored list and the content
+(:mod:`sendmail.sending.lists`: they are not in the input), runs the batch through
+:func:`sendmail.sending.runner.run_batch` (which consults the send ledger so a retried activity
+never re-sends what was already sent, and records every recipient's outcome there) and returns
+counts (:class:`~sendmail.sending.jobs.BatchTally`). Expected failures are per-recipient outcomes;
+only the unexpected raises. An SES batch runs for at most
 ``SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS`` (and never past the send's deadline) and hands back what
 SES did not take yet as *pending*: the lane orchestrator schedules it again (see
 ``orchestrators/lanes.py``). Before an SES batch calls SES, its recipients on the suppression list
@@ -19,8 +21,9 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities.names import (
+    FAIL_BATCH,
+    FINISH_SEND,
     FORGET_SECRET,
-    RECONCILE_BATCH,
     RELEASE_QUOTA,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
@@ -39,11 +42,14 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail.feedback.suppression import skipping_suppressed
     from sendmail.platform.settings import get_settings
     from sendmail.sending.jobs import SesBatch
+    from sendmail.sending.lists import stored_send
     from sendmail.sending.results import BatchReport
     from sendmail.sending.runner import SendFn, run_batch
 
     job = SesBatch.model_validate(batch)
-    mail = job.mail
+    stored = stored_send(services.blobs(), job.listRef)
+    mail = stored.mail()
+    recipients = stored.recipients(job.start, job.count)
     sender = services.ses_sender()
     settings = get_settings()
     budget = settings.SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS
@@ -76,17 +82,15 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
         except Exception:
             logger.warning("send %s: its quota reservation was not settled", send_id, exc_info=True)
 
-    result = run_batch(
+    tally = run_batch(
         services.ledger(),
         job.ledgerKey,
-        job.recipients,
+        recipients,
         send,
-        indices=job.indices,
-        size=job.size,
         settled=settled,
         group_ms=settings.SENDMAIL_LEDGER_GROUP_MS,
     )
-    return result.model_dump(mode="json")
+    return tally.model_dump(mode="json")
 
 
 @bp.function_name(SEND_SMTP_BATCH)
@@ -95,27 +99,29 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
     from sendmail.admission.logins import LoginSession, account_key
     from sendmail.contract.vocabulary import FailureCode
-    from sendmail.sending.jobs import BatchResult, SmtpBatch
+    from sendmail.sending.jobs import SmtpBatch
+    from sendmail.sending.lists import stored_send
     from sendmail.sending.results import BatchReport
-    from sendmail.sending.runner import run_batch
+    from sendmail.sending.runner import fail_rest, run_batch
     from sendmail.sending.sealing import SealingError
     from sendmail.sending.secrets import SecretGone
 
     job = SmtpBatch.model_validate(batch)
-    mail = job.mail
     try:
-        if job.secretRef is not None:
-            password = services.secrets().get(job.secretRef)
-        else:  # a send started before passwords left the orchestration input
-            password = services.sealer().open(job.sealedPassword or "")
+        password = services.secrets().get(job.secretRef)
     except (SecretGone, SealingError):
         logger.error("smtp batch %s: the password is no longer stored", job.ledgerKey)
-        return BatchResult.all_failed(
-            len(job.recipients),
+        return fail_rest(
+            services.ledger(),
+            job.ledgerKey,
+            job.count,
             FailureCode.SMTP_ERROR,
             "the service no longer holds the password (the send ended, was canceled or expired, "
             "or the sealing key changed); send again",
         ).model_dump(mode="json")
+    stored = stored_send(services.blobs(), job.listRef)
+    mail = stored.mail()
+    recipients = stored.recipients(job.start, job.count)
     sender = services.smtp_sender()
     # The failed-login limit: one login per password at a time, none with a password refused
     # within the hour (sendmail/admission/logins.py).
@@ -125,16 +131,16 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
         services.sealer().macs(password)[0],
     )
     try:
-        result = run_batch(
+        tally = run_batch(
             services.ledger(),
             job.ledgerKey,
-            job.recipients,
-            lambda recipients, on_sent: BatchReport(
+            recipients,
+            lambda todo, on_sent: BatchReport(
                 sender.send(
                     job.provider,
                     mail.sender,
                     password,
-                    recipients,
+                    todo,
                     mail.subject,
                     mail.body,
                     on_sent=on_sent,
@@ -145,34 +151,35 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
         )
     finally:
         login.close()
-    return result.model_dump(mode="json")
+    return tally.model_dump(mode="json")
 
 
-@bp.function_name(RECONCILE_BATCH)
+@bp.function_name(FAIL_BATCH)
 @bp.activity_trigger(input_name="batch")
-def reconcile_batch(batch: dict[str, Any]) -> dict[str, Any]:
-    """What a batch that kept failing did send, from the ledger; the rest are failures."""
+def fail_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """Fail, with one code, every recipient of a batch that has no outcome in the ledger (the
+    deadline passed, an account-level stop, a batch that kept failing); the batch's counts."""
     from sendmail import services
-    from sendmail.contract.vocabulary import FailureCode
-    from sendmail.sending.jobs import BatchFailure, BatchResult
+    from sendmail.sending.jobs import FailBatch
+    from sendmail.sending.runner import fail_rest
 
-    key = str(batch["ledgerKey"])
-    size = int(batch["size"])
-    sent = services.ledger().sent(key)
-    message_ids = [sent.get(i) for i in range(size)]
-    failures = [
-        BatchFailure(
-            index=i,
-            code=FailureCode.BATCH_FAILED,
-            message="the batch failed unexpectedly after retries; not confirmed as sent",
-        )
-        for i in range(size)
-        if message_ids[i] is None
-    ]
+    job = FailBatch.model_validate(batch)
+    tally = fail_rest(services.ledger(), job.ledgerKey, job.count, job.code, job.message)
     logger.warning(
-        "batch %s reconciled: %d sent, %d failed", key, size - len(failures), len(failures)
+        "batch %s: %d sent, the rest failed as %s", job.ledgerKey, tally.sent, job.code.value
     )
-    return BatchResult(messageIds=message_ids, failures=failures).model_dump(mode="json")
+    return tally.model_dump(mode="json")
+
+
+@bp.function_name(FINISH_SEND)
+@bp.activity_trigger(input_name="send")
+def finish_send(send: dict[str, Any]) -> None:
+    """The send is over: its record in the sends table gets its counts and time."""
+    from sendmail import services
+
+    services.sends().finish(
+        str(send["id"]), int(send["sent"]), int(send["failed"]), datetime.now(UTC)
+    )
 
 
 @bp.function_name(FORGET_SECRET)

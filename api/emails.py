@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -26,6 +26,7 @@ from api.http import (
     as_json_object,
     caller_key,
     json_response,
+    page_limit,
     preferred_wait,
     request_path,
     retry_after,
@@ -38,12 +39,18 @@ from sendmail.contract.errors import KeyInProgress
 
 if TYPE_CHECKING:
     from sendmail.admission.idempotency import Claim
+    from sendmail.contract.vocabulary import Kind
+    from sendmail.sending.sends import SendRecord
 
 logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
 
 STATUS_ROUTE = "v1/emails/{id}"
+RECIPIENTS_ROUTE = "v1/emails/{id}/recipients"
+#: Recipients per page of the recipients route: the default, and the most a caller may ask for.
+DEFAULT_RECIPIENTS_PAGE = 100
+MAX_RECIPIENTS_PAGE = 1000
 #: Seconds a poller is asked to wait between status reads while a send runs.
 POLL_AFTER_SECONDS = 2
 
@@ -88,18 +95,23 @@ async def aws_send(
         await asyncio.to_thread(_admit_backlog, settings)
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
         await admission.reserve(total, quota)
-    rate = quota.max_send_rate if quota.max_send_rate > 0 else None
-    # Lanes share the account's rate, each sending its batches in turn (orchestrators/lanes.py);
-    # batches are sized to about a minute of sending at a lane's share.
-    lanes, batch_size = plan_ses(
-        total,
-        rate,
-        min_batch=settings.SENDMAIL_SES_BATCH_SIZE,
-        max_lanes=settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES,
-    )
+        rate = quota.max_send_rate if quota.max_send_rate > 0 else None
+        # Lanes share the account's rate, each sending its batches in turn
+        # (orchestrators/lanes.py); batches are sized to about a minute of sending at a lane's
+        # share.
+        lanes, batch_size = plan_ses(
+            total,
+            rate,
+            min_batch=settings.SENDMAIL_SES_BATCH_SIZE,
+            max_lanes=settings.SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES,
+        )
+        # The list and the content go to Blob Storage, the send's record to the sends table;
+        # the orchestration input names them (sendmail/sending/lists.py).
+        mail = Mail(sender=request.senderEmail, subject=request.subject, body=request.body)
+        await admission.store_send("ses", request.recipientEmails, mail, lanes, batch_size)
     job = SesJob(
-        mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
-        recipients=request.recipientEmails,
+        listRef=admission.instance_id,
+        total=total,
         batchSize=batch_size,
         lanes=lanes,
         maxRate=rate,
@@ -124,7 +136,7 @@ async def user_send(
     from sendmail.admission.logins import account_key
     from sendmail.contract.models import Limits, UserEmailRequest, parse_request
     from sendmail.platform.settings import get_settings
-    from sendmail.sending.jobs import Mail, SmtpJob
+    from sendmail.sending.jobs import Mail, SmtpJob, smtp_plan
 
     settings = get_settings()
     request = await asyncio.to_thread(
@@ -149,23 +161,24 @@ async def user_send(
         # The password goes to the secret store under the send's id, never into the
         # orchestration input; the send's last step deletes it (sendmail/sending/secrets.py).
         await admission.store_secret(request.password)
+        lanes, batch_size = smtp_plan(total, settings.SENDMAIL_SMTP_CONNECTIONS)
+        mail = Mail(sender=request.senderEmail, subject=request.subject, body=request.body)
+        await admission.store_send("smtp", request.recipientEmails, mail, lanes, batch_size)
         job = SmtpJob(
-            mail=Mail(sender=request.senderEmail, subject=request.subject, body=request.body),
+            listRef=admission.instance_id,
+            total=total,
             provider=request.provider,
             secretRef=admission.instance_id,
-            recipients=request.recipientEmails,
             connections=settings.SENDMAIL_SMTP_CONNECTIONS,
         )
-    instance_id = await admission.start(
-        client, SMTP_ORCHESTRATOR, job.model_dump(mode="json", exclude_none=True)
-    )
+    instance_id = await admission.start(client, SMTP_ORCHESTRATOR, job.model_dump(mode="json"))
     logger.info(
         "smtp send %s started: provider %s, %d recipients",
         instance_id,
         job.provider.value,
-        len(job.recipients),
+        total,
     )
-    return await _accepted(req, client, instance_id, "smtp", len(job.recipients))
+    return await _accepted(req, client, instance_id, "smtp", total)
 
 
 async def _idempotency(
@@ -238,6 +251,30 @@ class _Admission:
         self.instance_id = claim.instance_id if claim is not None else uuid.uuid4().hex
         self.reserved = False
         self.secret_stored = False
+        self.send_stored = False
+
+    async def store_send(
+        self, kind: "Kind", recipients: list[str], mail: Any, lanes: int, batch_size: int
+    ) -> None:
+        """Store the list and content (Blob Storage) and the send's record (the sends table)
+        before the send starts: its input only names them."""
+        from sendmail import services
+        from sendmail.admission import idempotency
+        from sendmail.sending.lists import store_send
+        from sendmail.sending.sends import SendRecord
+
+        record = SendRecord(
+            id=self.instance_id,
+            kind=kind,
+            total=len(recipients),
+            lanes=lanes,
+            batch_size=batch_size,
+            list_ref=self.instance_id,
+            created=idempotency.now(),
+        )
+        self.send_stored = True
+        await asyncio.to_thread(store_send, services.blobs(), self.instance_id, recipients, mail)
+        await asyncio.to_thread(services.sends().create, record)
 
     async def store_secret(self, secret: Any) -> None:
         """Keep the send's password apart from it, under its id, until the send ends."""
@@ -317,6 +354,16 @@ class _Admission:
             await asyncio.to_thread(services.reservations().release, self.instance_id)
         if self.secret_stored:
             await asyncio.to_thread(services.secrets().delete, self.instance_id)
+        # Best effort: a list and a record nobody will send are only storage. Not under an
+        # Idempotency-Key: a retry that took the key over may have started this very id.
+        if self.send_stored and self.claim is None:
+            from sendmail.sending.lists import delete_send
+
+            try:
+                await asyncio.to_thread(delete_send, services.blobs(), self.instance_id)
+                await asyncio.to_thread(services.sends().delete, self.instance_id)
+            except Exception:
+                logger.warning("send %s: its stored list was not deleted", self.instance_id)
 
 
 def _reserve(instance_id: str, recipients: int, quota: Any) -> bool:
@@ -367,7 +414,13 @@ async def _accepted(
             )
             status = None
         if status is not None and status.runtime_status is not None:
-            finished = _finished_answer(req, instance_id, status, wait, location)
+            try:
+                finished = await asyncio.to_thread(
+                    _finished_answer, req, instance_id, status, wait, location
+                )
+            except Exception:  # the send ran; only reading its results failed
+                logger.warning("send %s: its results unreadable; answering 202", instance_id)
+                finished = None
             if finished is not None:
                 return finished
     body = Accepted(
@@ -389,13 +442,16 @@ def _finished_answer(
 ) -> func.HttpResponse | None:
     """v1's answer for a send that finished while the caller waited; None if still running.
 
-    Completed with at least one message sent: ``200 {"messageIds", "failures", "id"}``.
-    Completed with nothing sent: the envelope, as v1 answered a failed send — 403 when the SMTP
-    server refused the login (the caller's credentials), 500 otherwise. Failed or terminated:
-    500. Every such answer carries ``Location`` so the per-recipient details stay reachable.
+    Completed with at least one message sent: ``200 {"messageIds", "failures", "id"}`` (inline
+    up to ``SENDMAIL_STATUS_INLINE_RECIPIENTS`` recipients; above, empty lists and
+    ``recipientsUrl``). Completed with nothing sent: the envelope, as v1 answered a failed send —
+    403 when the SMTP server refused the login (the caller's credentials), 500 otherwise.
+    Failed or terminated: 500. Every such answer carries ``Location`` so the per-recipient
+    details stay reachable. Blocking reads: call it on a worker thread.
     """
     from sendmail.contract.api_models import SendResult
     from sendmail.contract.errors import envelope
+    from sendmail.contract.models import USER_SEND_MAX_RECIPIENTS
     from sendmail.contract.vocabulary import FailureCode
     from sendmail.sending.jobs import SendOutcome
 
@@ -409,26 +465,95 @@ def _finished_answer(
         message = f"The send {instance_id} ended as {runtime}; see {location} for details."
         return json_response(envelope(500, message, path), 500, headers)
     outcome = SendOutcome.model_validate(output)
-    if outcome.sent == 0 and outcome.failures:
-        codes = {f.code for f in outcome.failures}
-        first = outcome.failures[0]
-        if codes == {FailureCode.SMTP_AUTH_FAILED}:
-            return json_response(envelope(403, first.message, path), 403, headers)
+    record = _record(instance_id)
+    inline = _inline_results(record, finished=True) if record is not None else None
+    if outcome.sent == 0 and outcome.failed:
+        # Every recipient's code decides 403 (all refused logins) — read whatever the inline
+        # limit, for a send small enough (a user-send has at most 100 recipients).
+        failures = inline[1] if inline is not None else []
+        if inline is None and record is not None and record.total <= USER_SEND_MAX_RECIPIENTS:
+            failures = _inline_results(record, finished=True, limit=record.total)[1]
+        if failures and {f["code"] for f in failures} == {FailureCode.SMTP_AUTH_FAILED.value}:
+            return json_response(envelope(403, failures[0]["message"], path), 403, headers)
+        first = _first_failure(record) if record is not None else None
+        reason = f" ({first['code']}: {first['message']})" if first is not None else ""
         message = (
-            f"None of the {outcome.total} recipients could be sent ({first.code.value}: "
-            f"{first.message}); see {location} for each recipient."
+            f"None of the {outcome.total} recipients could be sent{reason}; "
+            f"see {location} for each recipient."
         )
         return json_response(envelope(500, message, path), 500, headers)
     body = SendResult.model_validate(
         {
             "id": instance_id,
-            "messageIds": outcome.messageIds,
-            "failures": [f.model_dump(mode="json") for f in outcome.failures],
+            "messageIds": inline[0] if inline is not None else [],
+            "failures": inline[1] if inline is not None else [],
+            "recipientsUrl": None if inline is not None else recipients_url(req, instance_id),
         }
     )
     return json_response(
-        body.model_dump(mode="json"), 200, {**headers, "Content-Location": location}
+        body.model_dump(mode="json", exclude_none=True),
+        200,
+        {**headers, "Content-Location": location},
     )
+
+
+def _record(instance_id: str) -> "SendRecord | None":
+    from sendmail import services
+
+    return services.sends().get(instance_id)
+
+
+@overload
+def _inline_results(
+    record: "SendRecord", *, finished: bool
+) -> tuple[list[str], list[dict[str, str]]] | None: ...
+@overload
+def _inline_results(
+    record: "SendRecord", *, finished: bool, limit: int
+) -> tuple[list[str], list[dict[str, str]]]: ...
+def _inline_results(
+    record: "SendRecord", *, finished: bool, limit: int | None = None
+) -> tuple[list[str], list[dict[str, str]]] | None:
+    """v1's ``messageIds`` (in recipient order) and ``failures`` of a send of up to ``limit``
+    (``SENDMAIL_STATUS_INLINE_RECIPIENTS`` by default) recipients, from the ledger and the
+    stored list; None for a larger send."""
+    from sendmail import services
+    from sendmail.platform.settings import get_settings
+    from sendmail.sending.lists import stored_send
+    from sendmail.sending.recipients import outcomes
+
+    most = limit if limit is not None else get_settings().SENDMAIL_STATUS_INLINE_RECIPIENTS
+    if record.total > most:
+        return None
+    message_ids: list[str] = []
+    failures: list[dict[str, str]] = []
+    stored = stored_send(services.blobs(), record.list_ref)
+    for outcome in outcomes(record, services.ledger(), stored, finished=finished):
+        if outcome.message_id is not None:
+            message_ids.append(outcome.message_id)
+        elif outcome.status == "failed":
+            failures.append(
+                {
+                    "recipient": outcome.email,
+                    "code": outcome.code or "",
+                    "message": outcome.message or "",
+                }
+            )
+    return message_ids, failures
+
+
+def _first_failure(record: "SendRecord") -> dict[str, str] | None:
+    from sendmail import services
+    from sendmail.sending.lists import stored_send
+    from sendmail.sending.recipients import page
+
+    stored = stored_send(services.blobs(), record.list_ref)
+    found = page(record, services.ledger(), stored, limit=1, status="failed", finished=True)
+    return found.recipients[0].to_json() if found.recipients else None
+
+
+def recipients_url(req: func.HttpRequest, instance_id: str) -> str:
+    return url_for(req, f"/api/v1/emails/{instance_id}/recipients")
 
 
 async def _wait_for_finish(
@@ -455,6 +580,10 @@ async def _wait_for_finish(
 async def email_status(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
+    """Where a send is. Reads the parent's status (no input; its output is counts), each
+    lane's while it runs (custom status counts; a lane's output is counts too), and, for a
+    finished send of up to ``SENDMAIL_STATUS_INLINE_RECIPIENTS``, v1's inline results from the
+    ledger — never anything that grows with the send beyond that."""
     from sendmail.contract.api_models import EmailStatus
     from sendmail.contract.errors import NotFound
 
@@ -466,13 +595,18 @@ async def email_status(
     runtime = status.runtime_status.value
     output = as_json_object(status.output) if runtime == "Completed" else None
     custom = as_json_object(status.custom_status) or {}
+    record = await asyncio.to_thread(_record, instance_id)
     if output is not None:
-        progress = {k: output.get(k, 0) for k in ("total", "sent", "failed")}
+        progress = {k: int(output.get(k) or 0) for k in ("total", "sent", "failed")}
         progress["pending"] = 0
-    elif custom.get("total") is None:
-        progress = await _pending_progress(client, instance_id)
+    elif custom.get("total") is None:  # before the first episode: the record knows the total
+        total = record.total if record is not None else 0
+        progress = {"total": total, "sent": 0, "failed": 0, "pending": 0}
     else:
         progress = await _running_progress(client, instance_id, custom)
+    inline = None
+    if output is not None and record is not None:
+        inline = await asyncio.to_thread(_inline_results, record, finished=True)
     delivery = await _delivery_counts(instance_id) if kind == "ses" else None
     body = EmailStatus.model_validate(
         {
@@ -482,8 +616,9 @@ async def email_status(
             "createdTime": _iso(status.created_time),
             "lastUpdatedTime": _iso(status.last_updated_time),
             "progress": progress,
-            "messageIds": output.get("messageIds", []) if output else [],
-            "failures": output.get("failures", []) if output else [],
+            "messageIds": inline[0] if inline is not None else [],
+            "failures": inline[1] if inline is not None else [],
+            "recipientsUrl": recipients_url(req, instance_id) if record is not None else None,
             "error": (
                 f"The send ended as {runtime} before every recipient was attempted."
                 if runtime in FINISHED_STATUSES - {"Completed"}
@@ -498,6 +633,65 @@ async def email_status(
         200 if done else 202,
         {} if done else retry_after(POLL_AFTER_SECONDS),
     )
+
+
+@bp.function_name("email_recipients")
+@bp.route(route=RECIPIENTS_ROUTE, methods=["GET"])
+@bp.durable_client_input(client_name="client")
+@v1_errors
+async def email_recipients(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Every recipient of a send with its outcome, in request order, a page at a time
+    (sendmail/sending/recipients.py): any size, the same cost per page."""
+    from sendmail import services
+    from sendmail.contract.api_models import RecipientsPage
+    from sendmail.contract.errors import NotFound, ValidationFailed
+    from sendmail.sending.lists import stored_send
+    from sendmail.sending.recipients import STATUSES, page
+
+    instance_id = req.route_params.get("id", "")
+    cursor = req.params.get("cursor")
+    status_text = req.params.get("status")
+    problems: list[str] = []
+    limit = page_limit(req, DEFAULT_RECIPIENTS_PAGE, MAX_RECIPIENTS_PAGE, problems)
+    wanted = next((s for s in STATUSES if s == status_text), None)
+    if status_text is not None and wanted is None:
+        problems.append(f"status must be one of {', '.join(STATUSES)}")
+    if cursor is not None and not cursor:
+        problems.append("cursor must be a nextCursor this service gave")
+    if problems:
+        raise ValidationFailed(problems)
+    status = await read_status(client, instance_id) if _plausible_id(instance_id) else None
+    kind = KIND_BY_ORCHESTRATOR.get(status.name or "") if status is not None else None
+    record = await asyncio.to_thread(_record, instance_id) if kind is not None else None
+    if status is None or status.runtime_status is None or record is None:
+        raise NotFound(f"No send with id {instance_id!r} exists.")
+    finished = status.runtime_status.value in FINISHED_STATUSES
+    stored = stored_send(services.blobs(), record.list_ref)
+    try:
+        found = await asyncio.to_thread(
+            functools.partial(
+                page,
+                record,
+                services.ledger(),
+                stored,
+                limit=limit,
+                cursor=cursor,
+                status=wanted,
+                finished=finished,
+            )
+        )
+    except ValueError as e:
+        raise ValidationFailed("cursor must be a nextCursor this service gave") from e
+    body = RecipientsPage.model_validate(
+        {
+            "id": instance_id,
+            "recipients": [r.to_json() for r in found.recipients],
+            "nextCursor": found.cursor,
+        }
+    )
+    return json_response(body.model_dump(mode="json", exclude_none=True))
 
 
 async def _delivery_counts(instance_id: str) -> dict[str, int] | None:
@@ -539,21 +733,6 @@ async def _running_progress(
                 if isinstance(s, DurableOrchestrationStatus)
             )
     return counts
-
-
-async def _pending_progress(
-    client: df.DurableOrchestrationClient, instance_id: str
-) -> dict[str, int]:
-    """Before the orchestrator's first episode there is no custom status: count the input.
-
-    The input is read here, server-side, only for its recipient count; it is never returned.
-    Only a poll between the start and the orchestrator's first episode asks for it.
-    """
-    status = await read_status(client, instance_id, show_input=True)
-    job = as_json_object(status.input_) or {}
-    recipients = job.get("recipients")
-    total = len(recipients) if isinstance(recipients, list) else 0
-    return {"total": total, "sent": 0, "failed": 0, "pending": 0}
 
 
 async def read_status(

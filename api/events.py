@@ -18,7 +18,7 @@ import re
 import azure.durable_functions as df
 import azure.functions as func
 
-from api.http import json_response, v1_errors
+from api.http import json_response, page_limit, v1_errors
 
 logger = logging.getLogger(__name__)
 
@@ -84,20 +84,10 @@ async def email_events(
     from sendmail.feedback.ses_events import EVENT_TYPES
 
     instance_id = req.route_params.get("id", "")
-    limit_text = req.params.get("limit")
     cursor = req.params.get("cursor") or None
     type_text = req.params.get("type") or None
     problems: list[str] = []
-    limit = DEFAULT_PAGE
-    if limit_text is not None:
-        if (
-            not limit_text.isascii()
-            or not limit_text.isdigit()
-            or not 1 <= int(limit_text) <= MAX_PAGE
-        ):
-            problems.append(f"limit must be an integer from 1 to {MAX_PAGE}")
-        else:
-            limit = int(limit_text)
+    limit = page_limit(req, DEFAULT_PAGE, MAX_PAGE, problems)
     event_type = next((t for t in EVENT_TYPES if t == type_text), None)
     if type_text is not None and event_type is None:
         problems.append(f"type must be one of {', '.join(EVENT_TYPES)}")

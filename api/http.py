@@ -106,3 +106,15 @@ def as_json_object(value: Any) -> dict[str, Any] | None:
         except json.JSONDecodeError:
             return None
     return value if isinstance(value, dict) else None
+
+
+def page_limit(req: func.HttpRequest, default: int, most: int, problems: list[str]) -> int:
+    """The ``limit`` query parameter of a paged route: 1..``most``, ``default`` when absent; a
+    bad one adds its problem to ``problems`` (the route answers them together, 400)."""
+    text = req.params.get("limit")
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= most:
+        problems.append(f"limit must be an integer from 1 to {most}")
+        return default
+    return int(text)

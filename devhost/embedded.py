@@ -58,7 +58,7 @@ class Embedded:
         if self.smtp is not None:
             names.append(f"SMTP sink at {self.smtp.host}:{self.smtp.port} (implicit TLS)")
         if self.azurite is not None:
-            names.append(f"Azurite (tables) at {self.azurite.table_endpoint}")
+            names.append(f"Azurite (blobs, queues, tables) at {self.azurite.table_endpoint}")
         return names
 
     def outbox(self) -> list[dict[str, Any]]:
@@ -142,8 +142,9 @@ def start_embedded(
 
 
 def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
-    """Azurite's table and queue services, persistent under the state dir (the send ledger
-    survives; the queue service holds the task hub's mirrored work-item queue).
+    """Azurite's blob, queue and table services, persistent under the state dir (the sends'
+    lists and content, the ledger and the sends table survive; the queue service holds the task
+    hub's mirrored work-item queue).
 
     It outlives a crashed devhost just long enough to save its data; the start waits for a
     previous devhost's Azurite to have done so (``devhost.emulators.azurite``'s module docs).
@@ -151,7 +152,7 @@ def _start_azurite(state_dir: Path, stack: contextlib.ExitStack) -> Any:
     from devhost.emulators.azurite import start_azurite
 
     location = state_dir / "azurite"
-    azurite = stack.enter_context(start_azurite(("queue", "table"), location=location))
+    azurite = stack.enter_context(start_azurite(("blob", "queue", "table"), location=location))
     os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 (its name)
     # Where to look at what the app stored (tools and tests): Azurite's well-known development
     # account, no secret of the app's.

@@ -42,7 +42,10 @@ class DevhostProcess:
         emulators: bool = False,
         port: int | None = None,
         key: str | None = None,
+        root: Path | None = None,
     ) -> None:
+        #: Whose devhost runs (another checkout's, for a baseline); this repository's by default.
+        self.root = Path(root) if root is not None else REPO_ROOT
         self.app_dir = Path(app_dir)
         self.state_dir = Path(state_dir)
         self.port = port or free_port()
@@ -74,13 +77,13 @@ class DevhostProcess:
         if not self.emulators:
             command.append("--no-emulators")
         env = {**os.environ, **self.extra_env, "DEVHOST_FUNCTION_KEY": self.key}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
         with self.log_path.open("ab") as log:
             # its own process group, as a shell job: kill_group() reaches devhost and whatever
             # it started in that group, and nothing of the caller's
             self.proc = subprocess.Popen(  # noqa: S603 (our own argv, no shell)
                 command,
-                cwd=REPO_ROOT,
+                cwd=self.root,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -20,6 +20,10 @@ from devhost.durable.api import DurableUrls
 from devhost.durable.engine import Engine
 from devhost.invoker import InvocationContext, Worker, accepted_parameters
 
+#: The largest request body the Functions host takes (the HTTP trigger's request length limit,
+#: 100 MB); a larger one never reaches the app.
+PLATFORM_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
 logger = logging.getLogger("devhost.http")
 
 RPC_PREFIX = "/_devhost/rpc/"
@@ -64,7 +68,9 @@ class DevHost:
         self.outbox = outbox
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._access_log], client_max_size=64 * 1024 * 1024)
+        app = web.Application(
+            middlewares=[self._access_log], client_max_size=PLATFORM_MAX_REQUEST_BYTES
+        )
         # Every path reaches _dispatch, which answers unmatched ones with the JSON envelope.
         # ``[\s\S]``, not ``.``: aiohttp matches the decoded path, and ``.`` stops at a "\n"
         # (``%0A``), which aiohttp would then answer itself with a plain-text 404.
@@ -151,6 +157,16 @@ class DevHost:
                 {
                     "sesCallsInFlight": _ses_calls_in_flight(),
                     "unwrittenLedgerRecords": _unwritten_ledger_records(),
+                }
+            )
+        if path == "/_dev/stats" and request.method == "GET":
+            if not self._authorised(request):
+                return self._unauthorised(request)
+            store = self.engine.store
+            return _json(
+                {
+                    "historyEventsWritten": store.history_events_written,
+                    "historyBytesWritten": store.history_bytes_written,
                 }
             )
         return await self._http_function(request)

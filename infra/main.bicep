@@ -148,7 +148,7 @@ param sesMaxInFlightBatches int = 4
 @description('SENDMAIL_SES_MAX_RECIPIENTS: recipients accepted in one aws-send request.')
 @minValue(1)
 @maxValue(1000000)
-param sesMaxRecipients int = 50000
+param sesMaxRecipients int = 1000000
 
 @description('SENDMAIL_SES_MAX_CONCURRENCY: most SendEmail calls in flight in one batch activity (the pace decides; this caps).')
 @minValue(1)

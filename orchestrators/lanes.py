@@ -19,19 +19,31 @@ Why lanes, and not a sliding window
     - no ``*_with_retry``: an activity that fails unexpectedly is retried explicitly, with a
       timer and a plain ``call_activity`` (safe: the send ledger stops re-sends).
 
+Bounded, whatever the send's size
+    Nothing per recipient crosses a lane: its input is a range of the send's stored list
+    (``sendmail/sending/lists.py``), each batch activity reads its own slice and records every
+    recipient's outcome in the send ledger, and returns counts. A lane keeps running counters
+    and, every :data:`GENERATION_BATCHES` batches, starts a new generation with
+    ``continue_as_new`` (carrying the next batch, the counters, the pace and an account-level
+    stop): the history the host loads and the SDK replays at each episode stays a few batches
+    long, so a million recipients cost the same per recipient as ten thousand
+    (docs/architecture.md, "Size").
+
 What a lane guarantees for each batch
-    A run of the batch activity returns what it sent, what failed for good and what is still
-    *pending* (SES throttling or 5xx, or the run's time budget ran out). The lane runs the
-    pending recipients again — at once if the run made progress, after a durable timer of
-    growing length (15 s, 30 s, ... 5 min) if SES kept refusing (``stalled``) — until the send's
-    deadline; only then are they failed, with the code of their last refusal. An activity that
-    raises is run again after growing timers until the send's deadline (SMTP, which has none:
-    :data:`ACTIVITY_ATTEMPTS` runs); after that the ledger says what the batch sent
-    (``reconcile_batch``) and the rest is ``BATCH_FAILED`` — or ``DELIVERY_UNKNOWN`` when the
-    ledger cannot be read either. The last run of a batch starts :data:`LAST_RUN` before the
-    deadline at the latest; a batch whose turn comes later is failed without a run. An
-    account-level stop (sending paused, daily quota) fails the lane's later batches without
-    calling SES. No batch can fail its lane, and no lane the send.
+    A run of the batch activity records what it sent and what failed for good, and returns how
+    many are still *pending* (SES throttling or 5xx, or the run's time budget ran out). The
+    lane runs the batch again — the activity sends only what has no outcome yet — at once if
+    the run made progress, after a durable timer of growing length (15 s, 30 s, ... 5 min) if
+    SES kept refusing (``stalled``), until the send's deadline; only then are they failed (the
+    ``fail_batch`` activity), with the code of the batch's last refusal. An activity that raises
+    is run again after growing timers until the send's deadline (SMTP, which has none:
+    :data:`ACTIVITY_ATTEMPTS` runs); after that what the ledger holds as sent stays sent and the
+    rest is ``BATCH_FAILED`` — or, when the ledger cannot be written either, counted as failed,
+    and shown by the recipients route as ``DELIVERY_UNKNOWN`` once the send is over. The last
+    run of a batch starts :data:`LAST_RUN` before the deadline at the latest; a batch whose turn
+    comes later is failed without a run. An account-level stop (sending paused, daily quota)
+    fails the lane's later batches without calling SES. No batch can fail its lane, and no lane
+    the send.
 
 Deterministic (replays): no I/O, no clocks but the context's, no randomness.
 """
@@ -40,24 +52,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
-from activities.names import RECONCILE_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
+from activities.names import FAIL_BATCH, SEND_SES_BATCH, SEND_SMTP_BATCH
 from orchestrators.names import LANE_ORCHESTRATOR
 
 if TYPE_CHECKING:
-    from sendmail.sending.jobs import BatchFailure, BatchResult, LaneBatch, LaneJob
+    from sendmail.contract.vocabulary import FailureCode
+    from sendmail.sending.jobs import BatchStop, BatchTally, LaneJob
 
 logger = logging.getLogger(__name__)
 
-#: Runs of an activity that raised, without a deadline (SMTP, reconcile), before giving up.
+#: Runs of an activity that raised, without a deadline (SMTP, fail_batch), before giving up.
 ACTIVITY_ATTEMPTS = 3
 #: Wait before running an activity that raised again; it doubles with every further run.
 ACTIVITY_RETRY_DELAY = timedelta(seconds=10)
+#: Batches a lane runs in one generation before it continues as new (its history stays this
+#: many batches long; each new generation costs one more episode).
+GENERATION_BATCHES = 10
 #: The last run of a batch starts at least this long before the send's deadline.
 LAST_RUN = timedelta(seconds=30)
 #: Waits after a run in which SES kept refusing: the first, doubled each time, at most.
@@ -73,13 +90,14 @@ def lane_instance_id(parent_instance_id: str, lane: int) -> str:
 
 
 def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> Steps:
-    """Run every lane at once; returns each lane's batch results (lane order, batch order)."""
-    from sendmail.sending.jobs import BatchResult
+    """Run every lane at once; returns each lane's :class:`LaneTally` (lane order)."""
+    from sendmail.contract.vocabulary import FailureCode
+    from sendmail.sending.jobs import LaneTally, ledger_key
 
     tasks = [
         context.call_sub_orchestrator(
             LANE_ORCHESTRATOR,
-            job.model_dump(mode="json"),
+            job.model_dump(mode="json", exclude_none=True),
             lane_instance_id(context.instance_id, n),
         )
         for n, job in enumerate(jobs)
@@ -89,8 +107,8 @@ def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> S
     except Exception:
         # A lane cannot fail on its own; if one did (a bug, a host error), keep the others:
         # the task_all failed fast, so wait for each lane in turn (yielding tasks already
-        # scheduled adds no action) and reconcile the failed lane's batches (new activities:
-        # the host's walk schedules them once it is past the task_all, i.e. all lanes ended).
+        # scheduled adds no action) and settle the failed lane's batches from the ledger (new
+        # activities: the host's walk schedules them once it is past the task_all).
         outputs = []
         for job, task in zip(jobs, tasks, strict=True):
             try:
@@ -98,104 +116,148 @@ def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> S
             except Exception:
                 if not context.is_replaying:
                     logger.error("instance %s: a lane failed", context.instance_id)
-                reconciled = []
-                for batch in job.batches:
-                    result = yield from _reconcile(context, batch)
-                    reconciled.append(result.model_dump(mode="json"))
-                outputs.append(reconciled)
-    return [[BatchResult.model_validate(r) for r in output] for output in outputs]
+                sent = failed = 0
+                for start, count in job.batches():
+                    tally = yield from _fail(
+                        context,
+                        ledger_key(job.sendId, start),
+                        count,
+                        FailureCode.BATCH_FAILED,
+                        "the batch failed unexpectedly after retries; not confirmed as sent",
+                    )
+                    sent, failed = sent + tally.sent, failed + tally.failed
+                outputs.append(
+                    LaneTally(sent=sent, failed=failed, batches=len(job.batches())).model_dump()
+                )
+    return [LaneTally.model_validate(output) for output in outputs]
+
+
+@dataclass
+class _Lane:
+    """A lane's running state: what a generation carries to the next."""
+
+    next: int
+    sent: int
+    failed: int
+    rate: float | None
+    stopped: BatchStop | None
 
 
 def run_lane(context: df.DurableOrchestrationContext) -> Steps:
-    """The lane orchestrator's body: its batches one after another (see the module docs)."""
-    from sendmail.sending.jobs import BatchResult, LaneJob, progress
+    """The lane orchestrator's body: its batches one after another (see the module docs);
+    a new generation every :data:`GENERATION_BATCHES` batches."""
+    from sendmail.sending.jobs import LaneJob, LaneTally, ledger_key, progress
 
     job = LaneJob.model_validate(context.get_input())
-    total = sum(len(b.recipients) for b in job.batches)
-    done: list[BatchResult] = []
-    rate = job.maxRate
+    batches = job.batches()
+    lane = _Lane(job.nextBatch, job.sent, job.failed, job.rate or job.maxRate, job.stopped)
 
-    def report(pending: int = 0) -> None:
-        status = progress(total, len(job.batches), done, pending=pending)
+    def report(batch: BatchTally | None = None) -> None:
+        """The lane's counts, and those of the batch waiting for its next run (if any)."""
+        sent = lane.sent + (batch.sent if batch is not None else 0)
+        failed = lane.failed + (batch.failed if batch is not None else 0)
+        pending = batch.pending if batch is not None else 0
+        status = progress(
+            job.end - job.start, len(batches), sent, failed, lane.next, pending=pending
+        )
         context.set_custom_status(status.model_dump(mode="json"))
 
     report()
-    for batch in job.batches:
-        stop = next((r.stopped for r in done if r.stopped is not None), None)
-        if stop is not None:  # an account-level stop holds for the lane's later batches too
-            message = f"Not attempted after an earlier batch: {stop.message}"
-            done.append(BatchResult.all_failed(len(batch.recipients), stop.code, message))
-            continue
-        result = yield from _send_batch(context, job, batch, rate, report)
-        rate = result.rate or rate
-        done.append(result)
+    ran = 0
+    while lane.next < len(batches):
+        if ran == GENERATION_BATCHES:
+            carried = job.model_copy(
+                update={
+                    "nextBatch": lane.next,
+                    "sent": lane.sent,
+                    "failed": lane.failed,
+                    "rate": lane.rate,
+                    "stopped": lane.stopped,
+                }
+            )
+            context.continue_as_new(carried.model_dump(mode="json", exclude_none=True))
+            return None
+        start, count = batches[lane.next]
+        key = ledger_key(job.sendId, start)
+        if lane.stopped is not None:  # an account-level stop holds for the later batches too
+            message = f"Not attempted after an earlier batch: {lane.stopped.message}"
+            tally = yield from _fail(context, key, count, lane.stopped.code, message)
+        else:
+            tally = yield from _send_batch(context, job, key, start, count, lane.rate, report)
+        lane.rate = tally.rate or lane.rate
+        lane.stopped = lane.stopped or tally.stopped
+        lane.sent += tally.sent
+        lane.failed += tally.failed
+        lane.next += 1
+        ran += 1
         report()
-    return [r.model_dump(mode="json") for r in done]
+    return LaneTally(sent=lane.sent, failed=lane.failed, batches=len(batches)).model_dump()
 
 
 def _send_batch(
     context: df.DurableOrchestrationContext,
     job: LaneJob,
-    batch: LaneBatch,
+    key: str,
+    start: int,
+    count: int,
     rate: float | None,
-    report: Callable[[int], None],
+    report: Callable[[BatchTally], None],
 ) -> Steps:
-    """Run one batch until nothing is pending or the deadline passed; its merged result."""
-    from sendmail.sending.jobs import BatchResult
-    from sendmail.sending.ses_errors import NOT_REACHED
+    """Run one batch until nothing is pending or the deadline passed; its :class:`BatchTally`."""
+    from sendmail.sending.jobs import BatchTally
+    from sendmail.sending.ses_errors import NOT_REACHED, THROTTLED
 
-    size = len(batch.recipients)
     if job.deadline is not None and as_utc(context.current_utc_datetime) >= _last_chance(job):
-        return BatchResult.all_failed(size, NOT_REACHED.code, NOT_REACHED.message)
-    message_ids: list[str | None] = [None] * size
-    failures: dict[int, BatchFailure] = {}
-    pending: list[int] | None = None
+        return (yield from _fail(context, key, count, NOT_REACHED.code, NOT_REACHED.message))
     stopped = None
     stalls = 0
+    sent = 0  # what the batch's runs so far say it sent
     while True:
         try:
             output = yield from _call_with_retries(
-                context, _activity(job), _activity_input(job, batch, pending, rate), job.deadline
+                context, _activity(job), _activity_input(job, key, start, count, rate), job.deadline
             )
         except Exception:
+            from sendmail.contract.vocabulary import FailureCode
+
             if not context.is_replaying:
                 logger.warning(
-                    "instance %s: batch %s kept failing; reconciling from the ledger",
+                    "instance %s: batch %s kept failing; what it did not send fails",
                     context.instance_id,
-                    batch.ledgerKey,
+                    key,
                 )
-            result = yield from _reconcile(context, batch)
-            result = result.model_copy(update={"pending": []})
-        else:
-            result = BatchResult.model_validate(output)
-        for index, message_id in enumerate(result.messageIds):
-            if message_id is not None:
-                message_ids[index] = message_id
-                failures.pop(index, None)
-        for failure in result.failures:  # an earlier, more specific failure is kept
-            if message_ids[failure.index] is None:
-                failures.setdefault(failure.index, failure)
-        rate = result.rate or rate
-        stopped = stopped or result.stopped
-        if not result.pending:
-            break
+            failed = yield from _fail(
+                context,
+                key,
+                count,
+                FailureCode.BATCH_FAILED,
+                "the batch failed unexpectedly after retries; not confirmed as sent",
+                sent=sent,
+            )
+            return failed.model_copy(update={"rate": rate, "stopped": stopped})
+        tally = BatchTally.model_validate(output)
+        sent = tally.sent
+        rate = tally.rate or rate
+        stopped = stopped or tally.stopped
+        if not tally.pending:
+            return tally.model_copy(update={"rate": rate, "stopped": stopped})
         now = as_utc(context.current_utc_datetime)
-        wait = min(MAX_STALL_WAIT, FIRST_STALL_WAIT * 2**stalls) if result.stalled else None
-        stalls = stalls + 1 if result.stalled else 0
+        wait = min(MAX_STALL_WAIT, FIRST_STALL_WAIT * 2**stalls) if tally.stalled else None
+        stalls = stalls + 1 if tally.stalled else 0
         last_chance = _last_chance(job) if job.deadline is not None else now
         if now >= last_chance:  # the deadline: what is still pending is final now
-            failures.update((p.index, p) for p in result.pending)
-            break
-        pending = [p.index for p in result.pending]
-        report(len(pending))
+            final = yield from _fail(
+                context,
+                key,
+                count,
+                tally.pendingCode or THROTTLED.code,
+                tally.pendingMessage or THROTTLED.message,
+                sent=tally.sent,
+            )
+            return final.model_copy(update={"rate": rate, "stopped": stopped})
+        report(tally)
         if wait is not None:  # never past the last chance: one more run before the deadline
             yield context.create_timer(min(now + wait, last_chance))
-    return BatchResult(
-        messageIds=message_ids,
-        failures=[failures[i] for i in sorted(failures)],
-        rate=rate,
-        stopped=stopped,
-    )
 
 
 def _last_chance(job: LaneJob) -> datetime:
@@ -209,32 +271,30 @@ def _activity(job: LaneJob) -> str:
 
 
 def _activity_input(
-    job: LaneJob, batch: LaneBatch, pending: list[int] | None, rate: float | None
+    job: LaneJob, key: str, start: int, count: int, rate: float | None
 ) -> dict[str, Any]:
     from sendmail.sending.jobs import SesBatch, SmtpBatch
 
     if job.kind == "ses":
         return SesBatch(
-            ledgerKey=batch.ledgerKey,
-            mail=job.mail,
-            recipients=(
-                batch.recipients if pending is None else [batch.recipients[i] for i in pending]
-            ),
-            indices=pending,
-            size=len(batch.recipients),
+            ledgerKey=key,
+            listRef=job.listRef,
+            start=start,
+            count=count,
             maxRate=job.maxRate,
             startRate=rate,
             deadline=job.deadline,
-        ).model_dump(mode="json")
+        ).model_dump(mode="json", exclude_none=True)
     assert job.provider is not None
+    assert job.secretRef is not None
     return SmtpBatch(
-        ledgerKey=batch.ledgerKey,
-        mail=job.mail,
+        ledgerKey=key,
+        listRef=job.listRef,
+        start=start,
+        count=count,
         provider=job.provider,
         secretRef=job.secretRef,
-        sealedPassword=job.sealedPassword,
-        recipients=batch.recipients,
-    ).model_dump(mode="json", exclude_none=True)
+    ).model_dump(mode="json")
 
 
 def _call_with_retries(
@@ -270,30 +330,32 @@ def _call_with_retries(
             yield context.create_timer(now + delay)
 
 
-def _reconcile(context: df.DurableOrchestrationContext, batch: LaneBatch) -> Steps:
-    """What the ledger says a failed batch sent; DELIVERY_UNKNOWN if it cannot say."""
-    from sendmail.contract.vocabulary import FailureCode
-    from sendmail.sending.jobs import BatchResult
+def _fail(
+    context: df.DurableOrchestrationContext,
+    key: str,
+    count: int,
+    code: FailureCode,
+    message: str,
+    *,
+    sent: int = 0,
+) -> Steps:
+    """Fail, with ``code``, every recipient of the batch without an outcome (an activity: the
+    ledger keeps them); its counts. If even that fails, the batch counts as failed but for the
+    ``sent`` known so far, and the recipients route says ``DELIVERY_UNKNOWN`` for the rest."""
+    from sendmail.sending.jobs import BatchTally, FailBatch
 
-    size = len(batch.recipients)
+    payload = FailBatch(ledgerKey=key, count=count, code=code, message=message)
     try:
-        output = yield from _call_with_retries(
-            context, RECONCILE_BATCH, {"ledgerKey": batch.ledgerKey, "size": size}
-        )
+        output = yield from _call_with_retries(context, FAIL_BATCH, payload.model_dump(mode="json"))
     except Exception:
         if not context.is_replaying:
             logger.error(
-                "instance %s: batch %s could not be reconciled",
+                "instance %s: batch %s could not be settled in the ledger",
                 context.instance_id,
-                batch.ledgerKey,
+                key,
             )
-        return BatchResult.all_failed(
-            size,
-            FailureCode.DELIVERY_UNKNOWN,
-            "the batch failed unexpectedly and its send record could not be read: "
-            "this recipient may or may not have been sent",
-        )
-    return BatchResult.model_validate(output)
+        return BatchTally(sent=sent, failed=count - sent)
+    return BatchTally.model_validate(output)
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -1,11 +1,13 @@
 """The two orchestrations — SES batches and SMTP connections — and the lane they both run.
 
-A send validates its input, splits the recipients into lanes of batches, runs the lanes at once
+A send validates its input (a reference to the stored list and content, counts and the plan —
+never the recipients), splits the list into lane ranges, runs the lanes at once
 (:func:`~orchestrators.lanes.run_lanes`: one ``task_all`` of sub-orchestrations, each sending its
-batches one after another), keeps the custom status (progress counts only, well under the 16 KB
-cap) up to date, and returns the outcome (``messageIds`` in recipient order, per-recipient
-``failures`` and the counts). While the lanes run, each lane publishes its own progress; the
-status route adds them up (the parent's status says how many lanes there are).
+batches one after another), keeps the custom status (progress counts only) up to date, notes the
+end in the sends table and returns the counts. Every recipient's outcome is in the send ledger
+(the recipients route reads it); nothing in this orchestration grows with the send. While the
+lanes run, each lane publishes its own progress; the status route adds them up (the parent's
+status says how many lanes there are).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
-from activities.names import FORGET_SECRET, RELEASE_QUOTA
+from activities.names import FINISH_SEND, FORGET_SECRET, RELEASE_QUOTA
 from orchestrators.lanes import as_utc, run_lane, run_lanes
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
@@ -32,24 +34,27 @@ bp = df.Blueprint()
 
 
 def _gather(
-    context: df.DurableOrchestrationContext,
-    kind: Kind,
-    total: int,
-    jobs: list[LaneJob],
+    context: df.DurableOrchestrationContext, kind: Kind, total: int, jobs: list[LaneJob]
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    """Run the lanes and assemble the outcome in recipient order."""
-    from sendmail.sending.jobs import assemble, progress
+    """Run the lanes, add up their counts, note the end in the sends table; the outcome."""
+    from sendmail.sending.jobs import SendOutcome, progress
 
-    batches = [batch for job in jobs for batch in job.batches]
-    start = progress(total, len(batches), [], lanes=len(jobs))
-    context.set_custom_status(start.model_dump(mode="json"))
-    per_lane = yield from run_lanes(context, jobs)
-    results = [result for lane in per_lane for result in lane]
+    batches = sum(len(job.batches()) for job in jobs)
+    context.set_custom_status(progress(total, batches, 0, 0, 0, lanes=len(jobs)).model_dump())
+    tallies = yield from run_lanes(context, jobs)
+    sent = sum(t.sent for t in tallies)
+    failed = sum(t.failed for t in tallies)
     context.set_custom_status(
-        progress(total, len(batches), results, lanes=len(jobs)).model_dump(mode="json")
+        progress(total, batches, sent, failed, batches, lanes=len(jobs)).model_dump()
     )
-    slices = [batch.recipients for batch in batches]
-    return assemble(kind, slices, results).model_dump(mode="json")
+    try:  # the record's counts and end; the status route does not depend on them
+        yield context.call_activity(
+            FINISH_SEND, {"id": context.instance_id, "sent": sent, "failed": failed}
+        )
+    except Exception:
+        if not context.is_replaying:
+            logger.warning("send %s: its record was not finished", context.instance_id)
+    return SendOutcome(kind=kind, total=total, sent=sent, failed=failed).model_dump(mode="json")
 
 
 @bp.function_name(SES_ORCHESTRATOR)
@@ -57,25 +62,26 @@ def _gather(
 def send_ses_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.sending.jobs import LaneBatch, LaneJob, SesJob, lane_batch_slices, ledger_key
+    from sendmail.sending.jobs import LaneJob, SesJob, lane_ranges
 
     job = SesJob.model_validate(context.get_input())
-    lanes = lane_batch_slices(job.recipients, job.lanes, job.batchSize)
+    ranges = lane_ranges(job.total, job.lanes)
     deadline = as_utc(context.current_utc_datetime) + timedelta(seconds=job.deadlineSeconds)
-    rate = job.maxRate / len(lanes) if job.maxRate else None
-    jobs: list[LaneJob] = []
-    number = 0
-    for lane in lanes:
-        batches = []
-        for recipients in lane:
-            batches.append(
-                LaneBatch(ledgerKey=ledger_key(context.instance_id, number), recipients=recipients)
-            )
-            number += 1
-        jobs.append(
-            LaneJob(kind="ses", mail=job.mail, batches=batches, maxRate=rate, deadline=deadline)
+    rate = job.maxRate / len(ranges) if job.maxRate else None
+    jobs = [
+        LaneJob(
+            kind="ses",
+            sendId=context.instance_id,
+            listRef=job.listRef,
+            start=start,
+            end=end,
+            batchSize=job.batchSize,
+            maxRate=rate,
+            deadline=deadline,
         )
-    outcome = yield from _gather(context, "ses", len(job.recipients), jobs)
+        for start, end in ranges
+    ]
+    outcome = yield from _gather(context, "ses", job.total, jobs)
     try:  # what the send's quota reservation did not use is free again
         yield context.call_activity(RELEASE_QUOTA, context.instance_id)
     except Exception:  # it expires on its own within 24 hours
@@ -89,25 +95,28 @@ def send_ses_orchestrator(
 def send_smtp_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.sending.jobs import LaneBatch, LaneJob, SmtpJob, ledger_key, split_even
+    from sendmail.sending.jobs import LaneJob, SmtpJob, lane_ranges, smtp_plan
 
     job = SmtpJob.model_validate(context.get_input())
+    lanes, size = smtp_plan(job.total, job.connections)
     jobs = [
         LaneJob(
             kind="smtp",
-            mail=job.mail,
-            batches=[LaneBatch(ledgerKey=ledger_key(context.instance_id, n), recipients=part)],
+            sendId=context.instance_id,
+            listRef=job.listRef,
+            start=start,
+            end=end,
+            batchSize=size,
             provider=job.provider,
             secretRef=job.secretRef,
-            sealedPassword=job.sealedPassword,
         )
-        for n, part in enumerate(split_even(job.recipients, job.connections))
+        for start, end in lane_ranges(job.total, lanes)
     ]
     # The password is needed no more once the lanes are done, however they ended: it is gone
     # within moments of the last message (sendmail/sending/secrets.py). ``except Exception``,
     # not ``finally``: a generator the SDK closes must not yield again.
     try:
-        outcome = yield from _gather(context, "smtp", len(job.recipients), jobs)
+        outcome = yield from _gather(context, "smtp", job.total, jobs)
     except Exception:
         yield from _forget(context, job.secretRef)
         raise
@@ -132,6 +141,6 @@ def _forget(
 @bp.orchestration_trigger(context_name="context")
 def send_lane_orchestrator(
     context: df.DurableOrchestrationContext,
-) -> Generator[TaskBase, Any, list[dict[str, Any]]]:
-    results: list[dict[str, Any]] = yield from run_lane(context)
-    return results
+) -> Generator[TaskBase, Any, dict[str, Any] | None]:
+    tally: dict[str, Any] | None = yield from run_lane(context)
+    return tally

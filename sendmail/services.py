@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from sendmail.feedback.replays import ProcessedMessages
     from sendmail.feedback.sns import SnsVerifier
     from sendmail.feedback.suppression import SuppressionList
+    from sendmail.platform.blobs import BlobStore
     from sendmail.sending.ledger import SendLedger
     from sendmail.sending.sealing import Sealer
     from sendmail.sending.secrets import SecretStore
+    from sendmail.sending.sends import SendsTable
     from sendmail.sending.ses import SesSender
     from sendmail.sending.smtp import SmtpSender
 
@@ -53,6 +55,20 @@ def ledger() -> SendLedger:
     from sendmail.sending.ledger import ledger_from_environment
 
     return _get("ledger", ledger_from_environment)  # type: ignore[no-any-return]
+
+
+def blobs() -> BlobStore:
+    """Each send's stored list and content (sendmail/sending/lists.py)."""
+    from sendmail.platform.blobs import blob_store_from_environment
+
+    return _get("blobs", blob_store_from_environment)  # type: ignore[no-any-return]
+
+
+def sends() -> SendsTable:
+    """One record per send (sendmail/sending/sends.py)."""
+    from sendmail.sending.sends import sends_from_environment
+
+    return _get("sends", sends_from_environment)  # type: ignore[no-any-return]
 
 
 def idempotency() -> IdempotencyStore:

@@ -34,7 +34,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
     from sendmail.feedback.event_store import MemoryEventStore
     from sendmail.feedback.replays import MemoryProcessedMessages
     from sendmail.feedback.suppression import MemorySuppressionList
+    from sendmail.platform.blobs import MemoryBlobStore
     from sendmail.sending.secrets import MemoryRows, SecretStore
+    from sendmail.sending.sends import MemorySends
 
     services.override(
         ledger=MemorySendLedger(),
@@ -45,6 +47,8 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
         reservations=MemoryReservations(),  # the table itself: test_reservations.py
         login_guard=MemoryLoginGuard(limit=5),  # the table itself: test_logins.py
         secrets=SecretStore(MemoryRows(), MemoryRows(), services.sealer),  # test_secrets.py
+        blobs=MemoryBlobStore(),  # Azurite's blob service: test_lists.py
+        sends=MemorySends(),  # the table itself: test_sends.py
     )
     yield
     services.reset()

@@ -40,6 +40,16 @@ def test_every_function_level_route_is_placed_exactly_once(app_functions: dict[s
     assert "admin" not in routes.values()  # the master key is never needed, never handed out
 
 
+def test_a_callers_key_opens_every_route_about_its_sends(app_functions: dict[str, Any]) -> None:
+    """Sending, and reading what became of a send: its status, each recipient's outcome (the
+    recipients route, which the status route links to) and its SES events."""
+    callers = set(ACCESS["perFunctionKeys"]["caller"])
+    assert callers == {"aws_send", "user_send", "email_status", "email_recipients", "email_events"}
+    routes = {name: f.get_trigger().route for name, f in app_functions.items() if name in callers}
+    assert routes["email_recipients"] == "v1/emails/{id}/recipients"
+    assert levels(app_functions)["email_recipients"] == "function"
+
+
 def test_no_caller_key_opens_an_operator_route() -> None:
     callers = set(ACCESS["perFunctionKeys"]["caller"])
     assert {"suppression_get", "suppression_delete"} <= set(ACCESS["hostKeysOnly"])

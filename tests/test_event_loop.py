@@ -172,6 +172,7 @@ REQUESTS: dict[str, tuple[str, str, dict[str, str], Any, int]] = {
     "aws_send": ("POST", "/api/v1/emails/aws-send", {}, AWS, 202),
     "user_send": ("POST", "/api/v1/emails/user-send", {}, USER, 202),
     "email_status": ("GET", "/api/v1/emails/abc123", {"id": "abc123"}, None, 404),
+    "email_recipients": ("GET", "/api/v1/emails/abc123/recipients", {"id": "abc123"}, None, 404),
     "email_events": ("GET", "/api/v1/emails/abc123/events", {"id": "abc123"}, None, 404),
     "ses_events": ("POST", "/api/v1/events/ses", {}, {"Type": "Notification"}, 403),
     "suppression_get": (
@@ -281,26 +282,30 @@ def test_the_watch_catches_a_quota_read_on_the_loop(slow_ses: Latency) -> None:
     assert slow_ses.threads == [watched.loop_thread]
 
 
-def test_a_body_of_a_million_copies_of_one_address_leaves_the_loop_free(
-    app_functions: dict[str, Any], slow_ses: Latency
-) -> None:
-    """The security review's request: a body of the largest accepted size holding nothing but
-    one address, over and over, from a sender that is not allowed. It froze the worker's loop
-    for 29 s (every entry validated, on the loop, before the sender was checked). Now it is
-    refused by its number of entries, on a worker thread: the one uninterruptible step left is
-    the JSON parser itself, so another request waits for that at most (well under a second)."""
-    from sendmail.contract.models import Limits
-    from sendmail.platform.settings import get_settings
+@dataclass
+class Parses:
+    """Where the request body was parsed (``jsontext.loads``, which holds the GIL throughout:
+    the one step of a request that no other thread can interrupt)."""
 
-    limits = Limits.for_aws(get_settings())
-    limit = limits.max_request_bytes
-    copies = (limit - 1_000) // len('"a@b.co",')
-    raw = json.dumps(
-        {**AWS, "senderEmail": "x@not-allowed.example", "recipientEmails": ["a@b.co"] * copies},
-        separators=(",", ":"),
-    ).encode()
-    assert copies > 1_500_000
-    assert len(raw) <= limit  # refused for what it holds, not for its size
+    threads: list[int] = field(default_factory=list)
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> Parses:
+    from sendmail.platform import jsontext
+
+    seen = Parses()
+    real = jsontext.loads
+
+    def loads(raw: bytes | str) -> Any:
+        seen.threads.append(threading.get_ident())
+        return real(raw)
+
+    monkeypatch.setattr(jsontext, "loads", loads)
+    return seen
+
+
+def watch_aws_send(app_functions: dict[str, Any], raw: bytes) -> Watched:
     user_function = app_functions["aws_send"].get_user_function()
 
     def make() -> Awaitable[Any]:
@@ -309,11 +314,93 @@ def test_a_body_of_a_million_copies_of_one_address_leaves_the_loop_free(
         )
         return user_function.client_function(req=req, client=FakeDurableClient())  # type: ignore[no-any-return]
 
-    watched = run_watched(make)
+    return run_watched(make)
+
+
+def aws_body(recipients: list[str], sender: str = "se@aifactory.page") -> bytes:
+    body = {**AWS, "senderEmail": sender, "recipientEmails": recipients}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def test_a_body_of_the_largest_size_holding_one_address_is_refused_off_the_loop(
+    app_functions: dict[str, Any], slow_ses: Latency, parses: Parses
+) -> None:
+    """The security review's request: a body of the largest accepted size holding nothing but
+    one address, over and over, from a sender that is not allowed. It froze the worker's loop
+    for 29 s (every entry validated, on the loop, before the sender was checked).
+
+    At a million recipients the largest body is the platform's 100 MiB (about 11.6 million
+    copies), and CPython's parser would hold the GIL one to three seconds over it — every other
+    request of the worker waiting that long. So the body's commas are counted before it is
+    parsed (a valid body has at most one per entry and per character of its text): this one is
+    refused without a parse, and the loop stays free (well under a second)."""
+    from sendmail.contract.models import PLATFORM_MAX_REQUEST_BYTES, Limits
+    from sendmail.platform.settings import get_settings
+
+    limits = Limits.for_aws(get_settings())
+    limit = limits.max_request_bytes
+    assert (limits.max_recipients, limit) == (1_000_000, PLATFORM_MAX_REQUEST_BYTES)
+    copies = (limit - 1_000) // len('"a@b.co",')
+    raw = aws_body(["a@b.co"] * copies, sender="x@not-allowed.example")
+    assert copies > limits.max_commas
+    assert len(raw) <= limit  # refused for what it holds, not for its size
+    parses.threads.clear()
+
+    watched = watch_aws_send(app_functions, raw)
 
     response = watched.result
     assert response.status_code == 400
     message = json.loads(response.get_body())["message"]
-    assert f"at most {limits.max_entries} entries, duplicates included (got {copies})" in message
+    assert f"at most {limits.max_entries} entries, duplicates included" in message
+    assert parses.threads == []  # refused before any parse
     assert watched.longest_stall < 1.0, f"another request waited {watched.longest_stall:.2f} s"
     assert slow_ses.threads == []  # refused before admission read SES
+
+
+def test_a_million_recipients_from_a_sender_not_allowed_leave_the_loop_free(
+    app_functions: dict[str, Any], slow_ses: Latency, parses: Parses
+) -> None:
+    """A million distinct addresses (about 33 MB): parsed off the loop and refused for the
+    sender before any address is validated (the last one is not an address: still 403)."""
+    recipients = [f"customer.{i:07d}@mail.example.com" for i in range(1_000_000 - 1)]
+    raw = aws_body([*recipients, "not an address"], sender="x@not-allowed.example")
+
+    watched = watch_aws_send(app_functions, raw)
+
+    response = watched.result
+    assert response.status_code == 403, response.get_body()[:300]
+    assert len(parses.threads) == 1
+    assert watched.loop_thread not in parses.threads
+    assert watched.longest_stall < 1.0, f"another request waited {watched.longest_stall:.2f} s"
+    assert slow_ses.threads == []
+
+
+def test_validating_the_most_entries_a_request_may_hold_leaves_the_loop_free(
+    app_functions: dict[str, Any], slow_ses: Latency, parses: Parses
+) -> None:
+    """Two million entries (the most a request of a million recipients may hold, duplicates
+    included): 20,000 distinct addresses, each a hundred times, from an allowed sender. Every
+    entry is counted and de-duplicated and every distinct address validated, on a worker
+    thread; then admission reads SES (slowly, off the loop too) and refuses it: moto's
+    24-hour quota is 200 messages, and the refusal names the 20,000 the list came down to."""
+    from sendmail.contract.models import Limits
+    from sendmail.platform.settings import get_settings
+
+    limits = Limits.for_aws(get_settings())
+    distinct = [f"customer.{i:05d}@mail.example.com" for i in range(20_000)]
+    raw = aws_body(distinct * (limits.max_entries // len(distinct)))
+    assert limits.max_entries == 2_000_000
+
+    watched = watch_aws_send(app_functions, raw)
+
+    response = watched.result
+    assert response.status_code == 429, response.get_body()[:300]
+    assert "needs 20000 messages" in json.loads(response.get_body())["message"]
+    assert len(parses.threads) == 1
+    assert watched.loop_thread not in parses.threads
+    # (no check of slow_steps here: a worker thread's long C call — the parse, pydantic's pass
+    # over the list — may pause the loop in the middle of one of its steps, and debug mode
+    # then reports that step; the stall is what another request sees)
+    assert watched.longest_stall < 1.0, f"another request waited {watched.longest_stall:.2f} s"
+    assert slow_ses.threads
+    assert watched.loop_thread not in slow_ses.threads

@@ -1,7 +1,10 @@
 """The HTTP functions, called as the host calls them, with a recording Durable client.
 
-202 + Location, ``Prefer: wait``, 403 and 429 decided before anything starts, the sealed password
-in the orchestration input, the status route, and the v1 envelope for every error.
+202 + Location, ``Prefer: wait``, 403 and 429 decided before anything starts, an orchestration
+input that holds neither the password nor the recipients nor the content (they are in the secret
+store, the blob store and the sends table), the status route, and the v1 envelope for every error.
+A finished send is faked as its lanes leave it: outcomes in the ledger, counts in the output
+(tests/support/http.py).
 """
 
 from __future__ import annotations
@@ -15,12 +18,26 @@ import pytest
 
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail import services
+from sendmail.platform.blobs import MemoryBlobStore
+from sendmail.platform.settings import get_settings
+from sendmail.sending.jobs import Mail
 from sendmail.sending.ledger import MemorySendLedger
+from sendmail.sending.lists import StoredSend
 from sendmail.sending.sealing import new_key
+from sendmail.sending.sends import MemorySends
 from sendmail.sending.ses import SendQuota
 from tests.support import http
 from tests.support.durable import FakeDurableClient, status
-from tests.support.http import BASE, StubQuota, completed
+from tests.support.http import (
+    BASE,
+    FinishingClient,
+    Outcome,
+    StubQuota,
+    completed,
+    finished,
+    record_outcomes,
+    store_finished,
+)
 
 
 @pytest.fixture
@@ -103,16 +120,36 @@ def test_aws_send_starts_the_ses_orchestration_and_answers_202(
     }
     [(name, job)] = client.started
     assert name == SES_ORCHESTRATOR
-    assert job["recipients"] == ["a@example.com", "B@example.com"]
-    assert job["mail"] == {
-        "sender": "se@aifactory.page",
-        "subject": "안녕하세요",
-        "body": "본문입니다",
+    assert job == {
+        "kind": "ses",
+        "listRef": instance_id,  # the list and the content are stored under the send's id
+        "total": 2,
+        "batchSize": 840,  # one lane, a minute of 14/s a batch
+        "lanes": 1,
+        "maxRate": 14,  # the account's MaxSendRate; the lanes share it
+        # the setting's hour past the 1 s that 2 recipients need at 14/s
+        # (jobs.send_deadline_seconds)
+        "deadlineSeconds": 3601,
     }
-    assert (job["batchSize"], job["lanes"]) == (840, 1)  # one lane, a minute of 14/s a batch
-    assert job["maxRate"] == 14  # the account's MaxSendRate; the lanes share it
-    # the setting's hour past the 1 s that 2 recipients need at 14/s (jobs.send_deadline_seconds)
-    assert job["deadlineSeconds"] == 3601
+    # No address and no content in the orchestration input (nor in its history): they are in
+    # the blob store, read by each batch; the send's record is in the sends table.
+    for text in ("a@example.com", "B@example.com", "안녕하세요", "본문입니다"):
+        assert text not in json.dumps(job, ensure_ascii=False)
+    stored = StoredSend(services.blobs(), instance_id)
+    assert stored.recipients(0, stored.count()) == ["a@example.com", "B@example.com"]
+    assert stored.mail() == Mail(
+        sender="se@aifactory.page", subject="안녕하세요", body="본문입니다"
+    )
+    record = services.sends().get(instance_id)
+    assert record is not None
+    assert (record.kind, record.total, record.lanes, record.batch_size, record.list_ref) == (
+        "ses",
+        2,
+        1,
+        840,
+        instance_id,
+    )
+    assert record.finished is None
 
 
 def test_a_sender_that_is_not_allowed_is_403_and_nothing_starts(
@@ -172,7 +209,9 @@ def test_allowed_domains_admit_every_address_at_them(
 ) -> None:
     monkeypatch.setenv("SENDMAIL_ALLOWED_SENDER_DOMAINS", "Example.org")
     services.reset()
-    services.override(ses=quota, ledger=MemorySendLedger())
+    services.override(
+        ses=quota, ledger=MemorySendLedger(), blobs=MemoryBlobStore(), sends=MemorySends()
+    )
     body = {**AWS, "senderEmail": "news@example.org"}
     response = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=body)
     assert response.status_code == 202
@@ -219,7 +258,9 @@ def test_user_send_keeps_the_password_out_of_the_orchestration_input(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Found by the security review: the sealed password rode in the orchestration input,
-    readable for ever by whoever had the key. The input now names it in the secret store."""
+    readable for ever by whoever had the key. The input now names it in the secret store — and
+    the recipients and the content too, in the blob store: the input (and so the Durable
+    history) holds none of them."""
     caplog.set_level(logging.DEBUG)
     response = call(app_functions, "user_send", client, path="/api/v1/emails/user-send", body=USER)
 
@@ -227,11 +268,26 @@ def test_user_send_keeps_the_password_out_of_the_orchestration_input(
     [(name, job)] = client.started
     [instance_id] = client.instance_ids
     assert name == SMTP_ORCHESTRATOR
-    assert "app-password-123" not in json.dumps(job)
-    assert "sealedPassword" not in job
-    assert job["secretRef"] == instance_id
+    assert job == {
+        "kind": "smtp",
+        "listRef": instance_id,
+        "total": 1,
+        "provider": "GMAIL",
+        "secretRef": instance_id,
+        "connections": 3,
+    }
+    for secret_or_content in ("app-password-123", "friend@example.com", "Long time no see!"):
+        assert secret_or_content not in json.dumps(job)
     assert services.secrets().get(instance_id).get_secret_value() == "app-password-123"
-    assert job["connections"] == 3
+    stored = StoredSend(services.blobs(), instance_id)
+    assert stored.recipients(0, stored.count()) == ["friend@example.com"]
+    assert stored.mail() == Mail(sender="me@gmail.com", subject="Hi", body="Long time no see!")
+    blobs = services.blobs()
+    assert isinstance(blobs, MemoryBlobStore)
+    assert not any(b"app-password-123" in data for data in blobs.blobs.values())
+    record = services.sends().get(instance_id)
+    assert record is not None
+    assert (record.kind, record.total, record.list_ref) == ("smtp", 1, instance_id)
     assert "app-password-123" not in caplog.text
     assert "app-password-123" not in response.get_body().decode()
 
@@ -280,6 +336,28 @@ def test_an_unexpected_error_is_a_generic_500_and_logged(
     envelope = assert_envelope(response, 500, "/api/v1/emails/aws-send")
     assert "internals" not in envelope["message"]
     assert "secret internals" in caplog.text  # the operator sees it in the log
+    blobs = services.blobs()
+    assert isinstance(blobs, MemoryBlobStore)
+    assert blobs.blobs == {}  # the list of a send that never started is not kept
+
+
+def test_a_send_refused_before_it_starts_stores_nothing(
+    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+) -> None:
+    quota.quota = SendQuota(max_24_hour_send=200, max_send_rate=1, sent_last_24_hours=199)
+    refused = call(app_functions, "aws_send", client, path="/api/v1/emails/aws-send", body=AWS)
+    forbidden = call(
+        app_functions,
+        "aws_send",
+        client,
+        path="/api/v1/emails/aws-send",
+        body={**AWS, "senderEmail": "x@elsewhere.example.com"},
+    )
+    assert (refused.status_code, forbidden.status_code) == (429, 403)
+    blobs, sends = services.blobs(), services.sends()
+    assert isinstance(blobs, MemoryBlobStore)
+    assert isinstance(sends, MemorySends)
+    assert (blobs.blobs, sends.records) == ({}, {})
 
 
 def test_a_start_that_answers_an_error_but_did_start_is_answered_as_started(
@@ -301,10 +379,14 @@ def test_a_start_that_answers_an_error_but_did_start_is_answered_as_started(
     assert "start answered an error but it runs" in caplog.text
 
 
+def first_sent_second_rejected(index: int, address: str) -> Outcome:
+    return "0101-abc" if index == 0 else ("SES_MESSAGE_REJECTED", f"SES rejected {address}")
+
+
 def test_prefer_wait_answers_like_v1_when_the_send_finishes_in_time(
-    app_functions: dict[str, Any], client: FakeDurableClient, quota: StubQuota
+    app_functions: dict[str, Any], quota: StubQuota
 ) -> None:
-    client.statuses["inst1"] = [status("inst1", SES_ORCHESTRATOR, "Running"), completed("inst1")]
+    client = FinishingClient(first_sent_second_rejected, running=1)
     response = call(
         app_functions,
         "aws_send",
@@ -314,10 +396,66 @@ def test_prefer_wait_answers_like_v1_when_the_send_finishes_in_time(
         headers={"Prefer": "respond-async, wait=5"},
     )
     assert response.status_code == 200
-    body = body_of(response)
-    assert body["messageIds"] == ["0101-abc"]
-    assert body["failures"][0]["recipient"] == "b@example.com"
+    [instance_id] = client.instance_ids
+    # v1's answer, read from the ledger and the stored list (the output holds counts only);
+    # the recipient as the request spelled it (B@example.com, the first of its duplicates)
+    assert body_of(response) == {
+        "id": instance_id,
+        "messageIds": ["0101-abc"],
+        "failures": [
+            {
+                "recipient": "B@example.com",
+                "code": "SES_MESSAGE_REJECTED",
+                "message": "SES rejected B@example.com",
+            }
+        ],
+    }
     assert response.headers["Preference-Applied"] == "wait=5"
+    location = f"{BASE}/api/v1/emails/{instance_id}"
+    assert response.headers["Location"] == response.headers["Content-Location"] == location
+    assert all(not shown for _, shown in client.status_reads)  # never the input
+
+
+def test_prefer_wait_above_the_inline_limit_answers_the_recipients_url_instead(
+    app_functions: dict[str, Any], quota: StubQuota, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENDMAIL_STATUS_INLINE_RECIPIENTS", "1")
+    get_settings.cache_clear()
+    client = FinishingClient(first_sent_second_rejected)
+    response = call(
+        app_functions,
+        "aws_send",
+        client,
+        path="/api/v1/emails/aws-send",
+        body=AWS,
+        headers={"Prefer": "wait=5"},
+    )
+    assert response.status_code == 200
+    [instance_id] = client.instance_ids
+    assert body_of(response) == {
+        "id": instance_id,
+        "messageIds": [],
+        "failures": [],
+        "recipientsUrl": f"{BASE}/api/v1/emails/{instance_id}/recipients",
+    }
+
+
+def test_prefer_wait_answers_500_when_the_send_failed(
+    app_functions: dict[str, Any], quota: StubQuota
+) -> None:
+    client = FinishingClient(lambda i, a: None, runtime="Failed")
+    response = call(
+        app_functions,
+        "aws_send",
+        client,
+        path="/api/v1/emails/aws-send",
+        body=AWS,
+        headers={"Prefer": "wait=5"},
+    )
+    envelope = assert_envelope(response, 500, "/api/v1/emails/aws-send")
+    [instance_id] = client.instance_ids
+    assert envelope["message"].startswith(f"The send {instance_id} ended as Failed")
+    assert response.headers["Location"] == f"{BASE}/api/v1/emails/{instance_id}"
 
 
 def test_prefer_wait_falls_back_to_202_when_the_send_takes_longer(
@@ -388,8 +526,8 @@ def test_status_of_a_running_send_adds_up_its_lanes_progress(
     assert body["runtimeStatus"] == "Running"
     assert body["progress"] == {"total": 10, "sent": 4, "failed": 1, "pending": 3}
     assert body["messageIds"] == []
-    # showInput=false on the wire for every read: a running send's input (up to 50,000
-    # addresses) and its lanes' are never fetched by a poll
+    # showInput=false on the wire for every read: a running send's input and its lanes' are
+    # never fetched by a poll (small now, but nothing a poll needs)
     assert sorted(client.status_reads) == [
         ("abc", False),
         ("abc:lane0", False),
@@ -443,38 +581,40 @@ def test_a_lane_is_not_a_send_on_the_status_route(
     assert response.status_code == 404
 
 
-def test_status_of_a_pending_send_counts_the_input_without_returning_it(
-    app_functions: dict[str, Any], client: FakeDurableClient
-) -> None:
-    job = {"recipients": ["a@example.com", "b@example.com"], "sealedPassword": "token"}
-    client.statuses["abc"] = [status("abc", SMTP_ORCHESTRATOR, "Pending", input_=job)]
-    response = call(
+def get_status(app_functions: dict[str, Any], client: FakeDurableClient, instance_id: str) -> Any:
+    return call(
         app_functions,
         "email_status",
         client,
         method="GET",
-        path="/api/v1/emails/abc",
-        route_params={"id": "abc"},
+        path=f"/api/v1/emails/{instance_id}",
+        route_params={"id": instance_id},
     )
+
+
+def test_status_of_a_pending_send_counts_its_record_without_reading_the_input(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    """Before the orchestrator's first episode there is no custom status: the total comes
+    from the send's record (the sends table), never from the input, which is not even read."""
+    store_finished("abc", ["a@example.com", "b@example.com"], {}, kind="smtp")
+    job = {"kind": "smtp", "listRef": "abc", "total": 2, "secretRef": "abc"}
+    client.statuses["abc"] = [status("abc", SMTP_ORCHESTRATOR, "Pending", input_=job)]
+    response = get_status(app_functions, client, "abc")
     assert response.status_code == 202
     body = body_of(response)
     assert body["progress"] == {"total": 2, "sent": 0, "failed": 0, "pending": 0}
-    assert "token" not in response.get_body().decode()
+    assert (body["messageIds"], body["failures"]) == ([], [])
+    assert body["recipientsUrl"] == f"{BASE}/api/v1/emails/abc/recipients"
     assert "a@example.com" not in response.get_body().decode()
+    assert client.status_reads == [("abc", False)]
 
 
 def test_status_of_a_finished_send_is_200_with_message_ids_and_failures(
     app_functions: dict[str, Any], client: FakeDurableClient
 ) -> None:
-    client.statuses["abc"] = [completed("abc")]
-    response = call(
-        app_functions,
-        "email_status",
-        client,
-        method="GET",
-        path="/api/v1/emails/abc",
-        route_params={"id": "abc"},
-    )
+    client.statuses["abc"] = [finished("abc")]
+    response = get_status(app_functions, client, "abc")
     assert response.status_code == 200
     body = body_of(response)
     assert set(body) == {
@@ -486,6 +626,7 @@ def test_status_of_a_finished_send_is_200_with_message_ids_and_failures(
         "progress",
         "messageIds",
         "failures",
+        "recipientsUrl",
         "delivery",
     }
     assert body["progress"] == {"total": 2, "sent": 1, "failed": 1, "pending": 0}
@@ -496,9 +637,95 @@ def test_status_of_a_finished_send_is_200_with_message_ids_and_failures(
         "rejected": 0,
         "delayed": 0,
     }
+    # v1's shape, from the ledger and the stored list (the output holds counts only)
     assert body["messageIds"] == ["0101-abc"]
+    assert body["failures"] == [
+        {"recipient": "b@example.com", "code": "SES_MESSAGE_REJECTED", "message": "x"}
+    ]
+    assert body["recipientsUrl"] == f"{BASE}/api/v1/emails/abc/recipients"
     assert body["createdTime"] == "2026-11-29T10:00:00Z"
     assert "Retry-After" not in response.headers
+    assert client.status_reads == [("abc", False)]  # showInput=false: the input is never read
+
+
+def test_a_finished_send_lists_messages_in_recipient_order_across_lanes_and_batches(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    recipients = [f"r{i}@example.com" for i in range(23)]
+    outcomes: dict[int, Outcome] = {
+        i: f"m{i}" if i % 4 else ("SES_MESSAGE_REJECTED", f"no {i}") for i in range(23)
+    }
+    del outcomes[22]  # its batch ended without a record: unknown, so failed
+    client.statuses["big"] = [finished("big", recipients, outcomes, lanes=3, batch_size=3)]
+    body = body_of(get_status(app_functions, client, "big"))
+    assert body["messageIds"] == [f"m{i}" for i in range(22) if i % 4]
+    assert [(f["recipient"], f["code"]) for f in body["failures"]] == [
+        *((f"r{i}@example.com", "SES_MESSAGE_REJECTED") for i in range(0, 22, 4)),
+        ("r22@example.com", "DELIVERY_UNKNOWN"),
+    ]
+
+
+@pytest.mark.parametrize(("inline_limit", "inline"), [(3, True), (2, False)])
+def test_a_finished_send_has_inline_results_only_up_to_the_setting(
+    app_functions: dict[str, Any],
+    client: FakeDurableClient,
+    monkeypatch: pytest.MonkeyPatch,
+    inline_limit: int,
+    inline: bool,
+) -> None:
+    monkeypatch.setenv("SENDMAIL_STATUS_INLINE_RECIPIENTS", str(inline_limit))
+    get_settings.cache_clear()
+    recipients = ["a@example.com", "b@example.com", "c@example.com"]
+    outcomes: dict[int, Outcome] = {0: "m0", 1: ("SES_MESSAGE_REJECTED", "x"), 2: "m2"}
+    client.statuses["abc"] = [finished("abc", recipients, outcomes)]
+    body = body_of(get_status(app_functions, client, "abc"))
+    assert body["progress"] == {"total": 3, "sent": 2, "failed": 1, "pending": 0}
+    assert body["recipientsUrl"] == f"{BASE}/api/v1/emails/abc/recipients"
+    if inline:
+        assert body["messageIds"] == ["m0", "m2"]
+        assert body["failures"] == [
+            {"recipient": "b@example.com", "code": "SES_MESSAGE_REJECTED", "message": "x"}
+        ]
+    else:
+        assert (body["messageIds"], body["failures"]) == ([], [])
+
+
+def test_the_status_of_a_send_above_the_inline_limit_stays_small_however_big_it_is(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    """20,000 recipients, every one sent, at the default limit (10,000): the answer is the
+    counts and a link, and reading it reads neither the list nor the ledger."""
+    total = 20_000
+    assert get_settings().SENDMAIL_STATUS_INLINE_RECIPIENTS == 10_000
+    recipients = [f"recipient-{i:05d}@example.com" for i in range(total)]
+    outcomes: dict[int, Outcome] = {i: f"0101-{i:05d}-{'x' * 40}" for i in range(total)}
+    client.statuses["big"] = [finished("big", recipients, outcomes, lanes=4, batch_size=840)]
+    blobs = services.blobs()
+    assert isinstance(blobs, MemoryBlobStore)
+    reads = blobs.reads
+
+    response = get_status(app_functions, client, "big")
+
+    assert response.status_code == 200
+    assert len(response.get_body()) < 64 * 1024
+    body = body_of(response)
+    assert body["progress"] == {"total": total, "sent": total, "failed": 0, "pending": 0}
+    assert (body["messageIds"], body["failures"]) == ([], [])
+    assert body["recipientsUrl"] == f"{BASE}/api/v1/emails/big/recipients"
+    assert blobs.reads == reads
+    assert client.status_reads == [("big", False)]
+
+
+def test_a_finished_send_without_a_record_answers_its_counts(
+    app_functions: dict[str, Any], client: FakeDurableClient
+) -> None:
+    """A send whose record is gone (or never written) still answers: its counts, no lists,
+    no link to recipients that cannot be read."""
+    client.statuses["abc"] = [completed("abc")]
+    body = body_of(get_status(app_functions, client, "abc"))
+    assert body["progress"] == {"total": 2, "sent": 1, "failed": 1, "pending": 0}
+    assert (body["messageIds"], body["failures"]) == ([], [])
+    assert "recipientsUrl" not in body
 
 
 @pytest.mark.parametrize("instance_id", ["nope", "../../etc", "x" * 101])
@@ -576,51 +803,85 @@ def test_prefer_wait_falls_back_to_202_when_reading_the_status_fails(
     assert response.headers["Location"].endswith(f"/api/v1/emails/{client.instance_ids[0]}")
 
 
-def nothing_sent(instance_id: str, code: str, name: str = SMTP_ORCHESTRATOR) -> Any:
-    failures = [
-        {"recipient": r, "code": code, "message": "the SMTP server rejected the login"}
-        for r in ("a@example.com", "b@example.com")
-    ]
-    output = {
-        "kind": "smtp",
-        "total": 2,
-        "sent": 0,
-        "failed": 2,
-        "messageIds": [],
-        "failures": failures,
-    }
-    return status(instance_id, name, "Completed", output=output)
-
-
 @pytest.mark.parametrize(
     ("code", "status_code", "message"),
     [
         # A refused login is the caller's credentials: 403, with the sender's own words.
         ("SMTP_AUTH_FAILED", 403, "the SMTP server rejected the login"),
         # Anything else: v1 answered a failed send with 500; the message names the first failure.
-        ("SMTP_RECIPIENT_REFUSED", 500, "None of the 2 recipients could be sent (SMTP_RECIPIENT"),
+        (
+            "SMTP_RECIPIENT_REFUSED",
+            500,
+            "None of the 2 recipients could be sent (SMTP_RECIPIENT_REFUSED: the SMTP server "
+            "rejected the login); see",
+        ),
     ],
 )
 def test_prefer_wait_never_answers_v1_success_when_nobody_was_sent(
     app_functions: dict[str, Any],
-    client: FakeDurableClient,
     sealing_key: str,
     code: str,
     status_code: int,
     message: str,
 ) -> None:
-    client.statuses["inst1"] = [nothing_sent("inst1", code)]
+    client = FinishingClient(lambda i, a: (code, "the SMTP server rejected the login"))
+    body = {**USER, "recipientEmails": ["a@example.com", "b@example.com"]}
     response = call(
         app_functions,
         "user_send",
         client,
         path="/api/v1/emails/user-send",
-        body=USER,
+        body=body,
         headers={"Prefer": "wait=5"},
     )
     envelope = assert_envelope(response, status_code, "/api/v1/emails/user-send")
     assert envelope["message"].startswith(message)
     assert response.headers["Location"].endswith(f"/api/v1/emails/{client.instance_ids[0]}")
+
+
+@pytest.mark.parametrize("inline", ["0", "1"])
+def test_a_refused_login_is_403_whatever_the_inline_limit(
+    app_functions: dict[str, Any],
+    sealing_key: str,
+    inline: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 403 is decided on every recipient's code, not on what the status route lists."""
+    monkeypatch.setenv("SENDMAIL_STATUS_INLINE_RECIPIENTS", inline)
+    get_settings.cache_clear()
+    client = FinishingClient(lambda i, a: ("SMTP_AUTH_FAILED", "the SMTP server rejected it"))
+    body = {**USER, "recipientEmails": ["a@example.com", "b@example.com"]}
+    response = call(
+        app_functions,
+        "user_send",
+        client,
+        path="/api/v1/emails/user-send",
+        body=body,
+        headers={"Prefer": "wait=5"},
+    )
+    envelope = assert_envelope(response, 403, "/api/v1/emails/user-send")
+    assert envelope["message"] == "the SMTP server rejected it"
+
+
+def test_prefer_wait_answers_500_when_some_of_a_failed_login_send_is_unknown(
+    app_functions: dict[str, Any], sealing_key: str
+) -> None:
+    """403 only when every recipient failed on the login: a recipient whose outcome was never
+    recorded (DELIVERY_UNKNOWN) may have been sent, so it is not the caller's credentials."""
+    client = FinishingClient(
+        lambda i, a: ("SMTP_AUTH_FAILED", "the SMTP server rejected the login") if i else None
+    )
+    body = {**USER, "recipientEmails": ["a@example.com", "b@example.com"]}
+    response = call(
+        app_functions,
+        "user_send",
+        client,
+        path="/api/v1/emails/user-send",
+        body=body,
+        headers={"Prefer": "wait=5"},
+    )
+    envelope = assert_envelope(response, 500, "/api/v1/emails/user-send")
+    assert envelope["message"].startswith("None of the 2 recipients could be sent (")
 
 
 def test_a_send_that_could_not_be_guarded_by_the_ledger_never_starts(
@@ -865,11 +1126,17 @@ def test_with_prefer_wait_a_repeated_request_gets_the_finished_sends_200(
 ) -> None:
     first = send(app_functions, client, "order-1")
     instance_id = body_of(first)["id"]
-    client.statuses[instance_id] = [completed(instance_id)]
+    sent, failed = record_outcomes(instance_id, {0: "0101-abc", 1: ("SES_MESSAGE_REJECTED", "x")})
+    client.statuses[instance_id] = [completed(instance_id, total=2, sent=sent, failed=failed)]
 
     again = send(app_functions, client, "order-1", Prefer="wait=5")
 
     assert again.status_code == 200
-    assert body_of(again)["id"] == instance_id
-    assert body_of(again)["messageIds"] == ["0101-abc"]
+    assert body_of(again) == {
+        "id": instance_id,
+        "messageIds": ["0101-abc"],
+        "failures": [
+            {"recipient": "B@example.com", "code": "SES_MESSAGE_REJECTED", "message": "x"}
+        ],
+    }
     assert len(client.started) == 1

@@ -1,69 +1,228 @@
-"""Splitting recipients and assembling results: the pure parts of the orchestrations."""
+"""The plan of a send (lanes, batches, ledger keys) and what crosses Durable boundaries: the pure
+parts of the orchestrations, which the recipients route shares."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from sendmail.contract.errors import QuotaExceeded, envelope
 from sendmail.contract.vocabulary import FailureCode
 from sendmail.sending.jobs import (
     BATCH_SECONDS,
     MAX_BATCH_SIZE,
-    BatchFailure,
-    BatchResult,
-    assemble,
+    BatchTally,
+    FailBatch,
+    LaneJob,
+    LaneTally,
+    SendOutcome,
+    SesBatch,
+    SesJob,
+    SmtpJob,
+    batch_bounds,
+    batch_of,
+    lane_ranges,
+    ledger_key,
     plan_ses,
+    progress,
     send_deadline_seconds,
-    split_batches,
-    split_even,
+    smtp_plan,
 )
 
 
 @pytest.mark.parametrize(
-    ("count", "size", "expected"),
+    ("total", "lanes", "expected"),
     [
-        (0, 500, []),
-        (1, 500, [1]),
-        (500, 500, [500]),
-        (501, 500, [500, 1]),
-        (1234, 500, [500, 500, 234]),
+        (1, 3, [(0, 1)]),  # never an empty lane
+        (2, 3, [(0, 1), (1, 2)]),
+        (3, 3, [(0, 1), (1, 2), (2, 3)]),
+        (10, 3, [(0, 4), (4, 7), (7, 10)]),
+        (100, 3, [(0, 34), (34, 67), (67, 100)]),
+        (7, 1, [(0, 7)]),
+        (8, 4, [(0, 2), (2, 4), (4, 6), (6, 8)]),
     ],
 )
-def test_split_batches(count: int, size: int, expected: list[int]) -> None:
-    recipients = [f"r{i}" for i in range(count)]
-    batches = split_batches(recipients, size)
-    assert [len(b) for b in batches] == expected
-    assert [r for b in batches for r in b] == recipients
+def test_lanes_are_consecutive_ranges_of_sizes_that_differ_by_at_most_one(
+    total: int, lanes: int, expected: list[tuple[int, int]]
+) -> None:
+    assert lane_ranges(total, lanes) == expected
 
 
 @pytest.mark.parametrize(
-    ("count", "parts", "expected"),
-    [(1, 3, [1]), (2, 3, [1, 1]), (3, 3, [1, 1, 1]), (10, 3, [4, 3, 3]), (100, 3, [34, 33, 33])],
-)
-def test_split_even(count: int, parts: int, expected: list[int]) -> None:
-    recipients = [f"r{i}" for i in range(count)]
-    slices = split_even(recipients, parts)
-    assert [len(s) for s in slices] == expected
-    assert [r for s in slices for r in s] == recipients
+    ("total", "lanes", "size", "expected"),
+    [
+        (1, 1, 500, [(0, 1)]),
+        (500, 1, 500, [(0, 500)]),
+        (501, 1, 500, [(0, 500), (500, 1)]),
+        (1234, 1, 500, [(0, 500), (500, 500), (1000, 234)]),
+        # each lane is cut into batches on its own: a lane's last batch may be short
+        (10, 3, 3, [(0, 3), (3, 1), (4, 3), (7, 3)]),
+        (2537, 3, 400, [
+            (0, 400), (400, 400), (800, 46),
+            (846, 400), (1246, 400), (1646, 46),
+            (1692, 400), (2092, 400), (2492, 45),
+        ]),
+    ],
+)  # fmt: skip
+def test_batch_bounds_cut_each_lane_into_batches_in_request_order(
+    total: int, lanes: int, size: int, expected: list[tuple[int, int]]
+) -> None:
+    assert batch_bounds(total, lanes, size) == expected
 
 
-def test_a_result_missing_for_a_recipient_is_reported_not_dropped() -> None:
-    result = BatchResult(messageIds=["m0"], failures=[])
-    outcome = assemble("ses", [["a@x.com", "b@x.com"]], [result])
-    assert outcome.messageIds == ["m0"]
-    assert [(f.recipient, f.code) for f in outcome.failures] == [
-        ("b@x.com", FailureCode.DELIVERY_UNKNOWN)
+PLANS = [
+    (1, 1, 1),
+    (1, 4, 500),
+    (7, 3, 2),
+    (10, 3, 3),
+    (999, 4, 100),
+    (1000, 4, 250),
+    (1001, 4, 250),
+    (2537, 3, 400),
+    (12_345, 7, 500),
+]
+
+
+@pytest.mark.parametrize(("total", "lanes", "size"), PLANS)
+def test_the_batches_cover_every_recipient_once_and_batch_of_finds_each(
+    total: int, lanes: int, size: int
+) -> None:
+    bounds = batch_bounds(total, lanes, size)
+    covered = [i for start, count in bounds for i in range(start, start + count)]
+    assert covered == list(range(total))  # once each, in request order
+    assert all(1 <= count <= size for _, count in bounds)
+    holder = {i: (start, count) for start, count in bounds for i in range(start, start + count)}
+    for index in range(total):
+        assert batch_of(total, lanes, size, index) == holder[index]
+
+
+@pytest.mark.parametrize("index", [-1, 2537, 10_000])
+def test_batch_of_refuses_an_index_outside_the_send(index: int) -> None:
+    with pytest.raises(ValueError, match="outside a send of 2537"):
+        batch_of(2537, 3, 400, index)
+
+
+def _lane(start: int, end: int, size: int) -> LaneJob:
+    return LaneJob(kind="ses", sendId="s", listRef="s", start=start, end=end, batchSize=size)
+
+
+@pytest.mark.parametrize(("total", "lanes", "size"), PLANS)
+def test_the_lanes_batches_are_the_sends_batches(total: int, lanes: int, size: int) -> None:
+    """The orchestration runs LaneJob.batches(); the recipients route reads batch_bounds: the
+    same ledger partitions."""
+    from_lanes = [
+        batch
+        for start, end in lane_ranges(total, lanes)
+        for batch in _lane(start, end, size).batches()
     ]
-    assert outcome.total == outcome.sent + outcome.failed
+    assert from_lanes == batch_bounds(total, lanes, size)
 
 
-def test_all_failed_marks_every_recipient() -> None:
-    result = BatchResult.all_failed(3, FailureCode.SMTP_AUTH_FAILED, "login refused")
-    assert result.messageIds == [None, None, None]
-    assert [f.index for f in result.failures] == [0, 1, 2]
-    assert BatchFailure.model_validate(result.failures[0].model_dump()) == result.failures[0]
+def test_a_lanes_batches() -> None:
+    assert _lane(846, 1692, 400).batches() == [(846, 400), (1246, 400), (1646, 46)]
+    assert _lane(5, 6, 400).batches() == [(5, 1)]
+    assert _lane(5, 5, 400).batches() == []
+
+
+@pytest.mark.parametrize(
+    ("total", "connections", "plan"),
+    [
+        (1, 3, (1, 1)),
+        (2, 3, (2, 1)),
+        (3, 3, (3, 1)),
+        (10, 3, (3, 4)),
+        (100, 3, (3, 34)),
+        (100, 1, (1, 100)),
+    ],
+)
+def test_an_smtp_send_is_one_batch_per_connection(
+    total: int, connections: int, plan: tuple[int, int]
+) -> None:
+    assert smtp_plan(total, connections) == plan
+    lanes, size = plan
+    # one batch per lane: every lane fits in the batch size
+    assert batch_bounds(total, lanes, size) == [
+        (start, end - start) for start, end in lane_ranges(total, connections)
+    ]
+
+
+def test_ledger_keys_are_zero_padded_so_a_sends_batches_sort_in_request_order() -> None:
+    assert ledger_key("abc", 0) == "abc:0000000000"
+    assert ledger_key("abc", 846) == "abc:0000000846"
+    assert ledger_key("abc", 999_999) == "abc:0000999999"
+    starts = [start for start, _ in batch_bounds(1_000_000, 4, 5_000)]
+    keys = [ledger_key("send-1", start) for start in starts]
+    assert sorted(keys) == keys
+    assert len(set(keys)) == len(keys)
+
+
+def test_the_orchestration_inputs_carry_no_recipients_and_no_content() -> None:
+    job = SesJob(listRef="s1", total=3, batchSize=500, lanes=1, deadlineSeconds=60)
+    assert set(job.model_dump()) == {
+        "kind",
+        "listRef",
+        "total",
+        "batchSize",
+        "lanes",
+        "maxRate",
+        "deadlineSeconds",
+    }
+    with pytest.raises(ValidationError):
+        SesJob.model_validate({**job.model_dump(), "recipients": ["a@example.com"]})
+    smtp = SmtpJob(listRef="s1", total=3, provider="GMAIL", secretRef="ref", connections=2)
+    with pytest.raises(ValidationError):
+        SmtpJob.model_validate({**smtp.model_dump(), "mail": {"sender": "a@example.com"}})
+    with pytest.raises(ValidationError):
+        SesBatch.model_validate(
+            {"ledgerKey": "k", "listRef": "s1", "start": 0, "count": 1, "recipients": ["a"]}
+        )
+
+
+def test_batch_and_lane_results_are_counts_that_round_trip_as_json() -> None:
+    tally = BatchTally(
+        sent=3,
+        failed=1,
+        pending=2,
+        pendingCode=FailureCode.SES_THROTTLED,
+        pendingMessage="later",
+        rate=7.5,
+        stalled=True,
+    )
+    assert BatchTally.model_validate(tally.model_dump(mode="json")) == tally
+    assert BatchTally(sent=0, failed=0).pending == 0
+    with pytest.raises(ValidationError):
+        BatchTally(sent=-1, failed=0)
+    with pytest.raises(ValidationError):
+        BatchTally.model_validate({"sent": 1, "failed": 0, "messageIds": ["m"]})
+    lane = LaneTally(sent=3, failed=1, batches=2)
+    assert LaneTally.model_validate(lane.model_dump()) == lane
+    outcome = SendOutcome(kind="ses", total=4, sent=3, failed=1)
+    assert set(outcome.model_dump()) == {"kind", "total", "sent", "failed"}
+    fail = FailBatch(ledgerKey="k", count=3, code=FailureCode.BATCH_FAILED, message="kept failing")
+    assert FailBatch.model_validate(fail.model_dump(mode="json")) == fail
+
+
+def test_a_lane_carries_its_counters_from_one_generation_to_the_next() -> None:
+    lane = _lane(0, 10, 3).model_copy(update={"nextBatch": 2, "sent": 5, "failed": 1, "rate": 4})
+    again = LaneJob.model_validate(lane.model_dump(mode="json"))
+    assert (again.nextBatch, again.sent, again.failed, again.rate) == (2, 5, 1, 4)
+    assert again.batches() == [(0, 3), (3, 3), (6, 3), (9, 1)]
+
+
+def test_progress_counts() -> None:
+    shown = progress(100, 4, 60, 5, 2, pending=10, lanes=2)
+    assert shown.model_dump() == {
+        "total": 100,
+        "sent": 60,
+        "failed": 5,
+        "pending": 10,
+        "batches": 4,
+        "batchesDone": 2,
+        "lanes": 2,
+    }
+    assert progress(1, 1, 0, 0, 0).pending == 0
 
 
 def test_the_v1_envelope() -> None:

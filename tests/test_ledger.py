@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -19,10 +20,12 @@ from azure.data.tables import TableServiceClient
 
 from devhost.emulators import azurite as azurite_emulator
 from devhost.emulators.azurite import REPO_ROOT, Azurite, _free_port
+from sendmail.sending.jobs import ledger_key
 from sendmail.sending.ledger import (
     LedgerError,
     LedgerUnavailable,
     MemorySendLedger,
+    Recorded,
     SendLedger,
     TableSendLedger,
     ledger_from_environment,
@@ -162,7 +165,11 @@ def test_record_many_writes_every_record(ledger: SendLedger) -> None:
     ledger.record_many(key, records)  # again: harmless
     ledger.record_many(key, {})
 
-    assert ledger.sent(key) == records
+    sent = ledger.sent(key)
+    # A recipient recorded twice (sent twice: a crash between its send and its record) keeps
+    # one of its Message-IDs — either is true.
+    assert sent.pop(5) in {"old-5", "id-5"}
+    assert sent == {i: m for i, m in records.items() if i != 5}
 
 
 @pytest.mark.parametrize(
@@ -203,6 +210,138 @@ def test_purge_drops_every_batch_of_one_instance_and_nothing_else(
     for key in others:
         assert ledger.sent(key) == {i: f"{key}-{i}" for i in range(3)}
     assert ledger.purge(instance) == 0
+
+
+# --- every recipient's outcome: failures and ranges, on both implementations --------------------
+def test_failures_are_recorded_with_their_code_and_message(ledger: SendLedger) -> None:
+    key = _key()
+    ledger.record(key, 0, "id-0")
+    ledger.record_failures(key, {1: ("SES_MESSAGE_REJECTED", "rejected"), 3: ("SUPPRESSED", "")})
+
+    assert ledger.outcomes(key) == {
+        0: Recorded(message_id="id-0"),
+        1: Recorded(code="SES_MESSAGE_REJECTED", message="rejected"),
+        3: Recorded(code="SUPPRESSED", message=""),
+    }
+    assert [r.sent for r in ledger.outcomes(key).values()] == [True, False, False]
+    assert ledger.sent(key) == {0: "id-0"}  # failure rows are not sends
+
+
+def test_a_batch_never_recorded_has_no_outcomes(ledger: SendLedger) -> None:
+    assert ledger.outcomes(_key()) == {}
+    assert ledger.outcomes(_key(), 5, 10) == {}
+
+
+def test_a_failure_merged_onto_a_sent_row_keeps_it_sent(ledger: SendLedger) -> None:
+    key = _key()
+    ledger.record(key, 2, "id-2")
+    ledger.record_many(key, {i: f"id-{i}" for i in range(10, 20)})
+
+    ledger.record_failures(key, {2: ("BATCH_FAILED", "late"), 15: ("SES_THROTTLED", "late")})
+
+    outcomes = ledger.outcomes(key)
+    assert outcomes[2] == Recorded(message_id="id-2")
+    assert outcomes[15] == Recorded(message_id="id-15")
+    assert ledger.sent(key) == {2: "id-2"} | {i: f"id-{i}" for i in range(10, 20)}
+
+
+def test_a_send_recorded_over_a_failure_row_makes_it_sent(ledger: SendLedger) -> None:
+    key = _key()
+    ledger.record_failures(key, {i: ("SES_THROTTLED", "later") for i in range(4)})
+
+    ledger.record(key, 1, "id-1")
+    ledger.record_many(key, {2: "id-2"})
+
+    assert ledger.outcomes(key) == {
+        0: Recorded(code="SES_THROTTLED", message="later"),
+        1: Recorded(message_id="id-1"),
+        2: Recorded(message_id="id-2"),
+        3: Recorded(code="SES_THROTTLED", message="later"),
+    }
+    assert ledger.sent(key) == {1: "id-1", 2: "id-2"}
+
+
+def test_record_failures_writes_every_failure(ledger: SendLedger) -> None:
+    key = _key()
+    failures = {i: ("NOT_SENT", f"failure {i}") for i in range(230)}  # several transactions
+    ledger.record_failures(key, failures)
+    ledger.record_failures(key, failures)  # again: harmless
+    ledger.record_failures(key, {})
+
+    assert ledger.outcomes(key) == {
+        i: Recorded(code=code, message=message) for i, (code, message) in failures.items()
+    }
+    assert ledger.sent(key) == {}
+
+
+RANGE_ROWS = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 4999]
+
+
+@pytest.mark.parametrize(
+    ("first", "stop", "expected"),
+    [
+        (0, None, RANGE_ROWS),
+        (1, None, RANGE_ROWS[1:]),
+        (10, 100, [10, 11, 99]),  # first included, stop excluded
+        (9, 11, [9, 10]),
+        (11, 12, [11]),
+        (2, 9, []),
+        (100, 100, []),
+        (0, 1, [0]),
+        (101, 1000, [101, 999]),
+        (1000, None, [1000, 4999]),
+        (5000, None, []),
+        (0, 10_000, RANGE_ROWS),
+    ],
+)
+def test_outcomes_reads_a_range_of_the_batch(
+    ledger: SendLedger, first: int, stop: int | None, expected: list[int]
+) -> None:
+    key = ledger_key(uuid.uuid4().hex, 846)
+    sent = {i: f"id-{i}" for i in RANGE_ROWS if i % 2 == 0}
+    ledger.record_many(key, sent)
+    ledger.record_failures(key, {i: ("SES_ERROR", f"m{i}") for i in RANGE_ROWS if i % 2})
+
+    outcomes = ledger.outcomes(key, first, stop)
+
+    assert list(outcomes) == expected  # in index order
+    for index, recorded in outcomes.items():
+        if index % 2 == 0:
+            assert recorded == Recorded(message_id=f"id-{index}")
+        else:
+            assert recorded == Recorded(code="SES_ERROR", message=f"m{index}")
+
+
+@pytest.mark.parametrize(
+    ("index", "code", "message"),
+    [(-1, "C", "m"), (True, "C", "m"), (10**10, "C", "m"), (0, "", "m"), (0, "C", None)],
+)
+def test_bad_failures_are_refused_before_anything_is_written(
+    ledger: SendLedger, index: int, code: str, message: str
+) -> None:
+    key = _key()
+    with pytest.raises(ValueError):
+        ledger.record_failures(key, {5: ("FINE", "fine"), index: (code, message)})
+    assert ledger.outcomes(key) == {}
+
+
+def test_failures_under_odd_keys_are_read_back(ledger: SendLedger) -> None:
+    suffix = uuid.uuid4().hex
+    for number, key in enumerate(ODD_KEYS):
+        ledger.record_failures(f"{key}{suffix}", {number: ("C", key)})
+    for number, key in enumerate(ODD_KEYS):
+        assert ledger.outcomes(f"{key}{suffix}") == {number: Recorded(code="C", message=key)}
+
+
+def test_purge_drops_failure_rows_too(ledger: MemorySendLedger | TableSendLedger) -> None:
+    instance = uuid.uuid4().hex
+    ledger.record_many(ledger_key(instance, 0), {0: "id-0", 1: "id-1"})
+    ledger.record_failures(ledger_key(instance, 0), {2: ("C", "m")})
+    ledger.record_failures(ledger_key(instance, 400), {0: ("C", "m")})
+
+    assert ledger.purge(instance) == 4
+    assert ledger.outcomes(ledger_key(instance, 0)) == {}
+    assert ledger.outcomes(ledger_key(instance, 400)) == {}
 
 
 # --- the Table ledger on a real Azurite ----------------------------------------------------------
@@ -246,6 +385,71 @@ def test_a_row_holds_the_index_and_message_id_and_no_address(azurite: Azurite) -
     assert set(row) == {"PartitionKey", "RowKey", "MessageId", "CreatedAt"}
 
 
+def test_groups_are_one_row_each_with_codes_and_messages_and_no_address(
+    azurite: Azurite,
+) -> None:
+    name = _table_name()
+    ledger = TableSendLedger.from_connection_string(azurite.connection_string, table_name=name)
+    key = ledger_key(uuid.uuid4().hex, 1246)
+    ledger.record_failures(key, {7: ("SUPPRESSED", "on the suppression list")})
+    ledger.record(key, 8, "id-8")
+    ledger.record_failures(key, {8: ("SES_THROTTLED", "late")})  # never hides the send
+    ledger.record_many(key, {i: f"id-{i}" for i in range(100, 350)})  # 250: three groups
+
+    with _service(azurite) as service:
+        rows = list(service.get_table_client(name).list_entities())
+    assert len(rows) == 1 + 2 + 3  # the single record, two failure groups, three sent groups
+    assert {row["PartitionKey"] for row in rows} == {key}
+    groups = [row for row in rows if row["RowKey"].startswith("g")]
+    failed = [json.loads(row["Failed"]) for row in groups if "Failed" in row]
+    assert sorted(failed, key=len) == [
+        {"7": ["SUPPRESSED", "on the suppression list"]},
+        {"8": ["SES_THROTTLED", "late"]},
+    ]
+    sent = [json.loads(row["Sent"]) for row in groups if "Sent" in row]
+    assert sorted(len(group) for group in sent) == [50, 100, 100]
+    for row in groups:
+        assert set(row) - {"Sent", "Failed"} == {"PartitionKey", "RowKey", "CreatedAt"}
+        assert "@" not in json.dumps(row, default=str)
+    outcomes = ledger.outcomes(key)
+    assert outcomes[7] == Recorded(code="SUPPRESSED", message="on the suppression list")
+    assert outcomes[8] == Recorded(message_id="id-8")  # a Message-ID wins over a failure
+    assert len(outcomes) == 252
+
+
+def test_long_failure_messages_are_split_into_rows_a_property_can_hold(azurite: Azurite) -> None:
+    name = _table_name()
+    ledger = TableSendLedger.from_connection_string(azurite.connection_string, table_name=name)
+    key = ledger_key(uuid.uuid4().hex, 0)
+    failures = {i: ("SES_ERROR", "가" * 900) for i in range(100)}  # 90,000 characters in all
+    ledger.record_failures(key, failures)
+
+    with _service(azurite) as service:
+        rows = list(service.get_table_client(name).list_entities())
+    assert len(rows) > 1
+    assert all(len(row["Failed"]) < 32_768 for row in rows)
+    assert ledger.outcomes(key) == {
+        i: Recorded(code=c, message=m) for i, (c, m) in failures.items()
+    }
+
+
+def test_a_malformed_row_is_ignored_not_read_as_an_outcome(
+    azurite: Azurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = _table_name()
+    ledger = TableSendLedger.from_connection_string(azurite.connection_string, table_name=name)
+    key = ledger_key(uuid.uuid4().hex, 0)
+    ledger.record(key, 0, "id-0")
+    with _service(azurite) as service:
+        client = service.get_table_client(name)
+        client.upsert_entity({"PartitionKey": key, "RowKey": "0000000001", "Other": "x"})
+        client.upsert_entity({"PartitionKey": key, "RowKey": "not-a-row", "MessageId": "id"})
+
+    assert ledger.outcomes(key) == {0: Recorded(message_id="id-0")}
+    assert ledger.sent(key) == {0: "id-0"}
+    assert "malformed send-ledger row" in caplog.text
+
+
 def test_forbidden_key_characters_never_reach_the_table(azurite: Azurite) -> None:
     name = _table_name()
     ledger = TableSendLedger.from_connection_string(azurite.connection_string, table_name=name)
@@ -268,6 +472,10 @@ def test_an_unreachable_store_raises_ledger_error(azurite: Azurite) -> None:
         ledger.sent(_key())
     with pytest.raises(LedgerError, match="send ledger write failed"):
         ledger.record(_key(), 0, "id")
+    with pytest.raises(LedgerError, match="send ledger write failed"):
+        ledger.record_failures(_key(), {0: ("C", "m")})
+    with pytest.raises(LedgerError, match="send ledger read failed"):
+        ledger.outcomes(_key(), 0, 10)
 
 
 def test_a_bad_table_name_is_refused(azurite: Azurite) -> None:

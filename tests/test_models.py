@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from sendmail.contract.errors import Forbidden, ValidationFailed
-from sendmail.contract.models import AwsEmailRequest, Limits, UserEmailRequest, parse_request
+from sendmail.contract.models import (
+    PLATFORM_MAX_REQUEST_BYTES,
+    AwsEmailRequest,
+    Limits,
+    UserEmailRequest,
+    check_address,
+    parse_request,
+)
 from sendmail.contract.text import LINE_BREAK_CHARACTERS
 from sendmail.sending.mime import ensure_single_line
 
@@ -289,18 +296,63 @@ def test_an_oversized_body_is_refused_before_parsing() -> None:
     )
 
 
-def test_a_body_at_every_limit_is_within_the_request_size() -> None:
-    from sendmail.platform.settings import Settings
+#: An address as long as an address may be (254 characters; its domain of four labels).
+LONGEST_ADDRESS = "a" * 64 + "@" + ("b" * 63 + ".") * 2 + "c" * 57 + ".com"
 
-    limits = Limits.for_aws(Settings())
-    longest = "a" * 64 + "@" + ("b" * 63 + ".") * 2 + "example.com"
+
+def body_at_every_limit(limits: Limits, recipients: list[str]) -> bytes:
     body = aws(
-        recipientEmails=[f"{i:05d}{longest[5:]}" for i in range(limits.max_recipients)],
+        recipientEmails=recipients,
         subject="가" * limits.max_subject_chars,
         body="나" * (limits.max_body_bytes // 3),
     )
-    raw = json.dumps(body).encode()  # ensure_ascii: every Korean character escaped
-    assert len(raw) <= limits.max_request_bytes  # so the size check never refuses a valid send
+    return json.dumps(body).encode()  # ensure_ascii: every Korean character escaped
+
+
+@pytest.mark.parametrize("route", ["user-send", "aws-send of 50,000"])
+def test_a_body_at_every_limit_is_within_the_request_size(route: str) -> None:
+    """Every field at its limit, the longest addresses included: the size check never refuses
+    a valid send (below the platform's limit, which is not reached here)."""
+    from sendmail.platform.settings import Settings
+
+    if route == "user-send":
+        limits = Limits.for_user(Settings())
+    else:
+        limits = Limits.for_aws(Settings(SENDMAIL_SES_MAX_RECIPIENTS=50_000))
+    assert limits.max_request_bytes < PLATFORM_MAX_REQUEST_BYTES
+    addresses = [f"{i:05d}{LONGEST_ADDRESS[5:]}" for i in range(limits.max_recipients)]
+    assert {len(a) for a in addresses} == {254}
+    assert check_address(addresses[-1]) == addresses[-1]
+    assert len(body_at_every_limit(limits, addresses)) <= limits.max_request_bytes
+
+
+def test_a_million_recipients_meet_the_platforms_request_limit() -> None:
+    """At the default aws-send limit (1,000,000 recipients) every field at its limit would
+    outgrow what the Functions host accepts (100 MiB), so the size check is capped there: a
+    million typical addresses (about 30 bytes each), with the subject and the body at their
+    limits, still fit."""
+    from sendmail.platform.settings import Settings
+
+    limits = Limits.for_aws(Settings())
+    assert limits.max_recipients == 1_000_000
+    # 254-character addresses alone would need about 260 MB: the cap applies
+    assert 260 * limits.max_recipients > PLATFORM_MAX_REQUEST_BYTES
+    assert limits.max_request_bytes == PLATFORM_MAX_REQUEST_BYTES
+    typical = [f"customer.{i:07d}@mail.example.com" for i in range(limits.max_recipients)]
+    assert {len(a) for a in typical} == {33}
+    raw = body_at_every_limit(limits, typical)
+    assert len(raw) <= limits.max_request_bytes
+    assert len(raw) < PLATFORM_MAX_REQUEST_BYTES // 2  # with room for longer addresses too
+
+
+def test_a_body_over_the_platforms_limit_is_refused_before_parsing() -> None:
+    limits = Limits(1_000_000, 998, 102_400)
+    raw = b" " * (PLATFORM_MAX_REQUEST_BYTES + 1)  # not even JSON: never read
+    with pytest.raises(ValidationFailed) as info:
+        parse_request(AwsEmailRequest, raw, limits)
+    assert info.value.message == (
+        f"Validation failed: the request body must be at most {PLATFORM_MAX_REQUEST_BYTES} bytes"
+    )
 
 
 def test_too_many_recipients_are_refused_before_each_address_is_checked() -> None:
@@ -308,3 +360,22 @@ def test_too_many_recipients_are_refused_before_each_address_is_checked() -> Non
     assert problem(AwsEmailRequest, aws(recipientEmails=many)) == (
         "Validation failed: recipientEmails must contain at most 5 distinct addresses (got 6)"
     )
+
+
+def test_commas_are_counted_before_the_parse_and_a_valid_body_always_passes() -> None:
+    """A valid body has at most one comma per entry and per character of its text: one that
+    has more is refused before the JSON parser (which holds the GIL) ever sees it."""
+    limits = Limits(max_recipients=2, max_subject_chars=10, max_body_bytes=10)
+    full = {
+        "senderEmail": "se@aifactory.page",
+        "recipientEmails": ["a@example.com", "b@example.com"] * 2,  # every entry allowed
+        "subject": "," * 10,
+        "body": "," * 10,
+    }
+    raw = json.dumps(full).encode()
+    assert raw.count(b",") <= limits.max_commas
+    assert len(parse_request(AwsEmailRequest, raw, limits).recipientEmails) == 2
+
+    padded = raw.replace(b'"subject"', b'"x": [' + b"0," * limits.max_commas + b'0], "subject"')
+    with pytest.raises(ValidationFailed, match="at most 4 entries"):
+        parse_request(AwsEmailRequest, padded, limits)

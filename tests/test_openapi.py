@@ -32,7 +32,7 @@ from sendmail.contract.text import LINE_BREAK_CHARACTERS, has_line_break
 from sendmail.platform.settings import Settings, get_settings
 from tests.support import http
 from tests.support.durable import FakeDurableClient, status
-from tests.support.http import BASE, StubQuota, completed
+from tests.support.http import BASE, FinishingClient, StubQuota, finished
 
 DOCUMENT_URI = "urn:sendmail:openapi"
 
@@ -160,6 +160,7 @@ def test_every_http_route_is_documented_and_every_documented_route_exists(
         "/v1/emails/aws-send",
         "/v1/emails/user-send",
         "/v1/emails/{id}",
+        "/v1/emails/{id}/recipients",
         "/v1/emails/{id}/events",
         "/v1/events/ses",
         "/v1/suppressions/{email}",
@@ -223,6 +224,7 @@ def test_each_route_documents_its_answers(document: dict[str, Any]) -> None:
             "500",
         },
         ("/v1/emails/{id}", "get"): {"200", "202", "401", "404", "500"},
+        ("/v1/emails/{id}/recipients", "get"): {"200", "400", "401", "404", "500"},
         ("/v1/emails/{id}/events", "get"): {"200", "400", "401", "404", "500"},
         ("/v1/events/ses", "post"): {"200", "400", "401", "403", "500"},
         ("/v1/suppressions/{email}", "get"): {"200", "400", "401", "404", "500"},
@@ -271,7 +273,7 @@ def test_the_documented_limits_are_the_deployments(
         )
 
     *counts, body = limits()
-    assert counts == [50_000, 100, 998, 998]
+    assert counts == [1_000_000, 100, 998, 998]
     assert "102400 bytes in UTF-8" in body
 
     monkeypatch.setenv("SENDMAIL_SES_MAX_RECIPIENTS", "3")
@@ -380,6 +382,7 @@ def test_every_example_validates_against_its_schema(document: dict[str, Any]) ->
         "Accepted",
         "SendResult",
         "EmailStatus",
+        "RecipientsPage",
         "ErrorEnvelope",
         "Health",
     } <= with_examples
@@ -444,7 +447,7 @@ def assert_documented(
 
 
 def test_send_answers_match_the_document(
-    app_functions: dict[str, Any], document: dict[str, Any]
+    app_functions: dict[str, Any], document: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services.override(ses=StubQuota())
     send = "/v1/emails/aws-send"
@@ -460,19 +463,28 @@ def test_send_answers_match_the_document(
     assert accepted.status_code == 202
     assert_documented(document, send, "post", accepted)
 
-    client = FakeDurableClient()
-    client.statuses["inst1"] = [completed("inst1")]
-    waited = request(
-        app_functions,
-        "aws_send",
-        f"/api{send}",
-        method="POST",
-        body=AWS,
-        headers={"Prefer": "wait=5"},
-        client=client,
-    )
-    assert waited.status_code == 200
-    assert_documented(document, send, "post", waited)
+    def waited(outcome: Any) -> func.HttpResponse:
+        return request(
+            app_functions,
+            "aws_send",
+            f"/api{send}",
+            method="POST",
+            body=AWS,
+            headers={"Prefer": "wait=5"},
+            client=FinishingClient(outcome),
+        )
+
+    inline = waited(lambda i, a: "0101-abc" if i else ("SES_MESSAGE_REJECTED", "x"))
+    assert inline.status_code == 200
+    assert assert_documented(document, send, "post", inline)["failures"]
+    unsent = waited(lambda i, a: ("SES_MESSAGE_REJECTED", "x"))
+    assert unsent.status_code == 500
+    assert_documented(document, send, "post", unsent)
+    monkeypatch.setenv("SENDMAIL_STATUS_INLINE_RECIPIENTS", "1")
+    get_settings.cache_clear()
+    linked = waited(lambda i, a: "0101-abc")
+    assert linked.status_code == 200
+    assert "recipientsUrl" in assert_documented(document, send, "post", linked)
 
     invalid = request(
         app_functions,
@@ -510,7 +522,7 @@ def test_status_answers_match_the_document(
             custom_status={"total": 10, "sent": 4, "failed": 1, "batches": 2, "batchesDone": 1},
         )
     ]
-    client.statuses["done"] = [completed("done")]
+    client.statuses["done"] = [finished("done")]
     client.statuses["failed"] = [status("failed", SES_ORCHESTRATOR, "Failed")]
     seen = {}
     for instance_id in ("run", "done", "failed", "missing"):

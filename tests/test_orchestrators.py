@@ -1,16 +1,18 @@
 """The orchestrations, run by the real SDK under devhost's engine with scripted activities.
 
-Splitting into lanes and batches, results in recipient order, progress, failures per recipient,
-explicit retries and reconciling, and pending recipients carried from run to run until the
-send's deadline — each replayed from real histories, with the host applying actions as Azure's
-shim does (see tests/devhost/test_shim.py for that part on its own).
+Splitting into lanes and batches, progress, explicit retries, settling a batch with FAIL_BATCH,
+pending recipients carried from run to run until the send's deadline, lanes that continue as
+new every few batches, and histories that hold references and counts only — each replayed from
+real histories, with the host applying actions as Azure's shim does (see tests/devhost/
+test_shim.py for that part on its own). The scripted activities keep a small ledger of their own
+(what each batch decided), so their counts add up the way the real ones' do.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +20,9 @@ import azure.durable_functions as df
 import pytest
 
 from activities.names import (
+    FAIL_BATCH,
+    FINISH_SEND,
     FORGET_SECRET,
-    RECONCILE_BATCH,
     RELEASE_QUOTA,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
@@ -29,37 +32,108 @@ from devhost.durable.history import EventType, parse_timestamp
 from orchestrators import lanes
 from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from orchestrators.send import bp as send_orchestrators
-from tests.support.engine import output, run, running_engine
+from sendmail import services
+from sendmail.contract.vocabulary import FailureCode
+from sendmail.sending.jobs import (
+    BatchStop,
+    BatchTally,
+    FailBatch,
+    LaneJob,
+    Mail,
+    SendOutcome,
+    SesBatch,
+    SesJob,
+    SmtpBatch,
+    SmtpJob,
+    ledger_key,
+)
+from sendmail.sending.lists import StoredSend, store_send
+from sendmail.sending.ses_errors import NOT_REACHED
+from tests.support.engine import RecordingStore, output, run, running_engine
 
 app = df.DFApp()
 app.register_functions(send_orchestrators)
 
-Behaviour = Callable[[str, dict[str, Any]], Any]
+Behaviour = Callable[[str, Any], Any]
 CALLS: list[tuple[str, Any]] = []
 _LOCK = threading.Lock()
 
-
-def positions(batch: dict[str, Any]) -> list[tuple[int, str]]:
-    """(index in the batch, address) for each recipient of this run."""
-    indices = batch.get("indices") or range(len(batch["recipients"]))
-    return list(zip(indices, batch["recipients"], strict=True))
+SENT = "sent"
+BATCH_FAILED_MESSAGE = "the batch failed unexpectedly after retries"
 
 
-def size(batch: dict[str, Any]) -> int:
-    return int(batch.get("size") or len(batch["recipients"]))
+class Ledger:
+    """What the scripted activities decided, per ledger key: offset in the batch -> ``"sent"``
+    or a failure code. As in the send ledger, a recipient once decided stays decided."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.decided: dict[str, dict[int, str]] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self.decided.clear()
+
+    def undecided(self, key: str, count: int) -> list[int]:
+        with self._lock:
+            done = self.decided.get(key, {})
+            return [offset for offset in range(count) if offset not in done]
+
+    def decide(self, key: str, offsets: Iterable[int], outcome: str) -> None:
+        with self._lock:
+            batch = self.decided.setdefault(key, {})
+            for offset in offsets:
+                batch.setdefault(offset, outcome)
+
+    def tally(
+        self,
+        key: str,
+        count: int,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The batch's :class:`BatchTally` (the undecided are pending, with ``code``)."""
+        with self._lock:
+            outcomes = list(self.decided.get(key, {}).values())
+        sent = outcomes.count(SENT)
+        pending = count - len(outcomes)
+        return BatchTally(
+            sent=sent,
+            failed=len(outcomes) - sent,
+            pending=pending,
+            pendingCode=code if pending else None,
+            pendingMessage=message if pending else None,
+            **extra,
+        ).model_dump(mode="json", exclude_none=True)
 
 
-def all_sent(name: str, batch: dict[str, Any]) -> Any:
-    ids: list[str | None] = [None] * size(batch)
-    for index, recipient in positions(batch):
-        ids[index] = f"id-{recipient}"
-    return {"messageIds": ids, "failures": [], "rate": batch.get("maxRate")}
+LEDGER = Ledger()
 
 
-BEHAVIOUR: list[Behaviour] = [all_sent]
+def ordinary(name: str, payload: Any) -> Any:
+    """What the real activities do when all goes well: every batch is sent, FAIL_BATCH fails
+    what has no outcome yet, the rest answer nothing."""
+    if name == FAIL_BATCH:
+        job = FailBatch.model_validate(payload)
+        LEDGER.decide(job.ledgerKey, range(job.count), job.code)
+        return LEDGER.tally(job.ledgerKey, job.count)
+    if name == SEND_SES_BATCH:
+        ses = SesBatch.model_validate(payload)
+        LEDGER.decide(ses.ledgerKey, range(ses.count), SENT)
+        return LEDGER.tally(ses.ledgerKey, ses.count, rate=ses.maxRate)
+    if name == SEND_SMTP_BATCH:
+        smtp = SmtpBatch.model_validate(payload)
+        LEDGER.decide(smtp.ledgerKey, range(smtp.count), SENT)
+        return LEDGER.tally(smtp.ledgerKey, smtp.count)
+    return None
 
 
-def _answer(name: str, payload: dict[str, Any]) -> Any:
+BEHAVIOUR: list[Behaviour] = [ordinary]
+
+
+def _answer(name: str, payload: Any) -> Any:
     with _LOCK:
         CALLS.append((name, payload))
     outcome = BEHAVIOUR[0](name, payload)
@@ -80,264 +154,380 @@ def smtp_batch(batch: dict[str, Any]) -> Any:
     return _answer(SEND_SMTP_BATCH, batch)
 
 
-@app.function_name(RECONCILE_BATCH)
+@app.function_name(FAIL_BATCH)
 @app.activity_trigger(input_name="batch")
-def reconcile(batch: dict[str, Any]) -> Any:
-    return _answer(RECONCILE_BATCH, batch)
+def fail_batch(batch: dict[str, Any]) -> Any:
+    return _answer(FAIL_BATCH, batch)
 
 
+@app.function_name(FINISH_SEND)
+@app.activity_trigger(input_name="send")
+def finish_send(send: dict[str, Any]) -> Any:
+    return _answer(FINISH_SEND, send)
+
+
+# The app's functions must all exist: a call to a missing one is never answered on Azure
+# (devhost.durable.shim.call_refusal).
 @app.function_name(RELEASE_QUOTA)
 @app.activity_trigger(input_name="send")
-def release(send: str) -> None:
-    """The app's functions must all exist: a call to a missing one is never answered on Azure
-    (devhost.durable.shim.call_refusal)."""
+def release(send: str) -> Any:
+    return _answer(RELEASE_QUOTA, send)
 
 
 @app.function_name(FORGET_SECRET)
 @app.activity_trigger(input_name="ref")
-def forget(ref: str) -> None:
-    CALLS.append((FORGET_SECRET, ref))
+def forget(ref: str) -> Any:
+    return _answer(FORGET_SECRET, ref)
 
 
 @pytest.fixture
-def engine(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+def store(tmp_path: Any) -> RecordingStore:
+    return RecordingStore(tmp_path / "durable.sqlite3")
+
+
+@pytest.fixture
+def engine(
+    tmp_path: Any, store: RecordingStore, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
     monkeypatch.setattr(lanes, "ACTIVITY_RETRY_DELAY", timedelta(milliseconds=30))
     monkeypatch.setattr(lanes, "FIRST_STALL_WAIT", timedelta(milliseconds=100))
     monkeypatch.setattr(lanes, "MAX_STALL_WAIT", timedelta(milliseconds=250))
     monkeypatch.setattr(lanes, "LAST_RUN", timedelta(milliseconds=100))
     CALLS.clear()
-    BEHAVIOUR[0] = all_sent
-    with running_engine(app, tmp_path) as running:
+    LEDGER.clear()
+    BEHAVIOUR[0] = ordinary
+    with running_engine(app, tmp_path, store=store) as running:
         yield running
 
 
-def ses_job(recipients: list[str], batch_size: int = 500, lanes_: int = 2, **kw: Any) -> Any:
-    return {
+def ses_job(total: int, batch_size: int = 500, lanes_: int = 2, **kw: Any) -> dict[str, Any]:
+    job = {
         "kind": "ses",
-        "mail": {"sender": "se@aifactory.page", "subject": "제목", "body": "본문"},
-        "recipients": recipients,
+        "listRef": "list-1",
+        "total": total,
         "batchSize": batch_size,
         "lanes": lanes_,
         "maxRate": 14.0,
         "deadlineSeconds": 3600,
         **kw,
     }
+    return SesJob.model_validate(job).model_dump(mode="json", exclude_none=True)
+
+
+def smtp_job(total: int, connections: int, **kw: Any) -> dict[str, Any]:
+    job = {
+        "kind": "smtp",
+        "listRef": "list-1",
+        "total": total,
+        "provider": "GMAIL",
+        "secretRef": "send-1",
+        "connections": connections,
+        **kw,
+    }
+    return SmtpJob.model_validate(job).model_dump(mode="json")
 
 
 def calls(name: str) -> list[Any]:
-    return [payload for called, payload in CALLS if called == name]
+    with _LOCK:
+        return [payload for called, payload in CALLS if called == name]
+
+
+def ses_runs() -> list[SesBatch]:
+    return [SesBatch.model_validate(p) for p in calls(SEND_SES_BATCH)]
+
+
+def smtp_runs() -> list[SmtpBatch]:
+    return [SmtpBatch.model_validate(p) for p in calls(SEND_SMTP_BATCH)]
+
+
+def settled() -> list[FailBatch]:
+    return [FailBatch.model_validate(p) for p in calls(FAIL_BATCH)]
+
+
+def outcome_of(row: Any) -> SendOutcome:
+    """The orchestration's output: counts, nothing else."""
+    value = output(row)
+    assert set(value) == {"kind", "total", "sent", "failed"}
+    return SendOutcome.model_validate(value)
 
 
 def history_of(engine: Engine, instance_id: str) -> list[dict[str, Any]]:
     return engine.store.get_history(instance_id)
 
 
-# --- splitting and assembling ------------------------------------------------------------------
+def lane_inputs(store: RecordingStore, lane_id: str) -> list[LaneJob]:
+    """The input of each of the lane's generations."""
+    return [
+        LaneJob.model_validate_json(e["Input"])
+        for generation in store.generations(lane_id)
+        for e in generation
+        if e["EventType"] == EventType.EXECUTION_STARTED
+    ]
 
 
-def test_recipients_are_split_evenly_over_the_lanes_then_into_batches(engine: Engine) -> None:
-    recipients = [f"r{i}@example.com" for i in range(1234)]
+def covered(batches: Iterable[tuple[int, int]]) -> list[int]:
+    """Every recipient index the batches cover, in the batches' order."""
+    return [index for start, count in batches for index in range(start, start + count)]
 
-    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 500, 2))
 
-    outcome = output(row)
-    batches = sorted(calls(SEND_SES_BATCH), key=lambda b: int(b["ledgerKey"].split(":")[-1]))
-    # two lanes of 617: each in a batch of 500 and one of 117 (even shares finish together)
-    assert [len(b["recipients"]) for b in batches] == [500, 117, 500, 117]
-    assert [b["ledgerKey"] for b in batches] == [f"{row.instance_id}:{n}" for n in range(4)]
-    assert [r for b in batches for r in b["recipients"]] == recipients
-    assert {b["maxRate"] for b in batches} == {7.0}  # the account's 14/s shared by two lanes
+# --- splitting ---------------------------------------------------------------------------------
+
+
+def test_lanes_split_the_send_evenly_and_run_their_batches_in_request_order(
+    engine: Engine,
+) -> None:
+    row = run(engine, SES_ORCHESTRATOR, ses_job(1234, 500, 2))
+
+    runs = ses_runs()
+    # two lanes of 617, each a batch of 500 then one of 117 (even shares finish together); each
+    # lane's batches in request order, and together every recipient exactly once
+    lane0 = [(b.start, b.count) for b in runs if b.start < 617]
+    lane1 = [(b.start, b.count) for b in runs if b.start >= 617]
+    assert lane0 == [(0, 500), (500, 117)]
+    assert lane1 == [(617, 500), (1117, 117)]
+    assert sorted(covered(lane0 + lane1)) == list(range(1234))
+    assert len(covered(lane0 + lane1)) == 1234
+    assert [b.ledgerKey for b in runs] == [ledger_key(row.instance_id, b.start) for b in runs]
+    assert {b.listRef for b in runs} == {"list-1"}
+    assert {b.maxRate for b in runs} == {7.0}  # the account's 14/s shared by two lanes
     started = parse_timestamp(history_of(engine, row.instance_id)[0]["Timestamp"])
-    deadlines = {parse_timestamp(b["deadline"]) for b in batches}
-    assert deadlines == {started + timedelta(seconds=3600)}
-    assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
-    assert (outcome["total"], outcome["sent"], outcome["failed"]) == (1234, 1234, 0)
+    assert {b.deadline for b in runs} == {started + timedelta(seconds=3600)}
+    assert outcome_of(row) == SendOutcome(kind="ses", total=1234, sent=1234, failed=0)
+    # the sends table gets the sums, then the quota reservation is released
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 1234, "failed": 0}]
+    assert [name for name, _ in CALLS][-2:] == [FINISH_SEND, RELEASE_QUOTA]
+    assert calls(RELEASE_QUOTA) == [row.instance_id]
+    assert calls(FORGET_SECRET) == []
+    assert settled() == []
 
 
 def test_lanes_are_sub_orchestrations_with_ids_derived_from_the_send(engine: Engine) -> None:
-    row = run(engine, SES_ORCHESTRATOR, ses_job([f"r{i}@example.com" for i in range(30)], 10, 3))
-    lanes_ = [
+    row = run(engine, SES_ORCHESTRATOR, ses_job(30, 10, 3))
+
+    created = [
         e
         for e in history_of(engine, row.instance_id)
         if e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
     ]
-    assert [e["InstanceId"] for e in lanes_] == [f"{row.instance_id}:lane{n}" for n in range(3)]
+    assert [e["InstanceId"] for e in created] == [f"{row.instance_id}:lane{n}" for n in range(3)]
+    jobs = [LaneJob.model_validate_json(e["Input"]) for e in created]
+    assert [(j.start, j.end) for j in jobs] == [(0, 10), (10, 20), (20, 30)]
+    assert {(j.sendId, j.listRef, j.kind) for j in jobs} == {(row.instance_id, "list-1", "ses")}
 
 
 def test_progress_is_published_by_the_parent_and_by_each_lane(engine: Engine) -> None:
-    recipients = [f"r{i}@example.com" for i in range(25)]
-
-    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 10, 1))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(25, 10, 2))
 
     assert json.loads(row.custom_status or "") == {
         "total": 25,
         "sent": 25,
         "failed": 0,
         "pending": 0,
-        "batches": 3,
-        "batchesDone": 3,
-        "lanes": 1,
+        "batches": 4,
+        "batchesDone": 4,
+        "lanes": 2,
     }
-    lane = engine.store.get_instance(f"{row.instance_id}:lane0")
-    assert lane is not None
-    assert json.loads(lane.custom_status or "") == {
-        "total": 25,
-        "sent": 25,
-        "failed": 0,
-        "pending": 0,
-        "batches": 3,
-        "batchesDone": 3,
-        "lanes": 0,
-    }
-
-
-def test_per_recipient_failures_carry_the_address_code_and_message(engine: Engine) -> None:
-    def second_rejected(name: str, batch: dict[str, Any]) -> Any:
-        ids: list[str | None] = [f"id-{r}" for r in batch["recipients"]]
-        ids[1] = None
-        return {
-            "messageIds": ids,
-            "failures": [{"index": 1, "code": "SES_MESSAGE_REJECTED", "message": "rejected"}],
+    statuses = []
+    for n in range(2):
+        lane = engine.store.get_instance(f"{row.instance_id}:lane{n}")
+        assert lane is not None
+        statuses.append(json.loads(lane.custom_status or ""))
+    assert statuses == [
+        {
+            "total": total,
+            "sent": total,
+            "failed": 0,
+            "pending": 0,
+            "batches": 2,
+            "batchesDone": 2,
+            "lanes": 0,
         }
-
-    BEHAVIOUR[0] = second_rejected
-    recipients = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
-
-    outcome = output(run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 2)))
-
-    assert outcome["messageIds"] == ["id-a@example.com", "id-c@example.com"]
-    assert outcome["failures"] == [
-        {"recipient": "b@example.com", "code": "SES_MESSAGE_REJECTED", "message": "rejected"},
-        {"recipient": "d@example.com", "code": "SES_MESSAGE_REJECTED", "message": "rejected"},
+        for total in (13, 12)
     ]
-    assert (outcome["sent"], outcome["failed"]) == (2, 2)
 
 
-# --- unexpected failures: explicit retries, then the ledger -----------------------------------
+# --- unexpected failures: explicit retries, then FAIL_BATCH -------------------------------------
 
 
 def test_an_activity_that_fails_once_is_run_again_after_a_timer(engine: Engine) -> None:
     failures = {"left": 1}
 
-    def flaky(name: str, batch: dict[str, Any]) -> Any:
-        if failures["left"]:
+    def flaky(name: str, payload: Any) -> Any:
+        if name == SEND_SES_BATCH and failures["left"]:
             failures["left"] -= 1
             return RuntimeError("worker lost")
-        return all_sent(name, batch)
+        return ordinary(name, payload)
 
     BEHAVIOUR[0] = flaky
-    row = run(engine, SES_ORCHESTRATOR, ses_job(["a@example.com"], 10, 1))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(1, 10, 1))
 
-    assert output(row)["messageIds"] == ["id-a@example.com"]
+    assert outcome_of(row) == SendOutcome(kind="ses", total=1, sent=1, failed=0)
     lane = history_of(engine, f"{row.instance_id}:lane0")
-    kinds = [e["EventType"] for e in lane if e["EventType"] in (4, 10)]
+    kinds = [
+        e["EventType"]
+        for e in lane
+        if e["EventType"] in (EventType.TASK_SCHEDULED, EventType.TIMER_CREATED)
+    ]
     assert kinds == [EventType.TASK_SCHEDULED, EventType.TIMER_CREATED, EventType.TASK_SCHEDULED]
+    first, second = ses_runs()
+    assert first == second  # the same batch, run again
     assert not any("Retry" in json.dumps(e) for e in lane)  # no *_with_retry anywhere
+    assert settled() == []
 
 
-def test_a_batch_that_keeps_failing_is_reconciled_from_the_ledger(engine: Engine) -> None:
-    def second_batch_crashes(name: str, payload: dict[str, Any]) -> Any:
-        if name == RECONCILE_BATCH:
-            return {
-                "messageIds": ["id-recorded", None],
-                "failures": [{"index": 1, "code": "BATCH_FAILED", "message": "not sent"}],
-            }
-        if payload["ledgerKey"].endswith(":1"):
+def test_a_batch_that_keeps_failing_is_settled_by_fail_batch(engine: Engine) -> None:
+    def second_batch_crashes(name: str, payload: Any) -> Any:
+        if name == SEND_SES_BATCH and payload["start"] == 2:
+            # it sent its first recipient (the ledger has it), then the worker was lost
+            LEDGER.decide(payload["ledgerKey"], [0], SENT)
             return RuntimeError("storage unavailable")
-        return all_sent(name, payload)
+        return ordinary(name, payload)
 
     BEHAVIOUR[0] = second_batch_crashes
-    recipients = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
 
-    job = ses_job(recipients, 2, 1, deadlineSeconds=0.8)
-    outcome = output(run(engine, SES_ORCHESTRATOR, job))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(4, 2, 1, deadlineSeconds=0.8))
 
-    # run again and again (30, 60, 120 ms ...) until the deadline, then the ledger decides
-    assert len([b for b in calls(SEND_SES_BATCH) if b["ledgerKey"].endswith(":1")]) >= 3
-    assert [p["size"] for p in calls(RECONCILE_BATCH)] == [2]
-    assert outcome["messageIds"] == ["id-a@example.com", "id-b@example.com", "id-recorded"]
-    assert outcome["failures"] == [
-        {"recipient": "d@example.com", "code": "BATCH_FAILED", "message": "not sent"}
-    ]
+    # run again and again (30, 60, 120 ms ...) until the deadline, then FAIL_BATCH settles it
+    assert len([b for b in ses_runs() if b.start == 2]) >= 3
+    (settle,) = settled()
+    assert (settle.ledgerKey, settle.count, settle.code) == (
+        ledger_key(row.instance_id, 2),
+        2,
+        FailureCode.BATCH_FAILED,
+    )
+    assert settle.message.startswith(BATCH_FAILED_MESSAGE)
+    # what the ledger holds as sent stays sent
+    assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=3, failed=1)
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 3, "failed": 1}]
 
 
-def test_a_batch_that_cannot_even_be_reconciled_is_unknown_and_the_send_goes_on(
-    engine: Engine,
+def test_a_batch_that_cannot_even_be_settled_counts_as_failed_and_the_send_goes_on(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def storage_down_for_batch_zero(name: str, payload: dict[str, Any]) -> Any:
-        if name == RECONCILE_BATCH or payload["ledgerKey"].endswith(":0"):
+    def storage_down_for_batch_zero(name: str, payload: Any) -> Any:
+        if name == FAIL_BATCH or (name == SEND_SES_BATCH and payload["start"] == 0):
             return RuntimeError("table storage unavailable")
-        return all_sent(name, payload)
+        return ordinary(name, payload)
 
     BEHAVIOUR[0] = storage_down_for_batch_zero
-    recipients = ["a@example.com", "b@example.com", "c@example.com"]
+    # batch 0 runs at 0, 30, 90, 210, 450 ms and gives up (the next run, 480 ms later, would
+    # be past the last chance at 900 ms); FAIL_BATCH's three runs take 90 ms: batch 2 has
+    # hundreds of milliseconds left for its turn before the last chance
+    monkeypatch.setattr(lanes, "MAX_STALL_WAIT", timedelta(seconds=1))
 
-    outcome = output(run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 1, deadlineSeconds=0.5)))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(3, 2, 1, deadlineSeconds=1.0))
 
-    assert outcome["messageIds"] == ["id-c@example.com"]
-    assert [(f["recipient"], f["code"]) for f in outcome["failures"]] == [
-        ("a@example.com", "DELIVERY_UNKNOWN"),
-        ("b@example.com", "DELIVERY_UNKNOWN"),
-    ]
-
-
-# --- pending recipients: time, never recipients ------------------------------------------------
+    assert len(calls(FAIL_BATCH)) == lanes.ACTIVITY_ATTEMPTS  # tried, then given up
+    assert [(b.start, b.count) for b in ses_runs() if b.start != 0] == [(2, 1)]  # went on
+    assert outcome_of(row) == SendOutcome(kind="ses", total=3, sent=1, failed=2)
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 1, "failed": 2}]
 
 
-def pending_first(rounds: int, *, stalled: bool, code: str = "SES_THROTTLED") -> Behaviour:
-    """Each batch leaves its odd recipients pending for ``rounds`` runs, then sends them."""
+def test_what_a_batch_sent_stays_sent_when_fail_batch_fails_at_the_deadline(
+    engine: Engine,
+) -> None:
+    behaviour = pending_first(1000, stalled=True)
+
+    def settling_fails(name: str, payload: Any) -> Any:
+        if name == FAIL_BATCH:
+            return RuntimeError("table storage unavailable")
+        return behaviour(name, payload)
+
+    BEHAVIOUR[0] = settling_fails
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(4, 4, 1, deadlineSeconds=0.6))
+
+    assert len(calls(FAIL_BATCH)) == lanes.ACTIVITY_ATTEMPTS
+    # the last run's count of sent recipients holds; the rest count as failed
+    assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=2, failed=2)
+
+
+def test_a_failing_finish_send_does_not_fail_the_send(engine: Engine) -> None:
+    def finish_fails(name: str, payload: Any) -> Any:
+        if name == FINISH_SEND:
+            return RuntimeError("table storage unavailable")
+        return ordinary(name, payload)
+
+    BEHAVIOUR[0] = finish_fails
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(3, 2, 1))
+
+    assert outcome_of(row) == SendOutcome(kind="ses", total=3, sent=3, failed=0)
+    assert calls(FINISH_SEND) != []
+    assert calls(RELEASE_QUOTA) == [row.instance_id]
+
+
+# --- pending recipients: time, never recipients --------------------------------------------------
+
+
+def pending_first(
+    rounds: int,
+    *,
+    stalled: bool,
+    code: str = "SES_THROTTLED",
+    hold: Callable[[int], None] = lambda run_no: None,
+) -> Behaviour:
+    """Each batch leaves its odd recipients pending for ``rounds`` runs, then sends them; a run
+    ends at rate 3 + its number. ``hold(run_no)`` is called before a run does anything."""
     seen: dict[str, int] = {}
 
-    def behaviour(name: str, batch: dict[str, Any]) -> Any:
-        key = batch["ledgerKey"]
-        run_no = seen[key] = seen.get(key, 0) + 1
-        ids: list[str | None] = [None] * size(batch)
-        pending = []
-        for i, recipient in positions(batch):
-            if i % 2 and run_no <= rounds:
-                pending.append({"index": i, "code": code, "message": "kept throttling"})
-            else:
-                ids[i] = f"id-{recipient}"
-        return {
-            "messageIds": ids,
-            "failures": [],
-            "pending": pending,
-            "rate": 3.0 + run_no,
-            "stalled": stalled,
-        }
+    def behaviour(name: str, payload: Any) -> Any:
+        if name != SEND_SES_BATCH:
+            return ordinary(name, payload)
+        batch = SesBatch.model_validate(payload)
+        with _LOCK:
+            run_no = seen[batch.ledgerKey] = seen.get(batch.ledgerKey, 0) + 1
+        hold(run_no)
+        ready = [
+            offset
+            for offset in LEDGER.undecided(batch.ledgerKey, batch.count)
+            if not (offset % 2 and run_no <= rounds)
+        ]
+        LEDGER.decide(batch.ledgerKey, ready, SENT)
+        return LEDGER.tally(
+            batch.ledgerKey,
+            batch.count,
+            code=code,
+            message="kept throttling",
+            rate=3.0 + run_no,
+            stalled=stalled,
+        )
 
     return behaviour
 
 
-def test_pending_recipients_are_sent_by_the_next_run_of_their_batch(engine: Engine) -> None:
+def test_a_pending_batch_is_run_again_with_the_same_input(engine: Engine) -> None:
     BEHAVIOUR[0] = pending_first(2, stalled=False)
-    recipients = [f"r{i}@example.com" for i in range(6)]
 
-    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 6, 1))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(6, 6, 1))
 
-    outcome = output(row)
-    assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
+    assert outcome_of(row) == SendOutcome(kind="ses", total=6, sent=6, failed=0)
     runs = calls(SEND_SES_BATCH)
-    assert [b["indices"] for b in runs] == [None, [1, 3, 5], [1, 3, 5]]
-    # a later run carries only the pending recipients (the history stays small in a storm)
-    assert runs[1]["recipients"] == ["r1@example.com", "r3@example.com", "r5@example.com"]
-    assert {b["size"] for b in runs} == {6}
-    assert [b["startRate"] for b in runs] == [
-        14.0,
-        4.0,
-        5.0,
-    ]  # each run starts where the last ended
+    assert len(runs) == 3
+    # the same batch every time, never the recipients still pending: the activity sends only
+    # what the ledger holds no outcome for; only the pace moves on
+    assert set(runs[0]) == {
+        "ledgerKey",
+        "listRef",
+        "start",
+        "count",
+        "maxRate",
+        "startRate",
+        "deadline",
+    }
+    assert all({**r, "startRate": None} == {**runs[0], "startRate": None} for r in runs)
+    assert [r["startRate"] for r in runs] == [14.0, 4.0, 5.0]  # where the last run ended
     lane = history_of(engine, f"{row.instance_id}:lane0")
     assert not any(e["EventType"] == EventType.TIMER_CREATED for e in lane)  # progress: no wait
+    assert settled() == []
 
 
 def test_a_stalled_batch_waits_on_a_durable_timer_that_grows(engine: Engine) -> None:
     BEHAVIOUR[0] = pending_first(3, stalled=True)
-    recipients = ["a@example.com", "b@example.com"]
 
-    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 1))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(2, 2, 1))
 
-    assert output(row)["messageIds"] == ["id-a@example.com", "id-b@example.com"]
+    assert outcome_of(row) == SendOutcome(kind="ses", total=2, sent=2, failed=0)
     lane = history_of(engine, f"{row.instance_id}:lane0")
     waits = [
         parse_timestamp(e["FireAt"]) - parse_timestamp(e["Timestamp"])
@@ -353,18 +543,14 @@ def test_a_stalled_batch_waits_on_a_durable_timer_that_grows(engine: Engine) -> 
 
 def test_the_status_shows_pending_recipients_while_they_wait(engine: Engine) -> None:
     gate = threading.Event()
-    inner = pending_first(1, stalled=True)
 
-    def hold_second_run(name: str, batch: dict[str, Any]) -> Any:
-        if batch.get("indices") is not None:
+    def hold_second_run(run_no: int) -> None:
+        if run_no == 2:
             gate.wait(10)
-        return inner(name, batch)
 
-    BEHAVIOUR[0] = hold_second_run
-    recipients = [f"r{i}@example.com" for i in range(4)]
-    instance_id = engine.start_orchestration(
-        SES_ORCHESTRATOR, None, json.dumps(ses_job(recipients, 4, 1))
-    )
+    BEHAVIOUR[0] = pending_first(1, stalled=True, hold=hold_second_run)
+    instance_id = engine.start_orchestration(SES_ORCHESTRATOR, None, json.dumps(ses_job(4, 4, 1)))
+    status: dict[str, Any] = {}
     try:
         for _ in range(500):
             lane = engine.store.get_instance(f"{instance_id}:lane0")
@@ -372,27 +558,31 @@ def test_the_status_shows_pending_recipients_while_they_wait(engine: Engine) -> 
             if status.get("pending"):
                 break
             threading.Event().wait(0.02)
-        assert status["pending"] == 2
+        # (the batch's recipients sent so far count once the batch is done)
+        assert (status["total"], status["pending"], status["batchesDone"]) == (4, 2, 0)
     finally:
         gate.set()
 
 
-def test_at_the_deadline_pending_recipients_fail_with_their_last_code(engine: Engine) -> None:
+def test_at_the_deadline_fail_batch_settles_the_pending_with_their_last_code(
+    engine: Engine,
+) -> None:
     BEHAVIOUR[0] = pending_first(1000, stalled=True, code="SES_ERROR")
-    recipients = [f"r{i}@example.com" for i in range(4)]
 
-    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 4, 1, deadlineSeconds=1.0))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(4, 4, 1, deadlineSeconds=1.0))
 
-    outcome = output(row)
-    assert outcome["messageIds"] == ["id-r0@example.com", "id-r2@example.com"]
-    assert [(f["recipient"], f["code"]) for f in outcome["failures"]] == [
-        ("r1@example.com", "SES_ERROR"),
-        ("r3@example.com", "SES_ERROR"),
+    assert settled() == [
+        FailBatch(
+            ledgerKey=ledger_key(row.instance_id, 0),
+            count=4,
+            code=FailureCode.SES_ERROR,
+            message="kept throttling",
+        )
     ]
+    assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=2, failed=2)
     # it kept trying (timers of 100, 200, 250 ms ...) and made a last run shortly before the
     # deadline instead of giving up when the next wait would have crossed it
-    runs = calls(SEND_SES_BATCH)
-    assert len(runs) >= 2
+    assert len(ses_runs()) >= 2
     lane = history_of(engine, f"{row.instance_id}:lane0")
     started = parse_timestamp(history_of(engine, row.instance_id)[0]["Timestamp"])
     last_timer = max(
@@ -401,147 +591,247 @@ def test_at_the_deadline_pending_recipients_fail_with_their_last_code(engine: En
     assert last_timer <= started + timedelta(seconds=1.0) - timedelta(milliseconds=100)
 
 
-def test_a_batch_whose_turn_comes_after_the_last_chance_is_failed_without_a_run(
+def test_a_batch_whose_turn_comes_after_the_last_chance_is_settled_without_a_run(
     engine: Engine,
 ) -> None:
     BEHAVIOUR[0] = pending_first(1000, stalled=True)
-    recipients = [f"r{i}@example.com" for i in range(4)]
 
-    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 1, deadlineSeconds=1.0))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(4, 2, 1, deadlineSeconds=1.0))
 
     # batch 0 used the time up; batch 1 never reached SES, and says why
-    assert {b["ledgerKey"].rsplit(":", 1)[1] for b in calls(SEND_SES_BATCH)} == {"0"}
-    outcome = output(row)
-    assert outcome["messageIds"] == ["id-r0@example.com"]
-    failures = {f["recipient"]: f for f in outcome["failures"]}
-    assert sorted(failures) == ["r1@example.com", "r2@example.com", "r3@example.com"]
-    assert {f["code"] for f in failures.values()} == {"SES_THROTTLED"}
-    assert failures["r2@example.com"]["message"].startswith("Not sent before the send's deadline")
-
-
-def test_an_account_level_stop_skips_the_lanes_later_batches(engine: Engine) -> None:
-    def paused(name: str, batch: dict[str, Any]) -> Any:
-        return {
-            "messageIds": [None] * size(batch),
-            "failures": [
-                {"index": i, "code": "SES_SENDING_PAUSED", "message": "paused"}
-                for i, _ in positions(batch)
-            ],
-            "stopped": {"code": "SES_SENDING_PAUSED", "message": "paused"},
-        }
-
-    BEHAVIOUR[0] = paused
-    recipients = [f"r{i}@example.com" for i in range(6)]
-
-    outcome = output(run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 1)))
-
-    assert len(calls(SEND_SES_BATCH)) == 1  # batches 2 and 3 never called SES
-    assert {f["code"] for f in outcome["failures"]} == {"SES_SENDING_PAUSED"}
-    assert len(outcome["failures"]) == 6
-    assert outcome["failures"][-1]["message"].startswith("Not attempted after an earlier batch")
-
-
-def test_an_earlier_specific_failure_survives_a_later_reconcile(engine: Engine) -> None:
-    seen = {"runs": 0}
-
-    def rejected_then_crashing(name: str, batch: dict[str, Any]) -> Any:
-        if name == RECONCILE_BATCH:
-            return {
-                "messageIds": [None, None],
-                "failures": [
-                    {"index": i, "code": "BATCH_FAILED", "message": "not sent"} for i in (0, 1)
-                ],
-            }
-        seen["runs"] += 1
-        if seen["runs"] == 1:  # r0 rejected for good, r1 pending
-            return {
-                "messageIds": [None, None],
-                "failures": [{"index": 0, "code": "SES_MESSAGE_REJECTED", "message": "no"}],
-                "pending": [{"index": 1, "code": "SES_THROTTLED", "message": "later"}],
-            }
-        return RuntimeError("worker lost")
-
-    BEHAVIOUR[0] = rejected_then_crashing
-    job = ses_job(["r0@example.com", "r1@example.com"], 2, 1, deadlineSeconds=0.6)
-
-    outcome = output(run(engine, SES_ORCHESTRATOR, job))
-
-    assert [(f["recipient"], f["code"]) for f in outcome["failures"]] == [
-        ("r0@example.com", "SES_MESSAGE_REJECTED"),
-        ("r1@example.com", "BATCH_FAILED"),
+    assert {b.start for b in ses_runs()} == {0}
+    assert settled() == [
+        FailBatch(
+            ledgerKey=ledger_key(row.instance_id, 0),
+            count=2,
+            code=FailureCode.SES_THROTTLED,
+            message="kept throttling",
+        ),
+        FailBatch(
+            ledgerKey=ledger_key(row.instance_id, 2),
+            count=2,
+            code=NOT_REACHED.code,
+            message=NOT_REACHED.message,
+        ),
     ]
+    assert NOT_REACHED.message.startswith("Not sent before the send's deadline")
+    assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=1, failed=3)
+
+
+# --- account-level stops ------------------------------------------------------------------------
+
+
+def paused_at(start: int) -> Behaviour:
+    """SES pauses the account at the batch starting at ``start``."""
+
+    def behaviour(name: str, payload: Any) -> Any:
+        if name == SEND_SES_BATCH and payload["start"] == start:
+            batch = SesBatch.model_validate(payload)
+            LEDGER.decide(batch.ledgerKey, range(batch.count), "SES_SENDING_PAUSED")
+            stop = BatchStop(code=FailureCode.SES_SENDING_PAUSED, message="paused")
+            return LEDGER.tally(batch.ledgerKey, batch.count, stopped=stop)
+        return ordinary(name, payload)
+
+    return behaviour
+
+
+def stopped_batch(instance_id: str, start: int, count: int) -> FailBatch:
+    return FailBatch(
+        ledgerKey=ledger_key(instance_id, start),
+        count=count,
+        code=FailureCode.SES_SENDING_PAUSED,
+        message="Not attempted after an earlier batch: paused",
+    )
+
+
+def test_an_account_level_stop_settles_the_lanes_later_batches_without_ses(
+    engine: Engine,
+) -> None:
+    BEHAVIOUR[0] = paused_at(0)
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(6, 2, 1))
+
+    assert [b.start for b in ses_runs()] == [0]  # batches 2 and 3 never called SES
+    assert settled() == [stopped_batch(row.instance_id, 2, 2), stopped_batch(row.instance_id, 4, 2)]
+    assert outcome_of(row) == SendOutcome(kind="ses", total=6, sent=0, failed=6)
+
+
+def test_an_account_level_stop_is_carried_into_the_lanes_next_generation(
+    engine: Engine, store: RecordingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lanes, "GENERATION_BATCHES", 2)
+    BEHAVIOUR[0] = paused_at(1)  # the last batch of the first generation
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(6, 1, 1))
+
+    lane_id = f"{row.instance_id}:lane0"
+    jobs = lane_inputs(store, lane_id)
+    assert [(j.nextBatch, j.sent, j.failed) for j in jobs] == [(0, 0, 0), (2, 1, 1), (4, 1, 3)]
+    stop = BatchStop(code=FailureCode.SES_SENDING_PAUSED, message="paused")
+    assert [j.stopped for j in jobs] == [None, stop, stop]
+    assert [b.start for b in ses_runs()] == [0, 1]
+    assert settled() == [stopped_batch(row.instance_id, n, 1) for n in range(2, 6)]
+    assert outcome_of(row) == SendOutcome(kind="ses", total=6, sent=1, failed=5)
+
+
+# --- lanes ---------------------------------------------------------------------------------------
 
 
 def test_a_lane_that_fails_does_not_fail_the_send(engine: Engine) -> None:
     """A lane can only fail through a bug (here: an activity answering garbage); the parent then
-    collects the other lanes one by one and asks the ledger about the failed lane's batches."""
+    collects the other lanes one by one and settles the failed lane's batches with FAIL_BATCH."""
 
-    def garbage_for_lane_one(name: str, batch: dict[str, Any]) -> Any:
-        if name == RECONCILE_BATCH:
-            return {
-                "messageIds": ["id-recorded"] + [None] * (batch["size"] - 1),
-                "failures": [
-                    {"index": i, "code": "BATCH_FAILED", "message": "not sent"}
-                    for i in range(1, batch["size"])
-                ],
-            }
-        if batch["ledgerKey"].endswith(":1"):
-            return {"not": "a batch result"}
-        return all_sent(name, batch)
+    def garbage_for_lane_one(name: str, payload: Any) -> Any:
+        if name == SEND_SES_BATCH and payload["start"] == 2:
+            LEDGER.decide(payload["ledgerKey"], [0], SENT)  # it did send one
+            return {"not": "a batch tally"}
+        return ordinary(name, payload)
 
     BEHAVIOUR[0] = garbage_for_lane_one
-    recipients = [f"r{i}@example.com" for i in range(4)]
 
-    row = run(engine, SES_ORCHESTRATOR, ses_job(recipients, 2, 2))
+    row = run(engine, SES_ORCHESTRATOR, ses_job(4, 2, 2))
 
-    outcome = output(row)
     lane = engine.store.get_instance(f"{row.instance_id}:lane1")
     assert lane is not None
     assert lane.status == "Failed"
-    assert outcome["messageIds"] == ["id-r0@example.com", "id-r1@example.com", "id-recorded"]
-    assert [(f["recipient"], f["code"]) for f in outcome["failures"]] == [
-        ("r3@example.com", "BATCH_FAILED")
+    (settle,) = settled()
+    assert (settle.ledgerKey, settle.count, settle.code) == (
+        ledger_key(row.instance_id, 2),
+        2,
+        FailureCode.BATCH_FAILED,
+    )
+    assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=3, failed=1)
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 3, "failed": 1}]
+
+
+def test_a_long_lane_continues_as_new_and_its_counts_carry_over(
+    engine: Engine, store: RecordingStore
+) -> None:
+    generation = lanes.GENERATION_BATCHES
+    batches = 2 * generation + generation // 2  # two full generations and a half
+
+    def first_of_each_rejected(name: str, payload: Any) -> Any:
+        if name != SEND_SES_BATCH:
+            return ordinary(name, payload)
+        batch = SesBatch.model_validate(payload)
+        LEDGER.decide(batch.ledgerKey, [0], "SES_MESSAGE_REJECTED")
+        LEDGER.decide(batch.ledgerKey, range(batch.count), SENT)
+        return LEDGER.tally(batch.ledgerKey, batch.count, rate=100.0 + batch.start)
+
+    BEHAVIOUR[0] = first_of_each_rejected
+
+    # one lane of exactly one generation, for comparison
+    one = run(engine, SES_ORCHESTRATOR, ses_job(10 * generation, 10, 1))
+    (one_history,) = store.generations(f"{one.instance_id}:lane0")
+    CALLS.clear()
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(10 * batches, 10, 1), timeout=60)
+
+    total = 10 * batches
+    lane_id = f"{row.instance_id}:lane0"
+    histories = store.generations(lane_id)
+    assert len(histories) == 3
+    scheduled = [
+        len([e for e in h if e["EventType"] == EventType.TASK_SCHEDULED]) for h in histories
     ]
+    assert scheduled == [generation, generation, generation // 2]
+    # the history a replay loads stays about one generation long, not the lane's
+    assert max(len(h) for h in histories) <= len(one_history) + 2
+    assert history_of(engine, lane_id) == histories[-1]
+    # every generation starts where the last one stopped, with its counts and pace
+    jobs = lane_inputs(store, lane_id)
+    assert [(j.nextBatch, j.sent, j.failed) for j in jobs] == [
+        (0, 0, 0),
+        (generation, 9 * generation, generation),
+        (2 * generation, 18 * generation, 2 * generation),
+    ]
+    runs = ses_runs()
+    assert [(b.start, b.count) for b in runs] == [(10 * n, 10) for n in range(batches)]
+    assert [b.startRate for b in runs] == [14.0] + [100.0 + b.start for b in runs[:-1]]
+    lane = engine.store.get_instance(lane_id)
+    assert lane is not None
+    assert json.loads(lane.output or "") == {
+        "sent": 9 * batches,
+        "failed": batches,
+        "batches": batches,
+    }
+    assert json.loads(lane.custom_status or "")["batchesDone"] == batches
+    assert outcome_of(row) == SendOutcome(kind="ses", total=total, sent=9 * batches, failed=batches)
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 9 * batches, "failed": batches}]
 
 
-# --- SMTP ------------------------------------------------------------------------------------
+# --- size: the list is out of the history --------------------------------------------------------
+
+
+def test_the_list_stays_out_of_the_history_whatever_its_size(
+    engine: Engine, store: RecordingStore
+) -> None:
+    """The activities read their slices of the stored list; no input, output, result or status
+    the host holds carries an address, and the largest of them does not grow with the send."""
+    blobs = services.blobs()
+    mail = Mail(sender="se@aifactory.page", subject="제목", body="본문")
+    read: dict[int, list[str]] = {}
+
+    def reads_its_slice(name: str, payload: Any) -> Any:
+        if name == SEND_SES_BATCH:
+            batch = SesBatch.model_validate(payload)
+            stored = StoredSend(blobs, batch.listRef)
+            assert stored.mail() == mail
+            with _LOCK:
+                read[batch.start] = stored.recipients(batch.start, batch.count)
+        return ordinary(name, payload)
+
+    BEHAVIOUR[0] = reads_its_slice
+    largest: dict[int, int] = {}
+    for total, size in ((1_000, 100), (100_000, 2_000)):
+        recipients = [f"r{i}@example.com" for i in range(total)]
+        ref = f"list-{total:06d}"
+        store_send(blobs, ref, recipients, mail)
+        read.clear()
+
+        row = run(engine, SES_ORCHESTRATOR, ses_job(total, size, 4, listRef=ref), timeout=120)
+
+        assert outcome_of(row) == SendOutcome(kind="ses", total=total, sent=total, failed=0)
+        assert [r for start in sorted(read) for r in read[start]] == recipients
+        held = [(what, text) for i, what, text in store.payloads() if i.startswith(row.instance_id)]
+        assert held
+        assert [(what, text) for what, text in held if "@" in text] == []
+        largest[total] = max(len(text) for _, text in held)
+    # a hundred times the recipients: a few more digits in the largest value, nothing more
+    assert largest[100_000] <= largest[1_000] + 100
+    assert store.spill.spills == {"history": 0, "message": 0}
+
+
+# --- SMTP ----------------------------------------------------------------------------------------
 
 
 def test_smtp_recipients_are_spread_over_the_configured_connections(engine: Engine) -> None:
-    recipients = [f"r{i}@example.com" for i in range(100)]
-    job = {
-        "kind": "smtp",
-        "mail": {"sender": "me@gmail.com", "subject": "s", "body": "b"},
-        "provider": "GMAIL",
-        "secretRef": "send-1",
-        "recipients": recipients,
-        "connections": 3,
-    }
+    row = run(engine, SMTP_ORCHESTRATOR, smtp_job(100, 3))
 
-    outcome = output(run(engine, SMTP_ORCHESTRATOR, job))
-
-    batches = sorted(calls(SEND_SMTP_BATCH), key=lambda b: b["ledgerKey"])
-    assert [len(b["recipients"]) for b in batches] == [34, 33, 33]
-    assert {b["secretRef"] for b in batches} == {"send-1"}
-    assert not any("sealedPassword" in b for b in batches)
-    # once every batch is done, the password is forgotten: one last activity
+    runs = sorted(smtp_runs(), key=lambda b: b.start)
+    assert [(b.start, b.count) for b in runs] == [(0, 34), (34, 33), (67, 33)]
+    assert [b.ledgerKey for b in runs] == [ledger_key(row.instance_id, b.start) for b in runs]
+    assert {(b.listRef, b.provider, b.secretRef) for b in runs} == {("list-1", "GMAIL", "send-1")}
+    assert not any("sealedPassword" in p or "password" in p for p in calls(SEND_SMTP_BATCH))
+    assert outcome_of(row) == SendOutcome(kind="smtp", total=100, sent=100, failed=0)
+    # once every batch is done the send is finished, then the password forgotten
+    assert [name for name, _ in CALLS][-2:] == [FINISH_SEND, FORGET_SECRET]
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 100, "failed": 0}]
     assert calls(FORGET_SECRET) == ["send-1"]
-    assert {b["provider"] for b in batches} == {"GMAIL"}
-    assert outcome["kind"] == "smtp"
-    assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
+    assert calls(RELEASE_QUOTA) == []
 
 
-def test_an_smtp_send_with_fewer_recipients_than_connections_opens_fewer(engine: Engine) -> None:
-    job = {
-        "kind": "smtp",
-        "mail": {"sender": "me@gmail.com", "subject": "s", "body": "b"},
-        "provider": "NAVER",
-        "sealedPassword": "token",  # a send started before the secret store: still runs
-        "recipients": ["only@example.com"],
-        "connections": 3,
-    }
-    outcome = output(run(engine, SMTP_ORCHESTRATOR, job))
-    assert len(calls(SEND_SMTP_BATCH)) == 1
-    assert calls(SEND_SMTP_BATCH)[0]["sealedPassword"] == "token"
-    assert calls(FORGET_SECRET) == []  # nothing was stored for it
-    assert outcome["messageIds"] == ["id-only@example.com"]
+def test_an_smtp_send_with_fewer_recipients_than_connections_opens_fewer(
+    engine: Engine,
+) -> None:
+    row = run(engine, SMTP_ORCHESTRATOR, smtp_job(1, 3, provider="NAVER"))
+
+    assert [(b.start, b.count, b.provider) for b in smtp_runs()] == [(0, 1, "NAVER")]
+    lanes_ = [
+        e
+        for e in history_of(engine, row.instance_id)
+        if e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
+    ]
+    assert len(lanes_) == 1
+    assert calls(FORGET_SECRET) == ["send-1"]
+    assert outcome_of(row) == SendOutcome(kind="smtp", total=1, sent=1, failed=0)

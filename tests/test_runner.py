@@ -1,4 +1,5 @@
-"""A batch guarded by the send ledger: a retried activity never re-sends what was recorded."""
+"""A batch guarded by the send ledger: a retried activity never re-sends what was recorded,
+every recipient's outcome (sent, failed for good) ends in the ledger, and a run returns counts."""
 
 from __future__ import annotations
 
@@ -10,23 +11,27 @@ import pytest
 
 from sendmail.contract.vocabulary import FailureCode
 from sendmail.sending import runner
-from sendmail.sending.ledger import LedgerError, MemorySendLedger
+from sendmail.sending.jobs import BatchStop, BatchTally
+from sendmail.sending.ledger import LedgerError, MemorySendLedger, Recorded
 from sendmail.sending.results import BatchReport, Delivery
-from sendmail.sending.runner import run_batch, unwritten_records
+from sendmail.sending.runner import fail_rest, run_batch, unwritten_records
 
 
 class RecordingSender:
-    """Sends to everyone except addresses in ``reject`` (failed) and ``later`` (pending); can
-    crash after ``crash_after`` sends."""
+    """Sends to everyone except addresses in ``reject`` (failed) and ``later`` (pending, with
+    the code ``later`` maps them to); can crash after ``crash_after`` sends."""
 
     def __init__(
         self,
         reject: set[str] | None = None,
         crash_after: int | None = None,
-        later: set[str] | None = None,
+        later: Mapping[str, FailureCode] | set[str] | None = None,
     ) -> None:
         self.reject = reject or set()
-        self.later = later or set()
+        if isinstance(later, Mapping):
+            self.later: dict[str, FailureCode] = dict(later)
+        else:
+            self.later = dict.fromkeys(later or set(), FailureCode.SES_THROTTLED)
         self.crash_after = crash_after
         self.delivered: list[str] = []
         self.asked: list[str] = []
@@ -43,7 +48,8 @@ class RecordingSender:
                 out.append(Delivery.failed(recipient, FailureCode.SES_MESSAGE_REJECTED, "no"))
                 continue
             if recipient in self.later:
-                out.append(Delivery.postponed(recipient, FailureCode.SES_THROTTLED, "later"))
+                code = self.later[recipient]
+                out.append(Delivery.postponed(recipient, code, f"later: {code.value}"))
                 continue
             self.delivered.append(recipient)
             message_id = f"<{recipient}>"
@@ -55,15 +61,37 @@ class RecordingSender:
 RECIPIENTS = [f"r{i}@example.com" for i in range(6)]
 
 
-def test_a_fresh_batch_sends_everyone_and_records_each_success() -> None:
+def test_a_fresh_batch_sends_everyone_and_records_each_outcome() -> None:
     ledger = MemorySendLedger()
     sender = RecordingSender(reject={"r2@example.com"})
 
-    result = run_batch(ledger, "i:0", RECIPIENTS, sender)
+    tally = run_batch(ledger, "i:0", RECIPIENTS, sender)
 
-    assert result.messageIds == [f"<{r}>" if r != "r2@example.com" else None for r in RECIPIENTS]
-    assert [(f.index, f.code) for f in result.failures] == [(2, FailureCode.SES_MESSAGE_REJECTED)]
+    assert (tally.sent, tally.failed, tally.pending) == (5, 1, 0)
+    assert (tally.pendingCode, tally.pendingMessage, tally.stopped) == (None, None, None)
     assert ledger.sent("i:0") == {i: f"<{r}>" for i, r in enumerate(RECIPIENTS) if i != 2}
+    # the final failure is in the ledger too: code and message, no Message-ID
+    assert ledger.outcomes("i:0")[2] == Recorded(
+        code=FailureCode.SES_MESSAGE_REJECTED.value, message="no"
+    )
+    assert set(ledger.outcomes("i:0")) == set(range(6))
+
+
+def test_the_tally_is_counts_only_and_crosses_as_json() -> None:
+    tally = run_batch(MemorySendLedger(), "i:0", RECIPIENTS, RecordingSender())
+    dumped = tally.model_dump(mode="json")
+    assert set(dumped) == {
+        "sent",
+        "failed",
+        "pending",
+        "pendingCode",
+        "pendingMessage",
+        "rate",
+        "stalled",
+        "stopped",
+    }
+    assert "r0@example.com" not in str(dumped)
+    assert BatchTally.model_validate(dumped) == tally
 
 
 def test_a_retried_batch_sends_only_to_those_not_recorded() -> None:
@@ -71,96 +99,167 @@ def test_a_retried_batch_sends_only_to_those_not_recorded() -> None:
     first = RecordingSender(crash_after=4)
     with pytest.raises(ConnectionError):
         run_batch(ledger, "i:0", RECIPIENTS, first)
+    assert set(ledger.sent("i:0")) == {0, 1, 2, 3}  # recorded as they went
 
     second = RecordingSender()
-    result = run_batch(ledger, "i:0", RECIPIENTS, second)
+    tally = run_batch(ledger, "i:0", RECIPIENTS, second)
 
-    assert second.delivered == ["r4@example.com", "r5@example.com"]
+    assert second.asked == ["r4@example.com", "r5@example.com"]
     assert first.delivered + second.delivered == RECIPIENTS  # each exactly once
-    assert result.messageIds == [f"<{r}>" for r in RECIPIENTS]
-    assert result.failures == []
+    assert (tally.sent, tally.failed, tally.pending) == (6, 0, 0)  # the first run's included
+    assert ledger.sent("i:0") == {i: f"<{r}>" for i, r in enumerate(RECIPIENTS)}
 
 
-def test_a_batch_already_complete_sends_nothing() -> None:
+def test_a_batch_already_complete_sends_nothing_and_counts_every_earlier_outcome() -> None:
     ledger = MemorySendLedger()
-    run_batch(ledger, "i:0", RECIPIENTS, RecordingSender())
+    settled: list[int] = []
+    run_batch(ledger, "i:0", RECIPIENTS, RecordingSender(reject={"r5@example.com"}))
     again = RecordingSender()
-    result = run_batch(ledger, "i:0", RECIPIENTS, again)
-    assert again.delivered == []
-    assert len([m for m in result.messageIds if m]) == len(RECIPIENTS)
+
+    tally = run_batch(ledger, "i:0", RECIPIENTS, again, settled=settled.append)
+
+    assert again.asked == []
+    assert (tally.sent, tally.failed, tally.pending) == (5, 1, 0)
+    assert settled == []  # nothing settled by this run (and no sender call at all)
+    assert (tally.rate, tally.stalled) == (None, False)
 
 
 def test_batches_do_not_share_records() -> None:
     ledger = MemorySendLedger()
-    run_batch(ledger, "i:0", RECIPIENTS, RecordingSender())
+    run_batch(ledger, "i:0", RECIPIENTS, RecordingSender(reject={"r1@example.com"}))
     other = RecordingSender()
-    run_batch(ledger, "i:1", RECIPIENTS, other)
+    tally = run_batch(ledger, "i:1", RECIPIENTS, other)
     assert other.delivered == RECIPIENTS
+    assert (tally.sent, tally.failed) == (6, 0)
+    assert ledger.outcomes("i:0")[1].code == FailureCode.SES_MESSAGE_REJECTED.value
+    assert all(r.sent for r in ledger.outcomes("i:1").values())
+
+
+def test_a_ledger_that_cannot_be_read_sends_nothing() -> None:
+    """What the ledger could not confirm is not sent: the activity fails and Durable retries."""
+
+    class Unreadable(MemorySendLedger):
+        def outcomes(
+            self, key: str, first: int = 0, stop: int | None = None
+        ) -> dict[int, Recorded]:
+            raise LedgerError("table storage unavailable")
+
+    sender = RecordingSender()
+    with pytest.raises(LedgerError):
+        run_batch(Unreadable(), "i:0", RECIPIENTS, sender)
+    assert sender.asked == []
 
 
 class FailingLedger(MemorySendLedger):
     def record(self, key: str, index: int, message_id: str) -> None:
-        from sendmail.sending.ledger import LedgerError
+        raise LedgerError("table storage unavailable")
 
+    def record_many(self, key: str, records: Mapping[int, str]) -> None:
+        raise LedgerError("table storage unavailable")
+
+    def record_failures(self, key: str, failures: Mapping[int, tuple[str, str]]) -> None:
         raise LedgerError("table storage unavailable")
 
 
-def test_a_failing_ledger_does_not_fail_the_batch_or_lose_message_ids(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("group_ms", [0, 50])
+def test_a_failing_ledger_does_not_fail_the_batch_or_lose_sends(
+    caplog: pytest.LogCaptureFixture, group_ms: float
 ) -> None:
-    sender = RecordingSender()
-    result = run_batch(FailingLedger(), "i:0", RECIPIENTS, sender)
-    assert sender.delivered == RECIPIENTS
-    assert result.messageIds == [f"<{r}>" for r in RECIPIENTS]
-    assert "6 sends could not be recorded" in caplog.text
+    sender = RecordingSender(reject={"r0@example.com"})
+
+    tally = run_batch(FailingLedger(), "i:0", RECIPIENTS, sender, group_ms=group_ms)
+
+    assert sender.delivered == RECIPIENTS[1:]
+    assert (tally.sent, tally.failed, tally.pending) == (5, 1, 0)  # the mail is out: sent
+    assert "5 sends could not be recorded" in caplog.text
+    assert "1 failures could not be recorded" in caplog.text
 
 
-def test_pending_recipients_are_reported_apart_from_failures_with_the_pace() -> None:
+def test_pending_recipients_are_counted_apart_from_failures_with_the_pace() -> None:
     ledger = MemorySendLedger()
     sender = RecordingSender(reject={"r1@example.com"}, later={"r3@example.com", "r4@example.com"})
 
-    result = run_batch(ledger, "i:0", RECIPIENTS, sender)
+    tally = run_batch(ledger, "i:0", RECIPIENTS, sender)
 
-    assert [(f.index, f.code) for f in result.failures] == [(1, FailureCode.SES_MESSAGE_REJECTED)]
-    assert [(p.index, p.code) for p in result.pending] == [
-        (3, FailureCode.SES_THROTTLED),
-        (4, FailureCode.SES_THROTTLED),
-    ]
-    assert result.messageIds[3] is None
-    assert (result.rate, result.stalled) == (12.5, True)
+    assert (tally.sent, tally.failed, tally.pending) == (3, 1, 2)
+    assert tally.pendingCode == FailureCode.SES_THROTTLED
+    assert tally.pendingMessage == "later: SES_THROTTLED"
+    assert (tally.rate, tally.stalled) == (12.5, True)
+    outcomes = ledger.outcomes("i:0")
+    assert set(outcomes) == {0, 1, 2, 5}  # the pending have no outcome: not decided yet
+    assert not outcomes[1].sent
 
 
-def test_a_later_run_sends_only_the_pending_and_reports_nothing_about_the_others() -> None:
+def test_the_pending_code_is_the_last_pending_recipients() -> None:
+    later = {
+        "r1@example.com": FailureCode.SES_THROTTLED,
+        "r4@example.com": FailureCode.SES_ERROR,
+    }
+    tally = run_batch(MemorySendLedger(), "i:0", RECIPIENTS, RecordingSender(later=later))
+    assert tally.pending == 2
+    assert (tally.pendingCode, tally.pendingMessage) == (
+        FailureCode.SES_ERROR,
+        "later: SES_ERROR",
+    )
+
+
+def test_a_later_run_sends_only_the_undecided_and_counts_the_whole_batch() -> None:
     ledger = MemorySendLedger()
     first = RecordingSender(reject={"r1@example.com"}, later={"r3@example.com", "r4@example.com"})
     run_batch(ledger, "i:0", RECIPIENTS, first)
 
-    second = RecordingSender()
-    pending = [RECIPIENTS[3], RECIPIENTS[4]]
-    result = run_batch(ledger, "i:0", pending, second, indices=[3, 4], size=len(RECIPIENTS))
+    second = RecordingSender()  # would send to r1 now: it must not be asked
+    tally = run_batch(ledger, "i:0", RECIPIENTS, second)
 
     assert second.asked == ["r3@example.com", "r4@example.com"]  # r1 (failed) is not retried
-    # the result is aligned with the whole batch and covers this run's indices only
-    assert result.messageIds == [None, None, None, "<r3@example.com>", "<r4@example.com>", None]
-    assert result.failures == []  # r1's failure belongs to the first run's result
-    assert result.pending == []
+    assert (tally.sent, tally.failed, tally.pending) == (5, 1, 0)  # earlier runs' included
+    assert tally.pendingCode is None
+    assert ledger.outcomes("i:0")[1].code == FailureCode.SES_MESSAGE_REJECTED.value
+    assert ledger.sent("i:0")[3] == "<r3@example.com>"
+
+
+def test_a_final_failure_is_never_retried_by_any_later_run() -> None:
+    ledger = MemorySendLedger()
+    run_batch(ledger, "i:0", RECIPIENTS, RecordingSender(reject=set(RECIPIENTS)))
+    for _ in range(3):
+        again = RecordingSender()
+        tally = run_batch(ledger, "i:0", RECIPIENTS, again)
+        assert again.asked == []
+        assert (tally.sent, tally.failed) == (0, 6)
 
 
 def test_a_pending_recipient_that_was_sent_after_all_is_not_sent_again() -> None:
-    """A crash after the send and its record, before the result reached the orchestration."""
+    """A crash after the send and its record, before the tally reached the orchestration."""
     ledger = MemorySendLedger()
-    ledger.record("i:0", 3, "<r3@example.com>")
+    run_batch(ledger, "i:0", RECIPIENTS, RecordingSender(later={"r3@example.com"}))
+    ledger.record("i:0", 3, "<r3@example.com>")  # the lost run got through
     sender = RecordingSender()
 
-    result = run_batch(ledger, "i:0", RECIPIENTS[3:5], sender, indices=[3, 4], size=len(RECIPIENTS))
+    tally = run_batch(ledger, "i:0", RECIPIENTS, sender)
 
-    assert sender.asked == ["r4@example.com"]
-    assert result.messageIds[3] == "<r3@example.com>"
+    assert sender.asked == []
+    assert (tally.sent, tally.failed, tally.pending) == (6, 0, 0)
 
 
-def test_indices_must_match_the_recipients() -> None:
-    with pytest.raises(ValueError, match="2 recipients for 1 indices"):
-        run_batch(MemorySendLedger(), "i:0", RECIPIENTS[:2], RecordingSender(), indices=[0])
+def test_settled_counts_only_what_this_run_decided() -> None:
+    """The quota reservation's count: sent now or failed for good; not the pending, not what an
+    earlier run settled."""
+    ledger = MemorySendLedger()
+    settled: list[int] = []
+    first = RecordingSender(reject={"r1@example.com"}, later={"r3@example.com", "r4@example.com"})
+    run_batch(ledger, "i:0", RECIPIENTS, first, settled=settled.append)
+    assert settled == [4]  # 3 sent + 1 failed; the 2 pending are not settled
+
+    run_batch(ledger, "i:0", RECIPIENTS, RecordingSender(), settled=settled.append)
+    assert settled == [4, 2]
+
+
+def test_a_sender_that_answers_for_the_wrong_number_of_recipients_fails_the_run() -> None:
+    def short(recipients: Sequence[str], on_sent: Callable[[int, str], None]) -> BatchReport:
+        return BatchReport([Delivery.sent(recipients[0], "<x>")])
+
+    with pytest.raises(RuntimeError, match="1 results for 6"):
+        run_batch(MemorySendLedger(), "i:0", RECIPIENTS, short)
 
 
 def test_an_account_level_stop_is_reported_for_the_lane() -> None:
@@ -168,17 +267,53 @@ def test_an_account_level_stop_is_reported_for_the_lane() -> None:
         def __call__(
             self, recipients: Sequence[str], on_sent: Callable[[int, str], None]
         ) -> BatchReport:
-            paused = Delivery.failed(recipients[0], FailureCode.SES_SENDING_PAUSED, "paused")
-            return BatchReport(
-                [paused] * len(recipients), stop=(FailureCode.SES_SENDING_PAUSED, "paused")
-            )
+            paused = [
+                Delivery.postponed(r, FailureCode.SES_SENDING_PAUSED, "paused") for r in recipients
+            ]
+            return BatchReport(paused, stop=(FailureCode.SES_SENDING_PAUSED, "paused"))
 
-    result = run_batch(MemorySendLedger(), "i:0", RECIPIENTS, Stopping())
-    assert result.stopped is not None
-    assert (result.stopped.code, result.stopped.message) == (
-        FailureCode.SES_SENDING_PAUSED,
-        "paused",
-    )
+    tally = run_batch(MemorySendLedger(), "i:0", RECIPIENTS, Stopping())
+    assert tally.stopped == BatchStop(code=FailureCode.SES_SENDING_PAUSED, message="paused")
+    assert (tally.pending, tally.pendingCode) == (6, FailureCode.SES_SENDING_PAUSED)
+
+
+# --- fail_rest ------------------------------------------------------------------------------
+
+
+def test_fail_rest_fails_every_undecided_recipient_and_keeps_what_was_decided() -> None:
+    ledger = MemorySendLedger()
+    first = RecordingSender(reject={"r1@example.com"}, later={"r3@example.com", "r4@example.com"})
+    run_batch(ledger, "i:0", RECIPIENTS, first)
+
+    tally = fail_rest(ledger, "i:0", 6, FailureCode.SES_THROTTLED, "deadline passed")
+
+    assert tally == BatchTally(sent=3, failed=3)
+    outcomes = ledger.outcomes("i:0")
+    assert set(outcomes) == set(range(6))
+    assert outcomes[1] == Recorded(code=FailureCode.SES_MESSAGE_REJECTED.value, message="no")
+    assert outcomes[3] == outcomes[4] == Recorded(code="SES_THROTTLED", message="deadline passed")
+    assert ledger.sent("i:0") == {i: f"<{RECIPIENTS[i]}>" for i in (0, 2, 5)}
+
+    again = RecordingSender()  # the batch is decided: a later run sends nothing
+    assert run_batch(ledger, "i:0", RECIPIENTS, again) == BatchTally(sent=3, failed=3)
+    assert again.asked == []
+
+
+def test_fail_rest_of_a_batch_never_run_fails_it_whole() -> None:
+    ledger = MemorySendLedger()
+    tally = fail_rest(ledger, "i:7", 4, FailureCode.SES_SENDING_PAUSED, "not attempted")
+    assert tally == BatchTally(sent=0, failed=4)
+    assert ledger.outcomes("i:7") == {
+        i: Recorded(code="SES_SENDING_PAUSED", message="not attempted") for i in range(4)
+    }
+    assert fail_rest(ledger, "i:7", 4, FailureCode.BATCH_FAILED, "x") == tally  # idempotent
+    assert ledger.outcomes("i:7")[0].code == "SES_SENDING_PAUSED"  # the first failure stays
+
+
+def test_fail_rest_raises_when_the_ledger_cannot_record() -> None:
+    """The orchestration counts such a batch as failed itself (orchestrators/lanes.py)."""
+    with pytest.raises(LedgerError):
+        fail_rest(FailingLedger(), "i:0", 3, FailureCode.BATCH_FAILED, "kept failing")
 
 
 # --- group commit ---------------------------------------------------------------------------
@@ -213,15 +348,33 @@ def test_group_commit_writes_a_batch_in_groups_of_at_most_100() -> None:
     result returns."""
     ledger = CountingLedger()
 
-    result = run_batch(ledger, "i:0", MANY, RecordingSender(), group_ms=50)
+    tally = run_batch(ledger, "i:0", MANY, RecordingSender(), group_ms=50)
 
-    assert all(m is not None for m in result.messageIds)
+    assert (tally.sent, tally.failed, tally.pending) == (450, 0, 0)
     assert ledger.sent("i:0") == {i: f"<{r}>" for i, r in enumerate(MANY)}
     assert ledger.singles == 0
     assert unwritten_records() == 0  # the crash window's gauge is back to nothing
     assert sum(ledger.groups) == 450
     assert max(ledger.groups) <= 100
     assert len(ledger.groups) >= 5
+
+
+def test_group_commit_writes_what_was_sent_before_a_crash_and_the_retry_skips_it() -> None:
+    ledger = CountingLedger()
+    first = RecordingSender(crash_after=130, reject={MANY[5]})
+    with pytest.raises(ConnectionError):
+        run_batch(ledger, "i:4", MANY, first, group_ms=50)
+    assert len(ledger.sent("i:4")) == 130  # written on the way out, not lost with the run
+    assert unwritten_records() == 0
+
+    second = RecordingSender(reject={MANY[5]})
+    tally = run_batch(ledger, "i:4", MANY, second, group_ms=50)
+
+    assert MANY[5] in second.asked  # the crash came before its failure was recorded
+    assert len(first.delivered) + len(second.delivered) == 449  # nobody mailed twice
+    assert not set(first.delivered) & set(second.delivered)
+    assert (tally.sent, tally.failed, tally.pending) == (449, 1, 0)
+    assert ledger.outcomes("i:4")[5].code == FailureCode.SES_MESSAGE_REJECTED.value
 
 
 def test_a_group_is_written_once_its_interval_passes_not_only_when_full() -> None:

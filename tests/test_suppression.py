@@ -21,6 +21,9 @@ from sendmail.feedback.suppression import (
     suppressions_from_environment,
 )
 from sendmail.platform.tables import TableUnavailable
+from sendmail.sending.jobs import Mail, SesBatch, ledger_key
+from sendmail.sending.ledger import Recorded
+from sendmail.sending.lists import store_send
 from sendmail.sending.results import BatchReport, Delivery
 from tests.support.azurite import Azurite
 from tests.support.ses import ScriptedSes
@@ -249,14 +252,26 @@ def test_a_lookup_that_fails_sends_nothing() -> None:
 # --- the SES activity, against moto ---------------------------------------------------------
 
 
-def run_activity(app_functions: dict[str, Any], recipients: list[str]) -> dict[str, Any]:
-    batch = {
-        "ledgerKey": "sendabc:0",
-        "mail": {"sender": "se@aifactory.page", "subject": "s", "body": "b"},
-        "recipients": recipients,
-    }
-    result: dict[str, Any] = app_functions["send_ses_batch"].get_user_function()(batch)
-    return result
+SEND_ID = "sendabc"
+
+
+def run_activity(
+    app_functions: dict[str, Any], recipients: list[str], start: int = 0
+) -> tuple[dict[str, Any], dict[int, Recorded]]:
+    """Run the SES activity on the batch ``start ..`` of a send whose list is ``recipients``:
+    (its tally, the ledger's outcomes of the batch)."""
+    store_send(
+        services.blobs(),
+        SEND_ID,
+        recipients,
+        Mail(sender="se@aifactory.page", subject="s", body="b"),
+    )
+    key = ledger_key(SEND_ID, start)
+    batch = SesBatch(ledgerKey=key, listRef=SEND_ID, start=start, count=len(recipients) - start)
+    result: dict[str, Any] = app_functions["send_ses_batch"].get_user_function()(
+        batch.model_dump(mode="json")
+    )
+    return result, services.ledger().outcomes(key)
 
 
 @pytest.fixture
@@ -273,15 +288,18 @@ def test_the_ses_activity_skips_suppressed_recipients_and_tags_every_message(
     app_functions: dict[str, Any], activity_ses: ScriptedSes
 ) -> None:
     services.suppressions().add(entry("bad@example.com"))
-    result = run_activity(app_functions, ["ok@example.com", "bad@example.com"])
+    # the batch is the send's recipients 1 and 2 (the first is another batch's)
+    result, outcomes = run_activity(
+        app_functions, ["other@example.com", "ok@example.com", "bad@example.com"], start=1
+    )
 
-    assert result["messageIds"][0] is not None
-    assert result["messageIds"][1] is None
-    [failure] = result["failures"]
-    assert (failure["index"], failure["code"]) == (1, "SUPPRESSED")
+    assert (result["sent"], result["failed"], result["pending"]) == (1, 1, 0)
+    assert set(outcomes) == {0, 1}  # indices within the batch
+    assert outcomes[0].sent
+    assert (outcomes[1].sent, outcomes[1].code) == (False, "SUPPRESSED")
     [sent] = activity_ses.bodies  # SES saw the one recipient not suppressed
     assert sent["Destination"] == {"ToAddresses": ["ok@example.com"]}
-    assert sent["EmailTags"] == [{"Name": SEND_ID_TAG, "Value": "sendabc"}]
+    assert sent["EmailTags"] == [{"Name": SEND_ID_TAG, "Value": SEND_ID}]
 
 
 def test_with_suppression_off_the_activity_sends_to_everyone(
@@ -293,9 +311,10 @@ def test_with_suppression_off_the_activity_sends_to_everyone(
     get_settings.cache_clear()
     listed = services.suppressions()
     listed.add(entry("bad@example.com"))
-    result = run_activity(app_functions, ["ok@example.com", "bad@example.com"])
-    assert all(m is not None for m in result["messageIds"])
-    assert result["failures"] == []
+    result, outcomes = run_activity(app_functions, ["ok@example.com", "bad@example.com"])
+    assert (result["sent"], result["failed"]) == (2, 0)
+    assert len(outcomes) == 2
+    assert all(o.sent for o in outcomes.values())
     assert len(activity_ses.bodies) == 2
     assert isinstance(listed, MemorySuppressionList)
     assert listed.lookups == 0  # not even asked

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from activities.names import (
+    FAIL_BATCH,
+    FINISH_SEND,
     FORGET_SECRET,
-    RECONCILE_BATCH,
     RELEASE_QUOTA,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
@@ -33,6 +34,7 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         "aws_send": ("httpTrigger", "v1/emails/aws-send", ("POST",), "function"),
         "user_send": ("httpTrigger", "v1/emails/user-send", ("POST",), "function"),
         "email_status": ("httpTrigger", "v1/emails/{id}", ("GET",), "function"),
+        "email_recipients": ("httpTrigger", "v1/emails/{id}/recipients", ("GET",), "function"),
         "email_events": ("httpTrigger", "v1/emails/{id}/events", ("GET",), "function"),
         "ses_events": ("httpTrigger", "v1/events/ses", ("POST",), "function"),
         "suppression_get": ("httpTrigger", "v1/suppressions/{email}", ("GET",), "function"),
@@ -46,14 +48,15 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         LANE_ORCHESTRATOR: ("orchestrationTrigger", None, (), None),
         SEND_SES_BATCH: ("activityTrigger", None, (), None),
         SEND_SMTP_BATCH: ("activityTrigger", None, (), None),
-        RECONCILE_BATCH: ("activityTrigger", None, (), None),
+        FAIL_BATCH: ("activityTrigger", None, (), None),
+        FINISH_SEND: ("activityTrigger", None, (), None),
         RELEASE_QUOTA: ("activityTrigger", None, (), None),
         FORGET_SECRET: ("activityTrigger", None, (), None),
     }
 
 
 def test_the_send_routes_have_a_durable_client(app_functions: dict[str, Any]) -> None:
-    for name in ("aws_send", "user_send", "email_status", "email_events"):
+    for name in ("aws_send", "user_send", "email_status", "email_recipients", "email_events"):
         types = {b.type for b in app_functions[name].get_bindings()}
         assert "durableClient" in types, name
 

@@ -55,7 +55,7 @@ resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataOwner)
     principalId: principalId
     principalType: 'ServicePrincipal'
-    description: 'Send-Mail: AzureWebJobsStorage blobs, Durable task hub blobs, deployment package'
+    description: 'Send-Mail: AzureWebJobsStorage blobs, Durable task hub blobs, deployment package, send lists'
   }
 }
 

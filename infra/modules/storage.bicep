@@ -117,9 +117,21 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// Each send's recipient list and content (sendmail/sending/lists.py): written once at admission,
+// read by slices by the batch activities. The app would create it on first use (it holds Storage
+// Blob Data Owner); declaring it keeps it private and visible to ops.
+resource sendsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+  parent: blobService
+  name: 'sendmail-sends'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 output storageAccountId string = storage.id
 output storageAccountName string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainer.name
+output sendsContainerName string = sendsContainer.name

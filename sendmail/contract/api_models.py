@@ -97,10 +97,18 @@ class SendResult(BaseModel):
 
     id: str = Field(description="The send's id.")
     messageIds: list[str] = Field(
-        description="One Message-ID per recipient sent, in recipient order."
+        description=(
+            "One Message-ID per recipient sent, in recipient order (sends of up to "
+            "`SENDMAIL_STATUS_INLINE_RECIPIENTS` recipients; larger: empty, see `recipientsUrl`)."
+        )
     )
     failures: list[RecipientFailure] = Field(
-        description="Every recipient that was not sent, with a code and a message."
+        description="Every recipient that was not sent, with a code and a message (as above)."
+    )
+    recipientsUrl: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Only for sends larger than the inline limit: every outcome, paged.",
+        json_schema_extra=_absent_when_none,
     )
 
 
@@ -201,6 +209,60 @@ class SendEvents(BaseModel):
 
     id: str = Field(description="The send's id.")
     events: list[SendEvent] = Field(description="At most `limit` events, in time order.")
+    nextCursor: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Pass as `cursor` for the next page; absent on the last page.",
+        json_schema_extra=_absent_when_none,
+    )
+
+
+class RecipientOutcome(BaseModel):
+    """One recipient of a send and what became of it."""
+
+    email: str = Field(description="The address, as the request gave it.")
+    status: Literal["sent", "failed", "pending"] = Field(
+        description=(
+            "`sent` (SES or the SMTP server took it), `failed` (with `code` and `message`; "
+            "suppressed addresses included, as `SUPPRESSED`), or `pending` while not yet "
+            "decided. Once the send is over nothing is `pending`: a recipient whose outcome "
+            "was never recorded is `failed` as `DELIVERY_UNKNOWN`."
+        )
+    )
+    messageId: str | SkipJsonSchema[None] = Field(
+        default=None, description="When sent.", json_schema_extra=_absent_when_none
+    )
+    code: FailureCode | SkipJsonSchema[None] = Field(
+        default=None, description="When failed.", json_schema_extra=_absent_when_none
+    )
+    message: str | SkipJsonSchema[None] = Field(
+        default=None, description="When failed: what happened.", json_schema_extra=_absent_when_none
+    )
+
+
+class RecipientsPage(BaseModel):
+    """``GET /api/v1/emails/{id}/recipients``: a page of a send's recipients, in request order."""
+
+    model_config = _examples(
+        {
+            "id": _EXAMPLE_ID,
+            "recipients": [
+                {"email": "user1@example.com", "status": "sent", "messageId": _EXAMPLE_MESSAGE_ID},
+                {
+                    "email": "user2@example.com",
+                    "status": "failed",
+                    "code": "SUPPRESSED",
+                    "message": "The address is on the suppression list (a bounce or complaint).",
+                },
+                {"email": "user3@example.com", "status": "pending"},
+            ],
+            "nextCursor": "cjEuMw",
+        }
+    )
+
+    id: str = Field(description="The send's id.")
+    recipients: list[RecipientOutcome] = Field(
+        description="At most `limit` recipients, in the order the request listed them."
+    )
     nextCursor: str | SkipJsonSchema[None] = Field(
         default=None,
         description="Pass as `cursor` for the next page; absent on the last page.",
@@ -372,10 +434,25 @@ class EmailStatus(BaseModel):
     )
     progress: StatusProgress
     messageIds: list[str] = Field(
-        description="Once completed: one Message-ID per recipient sent, in recipient order."
+        description=(
+            "Once completed, for sends of up to `SENDMAIL_STATUS_INLINE_RECIPIENTS` (10,000) "
+            "recipients: one Message-ID per recipient sent, in recipient order. Larger sends: "
+            "empty (page through `recipientsUrl`)."
+        )
     )
     failures: list[RecipientFailure] = Field(
-        description="Once completed: every recipient that was not sent."
+        description=(
+            "Once completed, for sends of up to `SENDMAIL_STATUS_INLINE_RECIPIENTS` "
+            "recipients: every recipient that was not sent. Larger sends: empty."
+        )
+    )
+    recipientsUrl: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "Every recipient's outcome, paged, in request order (`GET /api/v1/emails/{id}/"
+            "recipients`). Present for every send that has a stored list."
+        ),
+        json_schema_extra=_absent_when_none,
     )
     error: str | SkipJsonSchema[None] = Field(
         default=None,
@@ -431,6 +508,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ErrorEnvelope,
     Health,
     SendEvents,
+    RecipientsPage,
     Suppression,
     EventsReceipt,
 )

@@ -37,6 +37,11 @@ USER_SEND_MAX_RECIPIENTS = 100
 _MAX_REPORTED_PROBLEMS = 10
 
 
+#: The largest request body the Functions platform accepts (the HTTP trigger's documented
+#: request length limit, 100 MB = 104,857,600 bytes); a million addresses take about 30 MB.
+PLATFORM_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_recipients: int
@@ -52,6 +57,12 @@ class Limits:
         return 2 * self.max_recipients
 
     @property
+    def max_commas(self) -> int:
+        """The most commas a valid body can hold: one per entry, one per character of the
+        subject and the body (each could be all commas), and a few between the fields."""
+        return self.max_entries + self.max_body_bytes + self.max_subject_chars + 64
+
+    @property
     def max_request_bytes(self) -> int:
         """The largest body worth parsing: every field at its limit, generously encoded.
 
@@ -60,7 +71,7 @@ class Limits:
         parsing, so an oversized request costs no parsing or validation time.
         """
         text = 6 * (self.max_body_bytes + 4 * self.max_subject_chars)
-        return text + 300 * self.max_recipients + 64 * 1024
+        return min(PLATFORM_MAX_REQUEST_BYTES, text + 300 * self.max_recipients + 64 * 1024)
 
     @classmethod
     def for_aws(cls, settings: Settings) -> Limits:
@@ -311,6 +322,15 @@ def decode_body(raw: bytes, limits: Limits) -> dict[str, Any]:
     nothing here looks at an address."""
     if len(raw) > limits.max_request_bytes:
         raise ValidationFailed(f"the request body must be at most {limits.max_request_bytes} bytes")
+    # CPython's JSON parser holds the GIL for the whole parse: 100 MB of tiny entries would stall
+    # every other request of the worker for seconds. A valid body has at most one comma per entry
+    # and per character of its text fields (plus the few between fields): counting them is a
+    # fast scan, and a body with more is refused before it is parsed.
+    if raw.count(b",") > limits.max_commas:
+        raise ValidationFailed(
+            f"recipientEmails must contain at most {limits.max_entries} entries, duplicates "
+            "included"
+        )
     try:
         data = jsontext.loads(raw) if raw.strip() else None
     except jsontext.MalformedJson as e:

@@ -80,6 +80,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "/v1/emails/aws-send": {"post": _aws_send()},
             "/v1/emails/user-send": {"post": _user_send()},
             "/v1/emails/{id}": {"get": _email_status()},
+            "/v1/emails/{id}/recipients": {"get": _email_recipients()},
             "/v1/emails/{id}/events": {"get": _email_events()},
             "/v1/events/ses": {"post": _ses_events()},
             "/v1/suppressions/{email}": {
@@ -517,6 +518,74 @@ def _ses_events() -> Schema:
     }
 
 
+_SEND_ID_PARAMETER: Schema = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The send's id.",
+    "schema": {"type": "string", "maxLength": 100},
+}
+_CURSOR_PARAMETER: Schema = {
+    "name": "cursor",
+    "in": "query",
+    "required": False,
+    "description": "The previous page's `nextCursor`.",
+    "schema": {"type": "string"},
+}
+
+
+def _limit_parameter(what: str) -> Schema:
+    return {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": f"{what} per page (default 100).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    }
+
+
+def _email_recipients() -> Schema:
+    return {
+        "operationId": "email_recipients",
+        "tags": ["emails"],
+        "summary": "Every recipient of a send and its outcome, paged",
+        "description": (
+            "The send's recipients in the order the request listed them, each `sent` (with its "
+            "Message-ID), `failed` (code and message) or `pending`, a page at a time "
+            "(`nextCursor`). Any size of send, the same cost per page; the status route links "
+            "here (`recipientsUrl`)."
+        ),
+        "parameters": [
+            _SEND_ID_PARAMETER,
+            _limit_parameter("Recipients"),
+            _CURSOR_PARAMETER,
+            {
+                "name": "status",
+                "in": "query",
+                "required": False,
+                "description": (
+                    "Only recipients with this status. A filtered page looks at up to ten "
+                    "pages' worth of recipients: it may hold fewer than `limit` and still have "
+                    "a `nextCursor`."
+                ),
+                "schema": {"type": "string", "enum": ["sent", "failed", "pending"]},
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "A page of the send's recipients.",
+                "content": _json_content(
+                    api_models.RecipientsPage, ("page", _model_example(api_models.RecipientsPage))
+                ),
+            },
+            "400": _envelope("`limit`, `status` or `cursor` is not valid."),
+            "401": _error("Unauthorized"),
+            "404": _error("NotFound"),
+            "500": _error("InternalError"),
+        },
+    }
+
+
 def _email_events() -> Schema:
     return {
         "operationId": "email_events",
@@ -528,27 +597,9 @@ def _email_events() -> Schema:
             "(`delivery`). An SMTP send has none."
         ),
         "parameters": [
-            {
-                "name": "id",
-                "in": "path",
-                "required": True,
-                "description": "The send's id.",
-                "schema": {"type": "string", "maxLength": 100},
-            },
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "description": "Events per page (default 100).",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
-            {
-                "name": "cursor",
-                "in": "query",
-                "required": False,
-                "description": "The previous page's `nextCursor`.",
-                "schema": {"type": "string"},
-            },
+            _SEND_ID_PARAMETER,
+            _limit_parameter("Events"),
+            _CURSOR_PARAMETER,
             {
                 "name": "type",
                 "in": "query",

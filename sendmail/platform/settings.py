@@ -77,7 +77,21 @@ class Settings(BaseSettings):
         description="Recipients per SES batch, at least (grown to about a minute of sending).",
     )
     SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES: int = Field(default=4, ge=1, le=100)
-    SENDMAIL_SES_MAX_RECIPIENTS: int = Field(default=50_000, ge=1, le=1_000_000)
+    SENDMAIL_SES_MAX_RECIPIENTS: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=1_000_000,
+        description="Most distinct recipients of one aws-send request.",
+    )
+    SENDMAIL_STATUS_INLINE_RECIPIENTS: int = Field(
+        default=10_000,
+        ge=0,
+        le=10_000,
+        description=(
+            "Sends of up to this many recipients get messageIds and failures inline in the "
+            "status route; larger ones get recipientsUrl (the paged recipients route)."
+        ),
+    )
     SENDMAIL_SES_CONFIGURATION_SET: str | None = Field(
         default=None, description="SES configuration set (event destinations for bounces)."
     )

@@ -1,14 +1,18 @@
-"""Clients for the Functions host's own storage account: tables and queues, as the host reads them.
+"""Clients for the Functions host's own storage account: tables, queues and blobs, as the host
+reads them.
 
-The send ledger, the idempotency keys, the quota reservations (Azure Tables) and the task hub's
-work-item queue (Azure Queues) all live in the storage account the Functions host itself uses,
+The send ledger, the sends table, the idempotency keys, the quota reservations (Azure Tables),
+the task hub's work-item queue (Azure Queues) and each send's recipient list and content (Azure
+Blobs) all live in the storage account the Functions host itself uses,
 configured the way the host is (``connection`` is ``AzureWebJobsStorage`` unless told otherwise):
 
 1. ``{connection}``: a connection string; ``UseDevelopmentStorage=true`` means Azurite on
-   ``127.0.0.1`` (tables on 10002, queues on 10001) or ``DevelopmentStorageProxyUri``.
-2. ``{connection}__tableServiceUri`` / ``__queueServiceUri``: identity-based, with
-   ``{connection}__credential=managedidentity`` and ``{connection}__clientId`` (a user-assigned
-   identity); without ``__credential``, ``DefaultAzureCredential``.
+   ``127.0.0.1`` (tables on 10002, queues on 10001, blobs on 10000) or
+   ``DevelopmentStorageProxyUri``.
+2. ``{connection}__tableServiceUri`` / ``__queueServiceUri`` / ``__blobServiceUri``:
+   identity-based, with ``{connection}__credential=managedidentity`` and
+   ``{connection}__clientId`` (a user-assigned identity); without ``__credential``,
+   ``DefaultAzureCredential``.
 3. ``{connection}__accountName``: identity-based at ``https://{name}.{service}.core.windows.net``.
 
 :class:`StorageUnavailable` says none is set (or what is set cannot be used). Building a client
@@ -19,26 +23,27 @@ cheap.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableClient
+    from azure.storage.blob import ContainerClient
     from azure.storage.queue import QueueClient
 
-Service = Literal["table", "queue"]
+Service = Literal["table", "queue", "blob"]
 
 #: Azure Storage's well-known development account (Azurite, the storage emulator).
 DEV_ACCOUNT_NAME = "devstoreaccount1"
 DEV_ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-DEV_PORTS: dict[Service, int] = {"table": 10002, "queue": 10001}
+DEV_PORTS: dict[Service, int] = {"table": 10002, "queue": 10001, "blob": 10000}
 
 
 class StorageUnavailable(Exception):
-    """No storage is configured for the service's tables and queues, or it is unusable."""
+    """No storage is configured for the service's tables, queues or blobs, or it is unusable."""
 
 
 def client_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,6 +74,7 @@ def resolve_development_storage(connection_string: str) -> str:
         f"AccountKey={DEV_ACCOUNT_KEY};"
         f"TableEndpoint={base}:{DEV_PORTS['table']}/{DEV_ACCOUNT_NAME};"
         f"QueueEndpoint={base}:{DEV_PORTS['queue']}/{DEV_ACCOUNT_NAME};"
+        f"BlobEndpoint={base}:{DEV_PORTS['blob']}/{DEV_ACCOUNT_NAME};"
     )
 
 
@@ -110,6 +116,28 @@ def storage_target(
     )
 
 
+_C = TypeVar("_C")
+
+
+def _client(
+    service: Service,
+    env: Mapping[str, str],
+    connection: str,
+    from_connection_string: Callable[[str], _C],
+    from_uri: Callable[[str, TokenCredential], _C],
+) -> _C:
+    """A client of ``service``, from a connection string or a service URI and a credential, as
+    :func:`storage_target` finds them; a malformed setting is :class:`StorageUnavailable`."""
+    connection_string, uri = storage_target(service, env, connection)
+    try:
+        if connection_string is not None:
+            return from_connection_string(connection_string)
+        assert uri is not None
+        return from_uri(uri, credential_from_environment(env, connection))
+    except ValueError as e:  # the SDK's own words on a malformed setting: no secret values
+        raise StorageUnavailable(f"the storage settings are unusable: {e}") from e
+
+
 def table_client(
     table_name: str,
     env: Mapping[str, str] = os.environ,
@@ -119,19 +147,16 @@ def table_client(
 ) -> TableClient:
     from azure.data.tables import TableClient
 
-    connection_string, uri = storage_target("table", env, connection)
-    try:
-        if connection_string is not None:
-            return TableClient.from_connection_string(
-                connection_string, table_name=table_name, **client_options(options)
-            )
-        assert uri is not None
-        credential = credential_from_environment(env, connection)
-        return TableClient(
-            endpoint=uri, table_name=table_name, credential=credential, **client_options(options)
-        )
-    except ValueError as e:  # the SDK's own words on a malformed setting: no secret values
-        raise StorageUnavailable(f"the storage settings are unusable: {e}") from e
+    bounded = client_options(options)
+    return _client(
+        "table",
+        env,
+        connection,
+        lambda cs: TableClient.from_connection_string(cs, table_name=table_name, **bounded),
+        lambda uri, cred: TableClient(
+            endpoint=uri, table_name=table_name, credential=cred, **bounded
+        ),
+    )
 
 
 def queue_client(
@@ -143,16 +168,34 @@ def queue_client(
 ) -> QueueClient:
     from azure.storage.queue import QueueClient
 
-    connection_string, uri = storage_target("queue", env, connection)
-    try:
-        if connection_string is not None:
-            return QueueClient.from_connection_string(
-                connection_string, queue_name=queue_name, **client_options(options)
-            )
-        assert uri is not None
-        credential = credential_from_environment(env, connection)
-        return QueueClient(
-            account_url=uri, queue_name=queue_name, credential=credential, **client_options(options)
-        )
-    except ValueError as e:
-        raise StorageUnavailable(f"the storage settings are unusable: {e}") from e
+    bounded = client_options(options)
+    return _client(
+        "queue",
+        env,
+        connection,
+        lambda cs: QueueClient.from_connection_string(cs, queue_name=queue_name, **bounded),
+        lambda uri, cred: QueueClient(
+            account_url=uri, queue_name=queue_name, credential=cred, **bounded
+        ),
+    )
+
+
+def container_client(
+    container: str,
+    env: Mapping[str, str] = os.environ,
+    *,
+    connection: str = "AzureWebJobsStorage",
+    **options: Any,
+) -> ContainerClient:
+    from azure.storage.blob import ContainerClient
+
+    bounded = client_options(options)
+    return _client(
+        "blob",
+        env,
+        connection,
+        lambda cs: ContainerClient.from_connection_string(cs, container_name=container, **bounded),
+        lambda uri, cred: ContainerClient(
+            account_url=uri, container_name=container, credential=cred, **bounded
+        ),
+    )

@@ -1,21 +1,21 @@
 """What crosses Durable boundaries: orchestration inputs, activity inputs and outputs, results.
 
 Only JSON crosses: producers call ``model_dump(mode="json")`` and consumers re-validate with
-``model_validate``. Activity outputs are kept compact (aligned lists, no addresses) because the
-whole history is loaded on every replay. The pure functions here (batching, assembling the final
-result) are what the orchestrators call, so they are tested without any Durable machinery.
+``model_validate``. Nothing here grows with the send beyond one batch: the recipients and the
+content are in Blob Storage (:mod:`sendmail.sending.lists`), every recipient's outcome is in the
+send ledger, and what crosses is references, ranges and counts — the whole history is loaded on
+every replay (docs/architecture.md, "Size"). The pure functions here (the plan: lanes, batches)
+are what the orchestrators and the routes call, so they are tested without Durable machinery.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from sendmail.contract.vocabulary import FailureCode, Kind, Provider
-from sendmail.sending.results import BatchReport, Delivery
 
 
 class _Json(BaseModel):
@@ -23,17 +23,21 @@ class _Json(BaseModel):
 
 
 class Mail(_Json):
+    """The content of a send, stored once per send (:mod:`sendmail.sending.lists`)."""
+
     sender: str
     subject: str
     body: str
 
 
 class SesJob(_Json):
-    """Input of the SES orchestration. Batch parameters are fixed at start (replay-safe)."""
+    """Input of the SES orchestration: a reference to the stored list and content, counts and
+    the plan — never the recipients (:mod:`sendmail.sending.lists`). Fixed at start
+    (replay-safe)."""
 
     kind: Literal["ses"] = "ses"
-    mail: Mail
-    recipients: list[str]
+    listRef: str
+    total: int = Field(ge=1)
     batchSize: int = Field(ge=1)
     #: Lanes: batches of this send that run at once (each lane sends its batches in turn).
     lanes: int = Field(ge=1)
@@ -46,75 +50,14 @@ class SesJob(_Json):
 
 class SmtpJob(_Json):
     """Input of the SMTP orchestration. The password is not in it: ``secretRef`` names it in
-    the secret store (:mod:`sendmail.sending.secrets`), which forgets it when the send ends.
-    ``sealedPassword`` (a Fernet token) is what sends started before that carried: read, never
-    written."""
+    the secret store (:mod:`sendmail.sending.secrets`), which forgets it when the send ends."""
 
     kind: Literal["smtp"] = "smtp"
-    mail: Mail
+    listRef: str
+    total: int = Field(ge=1)
     provider: Provider
-    secretRef: str | None = None
-    sealedPassword: str | None = None
-    recipients: list[str]
+    secretRef: str
     connections: int = Field(ge=1)
-
-
-class LaneBatch(_Json):
-    """One batch of a lane. ``ledgerKey`` names it in the send ledger (``instance:batch``)."""
-
-    ledgerKey: str
-    recipients: list[str]
-
-
-class LaneJob(_Json):
-    """Input of one lane: its batches, sent one after another, and what its activities need."""
-
-    kind: Kind
-    mail: Mail
-    batches: list[LaneBatch]
-    #: SES: this lane's share of the account's rate, and when transient failures become final.
-    maxRate: float | None = Field(default=None, gt=0)
-    deadline: AwareDatetime | None = None
-    #: SMTP: the provider and where the password is (never the password itself).
-    provider: Provider | None = None
-    secretRef: str | None = None
-    sealedPassword: str | None = None
-
-
-class SesBatch(_Json):
-    """Input of one run of an SES batch activity. ``ledgerKey`` names the batch in the ledger.
-
-    A first run carries the whole batch. A later run carries only the recipients still pending,
-    with their ``indices`` in the batch (of ``size`` recipients), so that a throttling storm
-    does not repeat the whole batch in the history at every run. ``startRate`` is where the
-    pace starts (where the lane's previous run ended).
-    """
-
-    ledgerKey: str
-    mail: Mail
-    recipients: list[str]
-    indices: list[int] | None = None
-    size: int | None = Field(default=None, ge=0)
-    maxRate: float | None = Field(default=None, gt=0)
-    startRate: float | None = Field(default=None, gt=0)
-    deadline: AwareDatetime | None = None
-
-
-class SmtpBatch(_Json):
-    """Input of one SMTP activity: one connection, one login, its slice of the recipients."""
-
-    ledgerKey: str
-    mail: Mail
-    provider: Provider
-    secretRef: str | None = None
-    sealedPassword: str | None = None
-    recipients: list[str]
-
-
-class BatchFailure(_Json):
-    index: int
-    code: FailureCode
-    message: str
 
 
 class BatchStop(_Json):
@@ -125,63 +68,100 @@ class BatchStop(_Json):
     message: str
 
 
-class BatchResult(_Json):
-    """An activity's output: ``messageIds[i]`` belongs to the batch's ``recipients[i]``.
+class LaneJob(_Json):
+    """Input of one lane: the range ``start`` .. ``end - 1`` of the send's list, sent in batches
+    of ``batchSize`` one after another. A lane starts a new generation (``continue_as_new``)
+    every few batches, carrying ``nextBatch``, its counters, its pace and an account-level stop:
+    its history stays bounded whatever the send's size (orchestrators/lanes.py)."""
 
-    ``pending`` lists the recipients not sent *yet* (throttling, 5xx, the run's time ran out),
-    each with the code and message it ends with if the send's deadline passes first; ``rate``
-    is the pace the run ended at and ``stalled`` says SES kept refusing (wait before the next
-    run). Indices in none of the lists were settled by an earlier run of the same batch.
-    ``stopped`` is set when an account-level failure stopped the run.
+    kind: Kind
+    sendId: str
+    listRef: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    batchSize: int = Field(ge=1)
+    #: SES: this lane's share of the account's rate, and when transient failures become final.
+    maxRate: float | None = Field(default=None, gt=0)
+    deadline: AwareDatetime | None = None
+    #: SMTP: the provider and where the password is (never the password itself).
+    provider: Provider | None = None
+    secretRef: str | None = None
+    #: Carried from one generation to the next.
+    nextBatch: int = Field(default=0, ge=0)
+    sent: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    rate: float | None = Field(default=None, gt=0)
+    stopped: BatchStop | None = None
+
+    def batches(self) -> list[tuple[int, int]]:
+        """(start in the send, count) of each batch of the lane."""
+        return [
+            (first, min(self.batchSize, self.end - first))
+            for first in range(self.start, self.end, self.batchSize)
+        ]
+
+
+class SesBatch(_Json):
+    """Input of one run of an SES batch activity: the batch's place in the stored list (the
+    activity reads its recipients and the content there) and its pace. Every run carries the
+    same batch; the activity sends only what the ledger holds no outcome for."""
+
+    ledgerKey: str
+    listRef: str
+    start: int = Field(ge=0)
+    count: int = Field(ge=0)
+    maxRate: float | None = Field(default=None, gt=0)
+    startRate: float | None = Field(default=None, gt=0)
+    deadline: AwareDatetime | None = None
+
+
+class SmtpBatch(_Json):
+    """Input of one SMTP activity: one connection, one login, its slice of the list."""
+
+    ledgerKey: str
+    listRef: str
+    start: int = Field(ge=0)
+    count: int = Field(ge=0)
+    provider: Provider
+    secretRef: str
+
+
+class FailBatch(_Json):
+    """Input of the activity that fails, with one code, every recipient of a batch that has no
+    outcome yet (the deadline passed, an account-level stop, a batch that kept failing)."""
+
+    ledgerKey: str
+    count: int = Field(ge=0)
+    code: FailureCode
+    message: str
+
+
+class BatchTally(_Json):
+    """What a batch activity returns: counts, never per-recipient data.
+
+    ``sent`` and ``failed`` count the batch's recipients with an outcome in the ledger after
+    this run (earlier runs' included); ``pending`` the ones still without one (throttling, 5xx,
+    the run's time ran out), which end as ``pendingCode`` if the send's deadline passes first.
+    ``rate`` is the pace the run ended at, ``stalled`` says SES kept refusing (wait before the
+    next run), ``stopped`` an account-level failure that stopped the run.
     """
 
-    messageIds: list[str | None]
-    failures: list[BatchFailure] = []
-    pending: list[BatchFailure] = []
+    sent: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    pending: int = Field(default=0, ge=0)
+    pendingCode: FailureCode | None = None
+    pendingMessage: str | None = None
     rate: float | None = None
     stalled: bool = False
     stopped: BatchStop | None = None
 
-    @classmethod
-    def from_outcome(
-        cls, size: int, outcome: Mapping[int, Delivery], report: BatchReport | None = None
-    ) -> BatchResult:
-        """The result of one run: ``outcome`` holds a delivery for each index it settled or
-        left pending; indices it does not hold were settled by an earlier run."""
 
-        def failure(index: int, delivery: Delivery) -> BatchFailure:
-            return BatchFailure(
-                index=index,
-                code=delivery.code or FailureCode.DELIVERY_UNKNOWN,
-                message=delivery.message or "not sent",
-            )
+class LaneTally(_Json):
+    """A lane's output: its counts."""
 
-        ordered = sorted(outcome.items())
-        return cls(
-            messageIds=[outcome[i].message_id if i in outcome else None for i in range(size)],
-            failures=[failure(i, d) for i, d in ordered if d.is_final_failure],
-            pending=[failure(i, d) for i, d in ordered if d.pending],
-            rate=report.rate if report is not None else None,
-            stalled=report.stalled if report is not None else False,
-            stopped=(
-                BatchStop(code=report.stop[0], message=report.stop[1])
-                if report is not None and report.stop is not None
-                else None
-            ),
-        )
-
-    @classmethod
-    def all_failed(cls, size: int, code: FailureCode, message: str) -> BatchResult:
-        return cls(
-            messageIds=[None] * size,
-            failures=[BatchFailure(index=i, code=code, message=message) for i in range(size)],
-        )
-
-
-class Failure(_Json):
-    recipient: str
-    code: FailureCode
-    message: str
+    sent: int
+    failed: int
+    batches: int
 
 
 class Progress(_Json):
@@ -199,25 +179,26 @@ class Progress(_Json):
 
 
 class SendOutcome(_Json):
-    """The orchestration output, as the Durable status API shows it to operators."""
+    """The orchestration output: counts (per-recipient results are in the ledger, read through
+    the recipients route)."""
 
     kind: Kind
     total: int
     sent: int
     failed: int
-    messageIds: list[str]
-    failures: list[Failure]
 
 
-def ledger_key(instance_id: str, batch_no: int) -> str:
-    return f"{instance_id}:{batch_no}"
+def ledger_key(instance_id: str, start: int) -> str:
+    """The batch's key in the send ledger: the send and the batch's first recipient's index,
+    zero-padded so that a send's batches sort in request order."""
+    return f"{instance_id}:{start:010d}"
 
 
 #: A batch is grown to about this many seconds of sending at its lane's share of the rate: each
 #: boundary between two batches of a lane costs two queue hops on Azure (docs/architecture.md).
 BATCH_SECONDS = 60
-#: ... but never beyond this many recipients (its result, 64 bytes of Message-ID each, is
-#: checkpointed in the history).
+#: ... but never beyond this many recipients (a run reads its slice of the list and its ledger
+#: partition whole, and a crashed run re-reads them).
 MAX_BATCH_SIZE = 5000
 
 
@@ -248,84 +229,66 @@ def send_deadline_seconds(recipients: int, rate: float | None, grace: float) -> 
     return grace + math.ceil(recipients / rate)
 
 
-def lane_batch_slices(recipients: Sequence[str], lanes: int, size: int) -> list[list[list[str]]]:
-    """Recipients split evenly over at most ``lanes`` lanes, each lane's share in batches.
-
-    Even shares make the lanes finish together (a lane left with one extra batch would run
-    alone, at its share of the rate, at the end). Batches keep recipient order across lanes.
-    """
-    return [split_batches(share, size) for share in split_even(recipients, lanes)]
-
-
-def split_batches(recipients: Sequence[str], size: int) -> list[list[str]]:
-    """Consecutive slices of at most ``size`` recipients."""
-    return [list(recipients[i : i + size]) for i in range(0, len(recipients), size)]
-
-
-def split_even(recipients: Sequence[str], parts: int) -> list[list[str]]:
-    """At most ``parts`` consecutive slices whose sizes differ by at most one."""
-    parts = max(1, min(parts, len(recipients)))
-    base, extra = divmod(len(recipients), parts)
-    slices: list[list[str]] = []
+def lane_ranges(total: int, lanes: int) -> list[tuple[int, int]]:
+    """At most ``lanes`` consecutive ranges (start, end) of ``total`` recipients whose sizes
+    differ by at most one: even shares make the lanes finish together (a lane left with one
+    extra batch would run alone, at its share of the rate, at the end)."""
+    parts = max(1, min(lanes, total))
+    base, extra = divmod(total, parts)
+    ranges: list[tuple[int, int]] = []
     start = 0
     for n in range(parts):
         end = start + base + (1 if n < extra else 0)
-        slices.append(list(recipients[start:end]))
+        if end > start:
+            ranges.append((start, end))
         start = end
-    return [s for s in slices if s]
+    return ranges
+
+
+def batch_bounds(total: int, lanes: int, size: int) -> list[tuple[int, int]]:
+    """(start, count) of every batch of a send, in request order: each lane's range in batches
+    of ``size``. The orchestration and the recipients route both derive the ledger's
+    partitions from it."""
+    return [
+        (first, min(size, end - first))
+        for start, end in lane_ranges(total, lanes)
+        for first in range(start, end, size)
+    ]
+
+
+def batch_of(total: int, lanes: int, size: int, index: int) -> tuple[int, int]:
+    """The batch (start, count) that holds recipient ``index`` — without listing them all."""
+    if not 0 <= index < total:
+        raise ValueError(f"recipient {index} is outside a send of {total}")
+    for start, end in lane_ranges(total, lanes):
+        if start <= index < end:
+            first = start + (index - start) // size * size
+            return first, min(size, end - first)
+    raise AssertionError("the lanes cover every recipient")
+
+
+def smtp_plan(total: int, connections: int) -> tuple[int, int]:
+    """(lanes, batch size) of an SMTP send: one lane per connection, one batch per lane."""
+    lanes = len(lane_ranges(total, connections))
+    return lanes, max(1, math.ceil(total / lanes))
 
 
 def progress(
     total: int,
     batches: int,
-    done: Iterable[BatchResult],
+    sent: int,
+    failed: int,
+    batches_done: int,
     *,
     pending: int = 0,
     lanes: int = 0,
 ) -> Progress:
-    sent = failed = finished = 0
-    for result in done:
-        finished += 1
-        failed += len(result.failures)
-        sent += sum(1 for m in result.messageIds if m is not None)
     return Progress(
         total=total,
         sent=sent,
         failed=failed,
         pending=pending,
         batches=batches,
-        batchesDone=finished,
+        batchesDone=batches_done,
         lanes=lanes,
-    )
-
-
-def assemble(
-    kind: Kind, batches: Sequence[Sequence[str]], results: Sequence[BatchResult]
-) -> SendOutcome:
-    """Join batch results into the outcome, Message-IDs in recipient order."""
-    message_ids: list[str] = []
-    failures: list[Failure] = []
-    for recipients, result in zip(batches, results, strict=True):
-        by_index = {f.index: f for f in result.failures}
-        for index, recipient in enumerate(recipients):
-            message_id = result.messageIds[index] if index < len(result.messageIds) else None
-            if message_id is not None:
-                message_ids.append(message_id)
-                continue
-            failure = by_index.get(index)
-            failures.append(
-                Failure(
-                    recipient=recipient,
-                    code=failure.code if failure else FailureCode.DELIVERY_UNKNOWN,
-                    message=failure.message if failure else "no result was reported",
-                )
-            )
-    total = sum(len(b) for b in batches)
-    return SendOutcome(
-        kind=kind,
-        total=total,
-        sent=len(message_ids),
-        failed=len(failures),
-        messageIds=message_ids,
-        failures=failures,
     )

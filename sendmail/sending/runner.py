@@ -18,8 +18,12 @@ writer, and 100 being written).
 ``group_ms`` = 0 writes each record on the thread that made the send, before the next one
 starts.
 
-A run may carry only some recipients of the batch (those an earlier run left pending), with
-their indices; the result then says nothing about the others, which earlier runs settled.
+Every run of a batch is given the whole batch; it sends only to the recipients the ledger holds
+no outcome for (neither sent nor failed for good), records final failures too, and returns
+counts (:class:`~sendmail.sending.jobs.BatchTally`): the ledger is where each recipient's outcome
+lives, not the activity's output. A final failure the ledger could not record (it is failing)
+is counted as failed but, having no outcome, is tried again by a later run of the same batch if
+there is one: a failure is never a message out, so that costs a call, not a duplicate.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from sendmail.sending.jobs import BatchResult
+from sendmail.contract.vocabulary import FailureCode
+from sendmail.sending.jobs import BatchStop, BatchTally
 from sendmail.sending.ledger import LedgerError, SendLedger
 from sendmail.sending.results import BatchReport, Delivery
 
@@ -169,78 +174,124 @@ def run_batch(
     recipients: Sequence[str],
     send: SendFn,
     *,
-    indices: Sequence[int] | None = None,
-    size: int | None = None,
     settled: Callable[[int], None] | None = None,
     group_ms: float = 0,
-) -> BatchResult:
-    """Send to ``recipients`` (at ``indices`` in a batch of ``size``; by default the whole
-    batch, in order) unless the ledger knows them as sent. The result covers these indices.
+) -> BatchTally:
+    """Send to the batch's ``recipients`` that the ledger holds no outcome for; record each
+    success (soon after its send) and each final failure; count the batch.
 
     ``settled(n)`` is told how many recipients this run settled — sent now or failed for good,
-    not those an earlier run had sent, nor those still pending (the quota reservation's count).
+    not those an earlier run had settled, nor those still pending (the quota reservation's
+    count).
     """
-    positions = list(indices) if indices is not None else list(range(len(recipients)))
-    if len(positions) != len(recipients):
-        raise ValueError(f"{len(recipients)} recipients for {len(positions)} indices")
-    batch_size = size if size is not None else len(recipients)
-    address = dict(zip(positions, recipients, strict=True))
-    already = ledger.sent(key)
-    outcome: dict[int, Delivery] = {
-        i: Delivery.sent(address[i], already[i]) for i in positions if i in already
-    }
-    todo = [i for i in positions if i not in already]
-    if outcome and todo:
-        logger.info("batch %s resumed: %d already sent, %d to send", key, len(outcome), len(todo))
+    known = ledger.outcomes(key)
+    sent_before = sum(1 for r in known.values() if r.sent)
+    todo = [i for i in range(len(recipients)) if i not in known]
+    if known and todo:
+        logger.info("batch %s resumed: %d already settled, %d to send", key, len(known), len(todo))
     report: BatchReport | None = None
+    sent_now = failed_now = 0
+    pending: list[Delivery] = []
     if todo:
-        lock = threading.Lock()
-        unrecorded = 0
-
-        def record_now(position: int, message_id: str) -> None:
-            # The message is out whatever the ledger says: a failed record must not fail the
-            # batch (a retry would then re-send everything sent so far). It only widens the
-            # duplicate window for this one recipient, which is logged.
-            nonlocal unrecorded
-            try:
-                ledger.record(key, todo[position], message_id)
-            except LedgerError:
-                with lock:
-                    unrecorded += 1
-                    first = unrecorded == 1
-                if first:
-                    logger.warning("batch %s: the send ledger is failing; sending goes on", key)
-
-        group = GroupCommit(ledger, key, group_ms / 1000) if group_ms > 0 else None
-        try:
-            if group is not None:
-                gathered = group
-
-                def record(position: int, message_id: str) -> None:
-                    gathered.add(todo[position], message_id)
-
-                report = send([address[i] for i in todo], record)
-            else:
-                report = send([address[i] for i in todo], record_now)
-        finally:
-            if group is not None:
-                group.close()  # before the result: every success is in the ledger first
-                unrecorded += group.unrecorded
+        report, unrecorded = _send_recorded(
+            ledger, key, [recipients[i] for i in todo], todo, send, group_ms
+        )
         if len(report.deliveries) != len(todo):
             raise RuntimeError(f"sender returned {len(report.deliveries)} results for {len(todo)}")
-        outcome.update(zip(todo, report.deliveries, strict=True))
+        failures: dict[int, tuple[str, str]] = {}
+        for index, delivery in zip(todo, report.deliveries, strict=True):
+            if delivery.ok:
+                sent_now += 1
+            elif delivery.pending:
+                pending.append(delivery)
+            else:
+                failures[index] = (
+                    (delivery.code or FailureCode.DELIVERY_UNKNOWN).value,
+                    delivery.message or "not sent",
+                )
+        failed_now = len(failures)
+        try:  # what failed for good is final: recorded, never tried again
+            ledger.record_failures(key, failures)
+        except LedgerError:
+            logger.warning("batch %s: %d failures could not be recorded", key, len(failures))
         if settled is not None:
-            settled(sum(1 for d in report.deliveries if not d.pending))
+            settled(sent_now + failed_now)
         if unrecorded:
             logger.warning(
                 "batch %s: %d sends could not be recorded in the ledger", key, unrecorded
             )
-    result = BatchResult.from_outcome(batch_size, outcome, report)
-    logger.info(
-        "batch %s: %d sent, %d failed, %d pending",
-        key,
-        sum(1 for m in result.messageIds if m is not None),
-        len(result.failures),
-        len(result.pending),
+    last = pending[-1] if pending else None
+    tally = BatchTally(
+        sent=sent_before + sent_now,
+        failed=len(known) - sent_before + failed_now,
+        pending=len(pending),
+        pendingCode=last.code if last is not None else None,
+        pendingMessage=last.message if last is not None else None,
+        rate=report.rate if report is not None else None,
+        stalled=report.stalled if report is not None else False,
+        stopped=(
+            BatchStop(code=report.stop[0], message=report.stop[1])
+            if report is not None and report.stop is not None
+            else None
+        ),
     )
-    return result
+    logger.info(
+        "batch %s: %d sent, %d failed, %d pending", key, tally.sent, tally.failed, tally.pending
+    )
+    return tally
+
+
+def _send_recorded(
+    ledger: SendLedger,
+    key: str,
+    recipients: list[str],
+    indices: list[int],
+    send: SendFn,
+    group_ms: float,
+) -> tuple[BatchReport, int]:
+    """``send`` with every success recorded under its index: grouped (:class:`GroupCommit`)
+    or, with ``group_ms`` 0, each on the thread that made the send, before the next starts. The
+    report, and how many successes could not be recorded (the mail is out either way: they are
+    reported as sent)."""
+    lock = threading.Lock()
+    unrecorded = 0
+
+    def record_now(position: int, message_id: str) -> None:
+        # The message is out whatever the ledger says: a failed record must not fail the
+        # batch (a retry would then re-send everything sent so far). It only widens the
+        # duplicate window for this one recipient, which is logged.
+        nonlocal unrecorded
+        try:
+            ledger.record(key, indices[position], message_id)
+        except LedgerError:
+            with lock:
+                unrecorded += 1
+                first = unrecorded == 1
+            if first:
+                logger.warning("batch %s: the send ledger is failing; sending goes on", key)
+
+    if group_ms <= 0:
+        return send(recipients, record_now), unrecorded
+    group = GroupCommit(ledger, key, group_ms / 1000)
+
+    def record(position: int, message_id: str) -> None:
+        group.add(indices[position], message_id)
+
+    try:
+        report = send(recipients, record)
+    finally:
+        group.close()  # before the result: every success is in the ledger first
+    return report, unrecorded + group.unrecorded
+
+
+def fail_rest(
+    ledger: SendLedger, key: str, size: int, code: FailureCode, message: str
+) -> BatchTally:
+    """Fail, with ``code``, every recipient of the batch (of ``size``) that has no outcome yet;
+    the batch's counts after that. What the ledger holds as sent stays sent."""
+    known = ledger.outcomes(key)
+    rest = {i: (code.value, message) for i in range(size) if i not in known}
+    ledger.record_failures(key, rest)
+    sent = sum(1 for r in known.values() if r.sent)
+    logger.info("batch %s: %d failed as %s", key, len(rest), code.value)
+    return BatchTally(sent=sent, failed=size - sent)

@@ -54,6 +54,7 @@ AWS_SEND = ("/v1/emails/aws-send", "POST")
 USER_SEND = ("/v1/emails/user-send", "POST")
 STATUS = ("/v1/emails/{id}", "GET")
 EVENTS = ("/v1/emails/{id}/events", "GET")
+RECIPIENTS = ("/v1/emails/{id}/recipients", "GET")
 SNS_EVENTS = ("/v1/events/ses", "POST")
 SUPPRESSION_GET = ("/v1/suppressions/{email}", "GET")
 SUPPRESSION_DELETE = ("/v1/suppressions/{email}", "DELETE")
@@ -62,6 +63,7 @@ OPERATIONS = [
     AWS_SEND,
     USER_SEND,
     STATUS,
+    RECIPIENTS,
     EVENTS,
     SNS_EVENTS,
     SUPPRESSION_GET,
@@ -243,6 +245,18 @@ def test_the_events_of_real_sends_answer_as_documented(
     run("real-ids", app, strategy, cap_wait, MAX_EXAMPLES)
 
 
+def test_the_recipients_of_real_sends_answer_as_documented(
+    app: DevhostProcess, api_schema: Any
+) -> None:
+    """The recipients route with the ids of the sends above: 200 pages, not only 404s."""
+    assert STARTED, "no send was accepted before this test"
+    recipients = api_schema[RECIPIENTS[0]][RECIPIENTS[1]]
+    strategy = st.sampled_from(sorted(set(STARTED))).flatmap(
+        lambda instance_id: recipients.as_strategy(path_parameters={"id": instance_id})
+    )
+    run("real-ids", app, strategy, cap_wait, MAX_EXAMPLES)
+
+
 def test_the_suppression_routes_answer_as_documented_for_a_listed_address(
     app: DevhostProcess, api_schema: Any
 ) -> None:
@@ -300,6 +314,7 @@ def test_every_operation_was_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
     real_ids = CASES[("real-ids", _name(STATUS))]
     assert real_ids[200] + real_ids[202] == sum(real_ids.values()) > 0
     assert CASES[("real-ids", _name(EVENTS))][200] > 0
+    assert CASES[("real-ids", _name(RECIPIENTS))][200] > 0
     assert CASES[("listed", _name(SUPPRESSION_GET))][200] > 0
     assert CASES[("listed", _name(SUPPRESSION_DELETE))][204] == 1
     # Whatever the app accepted, its activities handled: none failed unexpectedly (an input

@@ -26,7 +26,14 @@ pytestmark = pytest.mark.e2e
 SENDER = "se@aifactory.page"
 #: A caller's key: it opens the caller routes of access.json only (as per-function keys on Azure).
 CALLER_KEY = "caller-key-of-the-tests-0123456789"
-APP_ENV = {**FAST_SES, "SENDMAIL_SES_BATCH_SIZE": "250", "DEVHOST_CALLER_KEY": CALLER_KEY}
+#: Sends above this many recipients are paged (recipientsUrl), not listed inline.
+INLINE = 500
+APP_ENV = {
+    **FAST_SES,
+    "SENDMAIL_SES_BATCH_SIZE": "250",
+    "DEVHOST_CALLER_KEY": CALLER_KEY,
+    "SENDMAIL_STATUS_INLINE_RECIPIENTS": str(INLINE),
+}
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +225,20 @@ def test_a_bulk_send_is_polled_to_completion_one_message_per_recipient(
     status = final.json()
     assert status["runtimeStatus"] == "Completed"
     assert status["progress"] == {"total": 3000, "sent": 3000, "failed": 0, "pending": 0}
-    assert status["failures"] == []
-    ids = status["messageIds"]
+    # above the inline limit: the Message-IDs come from the recipients route, in request order
+    assert (status["messageIds"], status["failures"]) == ([], [])
+    ids = []
+    cursor = None
+    while True:
+        page = app.request(
+            "GET",
+            f"/api/v1/emails/{accepted['id']}/recipients",
+            params={"limit": 1000, **({"cursor": cursor} if cursor else {})},
+        ).json()
+        ids += [row["messageId"] for row in page["recipients"] if row["status"] == "sent"]
+        cursor = page.get("nextCursor")
+        if cursor is None:
+            break
     assert len(ids) == len(set(ids)) == 3000
     delivered = {m["to"][0]: m for m in outbox(app) if m["to"][0].startswith("bulk")}
     assert sorted(delivered) == recipients  # one message each, to that recipient alone
@@ -312,8 +331,10 @@ def test_an_operator_reads_the_same_outcome_from_the_durable_api(app: DevhostPro
     instance_id = response.json()["id"]
     durable = app.status(instance_id).json()
     assert durable["runtimeStatus"] == "Completed"
-    assert durable["output"]["messageIds"] == response.json()["messageIds"]
-    assert durable["output"]["sent"] == 1
+    # The Durable output is counts only; the Message-IDs are in the ledger, read by the routes.
+    assert durable["output"] == {"kind": "ses", "total": 1, "sent": 1, "failed": 0}
+    page = app.request("GET", f"/api/v1/emails/{instance_id}/recipients").json()
+    assert [r["messageId"] for r in page["recipients"]] == response.json()["messageIds"]
     listed = app.request(
         "GET", "/runtime/webhooks/durabletask/instances", params={"runtimeStatus": "Completed"}
     ).json()
@@ -469,6 +490,84 @@ def test_the_password_is_never_stored_returned_or_logged_in_plain_text(
     assert all(PASSWORD not in text for text in seen)
 
 
+# --- a send above the inline limit: every outcome through the recipients route -----------------
+
+
+def test_a_send_above_the_inline_limit_is_paged_through_in_request_order(
+    app: DevhostProcess,
+) -> None:
+    bounce = "bounce@simulator.amazonses.com"  # the emulator bounces it: then it is suppressed
+    first = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={"senderEmail": SENDER, "recipientEmails": [bounce], "subject": "s", "body": "b"},
+        headers={"Prefer": "wait=30"},
+        timeout=60,
+    )
+    assert first.status_code == 200, first.text
+    deadline = time.monotonic() + 30
+    while app.request("GET", f"/api/v1/suppressions/{bounce}").status_code != 200:
+        assert time.monotonic() < deadline, "the bounce never suppressed the address"
+        time.sleep(0.2)
+    to = [f"page{i:03d}@example.com" for i in range(INLINE + 20)]
+    to.insert(260, bounce)
+    started = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={"senderEmail": SENDER, "recipientEmails": to, "subject": "s", "body": "b"},
+    )
+    assert started.status_code == 202, started.text
+    instance_id = started.json()["id"]
+    final = poll(app, started.headers["Location"])
+    body = final.json()
+    assert final.status_code == 200
+    assert body["progress"] == {"total": len(to), "sent": len(to) - 1, "failed": 1, "pending": 0}
+    assert (body["messageIds"], body["failures"]) == ([], [])  # above the inline limit
+    assert body["recipientsUrl"].endswith(f"/api/v1/emails/{instance_id}/recipients")
+    assert len(final.content) < 64 * 1024
+
+    # A caller's key opens the route; pages of 97 walk every recipient once, in request order.
+    listed: list[dict[str, Any]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 97, **({"cursor": cursor} if cursor else {})}
+        page = app.request(
+            "GET",
+            f"/api/v1/emails/{instance_id}/recipients",
+            params=params,
+            headers={"x-functions-key": CALLER_KEY},
+        )
+        assert page.status_code == 200, page.text
+        listed += page.json()["recipients"]
+        pages += 1
+        cursor = page.json().get("nextCursor")
+        if cursor is None:
+            break
+    assert pages == -(-len(to) // 97)
+    assert [r["email"] for r in listed] == to
+    by_address = {m["to"][0]: m["messageId"] for m in outbox(app) if m["to"][0] in set(to)}
+    for row in listed:
+        if row["email"] == bounce:
+            assert (row["status"], row["code"]) == ("failed", "SUPPRESSED")
+        else:
+            assert row == {
+                "email": row["email"],
+                "status": "sent",
+                "messageId": by_address[row["email"]],
+            }
+    failed = app.request(
+        "GET", f"/api/v1/emails/{instance_id}/recipients", params={"status": "failed"}
+    ).json()
+    assert [r["email"] for r in failed["recipients"]] == [bounce]
+    bad = app.request(
+        "GET", f"/api/v1/emails/{instance_id}/recipients", params={"cursor": "not-a-cursor"}
+    )
+    assert (bad.status_code, bad.json()["status"]) == (400, 400)
+    unknown = app.request("GET", "/api/v1/emails/no-such-send/recipients")
+    assert (unknown.status_code, unknown.json()["status"]) == (404, 404)
+
+
 # --- determinism ------------------------------------------------------------------------------
 
 
@@ -516,4 +615,5 @@ def test_a_recorded_history_replays_to_the_same_actions_and_output(
     assert host.walk_finished
     assert outcome.is_done
     assert outcome.output == json.loads(row.output or "null")
-    assert len(outcome.output["messageIds"]) == 600
+    assert outcome.output == {"kind": "ses", "total": 600, "sent": 600, "failed": 0}
+    assert "replay0@example.com" not in (row.input or "")  # the list is in Blob Storage

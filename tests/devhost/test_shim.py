@@ -37,7 +37,7 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from activities.names import RECONCILE_BATCH, RELEASE_QUOTA, SEND_SES_BATCH
+from activities.names import FAIL_BATCH, FINISH_SEND, RELEASE_QUOTA, SEND_SES_BATCH
 from devhost.durable.engine import Engine
 from devhost.durable.history import EventType, event, format_timestamp
 from devhost.durable.shim import NonDeterminism, call_refusal, replay
@@ -283,6 +283,8 @@ app.register_functions(send_orchestrators)
 GATE = Gate()
 #: How the test batch activity answers, by batch key and attempt: "ok" or "fail".
 SCRIPT: dict[str, list[str]] = {}
+#: The batches the SES activity sent (their first index), in the order they succeeded.
+SENT: list[int] = []
 
 
 @app.function_name("window_batch")
@@ -326,12 +328,13 @@ def sliding_window(context: df.DurableOrchestrationContext) -> Any:
 @app.function_name(SEND_SES_BATCH)
 @app.activity_trigger(input_name="batch")
 def gated_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
-    key = batch["ledgerKey"].split(":")[-1]
+    key = int(batch["ledgerKey"].split(":")[-1])  # the batch's first index: its number here
     GATE.hold(f"b{key}")
     plan = SCRIPT.get(f"b{key}") or ["ok"]
     if (plan.pop(0) if len(plan) > 1 else plan[0]) == "fail":
         raise RuntimeError(f"batch {key} failed")
-    return {"messageIds": [f"id-{r}" for r in batch["recipients"]], "failures": []}
+    SENT.append(key)
+    return {"sent": batch["count"], "failed": 0}
 
 
 @app.function_name(RELEASE_QUOTA)
@@ -340,14 +343,16 @@ def release_nothing(send: str) -> None:
     return None
 
 
-@app.function_name(RECONCILE_BATCH)
+@app.function_name(FAIL_BATCH)
 @app.activity_trigger(input_name="batch")
-def reconcile_nothing(batch: dict[str, Any]) -> dict[str, Any]:
-    size = batch["size"]
-    return {
-        "messageIds": [None] * size,
-        "failures": [{"index": i, "code": "BATCH_FAILED", "message": "x"} for i in range(size)],
-    }
+def fail_everything(batch: dict[str, Any]) -> dict[str, Any]:
+    return {"sent": 0, "failed": batch["count"]}
+
+
+@app.function_name(FINISH_SEND)
+@app.activity_trigger(input_name="send")
+def finish_nothing(send: dict[str, Any]) -> None:
+    return None
 
 
 @pytest.fixture
@@ -355,6 +360,7 @@ def engine(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     monkeypatch.setattr(lanes, "ACTIVITY_RETRY_DELAY", timedelta(milliseconds=50))
     GATE.__init__()  # type: ignore[misc]
     SCRIPT.clear()
+    SENT.clear()
     with running_engine(app, tmp_path) as running:
         yield running
 
@@ -420,11 +426,10 @@ def test_the_old_sliding_window_with_retries_attaches_results_to_the_wrong_batch
 
 
 def test_lanes_keep_every_lane_busy_until_its_batches_run_out(engine: Engine) -> None:
-    recipients = [f"r{i}@example.com" for i in range(12)]
     job = {
         "kind": "ses",
-        "mail": {"sender": "se@aifactory.page", "subject": "s", "body": "b"},
-        "recipients": recipients,
+        "listRef": "list",
+        "total": 12,
         "batchSize": 1,
         "lanes": 4,
         "maxRate": 100.0,
@@ -447,17 +452,17 @@ def test_lanes_keep_every_lane_busy_until_its_batches_run_out(engine: Engine) ->
 
     row = wait_finished(engine, instance_id)
     outcome = json.loads(row.output or "null")
-    assert outcome["messageIds"] == [f"id-{r}" for r in recipients]
+    assert outcome == {"kind": "ses", "total": 12, "sent": 12, "failed": 0}
+    assert sorted(SENT) == list(range(12))
 
 
 def test_lanes_retry_a_failed_batch_explicitly_and_stay_correct(engine: Engine) -> None:
     """The #603 scenario for lanes: a batch fails once while others finish around it."""
-    recipients = [f"r{i}@example.com" for i in range(4)]
     SCRIPT["b0"] = ["fail", "ok"]
     job = {
         "kind": "ses",
-        "mail": {"sender": "se@aifactory.page", "subject": "s", "body": "b"},
-        "recipients": recipients,
+        "listRef": "list",
+        "total": 4,
         "batchSize": 1,
         "lanes": 2,
         "maxRate": 10.0,
@@ -474,7 +479,8 @@ def test_lanes_retry_a_failed_batch_explicitly_and_stay_correct(engine: Engine) 
     GATE.release("b1")
 
     row = wait_finished(engine, instance_id)
-    assert json.loads(row.output or "null")["messageIds"] == [f"id-{r}" for r in recipients]
+    assert json.loads(row.output or "null") == {"kind": "ses", "total": 4, "sent": 4, "failed": 0}
+    assert sorted(SENT) == [0, 1, 2, 3]  # b0 once, after its retry
 
 
 def test_orchestrator_episodes_share_the_workers_thread_pool_with_activities(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -1003,3 +1003,22 @@ def test_the_probed_task_hub_is_the_one_host_json_runs(infra: Project) -> None:
     hub = host["extensions"]["durableTask"]["hubName"]
     _, node = policies.app_settings(infra)["SENDMAIL_TASK_HUB"]
     assert evaluate(node) == hub == Settings().SENDMAIL_TASK_HUB
+
+
+def test_the_send_lists_container_is_declared_private_in_the_host_storage(infra: Project) -> None:
+    """The app keeps each send's list and content in ``sendmail-sends`` (sendmail/platform/
+    blobs.py DEFAULT_CONTAINER) in the host's own account, through AzureWebJobsStorage's blob
+    endpoint and the Storage Blob Data Owner role."""
+    from sendmail.platform.blobs import DEFAULT_CONTAINER
+
+    storage = infra.files[PurePosixPath(STORAGE)]
+    container = storage.resource("sendsContainer")
+    assert container is not None
+    assert container.type == "Microsoft.Storage/storageAccounts/blobServices/containers"
+    name, access = container.get("name"), container.get("properties", "publicAccess")
+    assert name is not None
+    assert access is not None
+    assert text(name).strip("'") == DEFAULT_CONTAINER
+    assert text(access).strip("'") == "None"
+    settings = policies.app_settings(infra)
+    assert "AzureWebJobsStorage__blobServiceUri" in settings

@@ -1,0 +1,190 @@
+"""The sends table: one record per send, whatever its size.
+
+Written by the starter before the orchestration starts (so a poll that comes before the
+orchestrator's first episode finds it), finished by the orchestration's last step. It holds what
+the routes need without reading any Durable input or output: the kind, the recipient count, the
+plan that says which batch (ledger partition) holds which recipient, where the list and content
+are stored, the counts when finished and the times. The issues that follow extend this record
+(category, metadata, pause/cancel state and who set it) rather than inventing one each: add a
+field to :class:`SendRecord` and a column here.
+
+Storage: Azure Table ``SendMailSends``, partition key = the send id, row key ``send``. No
+address, no content, no secret is stored in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sendmail.contract.vocabulary import Kind
+from sendmail.platform.tables import LazyTable, TableUnavailable, table_key
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TABLE_NAME = "SendMailSends"
+_ROW = "send"
+
+
+@dataclass(frozen=True, slots=True)
+class SendRecord:
+    id: str
+    kind: Kind
+    total: int
+    #: The plan: lanes and batch size (:func:`sendmail.sending.jobs.batch_bounds`).
+    lanes: int
+    batch_size: int
+    #: Where the list and content are (:mod:`sendmail.sending.lists`).
+    list_ref: str
+    created: datetime
+    finished: datetime | None = None
+    sent: int | None = None
+    failed: int | None = None
+
+
+class SendsTable(Protocol):
+    def create(self, record: SendRecord) -> None:
+        """Write the record of a send about to start (again: harmless)."""
+        ...
+
+    def get(self, send_id: str) -> SendRecord | None:
+        """The send's record; None if there is none."""
+        ...
+
+    def finish(self, send_id: str, sent: int, failed: int, when: datetime) -> None:
+        """The send is over: its counts and time."""
+        ...
+
+    def delete(self, send_id: str) -> None:
+        """Forget the record (a send that never started; retention). No record: nothing."""
+        ...
+
+
+class MemorySends:
+    """Process-local sends (unit tests)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.records: dict[str, SendRecord] = {}
+
+    def create(self, record: SendRecord) -> None:
+        with self._lock:
+            self.records[record.id] = record
+
+    def get(self, send_id: str) -> SendRecord | None:
+        with self._lock:
+            return self.records.get(send_id)
+
+    def finish(self, send_id: str, sent: int, failed: int, when: datetime) -> None:
+        with self._lock:
+            record = self.records.get(send_id)
+            if record is not None:
+                self.records[send_id] = replace(record, sent=sent, failed=failed, finished=when)
+
+    def delete(self, send_id: str) -> None:
+        with self._lock:
+            self.records.pop(send_id, None)
+
+
+class TableSends:
+    """The sends table on Azure Table storage (or Azurite)."""
+
+    def __init__(self, client: TableClient) -> None:
+        self._table = LazyTable(client)
+
+    def create(self, record: SendRecord) -> None:
+        from azure.data.tables import UpdateMode
+
+        entity: dict[str, Any] = {
+            "PartitionKey": table_key(record.id),
+            "RowKey": _ROW,
+            "Kind": record.kind,
+            "Total": record.total,
+            "Lanes": record.lanes,
+            "BatchSize": record.batch_size,
+            "ListRef": record.list_ref,
+            "CreatedAt": record.created,
+        }
+        client = self._table.client
+        self._table.call("write", lambda: client.upsert_entity(entity, mode=UpdateMode.REPLACE))
+
+    def get(self, send_id: str) -> SendRecord | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self._table.client
+        try:
+            entity = self._table.call(
+                "read",
+                lambda: client.get_entity(table_key(send_id), _ROW),
+                passthrough=(ResourceNotFoundError,),
+            )
+        except ResourceNotFoundError:
+            return None
+        try:
+            return SendRecord(
+                id=send_id,
+                kind=entity["Kind"],
+                total=int(entity["Total"]),
+                lanes=int(entity["Lanes"]),
+                batch_size=int(entity["BatchSize"]),
+                list_ref=str(entity["ListRef"]),
+                created=_aware(entity["CreatedAt"]),
+                finished=_aware(entity["FinishedAt"]) if entity.get("FinishedAt") else None,
+                sent=int(entity["Sent"]) if entity.get("Sent") is not None else None,
+                failed=int(entity["Failed"]) if entity.get("Failed") is not None else None,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise TableUnavailable(f"the record of send {send_id} is malformed") from e
+
+    def finish(self, send_id: str, sent: int, failed: int, when: datetime) -> None:
+        """Merged into the record; a send without one (started before the sends table) is
+        left without one: a partial row would read as malformed."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        entity = {
+            "PartitionKey": table_key(send_id),
+            "RowKey": _ROW,
+            "Sent": sent,
+            "Failed": failed,
+            "FinishedAt": when,
+        }
+        client = self._table.client
+        try:
+            self._table.call(
+                "write",
+                lambda: client.update_entity(entity, mode=UpdateMode.MERGE),
+                passthrough=(ResourceNotFoundError,),
+            )
+        except ResourceNotFoundError:
+            logger.warning("send %s has no record to finish", send_id)
+
+    def delete(self, send_id: str) -> None:
+        client = self._table.client  # deleting what is not there succeeds (the SDK's 404)
+        self._table.call("delete", lambda: client.delete_entity(table_key(send_id), _ROW))
+
+
+def _aware(moment: Any) -> datetime:
+    if not isinstance(moment, datetime):
+        raise TypeError("not a datetime")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def sends_from_environment(
+    env: Mapping[str, str] = os.environ, *, table_name: str = DEFAULT_TABLE_NAME
+) -> TableSends:
+    """The sends table in the storage the Functions host uses. No network I/O."""
+    from sendmail.platform.storage import StorageUnavailable, table_client
+
+    try:
+        return TableSends(table_client(table_name, env))
+    except StorageUnavailable as e:
+        raise TableUnavailable(f"the sends table cannot be used: {e}") from e
