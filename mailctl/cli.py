@@ -4,6 +4,11 @@ Output: the progress display, notes and errors go to stderr; the outcome (the su
 starts with the send's id; the id alone for ``send --no-wait``; ``status --json``) to stdout, so
 ``mailctl ... > result.txt`` keeps what matters.
 Exit codes: :mod:`mailctl.exitcodes`.
+
+Memory: ``send`` holds the list while it is checked and sent (the request is built from it), and
+lets it go once the service has accepted it: watching and the report (:mod:`mailctl.report`,
+written a page of the recipients route at a time) hold nothing that grows with the send.
+``watch`` and ``status`` read ``--to-file`` only where an older service's report needs it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,7 +38,14 @@ from mailctl.client import (
 from mailctl.config import DEFAULT_URL, KEY_ENV, URL_ENV, BadURL, Config, resolve
 from mailctl.exitcodes import ExitCode
 from mailctl.recipients import BadRows, RecipientList, read_recipients
-from mailctl.report import build_report, check_report_path, write_report
+from mailctl.report import (
+    DeliveryEvents,
+    Written,
+    build_report,
+    check_report_path,
+    write_paged_report,
+    write_report,
+)
 from mailctl.watching import (
     BarDisplay,
     Counts,
@@ -52,6 +64,12 @@ USER_SEND_MAX_RECIPIENTS = 100
 #: Bad rows printed before "... and N more".
 SHOWN_PROBLEMS = 20
 FINISHED_OK = "Completed"
+#: A report of this many rows or more says how far it got, every tenth of the way (on stderr;
+#: not with ``--progress none``).
+REPORT_PROGRESS_FROM = 10_000
+
+#: Reads the list sent, when a report needs it (an older service's): None without --to-file.
+ListSource = Callable[[], list[str]] | None
 
 
 class UsageError(Exception):
@@ -83,8 +101,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # --- commands -----------------------------------------------------------------------------------
 def _send(args: argparse.Namespace, err: TextIO) -> int:
-    route = "user-send" if args.command == "user-send" else "aws-send"
     config = _config(args)
+    with _client(config, args) as client:
+        started = _start(client, args, err)
+        if isinstance(started, int):
+            return started
+        # the list is let go here (_start's locals): watching a long send holds none of it
+        send_id = started
+        resume = _resume(args, send_id, config)
+        if args.no_wait:
+            print(send_id)  # for a script: ID=$(python -m mailctl send ... --no-wait)
+            print(f"follow it with: {resume}", file=err)
+            return ExitCode.OK
+        return _follow(client, args, send_id, _list_source(args), resume, err, started=True)
+
+
+def _start(client: Client, args: argparse.Namespace, err: TextIO) -> str | int:
+    """Read and check the list, then send it: the send's id, or an exit code (a dry run, Ctrl-C
+    before the service answered)."""
+    route = "user-send" if args.command == "user-send" else "aws-send"
     recipients = _read_list(args)
     subject, body = args.subject, _body(args)
     _check_report(args, " (nothing was sent)")
@@ -109,34 +144,28 @@ def _send(args: argparse.Namespace, err: TextIO) -> int:
     }
     if route == "user-send":
         payload = {"provider": provider, **payload, "password": _password(args.sender)}
-    with _client(config, args) as client:
-        try:
-            accepted = client.send(route, payload, key)
-        except KeyboardInterrupt:
-            print(
-                "\nmailctl: interrupted before the service answered: the send may have started. "
-                "Run the same command again: its Idempotency-Key makes it the same send, "
-                "not a second one.",
-                file=err,
-            )
-            return ExitCode.INTERRUPTED
-        except Unreachable as e:
-            if e.maybe_sent:
-                raise Unreachable(
-                    f"{e}. The send may have started: run the same command again — its "
-                    "Idempotency-Key makes it the same send, not a second one.",
-                    maybe_sent=True,
-                ) from e
-            raise
-        send_id = str(accepted["id"])
-        total = int(accepted.get("total") or 0)
-        print(f"accepted: send {send_id}, {total:,} recipients", file=err)
-        resume = _resume(args, send_id, config)
-        if args.no_wait:
-            print(send_id)  # for a script: ID=$(python -m mailctl send ... --no-wait)
-            print(f"follow it with: {resume}", file=err)
-            return ExitCode.OK
-        return _follow(client, args, send_id, recipients.addresses, resume, err, started=True)
+    try:
+        accepted = client.send(route, payload, key)
+    except KeyboardInterrupt:
+        print(
+            "\nmailctl: interrupted before the service answered: the send may have started. "
+            "Run the same command again: its Idempotency-Key makes it the same send, "
+            "not a second one.",
+            file=err,
+        )
+        return ExitCode.INTERRUPTED
+    except Unreachable as e:
+        if e.maybe_sent:
+            raise Unreachable(
+                f"{e}. The send may have started: run the same command again — its "
+                "Idempotency-Key makes it the same send, not a second one.",
+                maybe_sent=True,
+            ) from e
+        raise
+    send_id = str(accepted["id"])
+    total = int(accepted.get("total") or 0)
+    print(f"accepted: send {send_id}, {total:,} recipients", file=err)
+    return send_id
 
 
 def _watch(args: argparse.Namespace, err: TextIO) -> int:
@@ -170,7 +199,7 @@ def _follow(
     client: Client,
     args: argparse.Namespace,
     send_id: str,
-    recipients: list[str] | None,
+    recipients: ListSource,
     resume: str,
     err: TextIO,
     *,
@@ -205,43 +234,105 @@ def _finish(
     client: Client,
     args: argparse.Namespace,
     status: dict[str, Any],
-    recipients: list[str] | None,
+    recipients: ListSource,
     resume: str,
     err: TextIO,
     *,
     quiet: bool = False,
 ) -> int:
+    written: Written | None = None
     if args.report:
-        send_id = str(status["id"])
         try:
-            try:
-                events = client.events(send_id)
-            except (ServiceError, Unreachable) as e:  # the send is done: report what is known
-                print(f"mailctl: report: delivery events not read ({e})", file=err)
-                events = None
+            written = _report(client, args, status, recipients, resume, err)
         except KeyboardInterrupt:
             print(
-                f"\nStopped before the report was written. The send {send_id} has finished "
-                f"({_counts_text(status)}).\nWrite the report with: {resume}",
+                f"\nStopped before the report was written. The send {status['id']} has "
+                f"finished ({_counts_text(status)}).\nWrite the report with: {resume}",
                 file=err,
             )
             return ExitCode.INTERRUPTED
-        report = build_report(status, recipients, events)
+    if not quiet:
+        print(_summary(status, written.codes if written is not None else None))
+    return _outcome(status)
+
+
+def _report(
+    client: Client,
+    args: argparse.Namespace,
+    status: dict[str, Any],
+    recipients: ListSource,
+    resume: str,
+    err: TextIO,
+) -> Written | None:
+    """Write ``--report`` (:mod:`mailctl.report`): from the recipients route a page at a time
+    where the service has it (its status carries ``recipientsUrl``), else from the status.
+    What was written (None if nothing, or not counted), having said so on ``err``."""
+    send_id = str(status["id"])
+    path = Path(args.report)
+    total = Counts.of(status).total
+    reached = 0
+
+    def progress(written: Written) -> None:
+        nonlocal reached
+        if getattr(args, "progress", "auto") == "none" or total < REPORT_PROGRESS_FROM:
+            return
+        tenths = written.rows * 10 // max(total, 1)
+        if tenths > reached and written.rows < total:
+            reached = tenths
+            print(f"report: {written.rows:,} of {total:,} rows", file=err)
+
+    with DeliveryEvents() as events:
         try:
-            write_report(Path(args.report), report)
+            for page in client.event_pages(send_id):
+                events.add(page)
+        except (ServiceError, Unreachable) as e:  # the send is done: report what is known
+            print(f"mailctl: report: delivery events not read ({e})", file=err)
+            events.clear()
+        try:
+            if status.get("recipientsUrl"):
+                pages = client.recipient_pages(send_id)
+                written = write_paged_report(path, pages, events, on_page=progress)
+                rows, warnings = written.rows, _count_warnings(written.rows, total)
+            else:
+                report = build_report(status, _read_for_report(recipients, err), events)
+                write_report(path, report)
+                written, rows, warnings = None, len(report.rows), report.warnings
         except OSError as e:
             print(
                 f"mailctl: report: {args.report} not written ({e.strerror or e}); "
                 f"write it later with: {resume}",
                 file=err,
             )
-        else:
-            for warning in report.warnings:
-                print(f"mailctl: report: {warning}", file=err)
-            print(f"report: {args.report} ({len(report.rows):,} rows)", file=err)
-    if not quiet:
-        print(_summary(status))
-    return _outcome(status)
+            return None
+        except (ServiceError, Unreachable) as e:
+            print(
+                f"mailctl: report: {args.report} not written: the recipients could not be read "
+                f"({_error_message(e).removeprefix('mailctl: ')}); "
+                f"write it later with: {resume}",
+                file=err,
+            )
+            return None
+    for warning in warnings:
+        print(f"mailctl: report: {warning}", file=err)
+    print(f"report: {args.report} ({rows:,} rows)", file=err)
+    return written
+
+
+def _count_warnings(rows: int, total: int) -> list[str]:
+    if total and rows != total:
+        return [f"the service listed {rows:,} recipients for a send of {total:,}"]
+    return []
+
+
+def _read_for_report(recipients: ListSource, err: TextIO) -> list[str] | None:
+    """The list sent, for an older service's report; None (said on ``err``) if unreadable."""
+    if recipients is None:
+        return None
+    try:
+        return recipients()
+    except (UsageError, BadRows) as e:
+        print(f"mailctl: report: {e}; the rows are written without it", file=err)
+    return None
 
 
 # --- pieces -------------------------------------------------------------------------------------
@@ -257,11 +348,15 @@ def _counts_text(status: dict[str, Any]) -> str:
     return f"{counts.sent:,} sent, {counts.failed:,} failed of {counts.total:,}"
 
 
-def _summary(status: dict[str, Any]) -> str:
+def _summary(status: dict[str, Any], counted: Counter[str] | None = None) -> str:
+    """The outcome. Failure codes come from the status (inline up to the service's limit) or,
+    for a larger send, from the report's rows (``counted``) when one was written."""
     lines = [f"send {status.get('id')} {status.get('runtimeStatus')}: {_counts_text(status)}"]
     if status.get("error"):
         lines.append(f"  {status['error']}")
     codes = Counter(str(f.get("code")) for f in status.get("failures") or [])
+    if not codes and counted:
+        codes = counted
     if codes:
         lines.append("  failures: " + ", ".join(f"{c} x{n:,}" for c, n in codes.most_common()))
     delivery = status.get("delivery")
@@ -355,10 +450,24 @@ def _read_list(args: argparse.Namespace) -> RecipientList:
         raise UsageError(f"cannot read the list {args.to_file}: {e.strerror or e}") from e
 
 
-def _optional_list(args: argparse.Namespace) -> list[str] | None:
+def _list_source(args: argparse.Namespace) -> ListSource:
+    """Reads ``--to-file`` again when (if ever) a report needs it."""
     if not args.to_file:
         return None
-    return _read_list(args).addresses
+    return lambda: _read_list(args).addresses
+
+
+def _optional_list(args: argparse.Namespace) -> ListSource:
+    """``--to-file`` of ``watch`` and ``status``: checked readable now, read only if a report
+    needs it (an older service's), so watching holds none of a long list."""
+    if not args.to_file:
+        return None
+    try:
+        with Path(args.to_file).open("rb"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot read the list {args.to_file}: {e.strerror or e}") from e
+    return _list_source(args)
 
 
 def _body(args: argparse.Namespace) -> str:

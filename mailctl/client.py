@@ -1,4 +1,5 @@
-"""The Send-Mail HTTP API as mailctl uses it: start a send, read its status and its events.
+"""The Send-Mail HTTP API as mailctl uses it: start a send, read its status, its recipients'
+outcomes and its delivery events.
 
 Contract:
 
@@ -19,6 +20,10 @@ Contract:
   enough for the service to take over a key left by a request that died — then
   :class:`KeyBusy`. Both are safe. Any other failure of a send is reported, not retried: the
   operator re-runs the command, and the key makes that safe.
+- **Pages.** :meth:`Client.recipient_pages` and :meth:`Client.event_pages` yield one page at a
+  time (following ``nextCursor``), so a caller holds one page, never the send. A page read that
+  meets no answer, a 5xx or a 429 is tried again (:data:`PAGE_ATTEMPTS` tries, waiting
+  ``Retry-After`` or a growing pause): reads change nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -53,6 +58,11 @@ KEY_BUSY_MIN_WAIT = 0.5
 #: Events asked for per page (the service's most), and pages read at most (a loop guard).
 EVENTS_PAGE = 1000
 MAX_EVENT_PAGES = 10_000
+#: Recipients asked for per page of ``GET /v1/emails/{id}/recipients`` (the service's most).
+RECIPIENTS_PAGE = 1000
+#: Tries of one page read that met no answer, a 5xx or a 429; and the longest wait between two.
+PAGE_ATTEMPTS = 5
+PAGE_RETRY_MAX_WAIT = 30.0
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -117,14 +127,29 @@ def idempotency_key(
     substance = {
         "route": route,
         "sender": sender,
-        "recipients": sorted({address.casefold() for address in recipients}),
+        "recipients": sorted(_casefolded(recipients)),
         "subject": subject,
         "body": body,
         "provider": provider,
         "salt": installation_salt() if salt is None else salt,
     }
-    canonical = json.dumps(substance, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return "mailctl-v2-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # The SHA-256 of json.dumps(substance, ensure_ascii=False, sort_keys=True, separators=(",",
+    # ":")), hashed as it is encoded: a million recipients' JSON is never held whole.
+    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256()
+    for chunk in encoder.iterencode(substance):
+        digest.update(chunk.encode("utf-8"))
+    return "mailctl-v2-" + digest.hexdigest()
+
+
+def _casefolded(addresses: Iterable[str]) -> set[str]:
+    """The addresses case-folded; an address that already is keeps its own string (a list of a
+    million lower-case addresses is not copied)."""
+    folded: set[str] = set()
+    for address in addresses:
+        key = address.casefold()
+        folded.add(address if key == address else key)
+    return folded
 
 
 #: Where the salt lives: ``$MAILCTL_SALT_FILE``, else ``$XDG_CONFIG_HOME/mailctl/salt``, else
@@ -248,26 +273,66 @@ class Client:
             )
         raise _service_error(response)
 
-    def events(self, send_id: str) -> list[dict[str, Any]] | None:
-        """Every delivery event of a send (all pages), or None where the service has none (404:
-        a service without the events route, or a send it has no record of)."""
-        events: list[dict[str, Any]] = []
-        params = {"limit": str(EVENTS_PAGE)}
-        for _ in range(MAX_EVENT_PAGES):
-            response = self._get(f"/v1/emails/{send_id}/events", params=params)
-            if response.status_code == HTTPStatus.NOT_FOUND:
-                return events or None
-            if response.status_code != HTTPStatus.OK:
-                raise _service_error(response)
-            body = _json_object(response)
-            page = body.get("events")
-            if isinstance(page, list):
-                events.extend(event for event in page if isinstance(event, dict))
+    def recipient_pages(
+        self, send_id: str, *, limit: int = RECIPIENTS_PAGE
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The send's recipients with their outcomes, in request order, a page at a time
+        (``GET /v1/emails/{id}/recipients``, following ``nextCursor``). Any error answer —
+        a 404 too: the status said the route exists — raises :class:`ServiceError`."""
+        params = {"limit": str(limit)}
+        seen: set[str] = set()
+        while True:
+            body = self._page(f"/v1/emails/{send_id}/recipients", params)
+            page = body.get("recipients")
+            if not isinstance(page, list):
+                raise ServiceError(HTTPStatus.OK, "the service answered a page without recipients")
+            yield [item for item in page if isinstance(item, dict)]
             cursor = body.get("nextCursor")
             if not isinstance(cursor, str) or not cursor:
-                return events
+                return
+            if cursor in seen:  # a loop guard: a service that answers the same page forever
+                raise ServiceError(HTTPStatus.OK, "the service gave the same nextCursor twice")
+            seen.add(cursor)
+            params = {"limit": str(limit), "cursor": cursor}
+
+    def event_pages(self, send_id: str) -> Iterator[list[dict[str, Any]]]:
+        """The send's delivery events, a page at a time (``GET /v1/emails/{id}/events``); none
+        where the service has none (404: a service without the events route)."""
+        params = {"limit": str(EVENTS_PAGE)}
+        for _ in range(MAX_EVENT_PAGES):
+            body = self._page(f"/v1/emails/{send_id}/events", params, missing_ok=True)
+            page = body.get("events")
+            if isinstance(page, list):
+                yield [event for event in page if isinstance(event, dict)]
+            cursor = body.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                return
             params = {"limit": str(EVENTS_PAGE), "cursor": cursor}
-        return events
+
+    def _page(
+        self, url: str, params: dict[str, str], *, missing_ok: bool = False
+    ) -> dict[str, Any]:
+        """One page's body; tried again on no answer, 5xx and 429 (see the module docstring).
+        With ``missing_ok`` a 404 is an empty body."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._get(url, params=params)
+            except Unreachable:
+                if attempt >= PAGE_ATTEMPTS:
+                    raise
+                self._sleep(min(2.0**attempt, PAGE_RETRY_MAX_WAIT))
+                continue
+            if response.status_code == HTTPStatus.OK:
+                return _json_object(response)
+            if missing_ok and response.status_code == HTTPStatus.NOT_FOUND:
+                return {}
+            error = _service_error(response)
+            transient = error.status >= 500 or error.status == HTTPStatus.TOO_MANY_REQUESTS
+            if not transient or attempt >= PAGE_ATTEMPTS:
+                raise error
+            self._sleep(min(error.retry_after or 2.0**attempt, PAGE_RETRY_MAX_WAIT))
 
     def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
         try:

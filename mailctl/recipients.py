@@ -25,13 +25,20 @@ Contract:
   service does; they are counted, not refused. Order is the file's.
 
 No network, no state: a pure function of the file's bytes and the options.
+
+**Memory.** A list of a million rows is read whole (the request that sends it is built from it
+anyway), but held once: the text is decoded from the bytes, the bytes dropped, and the CSV
+reader fed one line at a time from the text (:func:`_lines`, not a ``StringIO`` copy, which
+stores four bytes a character); an address that is its own comparison key (lower case, an ASCII
+domain: most are) is stored once, not twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import io
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,8 +113,9 @@ def parse_recipients(
         raise BadRows(source, [problem]) from e
     except LookupError as e:
         raise BadRows(source, [Problem(0, f"unknown encoding {encoding!r}")]) from e
+    del data  # the text is all that is read from now on (the caller's bytes are its own)
 
-    reader = csv.reader(io.StringIO(text, newline=""), dialect=_dialect(text))
+    reader = csv.reader(_lines(text), dialect=_dialect(text))
     problems: list[Problem] = []
     addresses: dict[str, str] = {}
     rows = duplicates = 0
@@ -139,7 +147,7 @@ def parse_recipients(
             if key in addresses:
                 duplicates += 1
             else:
-                addresses[key] = address
+                addresses[address if key == address else key] = address
     except csv.Error as e:
         problems.append(Problem(reader.line_num, f"not readable as CSV ({e})"))
     if problems:
@@ -173,6 +181,17 @@ def address_key(address: str) -> str:
         with contextlib.suppress(idna.IDNAError):  # no such name: checked and refused before
             domain = idna.encode(domain, uts46=True, std3_rules=False, transitional=False).decode()
     return f"{local}@{domain}".lower()
+
+
+#: A line and its end, as a file opened with ``newline=""`` gives them (``\r\n``, ``\r`` or
+#: ``\n`` kept: the CSV reader needs them to read a quoted cell across lines).
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text``, one at a time."""
+    for match in _LINE.finditer(text):
+        yield match.group()
 
 
 def _dialect(text: str) -> type[csv.Dialect]:

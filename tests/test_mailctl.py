@@ -5,12 +5,16 @@ The client against the real service (a devhost) is in tests/devhost/test_mailctl
 
 from __future__ import annotations
 
+import base64
 import csv
 import functools
+import gc
+import hashlib
 import io
 import json
 import os
 import re
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +27,7 @@ from rich.console import Console
 from mailctl import cli, watching
 from mailctl.client import (
     KEY_BUSY_PATIENCE,
+    PAGE_ATTEMPTS,
     Client,
     _service_error,
     idempotency_key,
@@ -30,7 +35,14 @@ from mailctl.client import (
 )
 from mailctl.config import DEFAULT_URL, is_loopback, resolve
 from mailctl.recipients import BadRows, address_key, parse_recipients, read_recipients
-from mailctl.report import COLUMNS, build_report, write_report
+from mailctl.report import (
+    COLUMNS,
+    DeliveryEvents,
+    build_report,
+    recipient_row,
+    write_paged_report,
+    write_report,
+)
 from mailctl.watching import BarDisplay, Counts, Rate, format_duration, format_rate
 from sendmail.admission.idempotency import TAKEOVER_AFTER
 from sendmail.contract.addresses import normalize_address
@@ -210,6 +222,56 @@ def test_the_key_is_salted_per_installation(tmp_path: Path) -> None:
     )
 
 
+def test_the_key_is_the_hash_of_the_canonical_json_hashed_as_it_is_encoded() -> None:
+    """The key is hashed piece by piece (a million recipients' JSON is never held whole): it
+    must stay the SHA-256 of the one canonical JSON text, or re-running a send from before
+    would start a second one."""
+    recipients = ["Kim@Example.com", "이메일@example.com", "b@straße.de", 'q"uote@example.com']
+    request = ("user-send", "me@gmail.example.com", recipients, "제목 \u2028", 'b\\"\n', "GMAIL")
+    substance = {
+        "route": request[0],
+        "sender": request[1],
+        "recipients": sorted({a.casefold() for a in recipients}),
+        "subject": request[3],
+        "body": request[4],
+        "provider": request[5],
+        "salt": "pepper",
+    }
+    canonical = json.dumps(substance, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    expected = "mailctl-v2-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    assert idempotency_key(*request, salt="pepper") == expected
+
+
+def test_line_ends_of_every_kind_and_quoted_cells_across_lines() -> None:
+    """The reader is fed the text a line at a time (not a StringIO copy of it): lines end as a
+    file opened with newline="" ends them, so old Mac files and quoted line breaks still read."""
+    for end in ("\n", "\r\n", "\r"):
+        data = end.join(["email,note", 'a@example.com,"two', 'lines"', "b@example.com,x", ""])
+        read = parse_recipients(data.encode())
+        assert read.addresses == ["a@example.com", "b@example.com"], repr(end)
+    no_final_end = parse_recipients(b"a@example.com\nb@example.com")
+    assert no_final_end.addresses == ["a@example.com", "b@example.com"]
+    with pytest.raises(BadRows) as refused:
+        parse_recipients(b"email\r\na@example.com\r\nnope\r\n")
+    assert str(refused.value.problems[0]).startswith("line 3: 'nope'")
+
+
+def test_reading_a_list_holds_it_about_once() -> None:
+    """A million-row list is read whole (it is sent whole), but not copied over and over:
+    before, a StringIO of the text (four bytes a character) and a second string per address
+    took the peak to 3.6 times the list kept; now the text, the list and the duplicate check."""
+    data = ("email\n" + "".join(f"user{i:06d}@example.com\n" for i in range(2_000))).encode()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        read = parse_recipients(data)
+        kept, peak = (m - before for m in tracemalloc.get_traced_memory())
+    finally:
+        tracemalloc.stop()
+    assert len(read.addresses) == 2_000
+    assert peak < 2 * kept, (peak, kept)
+
+
 # --- reports ------------------------------------------------------------------------------------
 
 SENT_AND_FAILED = {
@@ -364,10 +426,10 @@ def test_events_are_read_page_by_page_and_a_missing_route_means_none() -> None:
         return httpx.Response(404, json={"message": "No function matches this route."})
 
     with Client("http://127.0.0.1:9/api", "k", transport=httpx.MockTransport(service)) as client:
-        events = client.events("s1")
-        assert [e["type"] for e in events or []] == ["Send", "Delivery"]
+        pages_read = list(client.event_pages("s1"))
+        assert [[e["type"] for e in page] for page in pages_read] == [["Send"], ["Delivery"]]
         assert asked == [{"limit": "1000"}, {"limit": "1000", "cursor": "c2"}]
-        assert client.events("older-service") is None
+        assert list(client.event_pages("older-service")) == []
 
 
 def test_a_dry_run_checks_the_list_and_shows_the_key_without_sending(
@@ -704,3 +766,359 @@ def test_the_progress_line_keeps_counts_rate_and_eta_at_any_width(width: int) ->
     if width >= 80:
         assert "6,500 sent · 167 failed · 13,333 pending of 20,000" in text
     assert ("━" in text) == (width >= 120)  # the bar goes first
+
+
+# --- the report from the recipients route -------------------------------------------------------
+
+
+def listed_json(index: int) -> str:
+    """Recipient ``index`` of a generated send as the recipients route lists it, as JSON text
+    (made without dicts: the fakes serve hundreds of thousands of them under tracemalloc):
+    every seventh (3, 10, 17 ...) failed, the others sent."""
+    if index % 7 == 3:
+        return (
+            f'{{"email":"r{index:06d}@example.com","status":"failed",'
+            f'"code":"SES_MESSAGE_REJECTED","message":"rejected {index}"}}'
+        )
+    return f'{{"email":"r{index:06d}@example.com","status":"sent","messageId":"m-{index}"}}'
+
+
+def listed(index: int) -> dict[str, str]:
+    return dict(json.loads(listed_json(index)))
+
+
+def delivered_at(index: int) -> str:
+    return f"2026-11-29T10:{index // 60 % 60:02d}:{index % 60:02d}Z"
+
+
+def cursor_at(index: int) -> str:
+    return base64.urlsafe_b64encode(f"at {index}".encode()).decode()
+
+
+def cursor_index(params: dict[str, str]) -> int:
+    return int(base64.urlsafe_b64decode(params["cursor"]).split()[1]) if "cursor" in params else 0
+
+
+def generated_page(
+    request: httpx.Request, total: int, key: str, item: Callable[[int], str | None]
+) -> httpx.Response:
+    """A page of a generated list of ``total``: ``{"id", key: [items], "nextCursor"?}``."""
+    params = dict(request.url.params)
+    start = cursor_index(params)
+    stop = min(total, start + int(params.get("limit", "100")))
+    items = ",".join(filter(None, map(item, range(start, stop))))
+    more = f',"nextCursor":"{cursor_at(stop)}"' if stop < total else ""
+    body = f'{{"id":"s1","{key}":[{items}]{more}}}'
+    return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+
+
+def recipients_route(
+    total: int,
+    asked: list[dict[str, str]] | None = None,
+    trouble: Callable[[int], httpx.Response | None] | None = None,
+) -> Handler:
+    """``GET /api/v1/emails/s1/recipients`` of a send of ``total`` (:func:`listed_json`), each
+    page made when asked; ``trouble(start)`` may answer a page instead."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        if asked is not None:
+            asked.append(params)
+        answer = trouble(cursor_index(params)) if trouble is not None else None
+        if answer is not None:
+            return answer
+        return generated_page(request, total, "recipients", listed_json)
+
+    return route
+
+
+def events_route(total: int) -> Handler:
+    """``GET /api/v1/emails/s1/events``: a Delivery for every sent recipient, made when asked."""
+
+    def event(i: int) -> str | None:
+        if i % 7 == 3:
+            return None
+        return (
+            f'{{"recipient":"r{i:06d}@example.com","messageId":"m-{i}","type":"Delivery",'
+            f'"timestamp":"{delivered_at(i)}"}}'
+        )
+
+    return lambda request: generated_page(request, total, "events", event)
+
+
+def finished_large(total: int) -> dict[str, Any]:
+    """A finished send above the inline limit: counts, no inline results, ``recipientsUrl``."""
+    failed = len(range(3, total, 7))
+    return {
+        "id": "s1",
+        "runtimeStatus": "Completed",
+        "progress": {"total": total, "sent": total - failed, "failed": failed, "pending": 0},
+        "messageIds": [],
+        "failures": [],
+        "recipientsUrl": "http://127.0.0.1:7071/api/v1/emails/s1/recipients",
+    }
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_report_pages_through_the_recipients_route_and_writes_every_row_in_order(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    total = 12_345
+    asked: list[dict[str, str]] = []
+    service.routes["GET /api/v1/emails/s1"] = lambda r: httpx.Response(
+        200, json=finished_large(total)
+    )
+    service.routes["GET /api/v1/emails/s1/recipients"] = recipients_route(total, asked)
+    events = [
+        {"messageId": "m-1", "recipient": "r000001@example.com", "type": "Delivery",
+         "timestamp": "2026-11-29T10:00:05Z"},
+        {"messageId": "m-1", "recipient": "r000001@example.com", "type": "Complaint",
+         "subType": "abuse", "timestamp": "2026-11-29T11:00:00Z"},
+        {"messageId": "m-11001", "type": "Bounce", "subType": "Permanent",
+         "timestamp": "2026-11-29T10:00:01Z", "diagnostic": "smtp; 550 user unknown"},
+        {"recipient": "r000002@example.com", "type": "Delivery", "timestamp": "t"},  # no id
+    ]  # fmt: skip
+    service.routes["GET /api/v1/emails/s1/events"] = lambda r: httpx.Response(
+        200,
+        json={"id": "s1", "events": events[:2], "nextCursor": "e2"}
+        if "cursor" not in r.url.params
+        else {"id": "s1", "events": events[2:]},
+    )
+
+    code, out, err = run(capsys, "watch", "s1", "--report", "r.csv", "--progress", "lines")
+
+    failed = len(range(3, total, 7))
+    assert code == 3, err  # some failed
+    assert out == (
+        f"send s1 Completed: {total - failed:,} sent, {failed:,} failed of {total:,}\n"
+        f"  failures: SES_MESSAGE_REJECTED x{failed:,}\n"  # counted from the report's rows
+    )
+    # page after page, each cursor the one the page before gave, the route's largest page
+    assert asked[0] == {"limit": "1000"}
+    assert asked[1:] == [
+        {"limit": "1000", "cursor": cursor_at(n)} for n in range(1000, total, 1000)
+    ]
+    rows = read_rows(Path("r.csv"))
+    assert len(rows) == total
+    for index, row in enumerate(rows):
+        expected = listed(index)
+        assert row["email"] == expected["email"]
+        assert row["result"] == expected["status"]
+        assert row["message_id"] == expected.get("messageId", "")
+        assert (row["code"], row["message"]) == (
+            expected.get("code", ""),
+            expected.get("message", ""),
+        )
+    assert (rows[1]["delivery"], rows[1]["delivery_time"]) == (
+        "Complaint/abuse",
+        "2026-11-29T11:00:00Z",
+    )
+    assert (
+        rows[1]["events"] == "Delivery@2026-11-29T10:00:05Z; Complaint/abuse@2026-11-29T11:00:00Z"
+    )
+    assert (rows[11001]["delivery"], rows[11001]["delivery_detail"]) == (
+        "Bounce/Permanent",
+        "smtp; 550 user unknown",
+    )
+    assert rows[2]["delivery"] == ""
+    # how far the report got, every tenth of the way, then where it is
+    notes = [line for line in err.splitlines() if line.startswith("report: ")]
+    assert notes == [
+        *(
+            f"report: {n:,} of {total:,} rows"
+            for n in (2000, 3000, 4000, 5000, 7000, 8000, 9000, 10_000, 12_000)
+        ),
+        f"report: r.csv ({total:,} rows)",
+    ]
+    assert not [p for p in Path().iterdir() if p.name.startswith(".r.csv.")]  # no temporary file
+
+
+def test_the_report_of_200000_recipients_holds_a_page_never_the_send(tmp_path: Path) -> None:
+    """The service's recipients and delivery events (one per recipient sent) are made as they
+    are asked for, a page at a time; the peak of memory while the report is written (events
+    read, pages joined and written) is compared with what the rows alone would take held at
+    once (measured on a tenth of them). Holding the rows, the recipients or the events of the
+    send would each exceed it several times over; a page is a few hundred kilobytes."""
+    total = 200_000
+    fake = FakeService()
+    fake.routes["GET /api/v1/emails/s1/recipients"] = recipients_route(total)
+    fake.routes["GET /api/v1/emails/s1/events"] = events_route(total)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [recipient_row(listed(i)) for i in range(total // 10)]  # a tenth, measured
+        rows_size = (tracemalloc.get_traced_memory()[0] - before) * 10
+        del held
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        transport = httpx.MockTransport(fake.handle)
+        with (
+            Client("http://127.0.0.1:9/api", "k", transport=transport) as client,
+            DeliveryEvents() as events,
+        ):
+            for page in client.event_pages("s1"):
+                events.add(page)
+            written = write_paged_report(tmp_path / "r.csv", client.recipient_pages("s1"), events)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    fake.requests.clear()
+
+    assert written.rows == total
+    assert written.codes == {"SES_MESSAGE_REJECTED": len(range(3, total, 7))}
+    assert peak < rows_size / 10, f"peak {peak:,} B; the rows held: {rows_size:,} B"
+    with (tmp_path / "r.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        count = 0
+        for index, row in enumerate(reader):
+            expected = listed(index)
+            assert (row["email"], row["message_id"]) == (
+                expected["email"],
+                expected.get("messageId", ""),
+            )
+            if "messageId" in expected:
+                assert (
+                    row["delivery_time"]
+                    == f"2026-11-29T10:{index // 60 % 60:02d}:{index % 60:02d}Z"
+                )
+            count += 1
+    assert count == total
+
+
+def test_a_page_error_mid_way_leaves_no_partial_report_and_says_why(
+    service: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    total = 3_000
+    service.routes["GET /api/v1/emails/s1"] = lambda r: httpx.Response(
+        200, json=finished_large(total)
+    )
+    (tmp_path / "r.csv").write_text("an earlier report\n", encoding="utf-8")
+    resume = "write it later with: python -m mailctl watch s1 --report r.csv\n"
+    asked: list[dict[str, str]] = []
+
+    def broken(answer: httpx.Response) -> Callable[[int], httpx.Response | None]:
+        return lambda start: answer if start == 2000 else None
+
+    # a service that keeps failing: tried again, then given up; the earlier report untouched
+    unavailable = httpx.Response(503, json={"message": "the ledger is unavailable"})
+    service.routes["GET /api/v1/emails/s1/recipients"] = recipients_route(
+        total, asked, broken(unavailable)
+    )
+    code, out, err = run(capsys, "watch", "s1", "--report", "r.csv", "--progress", "none")
+    assert code == 3  # the send's outcome: the report's trouble is said, not an exit code
+    assert out.startswith("send s1 Completed")
+    assert err.endswith(
+        "mailctl: report: r.csv not written: the recipients could not be read (the service "
+        f"answered 503: the ledger is unavailable); {resume}"
+    )
+    assert [cursor_index(a) for a in asked] == [0, 1000] + [2000] * PAGE_ATTEMPTS
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8") == "an earlier report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.csv", "r.csv"]
+
+    # a refusal is not tried again
+    asked.clear()
+    refused = httpx.Response(400, json={"message": "cursor must be a nextCursor this service gave"})
+    service.routes["GET /api/v1/emails/s1/recipients"] = recipients_route(
+        total, asked, broken(refused)
+    )
+    code, _, err = run(capsys, "watch", "s1", "--report", "r.csv", "--progress", "none")
+    assert "(the service answered 400: cursor must be a nextCursor this service gave)" in err
+    assert [cursor_index(a) for a in asked] == [0, 1000, 2000]
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8") == "an earlier report\n"
+
+    # Ctrl-C half-way: the same, and how to write it later
+    def interrupted(start: int) -> httpx.Response | None:
+        if start == 2000:
+            raise KeyboardInterrupt
+        return None
+
+    service.routes["GET /api/v1/emails/s1/recipients"] = recipients_route(total, None, interrupted)
+    code, out, err = run(capsys, "watch", "s1", "--report", "r.csv", "--progress", "none")
+    assert (code, out) == (130, "")
+    assert "Stopped before the report was written. The send s1 has finished" in err
+    assert err.endswith("Write the report with: python -m mailctl watch s1 --report r.csv\n")
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8") == "an earlier report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.csv", "r.csv"]
+
+    # a page that fails once is read again, and the report is whole
+    blips = [httpx.Response(502, json={"message": "bad gateway"})]
+    service.routes["GET /api/v1/emails/s1/recipients"] = recipients_route(
+        total, None, lambda start: blips.pop() if start == 2000 and blips else None
+    )
+    code, _, err = run(capsys, "watch", "s1", "--report", "r.csv", "--progress", "none")
+    assert code == 3
+    assert err.endswith("report: r.csv (3,000 rows)\n"), err
+    assert [r["email"] for r in read_rows(tmp_path / "r.csv")] == [
+        listed(i)["email"] for i in range(total)
+    ]
+
+
+def test_an_older_service_s_report_maps_the_list_onto_the_inline_results(
+    service: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Without ``recipientsUrl`` (a service from before the recipients route) the report is
+    made as before, from the status's messageIds and failures and the list; with it, the list
+    is not even read (watching a long send holds none of it)."""
+    service.routes["GET /api/v1/emails/s1"] = lambda r: httpx.Response(200, json=finished())
+    code, _, err = run(
+        capsys, "watch", "s1", "--to-file", "list.csv", "--report", "r.csv", "--progress", "none"
+    )
+    assert code == 0, err
+    assert [(r["email"], r["message_id"]) for r in read_rows(tmp_path / "r.csv")] == [
+        ("a@example.com", "m0"),
+        ("b@example.com", "m1"),
+    ]
+    assert not [r for r in service.requests if r.url.path.endswith("/recipients")]
+
+    (tmp_path / "bad.csv").write_text("email\nnot an address\n", encoding="utf-8")
+    service.routes["GET /api/v1/emails/s1"] = lambda r: httpx.Response(200, json=finished_large(20))
+    service.routes["GET /api/v1/emails/s1/recipients"] = recipients_route(20)
+    code, _, err = run(
+        capsys, "watch", "s1", "--to-file", "bad.csv", "--report", "r.csv", "--progress", "none"
+    )
+    assert code == 3, err
+    assert len(read_rows(tmp_path / "r.csv")) == 20
+    # an older service, and a list that cannot be read then: rows without it, and why
+    service.routes["GET /api/v1/emails/s1"] = lambda r: httpx.Response(200, json=finished())
+    code, _, err = run(
+        capsys, "watch", "s1", "--to-file", "bad.csv", "--report", "r.csv", "--progress", "none"
+    )
+    assert code == 0
+    assert "mailctl: report: bad.csv: 1 bad row(s); the rows are written without it" in err
+    assert [r["message_id"] for r in read_rows(tmp_path / "r.csv")] == ["m0", "m1"]
+
+
+def test_send_lets_the_list_go_once_the_service_has_it(
+    service: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The list is held while it is read, checked and sent; a send watched for hours holds
+    none of it (nor does its report, which comes from the recipients route): while watching,
+    no list or dict of the list's size is alive."""
+    total = 5_000
+    addresses = [f"user{i:06d}@example.com" for i in range(total)]
+    (tmp_path / "list.csv").write_text("\n".join(["email", *addresses]), encoding="utf-8")
+    del addresses
+    alive_while_watching: list[int] = []
+    posted: list[int] = []
+
+    def status(request: httpx.Request) -> httpx.Response:
+        for post in service.posts():
+            posted.append(len(json.loads(post.content)["recipientEmails"]))
+        service.requests.clear()  # the fake's own copy of the POST: not mailctl's
+        gc.collect()
+        alive_while_watching.append(
+            sum(isinstance(o, list | dict | set) and len(o) >= total for o in gc.get_objects())
+        )
+        return httpx.Response(200, json=finished_large(total))
+
+    service.routes["POST /api/v1/emails/aws-send"] = accepted(total=total)
+    service.routes["GET /api/v1/emails/s1"] = status
+    code, _, err = run(capsys, *SEND, "--body", "B", "--progress", "none")
+
+    assert code == 3, err
+    assert posted == [total]
+    assert alive_while_watching == [0]
