@@ -31,7 +31,9 @@ def _run(requests: int) -> dict[str, Any]:
     from sendmail.admission.backlog import BacklogProbe
     from sendmail.admission.idempotency import TableIdempotencyStore
     from sendmail.admission.reservations import TableReservations
+    from sendmail.platform.blobs import MemoryBlobStore
     from sendmail.sending.ledger import MemorySendLedger
+    from sendmail.sending.sends import MemorySends
     from sendmail.sending.ses import SendQuota
     from tests.support.azurite import start_azurite
     from tests.support.durable import FakeDurableClient
@@ -63,6 +65,9 @@ def _run(requests: int) -> dict[str, Any]:
             services.reset()
             services.override(
                 ledger=MemorySendLedger(),
+                # the list and the record in memory: this measures the admission checks alone
+                blobs=MemoryBlobStore(),
+                sends=MemorySends(),
                 ses=StubQuota(limited if reserve else unlimited),
                 idempotency=TableIdempotencyStore(tables["BenchIdempotency"]),
                 reservations=TableReservations(tables["BenchQuota"]),

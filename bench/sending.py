@@ -488,12 +488,17 @@ def publish(results: dict[str, Any]) -> None:
     merged = {**previous, **results}
     path.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
     charts(merged)
-    begin, end = "<!-- sending:begin -->", "<!-- sending:end -->"
-    text = DOC.read_text(encoding="utf-8")
-    if begin in text and end in text:
-        head, _, rest = text.partition(begin)
+    write_between_markers("sending", table(merged))
+
+
+def write_between_markers(name: str, text: str) -> None:
+    """Put ``text`` between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in the doc."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    doc = DOC.read_text(encoding="utf-8")
+    if begin in doc and end in doc:
+        head, _, rest = doc.partition(begin)
         _, _, tail = rest.partition(end)
-        DOC.write_text(f"{head}{begin}\n{table(merged)}\n{end}{tail}", encoding="utf-8")
+        DOC.write_text(f"{head}{begin}\n{text}\n{end}{tail}", encoding="utf-8")
 
 
 def main() -> None:
