@@ -89,8 +89,9 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
         send,
         settled=settled,
         group_ms=settings.SENDMAIL_LEDGER_GROUP_MS,
+        unrecorded=job.unrecorded,
     )
-    return tally.model_dump(mode="json")
+    return tally.model_dump(mode="json", exclude_defaults=True)
 
 
 @bp.function_name(SEND_SMTP_BATCH)
@@ -118,7 +119,8 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
             FailureCode.SMTP_ERROR,
             "the service no longer holds the password (the send ended, was canceled or expired, "
             "or the sealing key changed); send again",
-        ).model_dump(mode="json")
+            job.unrecorded,
+        ).model_dump(mode="json", exclude_defaults=True)
     stored = stored_send(services.blobs(), job.listRef)
     mail = stored.mail()
     recipients = stored.recipients(job.start, job.count)
@@ -148,10 +150,11 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
                     before_login=login.may_try,
                 )
             ),
+            unrecorded=job.unrecorded,
         )
     finally:
         login.close()
-    return tally.model_dump(mode="json")
+    return tally.model_dump(mode="json", exclude_defaults=True)
 
 
 @bp.function_name(FAIL_BATCH)
@@ -164,11 +167,13 @@ def fail_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail.sending.runner import fail_rest
 
     job = FailBatch.model_validate(batch)
-    tally = fail_rest(services.ledger(), job.ledgerKey, job.count, job.code, job.message)
+    tally = fail_rest(
+        services.ledger(), job.ledgerKey, job.count, job.code, job.message, job.unrecorded
+    )
     logger.warning(
         "batch %s: %d sent, the rest failed as %s", job.ledgerKey, tally.sent, job.code.value
     )
-    return tally.model_dump(mode="json")
+    return tally.model_dump(mode="json", exclude_defaults=True)
 
 
 @bp.function_name(FINISH_SEND)

@@ -212,11 +212,11 @@ def _send_batch(
     stopped = None
     stalls = 0
     sent = 0  # what the batch's runs so far say it sent
+    unrecorded: dict[int, str] = {}  # sent but not in the ledger (only while it fails)
     while True:
         try:
-            output = yield from _call_with_retries(
-                context, _activity(job), _activity_input(job, key, start, count, rate), job.deadline
-            )
+            payload = _activity_input(job, key, start, count, rate, unrecorded)
+            output = yield from _call_with_retries(context, _activity(job), payload, job.deadline)
         except Exception:
             from sendmail.contract.vocabulary import FailureCode
 
@@ -233,10 +233,12 @@ def _send_batch(
                 FailureCode.BATCH_FAILED,
                 "the batch failed unexpectedly after retries; not confirmed as sent",
                 sent=sent,
+                unrecorded=unrecorded,
             )
             return failed.model_copy(update={"rate": rate, "stopped": stopped})
         tally = BatchTally.model_validate(output)
         sent = tally.sent
+        unrecorded = tally.unrecorded
         rate = tally.rate or rate
         stopped = stopped or tally.stopped
         if not tally.pending:
@@ -253,6 +255,7 @@ def _send_batch(
                 tally.pendingCode or THROTTLED.code,
                 tally.pendingMessage or THROTTLED.message,
                 sent=tally.sent,
+                unrecorded=unrecorded,
             )
             return final.model_copy(update={"rate": rate, "stopped": stopped})
         report(tally)
@@ -271,7 +274,12 @@ def _activity(job: LaneJob) -> str:
 
 
 def _activity_input(
-    job: LaneJob, key: str, start: int, count: int, rate: float | None
+    job: LaneJob,
+    key: str,
+    start: int,
+    count: int,
+    rate: float | None,
+    unrecorded: dict[int, str],
 ) -> dict[str, Any]:
     from sendmail.sending.jobs import SesBatch, SmtpBatch
 
@@ -284,7 +292,8 @@ def _activity_input(
             maxRate=job.maxRate,
             startRate=rate,
             deadline=job.deadline,
-        ).model_dump(mode="json", exclude_none=True)
+            unrecorded=unrecorded,
+        ).model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     assert job.provider is not None
     assert job.secretRef is not None
     return SmtpBatch(
@@ -294,7 +303,8 @@ def _activity_input(
         count=count,
         provider=job.provider,
         secretRef=job.secretRef,
-    ).model_dump(mode="json")
+        unrecorded=unrecorded,
+    ).model_dump(mode="json", exclude_defaults=True)
 
 
 def _call_with_retries(
@@ -338,15 +348,20 @@ def _fail(
     message: str,
     *,
     sent: int = 0,
+    unrecorded: dict[int, str] | None = None,
 ) -> Steps:
     """Fail, with ``code``, every recipient of the batch without an outcome (an activity: the
     ledger keeps them); its counts. If even that fails, the batch counts as failed but for the
     ``sent`` known so far, and the recipients route says ``DELIVERY_UNKNOWN`` for the rest."""
     from sendmail.sending.jobs import BatchTally, FailBatch
 
-    payload = FailBatch(ledgerKey=key, count=count, code=code, message=message)
+    payload = FailBatch(
+        ledgerKey=key, count=count, code=code, message=message, unrecorded=unrecorded or {}
+    )
     try:
-        output = yield from _call_with_retries(context, FAIL_BATCH, payload.model_dump(mode="json"))
+        output = yield from _call_with_retries(
+            context, FAIL_BATCH, payload.model_dump(mode="json", exclude_defaults=True)
+        )
     except Exception:
         if not context.is_replaying:
             logger.error(

@@ -274,7 +274,7 @@ def test_user_send_keeps_the_password_out_of_the_orchestration_input(
         "total": 1,
         "provider": "GMAIL",
         "secretRef": instance_id,
-        "connections": 3,
+        "connections": 1,  # the plan stored: one recipient, one connection (of up to 3)
     }
     for secret_or_content in ("app-password-123", "friend@example.com", "Long time no see!"):
         assert secret_or_content not in json.dumps(job)

@@ -522,6 +522,32 @@ def test_a_pending_batch_is_run_again_with_the_same_input(engine: Engine) -> Non
     assert settled() == []
 
 
+def test_what_the_ledger_could_not_record_is_handed_to_the_batchs_next_run(
+    engine: Engine,
+) -> None:
+    """While the ledger fails, a run returns what it sent without recording it; the lane gives
+    exactly that to the batch's next run (which never sends them again: test_runner.py) and to
+    the batch's settling at the deadline — and drops it once a run could write it."""
+    runs_seen: list[dict[str, Any]] = []
+
+    def behaviour(name: str, payload: Any) -> Any:
+        if name != SEND_SES_BATCH:
+            return ordinary(name, payload)
+        runs_seen.append(payload)
+        if len(runs_seen) == 1:  # sent 0 and 1, could not record them; 2 and 3 pending
+            return {"sent": 2, "failed": 0, "pending": 2, "unrecorded": {"0": "m0", "1": "m1"}}
+        return {"sent": 4, "failed": 0}
+
+    BEHAVIOUR[0] = behaviour
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(4, 4, 1))
+
+    assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=4, failed=0)
+    assert "unrecorded" not in runs_seen[0]  # nothing to hand on: left out of the history
+    assert runs_seen[1]["unrecorded"] == {"0": "m0", "1": "m1"}
+    assert len(runs_seen) == 2
+
+
 def test_a_stalled_batch_waits_on_a_durable_timer_that_grows(engine: Engine) -> None:
     BEHAVIOUR[0] = pending_first(3, stalled=True)
 

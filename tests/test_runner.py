@@ -89,9 +89,65 @@ def test_the_tally_is_counts_only_and_crosses_as_json() -> None:
         "rate",
         "stalled",
         "stopped",
+        "unrecorded",
     }
+    assert dumped["unrecorded"] == {}  # per-recipient only while the ledger fails
     assert "r0@example.com" not in str(dumped)
     assert BatchTally.model_validate(dumped) == tally
+    compact = tally.model_dump(mode="json", exclude_defaults=True)  # as activities return it
+    assert BatchTally.model_validate(compact) == tally
+
+
+class FailingThenWorkingLedger(MemorySendLedger):
+    """A ledger whose writes fail while ``failing`` is set (reads work)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+
+    def record(self, key: str, index: int, message_id: str) -> None:
+        if self.failing:
+            raise LedgerError("down")
+        super().record(key, index, message_id)
+
+    def record_many(self, key: str, records: Mapping[int, str]) -> None:
+        if self.failing:
+            raise LedgerError("down")
+        super().record_many(key, records)
+
+
+@pytest.mark.parametrize("group_ms", [0, 5])
+def test_what_a_failing_ledger_could_not_record_is_never_sent_again(group_ms: float) -> None:
+    """A run whose successes the ledger refused hands them on (``unrecorded``); the batch's
+    next run counts them as sent, writes them once the ledger is back, and sends only to the
+    others — never to them again."""
+    ledger = FailingThenWorkingLedger()
+    first = RecordingSender(later={RECIPIENTS[4], RECIPIENTS[5]})  # two left for the next run
+    tally = run_batch(ledger, "i:0", RECIPIENTS, first, group_ms=group_ms)
+    assert (tally.sent, tally.pending) == (4, 2)
+    assert tally.unrecorded == {i: f"<{RECIPIENTS[i]}>" for i in range(4)}
+    assert ledger.sent("i:0") == {}
+
+    ledger.failing = False
+    second = RecordingSender()
+    again = run_batch(ledger, "i:0", RECIPIENTS, second, unrecorded=tally.unrecorded)
+    assert second.asked == [RECIPIENTS[4], RECIPIENTS[5]]  # never 0..3 again
+    assert (again.sent, again.failed, again.pending, again.unrecorded) == (6, 0, 0, {})
+    assert ledger.sent("i:0") == {
+        **tally.unrecorded,
+        4: f"<{RECIPIENTS[4]}>",
+        5: f"<{RECIPIENTS[5]}>",
+    }
+
+
+def test_failing_the_rest_keeps_what_was_sent_unrecorded_as_sent() -> None:
+    ledger = MemorySendLedger()
+    tally = fail_rest(
+        ledger, "i:0", 6, FailureCode.SES_THROTTLED, "late", unrecorded={1: "<m1>", 2: "<m2>"}
+    )
+    assert (tally.sent, tally.failed, tally.unrecorded) == (2, 4, {})
+    assert ledger.sent("i:0") == {1: "<m1>", 2: "<m2>"}
+    assert sorted(i for i, r in ledger.outcomes("i:0").items() if not r.sent) == [0, 3, 4, 5]
 
 
 def test_a_retried_batch_sends_only_to_those_not_recorded() -> None:

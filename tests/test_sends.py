@@ -198,3 +198,13 @@ def test_finishing_a_send_without_a_record_leaves_none(sends: SendsTable) -> Non
     not leave a partial row that would then read as malformed."""
     sends.finish("no-record", 1, 0, CREATED)
     assert sends.get("no-record") is None
+
+
+def test_the_first_record_wins_and_comes_back_to_a_later_creator(sends: SendsTable) -> None:
+    """A request that took over another's Idempotency-Key starts the same send: it must start
+    it with the plan already recorded, or the recipients route would look in other batches."""
+    first = _record(lanes=3, batch_size=400)
+    assert sends.create(first) == first
+    later = _record(lanes=4, batch_size=5000)
+    assert sends.create(later) == first
+    assert sends.get("send-1") == first

@@ -59,8 +59,9 @@ class Limits:
     @property
     def max_commas(self) -> int:
         """The most commas a valid body can hold: one per entry, one per character of the
-        subject and the body (each could be all commas), and a few between the fields."""
-        return self.max_entries + self.max_body_bytes + self.max_subject_chars + 64
+        subject and the body (each could be all commas), and room for the other fields (a
+        password, fields this service ignores) and the separators between them."""
+        return self.max_entries + self.max_body_bytes + self.max_subject_chars + 4096
 
     @property
     def max_request_bytes(self) -> int:
@@ -328,8 +329,8 @@ def decode_body(raw: bytes, limits: Limits) -> dict[str, Any]:
     # fast scan, and a body with more is refused before it is parsed.
     if raw.count(b",") > limits.max_commas:
         raise ValidationFailed(
-            f"recipientEmails must contain at most {limits.max_entries} entries, duplicates "
-            "included"
+            "the request body holds more values than a valid request can (recipientEmails: at "
+            f"most {limits.max_entries} entries, duplicates included)"
         )
     try:
         data = jsontext.loads(raw) if raw.strip() else None

@@ -113,6 +113,8 @@ class SesBatch(_Json):
     maxRate: float | None = Field(default=None, gt=0)
     startRate: float | None = Field(default=None, gt=0)
     deadline: AwareDatetime | None = None
+    #: Sent by an earlier run and not in the ledger (it was failing): index -> Message-ID.
+    unrecorded: dict[int, str] = {}
 
 
 class SmtpBatch(_Json):
@@ -124,6 +126,7 @@ class SmtpBatch(_Json):
     count: int = Field(ge=0)
     provider: Provider
     secretRef: str
+    unrecorded: dict[int, str] = {}
 
 
 class FailBatch(_Json):
@@ -134,6 +137,7 @@ class FailBatch(_Json):
     count: int = Field(ge=0)
     code: FailureCode
     message: str
+    unrecorded: dict[int, str] = {}
 
 
 class BatchTally(_Json):
@@ -143,7 +147,8 @@ class BatchTally(_Json):
     this run (earlier runs' included); ``pending`` the ones still without one (throttling, 5xx,
     the run's time ran out), which end as ``pendingCode`` if the send's deadline passes first.
     ``rate`` is the pace the run ended at, ``stalled`` says SES kept refusing (wait before the
-    next run), ``stopped`` an account-level failure that stopped the run.
+    next run), ``stopped`` an account-level failure that stopped the run. Per-recipient data
+    appears only in ``unrecorded``, and only while the ledger fails.
     """
 
     sent: int = Field(ge=0)
@@ -154,6 +159,9 @@ class BatchTally(_Json):
     rate: float | None = None
     stalled: bool = False
     stopped: BatchStop | None = None
+    #: Only when the ledger failed: what this batch sent and could not record (index ->
+    #: Message-ID). The lane hands it to the batch's next run, which never sends them again.
+    unrecorded: dict[int, str] = {}
 
 
 class LaneTally(_Json):

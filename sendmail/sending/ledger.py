@@ -4,7 +4,7 @@ No SES send call takes an idempotency token, and Durable activities run at least
 activity retried by ``RetryOptions`` or re-run after a host crash would mail the same people
 again. The activity asks the ledger first and records every success as it goes::
 
-    key = f"{instance_id}:{batch_no}"        # unique per orchestration batch
+    key = f"{instance_id}:{first:010d}"      # unique per batch: its first recipient's index
     done = ledger.sent(key)                   # recipient index within the batch -> Message-ID
     for index, recipient in enumerate(batch):
         if index in done:
@@ -43,7 +43,9 @@ index -> Message-ID, or ``Failed``: index -> [code, message]): one entity, one u
 group transaction of 100 one-recipient rows costs about 30 times the CPU of one 100-recipient
 entity in azure-data-tables (measured: 33 ms against 1.1 ms), and the ledger's writes were the
 largest part of what a recipient costs (docs/benchmarks.md). ``outcomes`` reads the batch's
-partition whole (at most a few dozen rows for a batch of 5,000) and keeps the range asked for.
+partition whole and keeps the range asked for: a few dozen rows for an SES batch of 5,000 with
+group commit, one row per recipient where each is recorded on its own (SMTP, or
+``SENDMAIL_LEDGER_GROUP_MS=0``).
 
 Privacy: the ledger stores no addresses. The partition key is the batch key, the row keys are
 indices within the batch, and the properties besides ``CreatedAt`` are Message-IDs, or failures'
@@ -446,7 +448,10 @@ class TableSendLedger:
             for entity in entities:
                 rows.setdefault(str(entity["PartitionKey"]), []).append(str(entity["RowKey"]))
                 group = entity.get("Sent") or entity.get("Failed")
-                records += len(json.loads(group)) if isinstance(group, str) else 1
+                try:
+                    records += len(json.loads(group)) if isinstance(group, str) else 1
+                except ValueError:  # a malformed group row is deleted all the same
+                    records += 1
 
         self._call("read", scan)
         for partition, row_keys in rows.items():

@@ -8,8 +8,8 @@ successes not yet written, may be sent twice — the only duplicate window
 (see docs/architecture.md).
 
 **Group commit.** With ``group_ms`` > 0 (``SENDMAIL_LEDGER_GROUP_MS``, 50 by default) successes
-are gathered for at most that long, or until 100 of them (a table transaction's limit) are
-waiting, and written as one entity group transaction (:class:`GroupCommit`): one round trip per
+are gathered for at most that long, or until 100 of them are waiting, and written as one ledger
+row (:class:`GroupCommit`, ``SendLedger.record_many``): one round trip per
 up to 100 recipients instead of one each, which is most of what a recipient costs in CPU. The
 price is the window: a crash may now re-send the successes not yet written too — those of the
 last ``group_ms`` plus the write in progress (at 300 recipients/s and 50 ms, about 15 more than
@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sendmail.contract.vocabulary import FailureCode
 from sendmail.sending.jobs import BatchStop, BatchTally
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 OnSent = Callable[[int, str], None]
 SendFn = Callable[[Sequence[str], OnSent], BatchReport]
 
-#: The most records one entity group transaction takes (Azure Tables: 100 operations).
+#: The most records written together (one ledger row: ``TableSendLedger.record_many``).
 GROUP_SIZE = 100
 #: Records waiting beyond which ``add`` waits for the writer (back-pressure).
 MAX_WAITING = 2 * GROUP_SIZE
@@ -75,8 +75,8 @@ class GroupCommit:
     :data:`MAX_WAITING` records wait (the writer is behind: the sending threads slow down
     rather than let the crash window grow without bound). A group the ledger refuses is written
     again record by record until one of those fails too (the store is down: the rest of the
-    group is not tried); what is not written is counted in ``unrecorded`` (the mail is out
-    either way: it is reported as sent).
+    group is not tried); what is not written is kept in ``unrecorded`` (index -> Message-ID: the
+    mail is out either way, it is reported as sent and handed to the batch's next run).
     """
 
     def __init__(self, ledger: SendLedger, key: str, interval: float) -> None:
@@ -87,7 +87,7 @@ class GroupCommit:
         self._oldest: float | None = None
         self._closed = False
         self._cond = threading.Condition()
-        self.unrecorded = 0
+        self.unrecorded: dict[int, str] = {}
         self.groups = 0
         self._thread = threading.Thread(target=self._run, name=f"ledger-{key}", daemon=True)
         self._thread.start()
@@ -116,7 +116,7 @@ class GroupCommit:
         if self._thread.is_alive():
             with self._cond:
                 left = len(self._pending)
-                self.unrecorded += left
+                self.unrecorded.update(self._pending)
             logger.warning(
                 "batch %s: the ledger writer is stuck; %d not waited for", self._key, left
             )
@@ -152,7 +152,7 @@ class GroupCommit:
                 _count_unwritten(-len(group))
 
     def _write(self, group: dict[int, str]) -> None:
-        # A refused transaction is tried record by record (one bad entity need not cost the
+        # A refused group is tried record by record (one bad entity need not cost the
         # others); the first record that fails too means the store is failing, and the rest of
         # the group is counted without being tried (a hung store would cost minutes each).
         try:
@@ -160,11 +160,12 @@ class GroupCommit:
             return
         except Exception:
             logger.warning("batch %s: a group of %d records failed", self._key, len(group))
-        for n, (index, message_id) in enumerate(group.items()):
+        items = list(group.items())
+        for n, (index, message_id) in enumerate(items):
             try:
                 self._ledger.record(self._key, index, message_id)
             except Exception:
-                self.unrecorded += len(group) - n
+                self.unrecorded.update(items[n:])
                 return
 
 
@@ -176,26 +177,35 @@ def run_batch(
     *,
     settled: Callable[[int], None] | None = None,
     group_ms: float = 0,
+    unrecorded: Mapping[int, str] | None = None,
 ) -> BatchTally:
-    """Send to the batch's ``recipients`` that the ledger holds no outcome for; record each
-    success (soon after its send) and each final failure; count the batch.
+    """Send to the batch's ``recipients`` that have no outcome yet; record each success (soon
+    after its send) and each final failure; count the batch.
+
+    ``unrecorded`` holds what earlier runs of the batch sent but could not record (the ledger
+    was failing): they count as sent, are written again first, and are never sent again. What
+    this run cannot record comes back in the tally's ``unrecorded`` for the next run (the lane
+    carries it): a failing ledger never makes a later run send twice.
 
     ``settled(n)`` is told how many recipients this run settled — sent now or failed for good,
     not those an earlier run had settled, nor those still pending (the quota reservation's
     count).
     """
     known = ledger.outcomes(key)
-    sent_before = sum(1 for r in known.values() if r.sent)
-    todo = [i for i in range(len(recipients)) if i not in known]
-    if known and todo:
+    carried = {i: m for i, m in (unrecorded or {}).items() if i not in known}
+    left = _record_again(ledger, key, carried)
+    sent_before = sum(1 for r in known.values() if r.sent) + len(carried)
+    todo = [i for i in range(len(recipients)) if i not in known and i not in carried]
+    if (known or carried) and todo:
         logger.info("batch %s resumed: %d already settled, %d to send", key, len(known), len(todo))
     report: BatchReport | None = None
     sent_now = failed_now = 0
     pending: list[Delivery] = []
     if todo:
-        report, unrecorded = _send_recorded(
+        report, unwritten = _send_recorded(
             ledger, key, [recipients[i] for i in todo], todo, send, group_ms
         )
+        left.update(unwritten)
         if len(report.deliveries) != len(todo):
             raise RuntimeError(f"sender returned {len(report.deliveries)} results for {len(todo)}")
         failures: dict[int, tuple[str, str]] = {}
@@ -216,14 +226,12 @@ def run_batch(
             logger.warning("batch %s: %d failures could not be recorded", key, len(failures))
         if settled is not None:
             settled(sent_now + failed_now)
-        if unrecorded:
-            logger.warning(
-                "batch %s: %d sends could not be recorded in the ledger", key, unrecorded
-            )
+    if left:
+        logger.warning("batch %s: %d sends could not be recorded in the ledger", key, len(left))
     last = pending[-1] if pending else None
     tally = BatchTally(
         sent=sent_before + sent_now,
-        failed=len(known) - sent_before + failed_now,
+        failed=len(known) - (sent_before - len(carried)) + failed_now,
         pending=len(pending),
         pendingCode=last.code if last is not None else None,
         pendingMessage=last.message if last is not None else None,
@@ -234,11 +242,23 @@ def run_batch(
             if report is not None and report.stop is not None
             else None
         ),
+        unrecorded=left,
     )
     logger.info(
         "batch %s: %d sent, %d failed, %d pending", key, tally.sent, tally.failed, tally.pending
     )
     return tally
+
+
+def _record_again(ledger: SendLedger, key: str, carried: Mapping[int, str]) -> dict[int, str]:
+    """Write what earlier runs could not; what still cannot be written (kept for later)."""
+    if not carried:
+        return {}
+    try:
+        ledger.record_many(key, carried)
+    except LedgerError:
+        return dict(carried)
+    return {}
 
 
 def _send_recorded(
@@ -248,25 +268,24 @@ def _send_recorded(
     indices: list[int],
     send: SendFn,
     group_ms: float,
-) -> tuple[BatchReport, int]:
+) -> tuple[BatchReport, dict[int, str]]:
     """``send`` with every success recorded under its index: grouped (:class:`GroupCommit`)
     or, with ``group_ms`` 0, each on the thread that made the send, before the next starts. The
-    report, and how many successes could not be recorded (the mail is out either way: they are
+    report, and the successes that could not be recorded (the mail is out either way: they are
     reported as sent)."""
     lock = threading.Lock()
-    unrecorded = 0
+    unrecorded: dict[int, str] = {}
 
     def record_now(position: int, message_id: str) -> None:
         # The message is out whatever the ledger says: a failed record must not fail the
         # batch (a retry would then re-send everything sent so far). It only widens the
         # duplicate window for this one recipient, which is logged.
-        nonlocal unrecorded
         try:
             ledger.record(key, indices[position], message_id)
         except LedgerError:
             with lock:
-                unrecorded += 1
-                first = unrecorded == 1
+                unrecorded[indices[position]] = message_id
+                first = len(unrecorded) == 1
             if first:
                 logger.warning("batch %s: the send ledger is failing; sending goes on", key)
 
@@ -281,17 +300,25 @@ def _send_recorded(
         report = send(recipients, record)
     finally:
         group.close()  # before the result: every success is in the ledger first
-    return report, unrecorded + group.unrecorded
+    return report, {**unrecorded, **group.unrecorded}
 
 
 def fail_rest(
-    ledger: SendLedger, key: str, size: int, code: FailureCode, message: str
+    ledger: SendLedger,
+    key: str,
+    size: int,
+    code: FailureCode,
+    message: str,
+    unrecorded: Mapping[int, str] | None = None,
 ) -> BatchTally:
     """Fail, with ``code``, every recipient of the batch (of ``size``) that has no outcome yet;
-    the batch's counts after that. What the ledger holds as sent stays sent."""
+    the batch's counts after that. What the ledger holds as sent stays sent, and so does what
+    earlier runs sent without recording it (``unrecorded``: written now if the ledger allows)."""
     known = ledger.outcomes(key)
-    rest = {i: (code.value, message) for i in range(size) if i not in known}
+    carried = {i: m for i, m in (unrecorded or {}).items() if i not in known}
+    left = _record_again(ledger, key, carried)
+    rest = {i: (code.value, message) for i in range(size) if i not in known and i not in carried}
     ledger.record_failures(key, rest)
-    sent = sum(1 for r in known.values() if r.sent)
+    sent = sum(1 for r in known.values() if r.sent) + len(carried)
     logger.info("batch %s: %d failed as %s", key, len(rest), code.value)
-    return BatchTally(sent=sent, failed=size - sent)
+    return BatchTally(sent=sent, failed=size - sent, unrecorded=left)

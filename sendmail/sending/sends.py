@@ -51,8 +51,10 @@ class SendRecord:
 
 
 class SendsTable(Protocol):
-    def create(self, record: SendRecord) -> None:
-        """Write the record of a send about to start (again: harmless)."""
+    def create(self, record: SendRecord) -> SendRecord:
+        """Write the record of a send about to start; the record stored. The first writer
+        wins: a request that took over another's Idempotency-Key starts the same send, and both
+        must start it with the plan in the record (the recipients route reads it)."""
         ...
 
     def get(self, send_id: str) -> SendRecord | None:
@@ -75,9 +77,9 @@ class MemorySends:
         self._lock = threading.Lock()
         self.records: dict[str, SendRecord] = {}
 
-    def create(self, record: SendRecord) -> None:
+    def create(self, record: SendRecord) -> SendRecord:
         with self._lock:
-            self.records[record.id] = record
+            return self.records.setdefault(record.id, record)
 
     def get(self, send_id: str) -> SendRecord | None:
         with self._lock:
@@ -100,8 +102,8 @@ class TableSends:
     def __init__(self, client: TableClient) -> None:
         self._table = LazyTable(client)
 
-    def create(self, record: SendRecord) -> None:
-        from azure.data.tables import UpdateMode
+    def create(self, record: SendRecord) -> SendRecord:
+        from azure.core.exceptions import ResourceExistsError
 
         entity: dict[str, Any] = {
             "PartitionKey": table_key(record.id),
@@ -114,7 +116,15 @@ class TableSends:
             "CreatedAt": record.created,
         }
         client = self._table.client
-        self._table.call("write", lambda: client.upsert_entity(entity, mode=UpdateMode.REPLACE))
+        try:
+            self._table.call(
+                "write", lambda: client.create_entity(entity), passthrough=(ResourceExistsError,)
+            )
+        except ResourceExistsError:
+            existing = self.get(record.id)
+            if existing is not None:
+                return existing
+        return record
 
     def get(self, send_id: str) -> SendRecord | None:
         from azure.core.exceptions import ResourceNotFoundError
