@@ -379,3 +379,68 @@ def test_commas_are_counted_before_the_parse_and_a_valid_body_always_passes() ->
     padded = raw.replace(b'"subject"', b'"x": [' + b"0," * limits.max_commas + b'0], "subject"')
     with pytest.raises(ValidationFailed, match="at most 4 entries"):
         parse_request(AwsEmailRequest, padded, limits)
+
+
+def _outcome(address: str) -> tuple[str, str] | str:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as e:
+        return type(e).__name__ + ": " + str(e)
+    return checked.normalized, checked.ascii_domain
+
+
+DOMAIN_CORPUS = [
+    "example.com",
+    "EXAMPLE.com",
+    "sub.example.co.kr",
+    "bücher.de",
+    "BÜCHER.de",
+    "\uff45xample.com",  # full-width e: UTS #46 maps it
+    "xn--bcher-kva.de",
+    "例え.テスト",
+    "a" * 63 + ".com",
+    "a" * 64 + ".com",  # a label too long
+    "example..com",
+    "-example.com",
+    "example.com.",
+    "localhost",
+    "[127.0.0.1]",
+    "exa mple.com",
+    "example.c",
+    "ex_ample.com",
+    "münchen.xn--p1ai",
+]
+
+
+@pytest.mark.parametrize("domain", DOMAIN_CORPUS)
+def test_cached_domain_checks_answer_as_email_validator_does(
+    domain: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each distinct domain is checked once per process (sendmail/contract/addresses.py); the
+    answers, valid or not, are email-validator's own, the first time and from the cache."""
+    import importlib
+
+    module = importlib.import_module("email_validator.validate_email")
+    cached = module.validate_email_domain_name
+    addresses = [f"user@{domain}", f"Other.Name+tag@{domain}"]
+    with_cache = [[_outcome(a) for a in addresses] for _ in range(2)]  # filled, then hit
+    monkeypatch.setattr(module, "validate_email_domain_name", cached.__wrapped__)
+    without = [_outcome(a) for a in addresses]
+    assert with_cache == [without, without]
+
+
+def test_email_validator_still_checks_domains_through_the_cached_function() -> None:
+    """If email-validator stopped looking the function up in its module's globals, the cache
+    would silently do nothing: this fails instead."""
+    import importlib
+
+    module = importlib.import_module("email_validator.validate_email")
+    cached = module.validate_email_domain_name
+    before = cached.cache_info()
+    for n in range(5):
+        check_address(f"someone{n}@cache-check.example")
+    after = cached.cache_info()
+    assert after.hits >= before.hits + 4
+    assert after.misses <= before.misses + 1

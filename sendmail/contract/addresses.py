@@ -39,3 +39,40 @@ def normalize_address(address: str) -> str:
     """How events and the suppression list compare and store addresses: trimmed, domain in ASCII
     form, lower-cased (mailbox providers treat local parts case-insensitively in practice)."""
     return ascii_address(address.strip()).lower()
+
+
+#: Distinct domains whose check is remembered per process (most sends share a few).
+DOMAIN_CHECKS_CACHED = 4096
+
+
+def cache_domain_checks() -> None:
+    """Let email-validator check each distinct domain once per process, not once per address.
+
+    Checking an address's domain (IDNA, UTS #46 character by character) is about two thirds of
+    what email-validator spends on an address (profiled: 10.5 of 16.5 s for 200,000 addresses
+    over 50 domains), and its result depends on the domain and two flags only. So the function
+    ``validate_email`` calls for it — looked up in its own module's globals — is wrapped in an
+    LRU cache of :data:`DOMAIN_CHECKS_CACHED` domains. A domain that fails raises, which is not
+    cached (checked again each time, as before). Idempotent; ``tests/test_models.py`` checks
+    that email-validator still calls the function through that name and that every answer is
+    the same as without the cache.
+    """
+    import functools
+    import importlib
+    from typing import Any
+
+    # the submodule (``email_validator.validate_email`` is also the function's name)
+    module: Any = importlib.import_module("email_validator.validate_email")
+    original = module.validate_email_domain_name
+    if getattr(original, "cache_info", None) is not None:
+        return
+
+    @functools.lru_cache(maxsize=DOMAIN_CHECKS_CACHED)
+    def cached(
+        domain: str, test_environment: bool = False, globally_deliverable: bool = True
+    ) -> object:
+        return original(
+            domain, test_environment=test_environment, globally_deliverable=globally_deliverable
+        )
+
+    module.validate_email_domain_name = cached

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from sendmail.contract.addresses import normalize_address
+from sendmail.contract.addresses import cache_domain_checks, normalize_address
 from sendmail.contract.errors import ValidationFailed
 from sendmail.contract.text import has_line_break
 from sendmail.contract.vocabulary import Provider
@@ -98,6 +98,9 @@ def _limits(info: ValidationInfo) -> Limits | None:
         if isinstance(limits, Limits):
             return limits
     return None
+
+
+cache_domain_checks()  # each distinct domain checked once per process (addresses.py)
 
 
 def _fail(message: str) -> PydanticCustomError:
