@@ -7,7 +7,8 @@ models (:mod:`~sendmail.contract.api_models`), the OpenAPI document generated fr
 words callers script against — failure codes, providers, kinds of send
 (:mod:`~sendmail.contract.vocabulary`) — and the rules for addresses and one-line text that every
 layer above applies the same way (:mod:`~sendmail.contract.addresses`,
-:mod:`~sendmail.contract.text`).
+:mod:`~sendmail.contract.text`), and the template language of personalised sends
+(:mod:`~sendmail.contract.templates`).
 
 May import: :mod:`sendmail.platform` (the limits come from settings). Never the engine or the
 capabilities: the contract says what, they say how.
