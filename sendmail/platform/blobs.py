@@ -85,9 +85,12 @@ class AzureBlobStore:
     """Blobs in one container of Azure Blob Storage (or Azurite), created on first write."""
 
     def __init__(self, container: ContainerClient) -> None:
+        from sendmail.platform.storage import CreatedOnce
+
         self._container = container
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
+        self._created = CreatedOnce(
+            container.create_container, f"the blob container {container.container_name}"
+        )
 
     @property
     def container_client(self) -> ContainerClient:
@@ -95,7 +98,7 @@ class AzureBlobStore:
 
     def put(self, name: str, data: bytes) -> None:
         def upload() -> None:
-            self._ensure()
+            self._created.ensure()
             # The SDK splits a large body into blocks (4 MiB each) and commits them at the end:
             # a reader never sees a half-written list.
             self._container.upload_blob(name, data, overwrite=True, max_concurrency=4)
@@ -120,23 +123,10 @@ class AzureBlobStore:
 
         return self._call("delete", delete)
 
-    def _ensure(self) -> None:
-        if self._ready.is_set():
-            return
-        from azure.core.exceptions import ResourceExistsError
-
-        with self._lock:
-            if self._ready.is_set():
-                return
-            try:
-                self._container.create_container()
-                logger.info("Created the blob container %s", self._container.container_name)
-            except ResourceExistsError:
-                pass
-            self._ready.set()
-
     def _call(self, operation: str, action: Callable[[], _T]) -> _T:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        from sendmail.platform.storage import azure_error_text
 
         try:
             return action()
@@ -145,11 +135,9 @@ class AzureBlobStore:
                 f"blob {operation} failed in container {self._container.container_name}: not found"
             ) from e
         except AzureError as e:
-            status = getattr(e, "status_code", None)
-            detail = f" (HTTP {status})" if status else ""
             raise BlobUnavailable(
                 f"blob {operation} failed in container {self._container.container_name}: "
-                f"{type(e).__name__}{detail}"
+                f"{azure_error_text(e)}"
             ) from e
 
 

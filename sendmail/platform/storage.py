@@ -22,7 +22,9 @@ cheap.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
     from azure.storage.queue import QueueClient
 
+logger = logging.getLogger(__name__)
+
 Service = Literal["table", "queue", "blob"]
 
 #: Azure Storage's well-known development account (Azurite, the storage emulator).
@@ -40,6 +44,39 @@ DEV_ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 DEV_PORTS: dict[Service, int] = {"table": 10002, "queue": 10001, "blob": 10000}
+
+
+def azure_error_text(error: BaseException) -> str:
+    """An Azure SDK error as the service reports it: its type and HTTP status, never its message
+    (which may carry a URL with a key or an address in it)."""
+    status = getattr(error, "status_code", None)
+    return f"{type(error).__name__}{f' (HTTP {status})' if status else ''}"
+
+
+class CreatedOnce:
+    """A table or container created on first use, once per process: racing creators and one
+    that exists already are fine; Azure errors are raised as they are."""
+
+    def __init__(self, create: Callable[[], object], what: str) -> None:
+        self._create = create
+        self._what = what
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        if self._ready.is_set():
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        with self._lock:
+            if self._ready.is_set():
+                return
+            try:
+                self._create()
+                logger.info("Created %s", self._what)
+            except ResourceExistsError:
+                pass
+            self._ready.set()
 
 
 class StorageUnavailable(Exception):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -59,9 +58,10 @@ class LazyTable:
     :class:`TableUnavailable` (with the operation and HTTP status, no secret)."""
 
     def __init__(self, client: TableClient) -> None:
+        from sendmail.platform.storage import CreatedOnce
+
         self.client = client
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
+        self._created = CreatedOnce(client.create_table, f"the table {client.table_name}")
 
     def call(
         self,
@@ -73,31 +73,19 @@ class LazyTable:
         """``action()`` on the (created) table; ``passthrough`` errors are raised as they are."""
         from azure.core.exceptions import AzureError
 
+        from sendmail.platform.storage import azure_error_text
+
         try:
             self.ensure()
             return action()
         except passthrough:
             raise
         except AzureError as e:
-            status = getattr(e, "status_code", None)
-            detail = f" (HTTP {status})" if status else ""
             raise TableUnavailable(
-                f"{operation} failed on table {self.client.table_name}: {type(e).__name__}{detail}"
+                f"{operation} failed on table {self.client.table_name}: {azure_error_text(e)}"
             ) from e
 
     def ensure(self) -> None:
         """Create the table unless this client already did (once per process; racing
         creators and an existing table are fine). Azure errors are raised as they are."""
-        if self._ready.is_set():
-            return
-        from azure.core.exceptions import ResourceExistsError
-
-        with self._lock:
-            if self._ready.is_set():
-                return
-            try:
-                self.client.create_table()
-                logger.info("Created the table %s", self.client.table_name)
-            except ResourceExistsError:
-                pass
-            self._ready.set()
+        self._created.ensure()

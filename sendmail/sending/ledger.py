@@ -474,15 +474,15 @@ class TableSendLedger:
     def _call(self, operation: str, action: Callable[[], _T]) -> _T:
         from azure.core.exceptions import AzureError
 
+        from sendmail.platform.storage import azure_error_text
+
         try:
             self._table.ensure()
             return action()
         except AzureError as e:
-            status = getattr(e, "status_code", None)
-            detail = f" (HTTP {status})" if status else ""
             raise LedgerError(
                 f"send ledger {operation} failed on table {self._client.table_name}: "
-                f"{type(e).__name__}{detail}"
+                f"{azure_error_text(e)}"
             ) from e
 
 
