@@ -58,6 +58,7 @@ class MemoryBlobStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.blobs: dict[str, bytes] = {}
+        self.reads = 0
 
     def put(self, name: str, data: bytes) -> None:
         with self._lock:
@@ -65,6 +66,7 @@ class MemoryBlobStore:
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         with self._lock:
+            self.reads += 1
             if name not in self.blobs:
                 raise BlobNotFound(f"no blob {name}")
             data = self.blobs[name]
