@@ -12,6 +12,11 @@ from typing import Literal
 #: What a send goes through: company mail through SES, or a user's own SMTP account.
 Kind = Literal["ses", "smtp"]
 
+#: What an aws-send is: ``transactional`` (the default: a receipt, a password reset — reaches
+#: an address that unsubscribed) or ``marketing`` (carries one-click unsubscribe, the subject
+#: prefix, and skips unsubscribed addresses).
+Category = Literal["transactional", "marketing"]
+
 
 class Provider(StrEnum):
     """A mail provider whose users send through their own account (app password)."""
@@ -53,3 +58,8 @@ class FailureCode(StrEnum):
     DELIVERY_UNKNOWN = "DELIVERY_UNKNOWN"
     #: On the service's suppression list (a hard bounce or a complaint): not sent (aws-send).
     SUPPRESSED = "SUPPRESSED"
+    #: The recipient unsubscribed (one-click unsubscribe): a marketing send skips it.
+    UNSUBSCRIBED = "UNSUBSCRIBED"
+    #: The recipient's message could not be made: a rendered subject with a line break, or a
+    #: rendered part over its size limit (personalised sends).
+    RENDER_FAILED = "RENDER_FAILED"

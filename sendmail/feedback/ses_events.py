@@ -43,7 +43,7 @@ MAX_DIAGNOSTIC_CHARS = 1000
 
 EventType = Literal["Delivery", "Bounce", "Complaint", "Reject", "DeliveryDelay"]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
-SuppressionReason = Literal["BOUNCE", "COMPLAINT"]
+SuppressionReason = Literal["BOUNCE", "COMPLAINT", "UNSUBSCRIBED"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,56 @@ class Settings(BaseSettings):
     # --- Request limits --------------------------------------------------------------------
     SENDMAIL_MAX_SUBJECT_CHARS: int = Field(default=998, ge=1)
     SENDMAIL_MAX_BODY_BYTES: int = Field(default=102_400, ge=1)
+    SENDMAIL_MAX_HTML_BYTES: int = Field(
+        default=102_400,
+        ge=1,
+        description=(
+            "Most bytes (UTF-8) of a request's html, and of each rendered text or HTML part of "
+            "a personalised message (Gmail clips HTML past about 102 KB)."
+        ),
+    )
+
+    # --- Marketing mail and one-click unsubscribe ---------------------------------------------
+    SENDMAIL_PUBLIC_BASE_URL: str | None = Field(
+        default=None,
+        description=(
+            "The address mail clients reach the unsubscribe routes at (https://host, no path); "
+            "marketing sends are refused (500) without it. devhost sets its own."
+        ),
+    )
+    SENDMAIL_UNSUBSCRIBE_KEYS: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Keys of the unsubscribe tokens: comma-separated url-safe base64 32-byte keys, newest "
+            "first (the first makes tokens, all read them: keep an old key as long as mail that "
+            "carries its tokens may be opened). Key Vault in Azure; devhost sets its own."
+        ),
+    )
+    SENDMAIL_UNSUBSCRIBE_MAILTO: str | None = Field(
+        default=None,
+        description=(
+            "An address for List-Unsubscribe's mailto: alternative (none: only the https link)."
+        ),
+    )
+    SENDMAIL_UNSUBSCRIBE_FOOTER: str = Field(
+        default=(
+            "\n\n--\n"
+            "더 이상 이 메일을 받지 않으시려면 수신거부하세요: {{ unsubscribe_url }}\n"
+            "To stop receiving these emails, unsubscribe: {{ unsubscribe_url }}"
+        ),
+        min_length=1,
+        description=(
+            "Appended to a marketing message's text (and, as a paragraph, to its HTML) when the "
+            "part does not use {{ unsubscribe_url }}; must itself use {{ unsubscribe_url }}."
+        ),
+    )
+    SENDMAIL_MARKETING_SUBJECT_PREFIX: str = Field(
+        default="(광고)",
+        description=(
+            "Put before a marketing subject that does not start with it (Korea's Information "
+            "and Communications Network Act, article 50); empty: nothing is added."
+        ),
+    )
 
     # --- SMTP --------------------------------------------------------------------------------
     SENDMAIL_SMTP_CONNECTIONS: int = Field(default=3, ge=1, le=10)
