@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sendmail.sending.sends import SendsTable
     from sendmail.sending.ses import SesSender
     from sendmail.sending.smtp import SmtpSender
+    from sendmail.sending.unsubscribe import UnsubscribeTokens
 
 _lock = threading.Lock()
 _instances: dict[str, Any] = {}
@@ -137,6 +138,14 @@ def sealer() -> Sealer:
     from sendmail.sending.sealing import Sealer
 
     return _get("sealer", lambda: Sealer(get_settings().SENDMAIL_SEALING_KEY))  # type: ignore[no-any-return]
+
+
+def unsubscribe_tokens() -> UnsubscribeTokens:
+    """The unsubscribe-token codec under ``SENDMAIL_UNSUBSCRIBE_KEYS`` (500 when unset)."""
+    from sendmail.sending.unsubscribe import UnsubscribeTokens
+
+    keys = get_settings().SENDMAIL_UNSUBSCRIBE_KEYS
+    return _get("unsubscribe_tokens", lambda: UnsubscribeTokens(keys))  # type: ignore[no-any-return]
 
 
 def secrets() -> SecretStore:
