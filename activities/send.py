@@ -49,7 +49,8 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     job = SesBatch.model_validate(batch)
     stored = stored_send(services.blobs(), job.listRef)
     mail = stored.mail()
-    recipients = stored.recipients(job.start, job.count)
+    entries = stored.entries(job.start, job.count)
+    recipients = [address for address, _ in entries]
     sender = services.ses_sender()
     settings = get_settings()
     budget = settings.SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS
@@ -58,13 +59,13 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     send_id = job.ledgerKey.split(":", 1)[0]
     # The send id travels as an SES message tag: SES's events find their send by it.
     tags = send_tags(send_id)
+    content = _content(mail, send_id, entries)
 
     def send_to(recipients: Sequence[str], on_sent: Callable[[int, str], None]) -> BatchReport:
         return sender.send(
             mail.sender,
             recipients,
-            mail.subject,
-            mail.body,
+            content,
             on_sent=on_sent,
             max_rate=job.maxRate,
             start_rate=job.startRate,
@@ -73,8 +74,16 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
         )
 
     send: SendFn = send_to
-    if settings.SENDMAIL_SUPPRESSION_ENABLED:  # suppressed recipients never reach SES
-        send = skipping_suppressed(send_to, services.suppressions())
+    marketing = mail.category == "marketing"
+    # Suppressed recipients never reach SES; marketing mail skips those who unsubscribed, even
+    # with the suppression list switched off.
+    if settings.SENDMAIL_SUPPRESSION_ENABLED or marketing:
+        send = skipping_suppressed(
+            send_to,
+            services.suppressions(),
+            marketing=marketing,
+            bounces=settings.SENDMAIL_SUPPRESSION_ENABLED,
+        )
 
     def settled(count: int) -> None:  # the quota reservation: SES counts these from now on
         try:
@@ -123,7 +132,9 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
         ).model_dump(mode="json", exclude_defaults=True)
     stored = stored_send(services.blobs(), job.listRef)
     mail = stored.mail()
-    recipients = stored.recipients(job.start, job.count)
+    entries = stored.entries(job.start, job.count)
+    recipients = [address for address, _ in entries]
+    content = _content(mail, job.ledgerKey.split(":", 1)[0], entries)
     sender = services.smtp_sender()
     # The failed-login limit: one login per password at a time, none with a password refused
     # within the hour (sendmail/admission/logins.py).
@@ -143,8 +154,7 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
                     mail.sender,
                     password,
                     todo,
-                    mail.subject,
-                    mail.body,
+                    content,
                     on_sent=on_sent,
                     on_login=login.answered,
                     before_login=login.may_try,
@@ -155,6 +165,21 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     finally:
         login.close()
     return tally.model_dump(mode="json", exclude_defaults=True)
+
+
+def _content(mail: Any, send_id: str, entries: Sequence[tuple[str, dict[str, str]]]) -> Any:
+    """What each recipient of the batch gets (sendmail/sending/content.py): the same message
+    for all, or one made per recipient from its values (personalised, marketing)."""
+    from sendmail import services
+    from sendmail.platform.settings import get_settings
+    from sendmail.sending.content import MessageMaker
+
+    tokens = services.unsubscribe_tokens() if mail.category == "marketing" else None
+    maker = MessageMaker(mail, send_id, get_settings(), tokens)
+    if maker.literal:
+        return maker.parts("")
+    values = {address: variables for address, variables in entries}
+    return lambda recipient: maker.parts(recipient, values.get(recipient))
 
 
 @bp.function_name(FAIL_BATCH)

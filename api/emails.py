@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 import azure.durable_functions as df
@@ -39,7 +39,9 @@ from sendmail.contract.errors import KeyInProgress
 
 if TYPE_CHECKING:
     from sendmail.admission.idempotency import Claim
-    from sendmail.contract.vocabulary import Kind
+    from sendmail.contract.vocabulary import Category, Kind
+    from sendmail.sending.jobs import Mail
+    from sendmail.sending.lists import Entry
     from sendmail.sending.sends import SendRecord
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ async def aws_send(
     from sendmail.admission.policy import admit_ses, check_sender
     from sendmail.contract.models import AwsEmailRequest, Limits, parse_request
     from sendmail.platform.settings import get_settings
-    from sendmail.sending.jobs import Mail, SesJob, plan_ses, send_deadline_seconds
+    from sendmail.sending.jobs import SesJob, plan_ses, send_deadline_seconds
 
     settings = get_settings()
     # Parsing and validating is CPU work that grows with the list: a worker thread's, never the
@@ -83,7 +85,9 @@ async def aws_send(
         Limits.for_aws(settings),
         admit_sender=functools.partial(check_sender, settings=settings),
     )
-    total = len(request.recipientEmails)
+    total = len(request.addresses)
+    if request.marketing:  # no marketing mail without its unsubscribe link (500 otherwise)
+        _check_marketing(settings)
     claim, replayed = await _idempotency(req, client, "aws-send", request, "ses", total)
     if replayed is not None:
         return replayed
@@ -107,8 +111,8 @@ async def aws_send(
         )
         # The list and the content go to Blob Storage, the send's record to the sends table;
         # the orchestration input names them (sendmail/sending/lists.py).
-        mail = Mail(sender=request.senderEmail, subject=request.subject, body=request.body)
-        stored = await admission.store_send("ses", request.recipientEmails, mail, lanes, batch_size)
+        mail = _mail(request, category=request.category)
+        stored = await admission.store_send("ses", request.list_entries(), mail, lanes, batch_size)
     job = SesJob(
         listRef=admission.instance_id,
         total=total,
@@ -136,13 +140,13 @@ async def user_send(
     from sendmail.admission.logins import account_key
     from sendmail.contract.models import Limits, UserEmailRequest, parse_request
     from sendmail.platform.settings import get_settings
-    from sendmail.sending.jobs import Mail, SmtpJob, smtp_plan
+    from sendmail.sending.jobs import SmtpJob, smtp_plan
 
     settings = get_settings()
     request = await asyncio.to_thread(
         parse_request, UserEmailRequest, req.get_body(), Limits.for_user(settings)
     )
-    total = len(request.recipientEmails)
+    total = len(request.addresses)
     claim, replayed = await _idempotency(req, client, "user-send", request, "smtp", total)
     if replayed is not None:
         return replayed
@@ -162,10 +166,8 @@ async def user_send(
         # orchestration input; the send's last step deletes it (sendmail/sending/secrets.py).
         await admission.store_secret(request.password)
         lanes, batch_size = smtp_plan(total, settings.SENDMAIL_SMTP_CONNECTIONS)
-        mail = Mail(sender=request.senderEmail, subject=request.subject, body=request.body)
-        stored = await admission.store_send(
-            "smtp", request.recipientEmails, mail, lanes, batch_size
-        )
+        mail = _mail(request)
+        stored = await admission.store_send("smtp", request.list_entries(), mail, lanes, batch_size)
         job = SmtpJob(
             listRef=admission.instance_id,
             total=total,
@@ -181,6 +183,34 @@ async def user_send(
         total,
     )
     return await _accepted(req, client, instance_id, "smtp", total)
+
+
+def _mail(request: Any, category: "Category" = "transactional") -> "Mail":
+    """The send's content as stored (sendmail/sending/lists.py)."""
+    from sendmail.sending.jobs import Mail
+
+    return Mail(
+        sender=request.senderEmail,
+        subject=request.subject,
+        body=request.body,
+        html=request.html,
+        category=category,
+        personalised=request.personalised,
+    )
+
+
+def _check_marketing(settings: Any) -> None:
+    """Marketing mail must carry a working unsubscribe link: the public address, the token
+    keys and the footer must be configured (a 500 for operators otherwise, before anything is
+    stored or started)."""
+    from sendmail import services
+    from sendmail.contract.errors import ServiceMisconfigured
+    from sendmail.sending.content import footer_template
+
+    if not settings.SENDMAIL_PUBLIC_BASE_URL:
+        raise ServiceMisconfigured("marketing mail needs SENDMAIL_PUBLIC_BASE_URL")
+    services.unsubscribe_tokens()
+    footer_template(settings)
 
 
 async def _idempotency(
@@ -256,7 +286,7 @@ class _Admission:
         self.send_stored = False
 
     async def store_send(
-        self, kind: "Kind", recipients: list[str], mail: Any, lanes: int, batch_size: int
+        self, kind: "Kind", recipients: "Sequence[Entry]", mail: Any, lanes: int, batch_size: int
     ) -> "SendRecord":
         """Store the list and content (Blob Storage) and the send's record (the sends table)
         before the send starts: its input only names them. The record stored comes back: its

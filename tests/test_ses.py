@@ -3,10 +3,14 @@ responses) and the SES look-alike of ``bench/`` (latency, a real rate limit answ
 
 from __future__ import annotations
 
+import base64
+import email
+import email.policy
 import socket
 import subprocess
 import sys
 import time
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,8 @@ from botocore.exceptions import ReadTimeoutError
 
 from sendmail.contract.vocabulary import FailureCode
 from sendmail.platform.settings import Settings
+from sendmail.sending.content import RenderFailed
+from sendmail.sending.mime import MailParts
 from sendmail.sending.ses import MAX_BACKOFF_SECONDS, SendQuota, SesSender
 from tests.support.ses import (
     REGION,
@@ -52,7 +58,9 @@ def test_each_recipient_gets_its_own_message_in_input_order(
 ):
     recipients = [f"r{i:02d}@example.com" for i in range(30)]
 
-    report = make_sender(sesv2_client).send(verified_sender, recipients, "Hello", "Body text")
+    report = make_sender(sesv2_client).send(
+        verified_sender, recipients, MailParts("Hello", "Body text")
+    )
 
     assert [d.recipient for d in report.deliveries] == recipients
     assert all(d.ok for d in report.deliveries)
@@ -65,19 +73,31 @@ def test_each_recipient_gets_its_own_message_in_input_order(
         assert (message["subject"], message["body"]) == ("Hello", "Body text")
 
 
-def test_request_declares_utf8_and_the_configuration_set(sesv2_client, verified_sender):
+def test_the_message_goes_as_raw_mime_with_the_configuration_set(sesv2_client, verified_sender):
+    """SESv2 ``Content.Raw``: the whole message as mime.compose wrote it, no Message-ID (SES
+    sets its own), the envelope recipient in Destination."""
     spy = ScriptedSes().install(sesv2_client)
     settings = make_settings(SENDMAIL_SES_CONFIGURATION_SET="bounces")
 
     report = make_sender(sesv2_client, settings=settings).send(
-        verified_sender, ["a@example.com"], "Hi", "Body"
+        verified_sender, ["a@example.com"], MailParts("Hi", "Body")
     )
 
     assert report.deliveries[0].ok
     (request,) = spy.bodies
-    simple = request["Content"]["Simple"]
-    assert simple["Subject"] == {"Data": "Hi", "Charset": "UTF-8"}
-    assert simple["Body"] == {"Text": {"Data": "Body", "Charset": "UTF-8"}}
+    assert set(request["Content"]) == {"Raw"}
+    raw = base64.b64decode(request["Content"]["Raw"]["Data"])
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    assert (message["Subject"], message["To"], message["From"]) == (
+        "Hi",
+        "a@example.com",
+        verified_sender,
+    )
+    assert message["Message-ID"] is None
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content_charset() == "utf-8"
+    assert message.get_content() == "Body"
     assert request["ConfigurationSetName"] == "bounces"
     assert request["Destination"] == {"ToAddresses": ["a@example.com"]}
 
@@ -86,23 +106,68 @@ def test_korean_subject_and_body_arrive_byte_exact(
     sesv2_client, verified_sender, moto_sent_messages
 ):
     report = make_sender(sesv2_client).send(
-        verified_sender, ["수신자@example.com"], KOREAN_SUBJECT, KOREAN_BODY
+        verified_sender, ["reader@example.com"], MailParts(KOREAN_SUBJECT, KOREAN_BODY)
     )
 
     (delivery,) = report.deliveries
     assert delivery.ok
     (stored,) = moto_sent_messages()
     assert stored["id"] == delivery.message_id
-    assert stored["subject"].encode("utf-8") == KOREAN_SUBJECT.encode("utf-8")
-    assert stored["body"].encode("utf-8") == KOREAN_BODY.encode("utf-8")
-    assert stored["destinations"] == {"ToAddresses": ["수신자@example.com"]}
+    assert stored["subject"] == KOREAN_SUBJECT
+    assert stored["body"] == KOREAN_BODY.replace("\n", "\r\n")  # the canonical form of text
+    assert stored["html"] is None
+    assert stored["destinations"] == {"ToAddresses": ["reader@example.com"]}
+
+
+def test_html_and_headers_arrive_as_multipart_alternative(
+    sesv2_client, verified_sender, moto_sent_messages
+):
+    html = "<p>안녕하세요 <b>김민수</b>님 🙂</p>"
+    headers = (
+        ("List-Unsubscribe", "<https://mail.example/api/v1/unsubscribe/u1abc>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    )
+
+    report = make_sender(sesv2_client).send(
+        verified_sender, ["reader@example.com"], MailParts("소식", "안녕하세요", html, headers)
+    )
+
+    assert report.deliveries[0].ok
+    (stored,) = moto_sent_messages()
+    message = stored["headers"]
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert (stored["body"], stored["html"]) == ("안녕하세요", html)
+    assert message["List-Unsubscribe"] == "<https://mail.example/api/v1/unsubscribe/u1abc>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_a_recipient_whose_message_cannot_be_made_fails_alone(
+    sesv2_client, verified_sender, moto_sent_messages
+):
+    def content(recipient: str) -> MailParts:
+        if recipient.startswith("bad"):
+            raise RenderFailed("the rendered subject holds a line break")
+        return MailParts("Hi", "Body")
+
+    report = make_sender(sesv2_client).send(
+        verified_sender, ["a@example.com", "bad@example.com", "c@example.com"], content
+    )
+
+    ok, bad, last = report.deliveries
+    assert ok.ok
+    assert last.ok
+    assert (bad.ok, bad.pending, bad.code) == (False, False, FailureCode.RENDER_FAILED)
+    assert len(moto_sent_messages()) == 2
 
 
 def test_an_internationalised_domain_is_given_to_ses_in_ascii_form(
     sesv2_client, verified_sender, moto_sent_messages
 ):
     """SESv2 ``Destination``: a non-ASCII domain "must be encoded using Punycode"."""
-    report = make_sender(sesv2_client).send(verified_sender, ["user@bücher.de"], "s", "b")
+    report = make_sender(sesv2_client).send(
+        verified_sender, ["user@bücher.de"], MailParts("s", "b")
+    )
 
     (delivery,) = report.deliveries
     assert (delivery.ok, delivery.recipient) == (True, "user@bücher.de")  # reported as given
@@ -118,7 +183,10 @@ def test_unverified_sender_rejects_every_recipient_without_raising(
     recipients = ["a@example.com", "b@example.com"]
 
     report = make_sender(sesv2_client).send(
-        "nobody@unverified.example", recipients, "Hi", "Body", on_sent=lambda *a: sent.append(a)
+        "nobody@unverified.example",
+        recipients,
+        MailParts("Hi", "Body"),
+        on_sent=lambda *a: sent.append(a),
     )
 
     results = report.deliveries
@@ -141,8 +209,7 @@ def test_on_sent_is_called_once_per_success_with_its_index(sesv2_client, verifie
     report = make_sender(sesv2_client).send(
         verified_sender,
         ["a@example.com", "b@example.com", "c@example.com"],
-        "Hi",
-        "Body",
+        MailParts("Hi", "Body"),
         on_sent=lambda index, message_id: sent.append((index, message_id)),
     )
 
@@ -154,7 +221,10 @@ def test_on_sent_is_called_once_per_success_with_its_index(sesv2_client, verifie
 
 def test_empty_recipient_list_sends_nothing(sesv2_client, verified_sender):
     spy = ScriptedSes().install(sesv2_client)
-    assert make_sender(sesv2_client).send(verified_sender, [], "Hi", "Body").deliveries == []
+    assert (
+        make_sender(sesv2_client).send(verified_sender, [], MailParts("Hi", "Body")).deliveries
+        == []
+    )
     assert spy.calls == 0
 
 
@@ -166,7 +236,7 @@ def test_an_on_sent_that_raises_fails_the_batch_after_the_calls_in_flight(
 
     with pytest.raises(RuntimeError, match="a bug in the caller"):
         make_sender(sesv2_client).send(
-            verified_sender, ["a@example.com"], "Hi", "B", on_sent=broken
+            verified_sender, ["a@example.com"], MailParts("Hi", "B"), on_sent=broken
         )
 
 
@@ -179,7 +249,7 @@ def test_calls_overlap_when_ses_is_slow_and_stay_under_the_concurrency_cap(looka
     client = make_client("sesv2", lookalike.endpoint_url)
 
     report = make_sender(client, settings=settings).send(
-        SENDER, [f"c{i}@example.com" for i in range(24)], "Hi", "B", max_rate=200
+        SENDER, [f"c{i}@example.com" for i in range(24)], MailParts("Hi", "B"), max_rate=200
     )
 
     assert all(d.ok for d in report.deliveries)
@@ -194,7 +264,10 @@ def test_max_rate_spaces_the_calls(sesv2_client, verified_sender):
     spy = ScriptedSes().install(sesv2_client)
 
     report = make_sender(sesv2_client).send(
-        verified_sender, [f"r{i}@example.com" for i in range(12)], "s", "b", max_rate=40.0
+        verified_sender,
+        [f"r{i}@example.com" for i in range(12)],
+        MailParts("s", "b"),
+        max_rate=40.0,
     )
 
     assert all(d.ok for d in report.deliveries)
@@ -206,7 +279,7 @@ def test_max_rate_spaces_the_calls(sesv2_client, verified_sender):
 def test_without_max_rate_nothing_waits(sesv2_client, verified_sender):
     slept: list[float] = []
     sender = make_sender(sesv2_client, sleep=slept.append)
-    report = sender.send(verified_sender, ["a@example.com", "b@example.com"], "s", "b")
+    report = sender.send(verified_sender, ["a@example.com", "b@example.com"], MailParts("s", "b"))
     assert all(d.ok for d in report.deliveries)
     assert slept == []
     assert report.rate is None
@@ -221,7 +294,7 @@ def test_when_ses_throttles_below_the_asked_rate_the_batch_slows_down_and_sends_
     recipients = [f"t{i}@example.com" for i in range(80)]
 
     report = make_sender(client, random=lambda: 0.5).send(
-        SENDER, recipients, "Hi", "B", max_rate=60
+        SENDER, recipients, MailParts("Hi", "B"), max_rate=60
     )
 
     assert all(d.ok for d in report.deliveries)
@@ -251,7 +324,9 @@ def test_transient_errors_are_retried_until_sent(
 ):
     spy = first_n(2, transient).install(sesv2_client)
 
-    report = make_sender(sesv2_client).send(verified_sender, ["a@example.com"], "Hi", "Body")
+    report = make_sender(sesv2_client).send(
+        verified_sender, ["a@example.com"], MailParts("Hi", "Body")
+    )
 
     (delivery,) = report.deliveries
     assert delivery.ok
@@ -265,7 +340,9 @@ def test_a_retry_waits_for_its_backoff_while_the_others_go_on(sesv2_client, veri
     ).install(sesv2_client)
 
     report = make_sender(sesv2_client, random=lambda: 0.5).send(
-        verified_sender, ["a@example.com", "b@example.com", "c@example.com"], "Hi", "Body"
+        verified_sender,
+        ["a@example.com", "b@example.com", "c@example.com"],
+        MailParts("Hi", "Body"),
     )
 
     assert all(d.ok for d in report.deliveries)
@@ -296,7 +373,7 @@ def test_throttling_that_never_stops_leaves_recipients_pending_when_time_runs_ou
     recipients = ["a@example.com", "b@example.com", "c@example.com"]
 
     report = make_sender(sesv2_client).send(
-        verified_sender, recipients, "Hi", "B", max_rate=50, time_budget=0.5
+        verified_sender, recipients, MailParts("Hi", "B"), max_rate=50, time_budget=0.5
     )
 
     assert all(d.pending for d in report.deliveries)
@@ -315,7 +392,7 @@ def test_ses_refusing_everything_for_the_stall_time_returns_the_batch_as_stalled
     always((503, "ServiceUnavailable", "Service unavailable.")).install(sesv2_client)
 
     report = make_sender(sesv2_client, stall_seconds=0.3).send(
-        verified_sender, ["a@example.com", "b@example.com"], "Hi", "B", time_budget=60
+        verified_sender, ["a@example.com", "b@example.com"], MailParts("Hi", "B"), time_budget=60
     )
 
     assert report.stalled
@@ -327,7 +404,7 @@ def test_recipients_never_reached_before_the_budget_are_pending(sesv2_client, ve
     recipients = [f"r{i}@example.com" for i in range(40)]
 
     report = make_sender(sesv2_client).send(
-        verified_sender, recipients, "Hi", "B", max_rate=20, time_budget=0.5
+        verified_sender, recipients, MailParts("Hi", "B"), max_rate=20, time_budget=0.5
     )
 
     sent = [d for d in report.deliveries if d.ok]
@@ -345,7 +422,10 @@ def test_unreachable_ses_leaves_the_batch_pending():
     client = make_client("sesv2", f"http://127.0.0.1:{port}")
 
     report = make_sender(client, stall_seconds=0.3).send(
-        "se@aifactory.page", ["a@example.com", "b@example.com"], "Hi", "Body", time_budget=30
+        "se@aifactory.page",
+        ["a@example.com", "b@example.com"],
+        MailParts("Hi", "Body"),
+        time_budget=30,
     )
 
     assert report.stalled
@@ -361,7 +441,7 @@ def test_connection_broken_after_sending_is_reported_unknown_and_not_resent(
     )
 
     report = make_sender(sesv2_client).send(
-        verified_sender, ["a@example.com", "b@example.com"], "Hi", "Body"
+        verified_sender, ["a@example.com", "b@example.com"], MailParts("Hi", "Body")
     )
 
     results = report.deliveries
@@ -375,7 +455,7 @@ def test_connection_broken_after_sending_is_reported_unknown_and_not_resent(
 def test_unexpected_exceptions_propagate(sesv2_client, verified_sender):
     always(RuntimeError("bug")).install(sesv2_client)
     with pytest.raises(RuntimeError, match="bug"):
-        make_sender(sesv2_client).send(verified_sender, ["a@example.com"], "Hi", "Body")
+        make_sender(sesv2_client).send(verified_sender, ["a@example.com"], MailParts("Hi", "Body"))
 
 
 # --- permanent errors ------------------------------------------------------------------------
@@ -423,7 +503,7 @@ def test_account_level_errors_fail_the_batch_after_one_call(
     one_at_a_time = make_settings(SENDMAIL_SES_MAX_CONCURRENCY=1)
 
     report = make_sender(sesv2_client, settings=one_at_a_time).send(
-        verified_sender, recipients, "Hi", "B"
+        verified_sender, recipients, MailParts("Hi", "B")
     )
 
     results = report.deliveries
@@ -442,7 +522,7 @@ def test_an_account_level_error_stops_new_calls_while_those_in_flight_finish(
     recipients = [f"r{i}@example.com" for i in range(200)]
 
     report = make_sender(sesv2_client, settings=make_settings(SENDMAIL_SES_MAX_CONCURRENCY=8)).send(
-        verified_sender, recipients, "Hi", "B"
+        verified_sender, recipients, MailParts("Hi", "B")
     )
 
     assert {d.code for d in report.deliveries} == {FailureCode.SES_SENDING_PAUSED}
@@ -461,7 +541,7 @@ def test_an_account_level_stop_during_a_pacing_wait_starts_no_further_call(
     spy = ScriptedSes(slow_pause).install(sesv2_client)
 
     report = make_sender(sesv2_client).send(
-        verified_sender, [f"r{i}@example.com" for i in range(5)], "Hi", "B", max_rate=4.0
+        verified_sender, [f"r{i}@example.com" for i in range(5)], MailParts("Hi", "B"), max_rate=4.0
     )
 
     assert spy.calls == 2  # the burst of two; the third, already waiting, never goes
@@ -473,7 +553,9 @@ def test_message_rejected_is_per_recipient_and_not_retried(sesv2_client, verifie
     spy = always((400, "MessageRejected", "Email address is not verified.")).install(sesv2_client)
 
     report = make_sender(sesv2_client).send(
-        verified_sender, ["a@example.com", "b@example.com", "c@example.com"], "Hi", "Body"
+        verified_sender,
+        ["a@example.com", "b@example.com", "c@example.com"],
+        MailParts("Hi", "Body"),
     )
 
     assert [d.code for d in report.deliveries] == [FailureCode.SES_MESSAGE_REJECTED] * 3
@@ -485,7 +567,12 @@ def test_message_rejected_is_per_recipient_and_not_retried(sesv2_client, verifie
 
 def test_quota_is_read_from_get_send_quota(sesv2_client, ses_v1_client, verified_sender):
     sender = make_sender(sesv2_client, quota_client=ses_v1_client)
-    sender.send(verified_sender, ["a@example.com", "b@example.com"], "Hi", "Body")
+    for recipient in ("a@example.com", "b@example.com"):  # Simple: moto counts each once
+        sesv2_client.send_email(
+            FromEmailAddress=verified_sender,
+            Destination={"ToAddresses": [recipient]},
+            Content={"Simple": {"Subject": {"Data": "Hi"}, "Body": {"Text": {"Data": "Body"}}}},
+        )
 
     quota = sender.get_quota()
 
@@ -541,12 +628,15 @@ def test_clients_are_made_lazily_from_settings_and_environment(aws_env, moto_sen
     verifier.create_email_identity(EmailIdentity="se@aifactory.page")
     sender = SesSender(settings=make_settings())
 
-    (delivery,) = sender.send("se@aifactory.page", ["a@example.com"], "Hi", "Body").deliveries
+    (delivery,) = sender.send(
+        "se@aifactory.page", ["a@example.com"], MailParts("Hi", "Body")
+    ).deliveries
     quota = sender.get_quota()
 
     assert delivery.ok
     assert [m["id"] for m in moto_sent_messages()] == [delivery.message_id]
-    assert quota.sent_last_24_hours == 1
+    # moto counts a Raw message's recipient twice (Destination, then its To header again)
+    assert quota.sent_last_24_hours == 2
 
 
 def test_importing_the_module_does_not_import_boto3():

@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from devhost.emulators.outbox import OutboxJournal
 from devhost.emulators.ses import SesEmulator
 from sendmail.platform.settings import Settings
+from sendmail.sending.mime import MailParts
 from sendmail.sending.ses import SesSender
+from tests.support.newsletter import RECIPIENT, assert_shows_newsletter, newsletter
 from tests.support.ses import make_client
 
 REGION = "ap-northeast-2"
@@ -23,16 +26,22 @@ KOREAN_SUBJECT = "안녕하세요 — 테스트"
 KOREAN_BODY = "안녕하세요,\n한국어 본문입니다.\n감사합니다."
 
 
-@pytest.fixture
-def emulator():
+def start_emulator(journal: OutboxJournal | None = None) -> SesEmulator:
     emu = SesEmulator(
         region=REGION,
         allowed_senders=[SENDER],
         allowed_domains=[DOMAIN],
         max_24_hour_send=50_000,
         max_send_rate=14,
+        journal=journal,
     )
     emu.start()
+    return emu
+
+
+@pytest.fixture
+def emulator():
+    emu = start_emulator()
     try:
         yield emu
     finally:
@@ -110,6 +119,8 @@ def test_messages_carry_decoded_korean_subject_body_and_the_ses_message_id(emula
     assert message.to == ("수신자@example.com",)
     assert message.subject == KOREAN_SUBJECT
     assert message.body == KOREAN_BODY
+    # Simple content: SES writes the MIME, moto keeps one body: no headers to show
+    assert (message.text, message.html, message.headers) == (KOREAN_BODY, None, None)
     received = datetime.fromisoformat(message.received_at)
     assert received.utcoffset() == timedelta(0)
     assert message.to_json()["messageId"] == message_id
@@ -129,7 +140,7 @@ def test_the_app_reaches_it_through_the_generic_endpoint_variable(emulator, monk
     sender = SesSender(settings=Settings(AWS_REGION=REGION))
 
     results = sender.send(
-        SENDER, ["a@example.com", "b@example.com"], KOREAN_SUBJECT, "Body"
+        SENDER, ["a@example.com", "b@example.com"], MailParts(KOREAN_SUBJECT, "Body")
     ).deliveries
     quota = sender.get_quota()
 
@@ -202,6 +213,40 @@ def test_raw_mime_messages_are_listed_with_the_subject_decoded(emulator):
     assert message.subject == KOREAN_SUBJECT
     assert message.body.rstrip("\n") == KOREAN_BODY
     assert message.to == ("a@example.com",)
+
+
+def send_newsletter(emulator: SesEmulator) -> tuple[str, list[tuple[str, str]]]:
+    raw, headers = newsletter()
+    response = make_client("sesv2", emulator.endpoint_url).send_email(
+        FromEmailAddress=SENDER,
+        Destination={"ToAddresses": [RECIPIENT]},
+        Content={"Raw": {"Data": raw}},
+    )
+    message_id: str = response["MessageId"]
+    return message_id, headers
+
+
+def test_a_raw_multipart_message_shows_its_headers_text_and_html_decoded(emulator):
+    message_id, headers = send_newsletter(emulator)
+
+    (message,) = emulator.messages()
+
+    assert (message.message_id, message.sender) == (message_id, SENDER)
+    assert_shows_newsletter(message, headers)
+
+
+def test_the_journal_keeps_headers_text_and_html_across_a_restart(tmp_path):
+    journal = tmp_path / "outbox.jsonl"
+    emu = start_emulator(OutboxJournal(journal))
+    try:
+        message_id, headers = send_newsletter(emu)
+    finally:
+        emu.stop()
+
+    (message,) = OutboxJournal(journal).read()  # what a restarted devhost reads
+
+    assert message.message_id == message_id
+    assert_shows_newsletter(message, headers)
 
 
 def test_a_moto_reset_keeps_the_production_quota(emulator):

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from devhost.emulators.smtp_sink import SmtpSink
 from sendmail.contract.vocabulary import FailureCode, Provider
 from sendmail.platform.settings import Settings
+from sendmail.sending.mime import MailParts
 from sendmail.sending.providers import SmtpEndpoint, endpoint_for
 from sendmail.sending.smtp import SmtpSender, default_connect
 from tests.support.smtp import sink_settings
@@ -77,8 +78,7 @@ def test_one_login_one_message_per_recipient_with_client_message_ids(smtp_sink_a
         SENDER,
         PASSWORD,
         RECIPIENTS,
-        "Hello",
-        "Body",
+        MailParts("Hello", "Body"),
         on_sent=lambda index, message_id: sent.append((index, message_id)),
     )
 
@@ -105,8 +105,7 @@ def test_wrong_app_password_fails_everyone_once_without_retry(start_smtp_sink):
         SENDER,
         SecretStr("not-the-app-password"),
         RECIPIENTS[:2],
-        "s",
-        "b",
+        MailParts("s", "b"),
     )
 
     assert [r.code for r in results] == [FailureCode.SMTP_AUTH_FAILED] * 2
@@ -129,10 +128,10 @@ def test_a_non_ascii_password_is_sent_in_utf8_with_either_mechanism(
     sink = start_smtp_sink("implicit", rejected_password="비밀번호-pässwörd")
 
     sent = make_sender(sink).send(
-        Provider.KAKAO, SENDER, SecretStr("앱-비밀번호"), RECIPIENTS[:1], "s", "b"
+        Provider.KAKAO, SENDER, SecretStr("앱-비밀번호"), RECIPIENTS[:1], MailParts("s", "b")
     )
     refused = make_sender(sink).send(
-        Provider.KAKAO, SENDER, SecretStr("비밀번호-pässwörd"), RECIPIENTS[:1], "s", "b"
+        Provider.KAKAO, SENDER, SecretStr("비밀번호-pässwörd"), RECIPIENTS[:1], MailParts("s", "b")
     )
 
     assert [r.ok for r in sent] == [True]
@@ -145,7 +144,9 @@ def test_a_non_ascii_password_is_sent_in_utf8_with_either_mechanism(
 def test_refused_recipient_does_not_stop_the_others(smtp_sink):
     smtp_sink.refuse_recipients("b@example.com")
 
-    results = make_sender(smtp_sink).send(Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, "s", "b")
+    results = make_sender(smtp_sink).send(
+        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b")
+    )
 
     assert [r.ok for r in results] == [True, False, True]
     assert results[1].code is FailureCode.SMTP_RECIPIENT_REFUSED
@@ -156,7 +157,9 @@ def test_refused_recipient_does_not_stop_the_others(smtp_sink):
 def test_refused_sender_fails_everyone(smtp_sink):
     smtp_sink.refuse_senders(SENDER)
 
-    results = make_sender(smtp_sink).send(Provider.KAKAO, SENDER, PASSWORD, RECIPIENTS, "s", "b")
+    results = make_sender(smtp_sink).send(
+        Provider.KAKAO, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b")
+    )
 
     assert [r.code for r in results] == [FailureCode.SMTP_SENDER_REFUSED] * 3
     assert smtp_sink.messages() == []
@@ -167,7 +170,7 @@ def test_temporary_rejection_is_retried_with_backoff_then_sent(smtp_sink):
     sleeps: list[float] = []
 
     results = make_sender(smtp_sink, sleeps, SENDMAIL_SMTP_MAX_ATTEMPTS=3).send(
-        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, "s", "b"
+        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b")
     )
 
     assert all(r.ok for r in results)
@@ -181,7 +184,7 @@ def test_temporary_rejection_gives_up_after_max_attempts(smtp_sink):
     sleeps: list[float] = []
 
     results = make_sender(smtp_sink, sleeps, SENDMAIL_SMTP_MAX_ATTEMPTS=3).send(
-        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, "s", "b"
+        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b")
     )
 
     assert [r.ok for r in results] == [True, False, True]
@@ -196,7 +199,9 @@ def test_dropped_connection_is_recovered_and_resent_with_the_same_message_id(smt
     sink.drop_after_data(1, keep=True)
     sleeps: list[float] = []
 
-    results = make_sender(sink, sleeps).send(Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, "s", "b")
+    results = make_sender(sink, sleeps).send(
+        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b")
+    )
 
     assert all(r.ok for r in results)
     received = sink.messages()
@@ -219,7 +224,7 @@ def test_lost_server_fails_the_rest_with_connection_failed(smtp_sink):
 
     sleeps: list[float] = []
     results = make_sender(smtp_sink, sleeps, SENDMAIL_SMTP_MAX_ATTEMPTS=3).send(
-        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, "s", "b", on_sent=stop_after_first
+        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b"), on_sent=stop_after_first
     )
 
     assert [r.code for r in results] == [
@@ -240,7 +245,7 @@ def test_unreachable_server_fails_everyone_after_bounded_attempts():
     sleeps: list[float] = []
 
     results = SmtpSender(settings, sleep=sleeps.append).send(
-        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, "s", "b"
+        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b")
     )
 
     assert [r.code for r in results] == [FailureCode.SMTP_CONNECTION_FAILED] * 3
@@ -253,7 +258,7 @@ def test_untrusted_certificate_is_refused_before_any_auth(smtp_sink_any_tls):
     # The sink's certificate is issued by its own CA; without ca_file only system CAs count.
     sender = make_sender(sink, sleeps, SENDMAIL_SMTP_CA_FILE=None)
 
-    results = sender.send(Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, "s", "b")
+    results = sender.send(Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b"))
 
     assert [r.code for r in results] == [FailureCode.SMTP_CONNECTION_FAILED] * 3
     assert all("TLS" in (r.message or "") for r in results)
@@ -267,7 +272,7 @@ def test_server_without_starttls_never_gets_the_password(start_smtp_sink):
     settings = sink_settings(sink, SENDMAIL_SMTP_TLS_MODE="starttls")
 
     results = SmtpSender(settings, sleep=lambda _: None).send(
-        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, "s", "b"
+        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b")
     )
 
     assert [r.code for r in results] == [FailureCode.SMTP_CONNECTION_FAILED] * 3
@@ -282,7 +287,7 @@ def test_implicit_mode_refuses_a_plaintext_connection_from_a_custom_factory(star
         return smtplib.SMTP(endpoint.host, endpoint.port, timeout=timeout)
 
     sender = SmtpSender(sink_settings(sink), connect=plaintext, sleep=lambda _: None)
-    results = sender.send(Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS[:1], "s", "b")
+    results = sender.send(Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS[:1], MailParts("s", "b"))
 
     assert results[0].code is FailureCode.SMTP_CONNECTION_FAILED
     assert sink.auth_commands == 0
@@ -293,7 +298,7 @@ def test_korean_subject_and_body_arrive_intact(smtp_sink):
     body = "안녕하세요 {{name}}님,\n\n점검 시간: 02:00~04:00 (KST)\n  들여쓴 줄\n감사합니다.\n"
 
     results = make_sender(smtp_sink).send(
-        Provider.GMAIL, SENDER, PASSWORD, ["reader@example.com"], subject, body
+        Provider.GMAIL, SENDER, PASSWORD, ["reader@example.com"], MailParts(subject, body)
     )
 
     assert results[0].ok
@@ -307,7 +312,7 @@ def test_an_internationalised_domain_travels_in_ascii_form(smtp_sink):
     """Envelope and header name the domain in its ASCII form: no SMTPUTF8 needed from the server
     (smtplib would otherwise send raw UTF-8, or fail where the server has no SMTPUTF8)."""
     results = make_sender(smtp_sink).send(
-        Provider.NAVER, SENDER, PASSWORD, ["user@bücher.de"], "s", "b"
+        Provider.NAVER, SENDER, PASSWORD, ["user@bücher.de"], MailParts("s", "b")
     )
 
     assert (results[0].ok, results[0].recipient) == (True, "user@bücher.de")
@@ -330,7 +335,7 @@ def test_password_never_reaches_logs_or_smtplib_debug_output(start_smtp_sink, ca
     caplog.set_level(logging.DEBUG)
     for sink in (good, bad):
         SmtpSender(sink_settings(sink), connect=chatty, sleep=lambda _: None).send(
-            Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS[:2], "s", "b"
+            Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS[:2], MailParts("s", "b")
         )
 
     assert good.logins() == [SENDER]
@@ -391,8 +396,7 @@ def test_every_final_login_answer_is_reported(start_smtp_sink) -> None:
         SENDER,
         SecretStr("wrong-password"),
         RECIPIENTS[:2],
-        "s",
-        "b",
+        MailParts("s", "b"),
         on_login=answers.append,
     )
     sent = make_sender(sink).send(
@@ -400,8 +404,7 @@ def test_every_final_login_answer_is_reported(start_smtp_sink) -> None:
         SENDER,
         SecretStr("right"),
         RECIPIENTS[:2],
-        "s",
-        "b",
+        MailParts("s", "b"),
         on_login=answers.append,
     )
     assert {d.code for d in refused} == {FailureCode.SMTP_AUTH_FAILED}
@@ -419,8 +422,7 @@ def test_a_login_the_guard_refuses_is_never_tried(start_smtp_sink) -> None:
         SENDER,
         SecretStr("right"),
         RECIPIENTS[:3],
-        "s",
-        "b",
+        MailParts("s", "b"),
         before_login=lambda: False,
         on_login=answers.append,
     )

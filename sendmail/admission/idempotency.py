@@ -93,7 +93,9 @@ def fingerprints(route: str, request: BaseModel, secret_macs: Sequence[str] = ()
     configured sealing key, newest first): one fingerprint per MAC, the first one kept. The
     same request with another password is another request (422), and a key rotation does not
     make a retry one while the old key is still configured."""
-    fields = request.model_dump(mode="json", exclude=set(_NOT_FINGERPRINTED))
+    # Fields at their defaults are left out: a field added later (html, recipients, category)
+    # leaves the fingerprint of a request that does not use it as it was before.
+    fields = request.model_dump(mode="json", exclude=set(_NOT_FINGERPRINTED), exclude_defaults=True)
     macs: list[str | None] = [*secret_macs] or [None]
     return [
         hashlib.sha256(

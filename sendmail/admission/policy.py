@@ -56,7 +56,7 @@ def admit_ses(request: AwsEmailRequest, settings: Settings, quota: QuotaSource) 
     Returns the quota it read (its ``max_send_rate`` paces the send).
     """
     check_sender(request.senderEmail, settings)
-    needed = len(request.recipientEmails)
+    needed = len(request.addresses)
     current = quota.get_quota()
     remaining = current.remaining()
     if remaining is not None and needed > remaining:

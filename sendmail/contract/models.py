@@ -8,7 +8,9 @@ problem. Limits that come from settings (subject and body size, recipient count)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,13 +24,15 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from sendmail.contract.addresses import cache_domain_checks, normalize_address
 from sendmail.contract.errors import ValidationFailed
+from sendmail.contract.templates import Template, TemplateError, compile_template
 from sendmail.contract.text import has_line_break
-from sendmail.contract.vocabulary import Provider
+from sendmail.contract.vocabulary import Category, Provider
 from sendmail.platform import jsontext
 from sendmail.platform.settings import Settings
 
@@ -41,12 +45,23 @@ _MAX_REPORTED_PROBLEMS = 10
 #: request length limit, 100 MB = 104,857,600 bytes); a million addresses take about 30 MB.
 PLATFORM_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 
+#: Personalisation: the most variables one recipient may carry, the longest value, and the
+#: request bytes allowed per recipient for them (on top of the address).
+MAX_VARIABLES = 50
+MAX_VARIABLE_CHARS = 2000
+VARIABLES_BYTES_PER_RECIPIENT = 1024
+#: A variable's name: what the template language accepts (sendmail.contract.templates).
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: Given by the service to marketing templates, never by a caller.
+UNSUBSCRIBE_URL = "unsubscribe_url"
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_recipients: int
     max_subject_chars: int
     max_body_bytes: int
+    max_html_bytes: int = 0
 
     @property
     def max_entries(self) -> int:
@@ -61,7 +76,8 @@ class Limits:
         """The most commas a valid body can hold: one per entry, one per character of the
         subject and the body (each could be all commas), and room for the other fields (a
         password, fields this service ignores) and the separators between them."""
-        return self.max_entries + self.max_body_bytes + self.max_subject_chars + 4096
+        text = self.max_body_bytes + self.max_html_bytes + self.max_subject_chars
+        return self.max_entries * (1 + MAX_VARIABLES) + text + 4096
 
     @property
     def max_request_bytes(self) -> int:
@@ -71,8 +87,9 @@ class Limits:
         addresses are ASCII and at most 254 characters. Anything larger is refused before
         parsing, so an oversized request costs no parsing or validation time.
         """
-        text = 6 * (self.max_body_bytes + 4 * self.max_subject_chars)
-        return min(PLATFORM_MAX_REQUEST_BYTES, text + 300 * self.max_recipients + 64 * 1024)
+        text = 6 * (self.max_body_bytes + self.max_html_bytes + 4 * self.max_subject_chars)
+        per_recipient = 300 + VARIABLES_BYTES_PER_RECIPIENT
+        return min(PLATFORM_MAX_REQUEST_BYTES, text + per_recipient * self.max_recipients + 65536)
 
     @classmethod
     def for_aws(cls, settings: Settings) -> Limits:
@@ -80,6 +97,7 @@ class Limits:
             settings.SENDMAIL_SES_MAX_RECIPIENTS,
             settings.SENDMAIL_MAX_SUBJECT_CHARS,
             settings.SENDMAIL_MAX_BODY_BYTES,
+            settings.SENDMAIL_MAX_HTML_BYTES,
         )
 
     @classmethod
@@ -88,6 +106,7 @@ class Limits:
             USER_SEND_MAX_RECIPIENTS,
             settings.SENDMAIL_MAX_SUBJECT_CHARS,
             settings.SENDMAIL_MAX_BODY_BYTES,
+            settings.SENDMAIL_MAX_HTML_BYTES,
         )
 
 
@@ -137,36 +156,139 @@ def check_address(value: str) -> str:
     return value
 
 
-class AwsEmailRequest(BaseModel):
-    """``POST /api/v1/emails/aws-send``: company mail through AWS SES."""
+def _distinct_addresses(value: Sequence[str], limits: Limits | None) -> list[int]:
+    """Positions in ``value`` of the addresses kept: valid, each distinct address once (the
+    first spelling), in order. Raises the field's error: too many, or which are invalid."""
+    if not value:
+        raise _fail("must contain at least one address")
+    distinct = len({address.casefold() for address in value})
+    if limits and distinct > limits.max_recipients:
+        # Counted before the (costlier) address checks: an oversized list is refused cheaply.
+        raise _fail(
+            f"must contain at most {limits.max_recipients} distinct addresses (got {distinct})"
+        )
+    # Each distinct string is checked once (a list of one address a million times costs one
+    # check), and the problems are reported in list order, counted per entry.
+    invalid: dict[str, str] = {}
+    checked: set[str] = set()
+    unique: dict[str, int] = {}
+    for position, address in enumerate(value):
+        if address in checked or address in invalid:
+            continue
+        checked.add(address)
+        try:
+            check_address(address)
+        except PydanticCustomError as e:
+            invalid[address] = e.message()
+            continue
+        unique.setdefault(normalize_address(address), position)  # bücher.de = xn--bcher-kva.de
+    if invalid:
+        problems = [(i, invalid[a]) for i, a in enumerate(value) if a in invalid]
+        index, message = problems[0]
+        more = f" ({len(problems) - 1} more invalid)" if len(problems) > 1 else ""
+        raise _fail(f"[{index}] {message}{more}")
+    if limits and len(unique) > limits.max_recipients:  # (casefold merged straße, strasse)
+        raise _fail(
+            f"must contain at most {limits.max_recipients} distinct addresses (got {len(unique)})"
+        )
+    return list(unique.values())
 
-    model_config = ConfigDict(
-        extra="ignore",
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "senderEmail": "se@aifactory.page",
-                    "recipientEmails": ["user1@example.com", "user2@example.com"],
-                    "subject": "Welcome!",
-                    "body": "Thank you for signing up.",
-                }
-            ]
-        },
+
+class Recipient(BaseModel):
+    """One recipient of a personalised send and the values of its variables."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    email: StrictStr = Field(description="The recipient's address.")
+    variables: dict[str, StrictStr | int | float] = Field(
+        default_factory=dict,
+        description=(
+            f"Values for the templates' variables (at most {MAX_VARIABLES}; names are letters, "
+            f"digits and _, not starting with a digit; values at most {MAX_VARIABLE_CHARS} "
+            "characters; numbers are written as JSON writes them). HTML-escaped in html, never "
+            f"in subject or body. {UNSUBSCRIBE_URL!r} is the service's own."
+        ),
     )
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str | int | float]) -> dict[str, str]:
+        if len(value) > MAX_VARIABLES:
+            raise _fail(f"must hold at most {MAX_VARIABLES} variables")
+        out: dict[str, str] = {}
+        for name, item in value.items():
+            if not VARIABLE_NAME.fullmatch(name):
+                raise _fail(
+                    f"{name[:40]!r} is not a variable name (letters, digits and _, not starting "
+                    "with a digit, at most 64 characters)"
+                )
+            if name == UNSUBSCRIBE_URL:
+                raise _fail(f"{UNSUBSCRIBE_URL!r} is given by the service, not by a request")
+            if isinstance(item, bool):
+                raise _fail(f"{name}: a value must be a string or a number")
+            text = item if isinstance(item, str) else json.dumps(item)
+            if len(text) > MAX_VARIABLE_CHARS:
+                raise _fail(f"{name}: a value must be at most {MAX_VARIABLE_CHARS} characters")
+            if not _is_utf8_text(text):
+                raise _fail(f"{name}: a value must be valid Unicode text")
+            out[name] = text
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    """A personalised request's subject, body and html, compiled (admission checked them)."""
+
+    subject: Template
+    body: Template
+    html: Template | None
+
+    def parts(self) -> list[tuple[str, Template]]:
+        found = [("subject", self.subject), ("body", self.body)]
+        return found + ([("html", self.html)] if self.html is not None else [])
+
+
+class _SendRequest(BaseModel):
+    """The fields both send routes share."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     senderEmail: StrictStr = Field(
         description="An allowed, SES-verified sender address (or an address at a verified domain).",
         examples=["se@aifactory.page"],
     )
-    recipientEmails: list[StrictStr] = Field(
+    recipientEmails: list[StrictStr] | None = Field(
+        default=None,
         min_length=1,
         description=(
-            "Recipients. Each gets its own message. Duplicates (case-insensitive) are sent once."
+            "Recipients. Each gets its own message. Duplicates (case-insensitive) are sent once. "
+            "Exactly one of recipientEmails and recipients is given; with recipientEmails the "
+            "subject, body and html are sent as they are (text that looks like a template "
+            "included)."
+        ),
+    )
+    recipients: list[Recipient] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Personalised recipients, instead of recipientEmails: each with its own variables. "
+            'subject, body and html are then templates: {{ name }} and {{ name | default("…") }}'
+            ", nothing else. Same limits and duplicates rule as recipientEmails (the first entry "
+            "of an address is kept)."
         ),
     )
     subject: StrictStr = Field(description="Subject, plain text, no line breaks.", min_length=1)
-    body: StrictStr = Field(description="Body, plain text (UTF-8).", min_length=1)
+    body: StrictStr = Field(
+        description="Body, plain text (UTF-8): the text part of every message.", min_length=1
+    )
+    html: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "The HTML part (optional): with it every message is multipart/alternative, body as "
+            "the text part and this as the HTML part."
+        ),
+    )
 
     @field_validator("senderEmail")
     @classmethod
@@ -175,38 +297,19 @@ class AwsEmailRequest(BaseModel):
 
     @field_validator("recipientEmails")
     @classmethod
-    def _recipients(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if not value:
-            raise _fail("must contain at least one address")
-        limits = _limits(info)
-        distinct = len({address.casefold() for address in value})
-        if limits and distinct > limits.max_recipients:
-            # Counted before the (costlier) address checks: an oversized list is refused cheaply.
-            raise _fail(
-                f"must contain at most {limits.max_recipients} distinct addresses (got {distinct})"
-            )
-        # Each distinct string is checked once (a list of one address a million times costs one
-        # check), and the problems are reported in list order, counted per entry.
-        invalid: dict[str, str] = {}
-        unique: dict[str, str] = {}
-        for address in dict.fromkeys(value):
-            try:
-                check_address(address)
-            except PydanticCustomError as e:
-                invalid[address] = e.message()
-                continue
-            unique.setdefault(normalize_address(address), address)  # bücher.de = xn--bcher-kva.de
-        if invalid:
-            problems = [(i, invalid[a]) for i, a in enumerate(value) if a in invalid]
-            index, message = problems[0]
-            more = f" ({len(problems) - 1} more invalid)" if len(problems) > 1 else ""
-            raise _fail(f"[{index}] {message}{more}")
-        if limits and len(unique) > limits.max_recipients:  # (casefold merged straße, strasse)
-            raise _fail(
-                f"must contain at most {limits.max_recipients} distinct addresses "
-                f"(got {len(unique)})"
-            )
-        return list(unique.values())
+    def _recipients(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return None
+        return [value[i] for i in _distinct_addresses(value, _limits(info))]
+
+    @field_validator("recipients")
+    @classmethod
+    def _personalised(
+        cls, value: list[Recipient] | None, info: ValidationInfo
+    ) -> list[Recipient] | None:
+        if value is None:
+            return None
+        return [value[i] for i in _distinct_addresses([r.email for r in value], _limits(info))]
 
     @field_validator("subject")
     @classmethod
@@ -232,8 +335,136 @@ class AwsEmailRequest(BaseModel):
             raise _fail(f"must be at most {limits.max_body_bytes} bytes in UTF-8")
         return value
 
+    @field_validator("html")
+    @classmethod
+    def _html(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise _fail("must not be blank")
+        limits = _limits(info)
+        if limits and len(value.encode("utf-8", "surrogatepass")) > limits.max_html_bytes:
+            raise _fail(f"must be at most {limits.max_html_bytes} bytes in UTF-8")
+        return value
 
-class UserEmailRequest(AwsEmailRequest):
+    @model_validator(mode="after")
+    def _one_list(self) -> _SendRequest:
+        if self.recipientEmails is None and self.recipients is None:
+            raise _fail("recipientEmails is required")  # v1's words (or recipients)
+        if self.recipientEmails is not None and self.recipients is not None:
+            raise _fail("give recipientEmails or recipients, not both")
+        if self.recipients is not None:
+            try:
+                templates = self.templates()
+            except TemplateError as e:
+                raise _fail(str(e)) from None
+            check_personalisation(templates, self.recipients, self.marketing)
+        return self
+
+    @property
+    def marketing(self) -> bool:
+        return False
+
+    @property
+    def addresses(self) -> list[str]:
+        """The recipients' addresses, duplicates removed, in request order."""
+        if self.recipients is not None:
+            return [r.email for r in self.recipients]
+        return list(self.recipientEmails or [])
+
+    @property
+    def personalised(self) -> bool:
+        return self.recipients is not None
+
+    def templates(self) -> Templates:
+        """The subject, body and html compiled as templates (raises :class:`TemplateError`)."""
+        return Templates(
+            compile_template(self.subject, field="subject"),
+            compile_template(self.body, field="body"),
+            None if self.html is None else compile_template(self.html, field="html"),
+        )
+
+    def list_entries(self) -> list[str] | list[tuple[str, dict[str, str]]]:
+        """What the stored list holds per recipient: the address, or the address and its
+        values (personalised)."""
+        if self.recipients is not None:
+            return [(r.email, {k: str(v) for k, v in r.variables.items()}) for r in self.recipients]
+        return list(self.recipientEmails or [])
+
+
+def check_personalisation(
+    templates: Templates, recipients: Sequence[Recipient], marketing: bool
+) -> None:
+    """Refuse (field error) a template that uses ``unsubscribe_url`` outside marketing mail,
+    and the first recipient without a value some template needs (naming both)."""
+    for field_name, template in templates.parts():
+        if UNSUBSCRIBE_URL in template.names and not marketing:
+            raise _fail(
+                f"{field_name} uses {{{{ {UNSUBSCRIBE_URL} }}}}, which only marketing sends have "
+                '("category": "marketing")'
+            )
+    needed: dict[str, str] = {}
+    for field_name, template in templates.parts():
+        for name in template.required - {UNSUBSCRIBE_URL}:
+            needed.setdefault(name, field_name)
+    if not needed:
+        return
+    names = frozenset(needed)
+    for index, recipient in enumerate(recipients):
+        variables: Mapping[str, str] = recipient.variables  # type: ignore[assignment]
+        if names <= variables.keys():
+            continue
+        missing = sorted(names - variables.keys(), key=list(needed).index)[0]
+        raise _fail(
+            f"recipients[{index}] ({recipient.email}) has no value for {missing!r}, which "
+            f"{needed[missing]} uses without a default"
+        )
+
+
+class AwsEmailRequest(_SendRequest):
+    """``POST /api/v1/emails/aws-send``: company mail through AWS SES."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "senderEmail": "se@aifactory.page",
+                    "recipientEmails": ["user1@example.com", "user2@example.com"],
+                    "subject": "Welcome!",
+                    "body": "Thank you for signing up.",
+                },
+                {
+                    "senderEmail": "se@aifactory.page",
+                    "recipients": [
+                        {"email": "minsu@example.com", "variables": {"name": "김민수"}},
+                        {"email": "jiwoo@example.com", "variables": {}},
+                    ],
+                    "subject": '{{ name | default("회원") }}님, 12월 소식입니다',
+                    "body": '안녕하세요 {{ name | default("회원") }}님,\n12월 소식을 전합니다.',
+                    "html": '<p>안녕하세요 <b>{{ name | default("회원") }}</b>님,</p>',
+                    "category": "marketing",
+                },
+            ]
+        },
+    )
+
+    category: Category = Field(
+        default="transactional",
+        description=(
+            "transactional (the default: receipts, password resets — reaches addresses that "
+            "unsubscribed) or marketing: one-click unsubscribe headers and link, the subject "
+            "prefix, and addresses that unsubscribed are skipped (UNSUBSCRIBED)."
+        ),
+    )
+
+    @property
+    def marketing(self) -> bool:
+        return self.category == "marketing"
+
+
+class UserEmailRequest(_SendRequest):
     """``POST /api/v1/emails/user-send``: mail through the user's own SMTP account."""
 
     model_config = ConfigDict(
@@ -263,12 +494,14 @@ class UserEmailRequest(AwsEmailRequest):
         description="The SMTP login account, which is also the sender.",
         examples=["your@gmail.com"],
     )
-    recipientEmails: list[StrictStr] = Field(
+    recipientEmails: list[StrictStr] | None = Field(
+        default=None,
         min_length=1,
         max_length=None,
         description=(
             f"At most {USER_SEND_MAX_RECIPIENTS} recipients. Each gets its own message. "
-            "Duplicates (case-insensitive) are sent once."
+            "Duplicates (case-insensitive) are sent once. Exactly one of recipientEmails and "
+            "recipients is given."
         ),
     )
 
@@ -287,7 +520,7 @@ class UserEmailRequest(AwsEmailRequest):
         return value
 
 
-M = TypeVar("M", bound=AwsEmailRequest)
+M = TypeVar("M", bound=_SendRequest)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -298,8 +531,10 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 def _describe(error: Any) -> str:
-    field = _field_path(tuple(error["loc"]))
     kind = error["type"]
+    if not error["loc"] and kind == "sendmail":
+        return str(error["msg"])  # about the request as a whole: the message says what
+    field = _field_path(tuple(error["loc"]))
     if kind == "missing":
         return f"{field} is required"
     if kind == "sendmail":
@@ -341,12 +576,13 @@ def decode_body(raw: bytes, limits: Limits) -> dict[str, Any]:
         raise ValidationFailed("the request body must be valid UTF-8 JSON") from e
     if not isinstance(data, dict):
         raise ValidationFailed("the request body must be a JSON object")
-    entries = data.get("recipientEmails")
-    if isinstance(entries, list) and len(entries) > limits.max_entries:
-        raise ValidationFailed(
-            f"recipientEmails must contain at most {limits.max_entries} entries, duplicates "
-            f"included (got {len(entries)})"
-        )
+    for name in ("recipientEmails", "recipients"):
+        entries = data.get(name)
+        if isinstance(entries, list) and len(entries) > limits.max_entries:
+            raise ValidationFailed(
+                f"{name} must contain at most {limits.max_entries} entries, duplicates "
+                f"included (got {len(entries)})"
+            )
     return data
 
 
@@ -372,6 +608,10 @@ def parse_request(
         return model.model_validate(data, context={"limits": limits})
     except ValidationError as e:
         problems = [_describe(err) for err in e.errors(include_url=False, include_input=False)]
+        if data.get("recipientEmails") is None and data.get("recipients") is None:
+            # v1 named the missing list among the other problems, in field order
+            after = sum(1 for p in problems if p.startswith("senderEmail"))
+            problems.insert(after, "recipientEmails is required")
         problems = list(dict.fromkeys(problems))
         if len(problems) > _MAX_REPORTED_PROBLEMS:
             extra = len(problems) - _MAX_REPORTED_PROBLEMS

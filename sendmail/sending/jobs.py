@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from sendmail.contract.vocabulary import FailureCode, Kind, Provider
+from sendmail.contract.vocabulary import Category, FailureCode, Kind, Provider
 
 
 class _Json(BaseModel):
@@ -28,6 +28,12 @@ class Mail(_Json):
     sender: str
     subject: str
     body: str
+    #: The HTML part (None: plain text only).
+    html: str | None = None
+    category: Category = "transactional"
+    #: subject, body and html are templates, rendered per recipient with its variables
+    #: (sendmail.sending.content); otherwise they are sent as they are.
+    personalised: bool = False
 
 
 class SesJob(_Json):

@@ -7,8 +7,8 @@ Durable input, output or history grows with the list (docs/architecture.md, "Siz
 Layout, under ``{ref}/`` in the container (:data:`sendmail.platform.blobs.DEFAULT_CONTAINER`):
 
 - ``content.json`` — the mail: sender, subject, body (one copy per send, not one per batch);
-- ``recipients.ndjson`` — one JSON value per line, in request order (today a JSON string, the
-  address; a line is a JSON value so that later per-recipient data fits the same file);
+- ``recipients.ndjson`` — one JSON value per line, in request order: a JSON string (the address),
+  or, for a personalised send, ``[address, {variable: value, ...}]``;
 - ``recipients.index.json`` — ``{"count": N, "chunk": C, "offsets": [...]}``: the byte offset of
   every C-th line (and the end), so a slice is one ranged read of at most C lines too many on
   each side.
@@ -44,7 +44,11 @@ def blob_name(ref: str, part: str) -> str:
     return f"{ref}/{part}"
 
 
-def encode_list(recipients: Sequence[str]) -> tuple[bytes, list[int]]:
+#: What the list holds per recipient: the address, or the address and its variables' values.
+Entry = str | tuple[str, dict[str, str]]
+
+
+def encode_list(recipients: Sequence[Entry]) -> tuple[bytes, list[int]]:
     """The list file and the offset of every :data:`CHUNK`-th line, then of the end."""
     lines = [json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in recipients]
     offsets = [0]
@@ -57,7 +61,7 @@ def encode_list(recipients: Sequence[str]) -> tuple[bytes, list[int]]:
     return b"".join(lines), offsets
 
 
-def store_send(store: BlobStore, ref: str, recipients: Sequence[str], mail: Mail) -> None:
+def store_send(store: BlobStore, ref: str, recipients: Sequence[Entry], mail: Mail) -> None:
     """Write the send's content, list and index (index last: a reader that finds it finds the
     rest)."""
     data, offsets = encode_list(recipients)
@@ -101,7 +105,12 @@ class StoredSend:
         return self._read_index().count
 
     def recipients(self, start: int, count: int) -> list[str]:
-        """Recipients ``start`` .. ``start + count - 1`` (request order)."""
+        """Recipients ``start`` .. ``start + count - 1`` (request order): their addresses."""
+        return [address for address, _ in self.entries(start, count)]
+
+    def entries(self, start: int, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Recipients ``start`` .. ``start + count - 1`` with their variables' values (empty
+        for a send that is not personalised)."""
         index = self._read_index()
         if start < 0 or count < 0 or start + count > index.count:
             raise StoredListError(
@@ -118,10 +127,21 @@ class StoredSend:
         chosen = lines[skip : skip + count]
         if len(chosen) != count:
             raise StoredListError(f"the stored list {self.ref} is shorter than its index says")
-        values = [json.loads(line) for line in chosen]
-        if not all(isinstance(v, str) for v in values):
-            raise StoredListError(f"the stored list {self.ref} holds a line that is not an address")
-        return values
+        entries: list[tuple[str, dict[str, str]]] = []
+        for line in chosen:
+            value = json.loads(line)
+            if isinstance(value, str):
+                entries.append((value, {}))
+            elif (
+                isinstance(value, list)
+                and len(value) == 2
+                and isinstance(value[0], str)
+                and isinstance(value[1], dict)
+            ):
+                entries.append((value[0], value[1]))
+            else:
+                raise StoredListError(f"the stored list {self.ref} holds a line of another kind")
+        return entries
 
     def _read_index(self) -> _Index:
         if self._index is None:

@@ -1,9 +1,12 @@
-"""Building the mail itself: UTF-8 plain text with MIME encoding that survives any relay.
+"""Building the mail itself: UTF-8 text (and HTML) with MIME encoding that survives any relay.
 
 Decisions (each one checked against what a receiver decodes):
 
 - The body is always UTF-8, base64-encoded, with CRLF line breaks (the canonical form of
-  text, RFC 2045). Base64 needs no 8BITMIME support anywhere on the path, and the decoded bytes
+  text, RFC 2045); with HTML, ``multipart/alternative``: the text part, then the HTML part, each
+  encoded so. The bytes are written here (:func:`compose`), not by the ``email`` package's
+  generator: a part's encoding is the same for every recipient of a send that is not
+  personalised, and is made once (about 10 µs a message instead of a few hundred). Base64 needs no 8BITMIME support anywhere on the path, and the decoded bytes
   are exactly the text given, line breaks aside: no trailing newline is added, no line is
   rewrapped, ``{{name}}`` and other template-looking text is sent literally.
 - The subject is written by this module, not by the ``email`` package's header folder: on
@@ -22,9 +25,13 @@ Decisions (each one checked against what a receiver decodes):
 from __future__ import annotations
 
 import base64
+import email
 import re
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
+from functools import lru_cache
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
@@ -35,6 +42,7 @@ from sendmail.contract.text import has_line_break
 MESSAGE_POLICY = policy.SMTP
 
 _NEWLINES = re.compile(r"\r\n|\r|\n")
+_FIELD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 _PLAIN_SUBJECT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 _SUBJECT_FIELD = "Subject: "
 _MAX_LINE = 78  # RFC 5322's recommended limit (MESSAGE_POLICY.max_line_length)
@@ -55,6 +63,94 @@ def new_message_id(sender: str) -> str:
     return make_msgid(domain=ascii_domain(domain.strip()))
 
 
+@dataclass(frozen=True, slots=True)
+class MailParts:
+    """What one recipient's message says: the subject, the text part, the HTML part (None:
+    plain text only) and extra header fields (name, value: one line of ASCII each, written
+    as given and never folded — a folded ``List-Unsubscribe`` breaks some DKIM signers)."""
+
+    subject: str
+    text: str
+    html: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def compose(
+    sender: str,
+    recipient: str,
+    parts: MailParts,
+    *,
+    message_id: str | None,
+    date: datetime | None = None,
+) -> bytes:
+    """The message's bytes as they go on the wire (CRLF line ends, ASCII only).
+
+    Plain text only: one ``text/plain`` part. With HTML: ``multipart/alternative`` with the text
+    part first and the HTML part last (RFC 2046: the richest last), both UTF-8 and base64.
+    ``message_id`` None leaves the ``Message-ID`` out (SES sets its own on every message it
+    sends). ``date`` defaults to now and must carry a time zone. Raises ``ValueError`` when the
+    subject, an address, the Message-ID or a header holds a line break, or a header is not
+    ASCII.
+    """
+    for name, value in (("sender", sender), ("recipient", recipient), ("subject", parts.subject)):
+        ensure_single_line(name, value)
+    when = datetime.now(UTC) if date is None else date
+    if when.tzinfo is None:
+        raise ValueError("date must carry a time zone")
+    from_, to = ascii_address(sender), ascii_address(recipient)
+    if not (from_.isascii() and to.isascii()):
+        raise ValueError("addresses must be ASCII once their domain is (no SMTPUTF8)")
+    lines = [
+        f"From: {from_}",  # domains in ASCII: no SMTPUTF8 needed for them
+        f"To: {to}",
+        f"Subject: {_subject_field_value(parts.subject)}" if parts.subject else "Subject:",
+        f"Date: {format_datetime(when)}",
+    ]
+    if message_id is not None:
+        ensure_single_line("message_id", message_id)
+        lines.append(f"Message-ID: {message_id}")
+    for name, value in parts.headers:
+        if not _FIELD_NAME.fullmatch(name) or not value.isascii():
+            raise ValueError(f"header {name!r} must be an ASCII field name and value")
+        ensure_single_line(name, value)
+        lines.append(f"{name}: {value}")
+    lines.append("MIME-Version: 1.0")
+    head = "\r\n".join(lines).encode("ascii")
+    if parts.html is None:
+        return head + b"\r\n" + _encoded_part(parts.text, "plain")
+    boundary = f"=_sendmail_{uuid.uuid4().hex}".encode("ascii")
+    return b"".join(
+        (
+            head,
+            b'\r\nContent-Type: multipart/alternative; boundary="',
+            boundary,
+            b'"\r\n\r\n--',
+            boundary,
+            b"\r\n",
+            _encoded_part(parts.text, "plain"),
+            b"\r\n--",
+            boundary,
+            b"\r\n",
+            _encoded_part(parts.html, "html"),
+            b"\r\n--",
+            boundary,
+            b"--\r\n",
+        )
+    )
+
+
+@lru_cache(maxsize=16)
+def _encoded_part(text: str, subtype: str) -> bytes:
+    """One part's header and UTF-8 base64 body (76-column lines). Cached: a send that is not
+    personalised encodes its parts once per process, not once per recipient."""
+    canonical = _NEWLINES.sub("\r\n", text).encode("utf-8")
+    body = base64.encodebytes(canonical).replace(b"\n", b"\r\n")
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    ).encode("ascii") + body
+
+
 def build_message(
     sender: str,
     recipient: str,
@@ -63,32 +159,21 @@ def build_message(
     *,
     message_id: str,
     date: datetime | None = None,
+    html: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> EmailMessage:
-    """One UTF-8 plain-text message from ``sender`` to ``recipient``.
-
-    ``date`` defaults to now; it must carry a time zone. Raises ``ValueError`` when the subject,
-    an address or the Message-ID holds a line break, or when ``body`` is not encodable text.
-    """
-    for name, value in (
-        ("sender", sender),
-        ("recipient", recipient),
-        ("subject", subject),
-        ("message_id", message_id),
-    ):
-        ensure_single_line(name, value)
-    when = datetime.now(UTC) if date is None else date
-    if when.tzinfo is None:
-        raise ValueError("date must carry a time zone")
-
-    message = EmailMessage(policy=MESSAGE_POLICY)
-    message["From"] = ascii_address(sender)  # domains in ASCII: no SMTPUTF8 needed for them
-    message["To"] = ascii_address(recipient)
-    message.set_raw("Subject", _subject_field_value(subject))
-    message["Date"] = format_datetime(when)
-    message["Message-ID"] = message_id
-    canonical = _NEWLINES.sub("\r\n", body).encode("utf-8")
-    message.set_content(canonical, "text", "plain", cte="base64", params={"charset": "utf-8"})
-    return message
+    """:func:`compose`'s message as the ``email`` package reads it (for tests and callers that
+    want a message object); the bytes are :func:`compose`'s."""
+    raw = compose(
+        sender,
+        recipient,
+        MailParts(subject, body, html, headers),
+        message_id=message_id,
+        date=date,
+    )
+    parsed = email.message_from_bytes(raw, policy=MESSAGE_POLICY)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
 def ensure_single_line(name: str, value: str) -> None:

@@ -76,7 +76,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sendmail.contract.addresses import ascii_address
+from sendmail.contract.vocabulary import FailureCode
 from sendmail.platform.settings import Settings, get_settings
+from sendmail.sending.content import RenderFailed
+from sendmail.sending.mime import MailParts, compose
 from sendmail.sending.pacing import AdaptiveRate
 from sendmail.sending.results import BatchReport, Delivery
 from sendmail.sending.ses_errors import (
@@ -278,8 +281,7 @@ class SesSender:
         self,
         sender: str,
         recipients: Sequence[str],
-        subject: str,
-        body: str,
+        content: MailParts | Callable[[str], MailParts],
         *,
         on_sent: Callable[[int, str], None] | None = None,
         max_rate: float | None = None,
@@ -287,8 +289,12 @@ class SesSender:
         time_budget: float | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> BatchReport:
-        """Send ``subject``/``body`` from ``sender`` to each recipient separately.
+        """Send ``content`` from ``sender`` to each recipient separately.
 
+        ``content`` is the message (the same for everyone) or a function making a recipient's
+        (:class:`~sendmail.sending.content.MessageMaker`): called just before that recipient's
+        call, so a batch never holds more than the calls in flight of messages; one that raises
+        :class:`~sendmail.sending.content.RenderFailed` fails that recipient ``RENDER_FAILED``.
         Returns one :class:`Delivery` per recipient, in input order: sent, failed, or pending
         (see the module docs). ``on_sent(index, message_id)`` runs right after each success
         (record it before anything else can fail). ``max_rate`` (calls a second) is the most
@@ -300,11 +306,15 @@ class SesSender:
         """
         if not recipients:
             return BatchReport([], rate=max_rate)
-        requests = [self._request(sender, r, subject, body, tags) for r in recipients]
+        make = content if callable(content) else (lambda _recipient: content)
+
+        def request(recipient: str) -> SendEmailRequestTypeDef:
+            return self._request(sender, recipient, make(recipient), tags)
+
         run = _BatchRun(
             self,
             self._sesv2(),
-            requests,
+            request,
             list(recipients),
             on_sent,
             AdaptiveRate(max_rate, start=start_rate, clock=self._clock),
@@ -329,19 +339,17 @@ class SesSender:
         self,
         sender: str,
         recipient: str,
-        subject: str,
-        body: str,
+        parts: MailParts,
         tags: Mapping[str, str] | None = None,
     ) -> SendEmailRequestTypeDef:
+        """One ``SendEmail`` with the whole message as ``Content.Raw``: multipart and extra
+        headers (List-Unsubscribe) go out exactly as :mod:`sendmail.sending.mime` wrote them, and
+        what devhost's SES keeps is what a recipient gets. No Message-ID: SES sets its own."""
+        raw = compose(sender, recipient, parts, message_id=None)
         request: SendEmailRequestTypeDef = {
             "FromEmailAddress": ascii_address(sender),  # SES takes domains in ASCII only
             "Destination": {"ToAddresses": [ascii_address(recipient)]},
-            "Content": {
-                "Simple": {
-                    "Subject": {"Data": subject, "Charset": "UTF-8"},
-                    "Body": {"Text": {"Data": body, "Charset": "UTF-8"}},
-                }
-            },
+            "Content": {"Raw": {"Data": raw}},
         }
         configuration_set = self._settings.SENDMAIL_SES_CONFIGURATION_SET
         if configuration_set:
@@ -395,6 +403,12 @@ class SesSender:
         return bool(value) if value is not None else None
 
 
+_UNWRITABLE = SesFailure(
+    FailureCode.SES_MESSAGE_REJECTED,
+    "The message could not be written for this address (SES takes ASCII addresses only).",
+)
+
+
 class _BatchRun:
     """One batch in flight: the queue, the dispatcher, the callbacks of the calls (see above)."""
 
@@ -402,16 +416,16 @@ class _BatchRun:
         self,
         owner: SesSender,
         client: SESV2Client,
-        requests: list[SendEmailRequestTypeDef],
+        request: Callable[[str], SendEmailRequestTypeDef],
         recipients: list[str],
         on_sent: Callable[[int, str], None] | None,
         limiter: AdaptiveRate,
         end: float | None,
     ) -> None:
-        self.owner, self.client, self.requests, self.recipients = (
+        self.owner, self.client, self.request, self.recipients = (
             owner,
             client,
-            requests,
+            request,
             recipients,
         )
         self.on_sent = on_sent
@@ -510,7 +524,14 @@ class _BatchRun:
         detail = ""
         unexpected: BaseException | None = None
         try:
-            message_id, failure, detail = self.owner.call(self.client, self.requests[index])
+            try:
+                request = self.request(self.recipients[index])
+            except RenderFailed as e:  # this recipient's message cannot be made: never sent
+                failure, detail = SesFailure(FailureCode.RENDER_FAILED, str(e)), "render failed"
+            except ValueError:  # an address no header can hold (admission refuses them)
+                failure, detail = _UNWRITABLE, "message not built"
+            else:
+                message_id, failure, detail = self.owner.call(self.client, request)
             if message_id is not None and self.on_sent is not None:
                 self.on_sent(index, message_id)  # the ledger first: nothing may come between
         except BaseException as exc:  # not an SES answer (a bug): fail the batch after

@@ -31,14 +31,14 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from email.message import EmailMessage
 
 from pydantic import SecretStr
 
 from sendmail.contract.addresses import ascii_address
 from sendmail.contract.vocabulary import FailureCode, Provider
 from sendmail.platform.settings import Settings
-from sendmail.sending.mime import build_message, ensure_single_line, new_message_id
+from sendmail.sending.content import RenderFailed
+from sendmail.sending.mime import MailParts, compose, ensure_single_line, new_message_id
 from sendmail.sending.providers import SmtpEndpoint, endpoint_for
 from sendmail.sending.results import Delivery
 
@@ -100,14 +100,17 @@ class SmtpSender:
         sender: str,
         password: SecretStr,
         recipients: Sequence[str],
-        subject: str,
-        body: str,
+        content: MailParts | Callable[[str], MailParts],
         *,
         on_sent: Callable[[int, str], None] | None = None,
         on_login: Callable[[bool], None] | None = None,
         before_login: Callable[[], bool] | None = None,
     ) -> list[Delivery]:
-        """Send ``subject``/``body`` from ``sender`` to each recipient; one result each, in order.
+        """Send ``content`` from ``sender`` to each recipient; one result each, in order.
+
+        ``content`` is the message, or a function making each recipient's (personalised: one
+        that raises :class:`~sendmail.sending.content.RenderFailed` fails that recipient
+        ``RENDER_FAILED``, never sent).
 
         ``on_sent(index, message_id)`` is called right after the server accepts each message
         (e.g. to record it, so a re-run activity does not send it again); ``before_login()``
@@ -120,7 +123,9 @@ class SmtpSender:
         """
         provider = Provider(provider)
         new_message_id(sender)  # validates the sender before anything is sent
-        ensure_single_line("subject", subject)
+        make = content if callable(content) else (lambda _recipient: content)
+        if not callable(content):
+            ensure_single_line("subject", content.subject)
         endpoint = endpoint_for(provider, self._settings)
         max_attempts = self._settings.SENDMAIL_SMTP_MAX_ATTEMPTS
         session = _Session(self, provider, endpoint, sender, password, on_login, before_login)
@@ -134,9 +139,14 @@ class SmtpSender:
         try:
             for index, recipient in enumerate(recipients):
                 try:
+                    parts = make(recipient)
+                except RenderFailed as e:
+                    results.append(Delivery.failed(recipient, FailureCode.RENDER_FAILED, str(e)))
+                    continue
+                try:
                     # The Message-ID is made once per recipient and reused on every retry.
                     message_id = new_message_id(sender)
-                    message = build_message(sender, recipient, subject, body, message_id=message_id)
+                    message = compose(sender, recipient, parts, message_id=message_id)
                 except ValueError:
                     results.append(
                         Delivery.failed(
@@ -146,7 +156,9 @@ class SmtpSender:
                         )
                     )
                     continue
-                outcome = self._deliver(session, index, recipient, message, max_attempts)
+                outcome = self._deliver(
+                    session, index, recipient, message, message_id, max_attempts
+                )
                 if isinstance(outcome, _Abort):
                     logger.warning(
                         "SMTP batch stopped at recipient %d of %d: %s",
@@ -179,10 +191,10 @@ class SmtpSender:
         session: _Session,
         index: int,
         recipient: str,
-        message: EmailMessage,
+        message: bytes,
+        message_id: str,
         max_attempts: int,
     ) -> Delivery | _Abort:
-        message_id = str(message["Message-ID"])
         provider_name = session.provider.display_name
         envelope = ascii_address(recipient)  # any server takes it: no SMTPUTF8 needed for a domain
         attempt = 0
@@ -190,9 +202,7 @@ class SmtpSender:
             attempt += 1
             try:
                 connection = session.open()
-                refused = connection.send_message(
-                    message, from_addr=session.sender, to_addrs=[envelope]
-                )
+                refused = connection.sendmail(session.sender, [envelope], message)
                 if not refused:
                     return Delivery.sent(recipient, message_id)
                 code = refused.get(envelope, (550, b""))[0]

@@ -16,6 +16,8 @@ one of them should be in use at a time (pytest runs modules one after another).
 
 from __future__ import annotations
 
+import email
+import email.policy
 import io
 import json
 import threading
@@ -24,6 +26,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -88,10 +91,33 @@ def verified_sender(sesv2_client: Any) -> str:
 
 
 def read_sent_messages(endpoint_url: str) -> list[dict[str, Any]]:
-    """Every simple message moto stored: ``{id, source, destinations, subject, body}``."""
+    """Every message moto stored: ``{id, source, destinations, subject, body}`` — for a raw
+    message (what the service sends: ``Content.Raw``), as a mail client decodes it: the subject,
+    ``body`` the text part, and also ``html`` (the HTML part or None), ``headers`` (the parsed
+    message) and ``raw`` (its bytes)."""
     with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=10) as response:
         data = json.loads(response.read().decode("utf-8"))
-    messages: list[dict[str, Any]] = data.get("ses", {}).get("Message", [])
+    ses = data.get("ses", {})
+    messages: list[dict[str, Any]] = list(ses.get("Message", []))
+    for item in ses.get("RawMessage", []):
+        raw = str(item["raw_data"]).encode("utf-8", "surrogateescape")
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        text = parsed.get_body(preferencelist=("plain",))
+        html = parsed.get_body(preferencelist=("html",))
+        destinations = list(dict.fromkeys(str(a) for a in item.get("destinations") or []))
+        messages.append(
+            {
+                "id": item["id"],
+                "source": item["source"],
+                "destinations": {"ToAddresses": destinations},
+                "subject": str(parsed["Subject"]),
+                "body": text.get_content() if text is not None else None,
+                "html": html.get_content() if html is not None else None,
+                "headers": parsed,
+                "raw": raw,
+            }
+        )
     return messages
 
 
