@@ -61,7 +61,7 @@ class Limits:
     max_recipients: int
     max_subject_chars: int
     max_body_bytes: int
-    max_html_bytes: int = 0
+    max_html_bytes: int = 102_400  # SENDMAIL_MAX_HTML_BYTES's default
 
     @property
     def max_entries(self) -> int:
@@ -200,8 +200,9 @@ class Recipient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     email: StrictStr = Field(description="The recipient's address.")
-    variables: dict[str, StrictStr | int | float] = Field(
+    variables: dict[str, Any] = Field(
         default_factory=dict,
+        json_schema_extra={"additionalProperties": {"type": ["string", "number"]}},
         description=(
             f"Values for the templates' variables (at most {MAX_VARIABLES}; names are letters, "
             f"digits and _, not starting with a digit; values at most {MAX_VARIABLE_CHARS} "
@@ -212,7 +213,7 @@ class Recipient(BaseModel):
 
     @field_validator("variables")
     @classmethod
-    def _variables(cls, value: dict[str, str | int | float]) -> dict[str, str]:
+    def _variables(cls, value: dict[str, Any]) -> dict[str, str]:
         if len(value) > MAX_VARIABLES:
             raise _fail(f"must hold at most {MAX_VARIABLES} variables")
         out: dict[str, str] = {}
@@ -224,7 +225,7 @@ class Recipient(BaseModel):
                 )
             if name == UNSUBSCRIBE_URL:
                 raise _fail(f"{UNSUBSCRIBE_URL!r} is given by the service, not by a request")
-            if isinstance(item, bool):
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
                 raise _fail(f"{name}: a value must be a string or a number")
             text = item if isinstance(item, str) else json.dumps(item)
             if len(text) > MAX_VARIABLE_CHARS:
@@ -411,7 +412,7 @@ def check_personalisation(
         return
     names = frozenset(needed)
     for index, recipient in enumerate(recipients):
-        variables: Mapping[str, str] = recipient.variables  # type: ignore[assignment]
+        variables: Mapping[str, str] = recipient.variables
         if names <= variables.keys():
             continue
         missing = sorted(names - variables.keys(), key=list(needed).index)[0]

@@ -171,8 +171,9 @@ def _html_footer(footer: Template, link: str) -> str:
         else:
             lines.append(html_escaping.escape(part, quote=False).replace("\n", "<br>\n"))
     inner = "".join(lines).strip()
-    while inner.startswith("<br>"):  # the text footer's leading blank lines
-        inner = inner[len("<br>") :].lstrip()
+    # the text footer's leading blank lines and signature separator ("--") are for text only
+    while inner.startswith(("<br>", "--<br>")):
+        inner = inner.partition("<br>")[2].lstrip()
     return f'<p style="font-size:12px;color:#666666">{inner}</p>'
 
 
