@@ -216,6 +216,17 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Hosting -------------------------------------------------------------------------------
+    SENDMAIL_FUNCTIONS: Literal["all", "public"] = Field(
+        default="all",
+        description=(
+            "Which functions the app registers (function_app.py reads it at import): all, or "
+            "public — only the routes that must be reachable from anywhere (unsubscribe, the SNS "
+            "events endpoint, health), for the public app the Bicep adds when the caller IP "
+            "allow-list is on."
+        ),
+    )
+
     # --- SMTP --------------------------------------------------------------------------------
     SENDMAIL_SMTP_CONNECTIONS: int = Field(default=3, ge=1, le=10)
     SENDMAIL_SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)

@@ -1,0 +1,64 @@
+"""The endpoint SNS posts SES's events to: ``POST /api/v1/events/ses``.
+
+It is an SNS HTTPS subscription's endpoint. It takes the function key in the query string
+(``?code=``, as the subscription URL carries it) *and* verifies every message as AWS documents
+(:mod:`sendmail.feedback.sns`): a message that fails a check is refused with 403 and records
+nothing. A verified notification's SES events feed the suppression list and the send's event
+record (:mod:`sendmail.feedback.intake`); a failure after verification is a 500, and SNS delivers
+again (idempotent on the SNS ``MessageId``). Blocking work (certificate fetch, Azure Tables) runs
+on a thread, off the event loop.
+
+SNS has no address range of its own to allow, so this is one of the public routes
+(``function_app.py``): with the caller IP allow-list on, the public app serves it
+(docs/deploy.md, "What stays public"). It needs no Durable client, only the tables.
+"""
+
+import asyncio
+import logging
+
+import azure.functions as func
+
+from api.http import json_response, v1_errors
+
+logger = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+
+EVENTS_ROUTE = "v1/events/ses"
+#: The one answer to a message that fails any verification rule (the log says which).
+SNS_REFUSED = "The message could not be verified."
+
+
+@bp.function_name("ses_events")
+@bp.route(route=EVENTS_ROUTE, methods=["POST"])
+@v1_errors
+async def ses_events(req: func.HttpRequest) -> func.HttpResponse:
+    from sendmail import services
+    from sendmail.contract.api_models import EventsReceipt
+    from sendmail.contract.errors import Forbidden, ValidationFailed
+    from sendmail.feedback.intake import act
+    from sendmail.feedback.sns import SnsMalformed, SnsRejected
+
+    verifier = services.sns_verifier()
+    message_type = req.headers.get("x-amz-sns-message-type")
+    try:
+        message = await asyncio.to_thread(
+            verifier.verify, req.get_body(), message_type=message_type
+        )
+        outcome = await asyncio.to_thread(
+            act,
+            message,
+            verifier,
+            services.event_store,
+            services.suppressions,
+            services.processed_sns_messages,
+        )
+    except SnsMalformed as e:
+        raise ValidationFailed(str(e)) from e
+    except SnsRejected as e:
+        # The reason is the operator's (the log), not the caller's: naming the check that
+        # failed would let a caller probe the configuration (allowed topics, version).
+        logger.warning("SNS message refused: %s", e)
+        raise Forbidden(SNS_REFUSED) from e
+    body = EventsReceipt.model_validate(outcome.to_json())
+    return json_response(body.model_dump(mode="json"))
