@@ -1,8 +1,12 @@
 """The suppression list, for operators: look an address up, take it off.
 
-``GET /api/v1/suppressions/{email}`` answers 200 with the entry or 404; ``DELETE`` answers 204
-when it removed the address (an operator confirmed it is good again) or 404 when it was not on
-the list. Addresses are compared normalised (trimmed, lower-case, the domain in ASCII form:
+``GET /api/v1/suppressions/{email}`` answers 200 with the address's entries (a bounce or
+complaint, an unsubscribe, or both: ``entries``, the first one's fields repeated at the top as
+before an address could carry several) or 404. ``DELETE`` answers 204 when it removed the
+address's entries — every one, an unsubscribe included, or only the one ``?reason=BOUNCE``,
+``COMPLAINT`` or ``UNSUBSCRIBED`` names (an operator confirmed the address is good again after a
+bounce, with the recipient's unsubscribe kept: ``?reason=BOUNCE``) — or 404 when there was none
+to remove. Addresses are compared normalised (trimmed, lower-case, the domain in ASCII form:
 :mod:`sendmail.contract.addresses`). What puts an address on the list, and what it means for
 sending: :mod:`sendmail.feedback.suppression`.
 """
@@ -10,10 +14,14 @@ sending: :mod:`sendmail.feedback.suppression`.
 import asyncio
 import logging
 import re
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from api.http import json_response, v1_errors
+
+if TYPE_CHECKING:
+    from sendmail.feedback.ses_events import SuppressionReason
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +40,22 @@ def _address(req: func.HttpRequest) -> str:
     return email
 
 
+def _reason(req: func.HttpRequest) -> "SuppressionReason | None":
+    from sendmail.contract.errors import ValidationFailed
+
+    reason = req.params.get("reason")
+    if reason is None:
+        return None
+    known: dict[str, SuppressionReason] = {
+        "BOUNCE": "BOUNCE",
+        "COMPLAINT": "COMPLAINT",
+        "UNSUBSCRIBED": "UNSUBSCRIBED",
+    }
+    if reason in known:
+        return known[reason]
+    raise ValidationFailed("reason must be BOUNCE, COMPLAINT or UNSUBSCRIBED")
+
+
 @bp.function_name("suppression_get")
 @bp.route(route=SUPPRESSION_ROUTE, methods=["GET"])
 @v1_errors
@@ -39,12 +63,13 @@ async def suppression_get(req: func.HttpRequest) -> func.HttpResponse:
     from sendmail import services
     from sendmail.contract.api_models import Suppression
     from sendmail.contract.errors import NotFound
+    from sendmail.feedback.suppression import listing_json
 
     email = _address(req)
-    entry = await asyncio.to_thread(services.suppressions().get, email)
-    if entry is None:
+    entries = await asyncio.to_thread(services.suppressions().get, email)
+    if not entries:
         raise NotFound("The address is not on the suppression list.")
-    body = Suppression.model_validate(entry.to_json())
+    body = Suppression.model_validate(listing_json(entries))
     return json_response(body.model_dump(mode="json", exclude_none=True))
 
 
@@ -56,10 +81,17 @@ async def suppression_delete(req: func.HttpRequest) -> func.HttpResponse:
     from sendmail.contract.errors import NotFound
 
     email = _address(req)
-    removed = await asyncio.to_thread(services.suppressions().remove, email)
+    reason = _reason(req)
+    removed = await asyncio.to_thread(services.suppressions().remove, email, reason)
     if not removed:
-        raise NotFound("The address is not on the suppression list.")
+        raise NotFound(
+            "The address is not on the suppression list."
+            if reason is None
+            else f"The address is not on the suppression list with reason {reason}."
+        )
     logger.warning(
-        "An address at %s was taken off the suppression list", email.rpartition("@")[2].lower()
+        "An address at %s was taken off the suppression list (%s)",
+        email.rpartition("@")[2].lower(),
+        reason or "every reason",
     )
     return func.HttpResponse(status_code=204, headers={"Cache-Control": "no-store"})

@@ -206,6 +206,7 @@ def test_a_verified_bounce_is_counted_listed_and_suppresses(
     assert "sendId" not in entry  # found by the security review: it led to the send's recipients
     assert "messageId" not in entry
     assert entry["subType"] == "Permanent/General"
+    assert [e["reason"] for e in entry["entries"]] == ["BOUNCE"]
 
     # SNS delivers at least once: the same message again records nothing more
     again = post_event(app_functions, raw)
@@ -235,7 +236,7 @@ def test_a_replayed_bounce_does_not_undo_an_operators_removal(
 
     assert replay.status_code == 200
     assert json.loads(replay.get_body())["replayed"] is True
-    assert services.suppressions().get("back@example.com") is None
+    assert services.suppressions().get("back@example.com") == []
     # a new bounce of the same address (another MessageId) lists it again
     fresh = sns_body(signing, json.dumps(ses_record("Bounce", "back@example.com")))
     assert json.loads(post_event(app_functions, fresh).get_body())["suppressed"] == 1
@@ -260,7 +261,7 @@ def test_a_forged_notification_is_refused_and_records_nothing(
     # caller's, who could otherwise probe the allowed topics and versions
     assert body["message"] == "The message could not be verified."
     assert "the signature does not verify" in caplog.text
-    assert services.suppressions().get("victim@example.com") is None
+    assert services.suppressions().get("victim@example.com") == []
     assert services.event_store().page(SEND, limit=10).events == []
     assert email_status(app_functions, client, SEND)["delivery"]["bounced"] == 0
 
@@ -466,3 +467,48 @@ def test_an_operator_removes_an_address_from_the_list(
             invalid = do(name, method, bad)
             assert invalid.status_code == 400, bad
             documented(document, route, method.lower(), invalid)
+
+
+def test_the_routes_show_every_reason_and_delete_one_or_all(
+    app_functions: dict[str, Any], document: dict[str, Any]
+) -> None:
+    """An unsubscribed address that later bounced: GET shows both (the bounce first and at the
+    top); DELETE ?reason=BOUNCE keeps the unsubscribe; DELETE without a reason takes it all."""
+    from tests.test_suppression import entry
+
+    services.suppressions().add(entry("both@example.com", "UNSUBSCRIBED", send_id=SEND))
+    services.suppressions().add(entry("both@example.com", "BOUNCE", event_type="Bounce"))
+    route = "/v1/suppressions/{email}"
+
+    def do(method: str, reason: str | None = None) -> func.HttpResponse:
+        return call(
+            app_functions,
+            "suppression_get" if method == "GET" else "suppression_delete",
+            "/api/v1/suppressions/both@example.com",
+            method=method,
+            params={"reason": reason} if reason is not None else None,
+            route_params={"email": "both@example.com"},
+        )
+
+    body = documented(document, route, "get", do("GET"))
+    assert (body["reason"], body["eventType"]) == ("BOUNCE", "Bounce")
+    assert [(e["reason"], e.get("eventType")) for e in body["entries"]] == [
+        ("BOUNCE", "Bounce"),
+        ("UNSUBSCRIBED", None),
+    ]
+    assert SEND not in json.dumps(body)  # an unsubscribe's send stays in the table
+
+    bad = do("DELETE", "bounce")
+    assert bad.status_code == 400
+    assert "reason must be" in documented(document, route, "delete", bad)["message"]
+    assert do("DELETE", "COMPLAINT").status_code == 404  # its delivery entry is a bounce
+    assert do("DELETE", "BOUNCE").status_code == 204
+    body = documented(document, route, "get", do("GET"))
+    assert (body["reason"], [e["reason"] for e in body["entries"]]) == (
+        "UNSUBSCRIBED",
+        ["UNSUBSCRIBED"],
+    )
+    services.suppressions().add(entry("both@example.com", "COMPLAINT"))
+    assert do("DELETE").status_code == 204  # every reason
+    assert do("GET").status_code == 404
+    assert services.suppressions().get("both@example.com") == []

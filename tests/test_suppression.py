@@ -1,5 +1,6 @@
 """The suppression list (in memory and on Azurite) and what it does to an SES batch: suppressed
-recipients never reach SES and fail with SUPPRESSED; every message carries the send id tag."""
+recipients never reach SES and fail with SUPPRESSED, unsubscribed ones are skipped by marketing
+sends (UNSUBSCRIBED); every message carries the send id tag."""
 
 from __future__ import annotations
 
@@ -60,8 +61,7 @@ def test_an_address_is_listed_once_with_its_first_cause(listed: SuppressionList)
     )
     assert listed.add(first) is True
     assert listed.add(entry("gone@example.com", "COMPLAINT", send_id="send2")) is False
-    found = listed.get("  Gone@Example.COM ")
-    assert found is not None
+    [found] = listed.get("  Gone@Example.COM ")
     assert found.to_json() == {
         "email": "gone@example.com",
         "reason": "BOUNCE",
@@ -70,7 +70,7 @@ def test_an_address_is_listed_once_with_its_first_cause(listed: SuppressionList)
         "subType": "Permanent/General",
         "diagnostic": "smtp; 550 5.1.1 user unknown",
     }
-    assert listed.get("other@example.com") is None
+    assert listed.get("other@example.com") == []
     # kept (an operator reading the table can trace it), never answered: a send id opens its
     # caller's recipients, and the suppression routes are every operator's
     assert (found.send_id, found.message_id) == ("send1", "m1")
@@ -81,7 +81,7 @@ def test_removal_restores_an_address_and_says_whether_it_was_listed(
 ) -> None:
     listed.add(entry("a@example.com"))
     assert listed.remove("A@example.com") is True
-    assert listed.get("a@example.com") is None
+    assert listed.get("a@example.com") == []
     assert listed.remove("a@example.com") is False
 
 
@@ -106,8 +106,7 @@ def test_an_internationalised_domain_matches_its_ascii_form(listed: SuppressionL
     listed.add(entry("user@example.com"))
     found = listed.lookup(["user@bücher.de", "USER@BÜCHER.DE", "user@\uff45xample.com"])
     assert set(found) == {"user@xn--bcher-kva.de", "user@example.com"}
-    got = listed.get("User@Bücher.de")
-    assert got is not None
+    [got] = listed.get("User@Bücher.de")
     assert got.email == "user@xn--bcher-kva.de"
 
 
@@ -115,8 +114,11 @@ def test_a_crowded_domain_is_read_in_pages_unless_its_partition_is_large(
     azurite: Azurite,
 ) -> None:
     """30 recipients at a domain with 20 listed entries: one partition read. 10 recipients at a
-    domain with 1,200 listed (over the 1,000 a read may go through for 10): point reads. Two
-    recipients at their own domains: point reads. The same answer either way."""
+    domain with 1,200 listed (over the 1,000 a read may go through for 10): one read per
+    recipient. Two recipients at their own domains: one read each. The same answer either way,
+    an address's unsubscribe entry included, in the same number of requests as when an address
+    had one row (a read per recipient was a point read then; it is a range of the address's
+    rows now)."""
     from sendmail.feedback.suppression import TableSuppressionList
     from sendmail.platform.tables import table_key
 
@@ -139,18 +141,21 @@ def test_a_crowded_domain_is_read_in_pages_unless_its_partition_is_large(
         ]
         for start in range(0, count, 100):
             table.client.submit_transaction([("create", r) for r in rows[start : start + 100]])
-    calls = {"query": 0, "get": 0}
+    for address in ("user10@small.example", "user5@large.example", "user9000@large.example"):
+        table.add(entry(address, "UNSUBSCRIBED"))
+    calls = {"scan": 0, "address": 0, "point": 0}
     query, get = table.client.query_entities, table.client.get_entity
 
-    def counted(name: str, method: Any) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            calls[name] += 1
-            return method(*args, **kwargs)
+    def counted_query(query_filter: str, **kwargs: Any) -> Any:
+        calls["address" if "RowKey" in query_filter else "scan"] += 1
+        return query(query_filter, **kwargs)
 
-        return call
+    def counted_get(*args: Any, **kwargs: Any) -> Any:
+        calls["point"] += 1
+        return get(*args, **kwargs)
 
-    table.client.query_entities = counted("query", query)  # type: ignore[method-assign]
-    table.client.get_entity = counted("get", get)  # type: ignore[method-assign]
+    table.client.query_entities = counted_query  # type: ignore[method-assign,assignment]
+    table.client.get_entity = counted_get  # type: ignore[method-assign]
     try:
         batch = [f"user{n}@small.example" for n in range(10, 40)]  # 10 listed (10..19)
         batch += [f"USER{n}@large.example" for n in (5, 1199, 5000, 5001, 5002, 5003)]
@@ -162,9 +167,136 @@ def test_a_crowded_domain_is_read_in_pages_unless_its_partition_is_large(
     assert set(found) == {f"user{n}@small.example" for n in range(10, 20)} | {
         "user5@large.example",
         "user1199@large.example",
+        "user9000@large.example",
         "first@lonely.example",
     }
-    assert calls == {"query": 2, "get": 10 + 2}  # a read per crowded domain; points elsewhere
+    reasons = {address: [e.reason for e in entries] for address, entries in found.items()}
+    assert reasons["user10@small.example"] == ["BOUNCE", "UNSUBSCRIBED"]  # by the scan
+    assert reasons["user5@large.example"] == ["BOUNCE", "UNSUBSCRIBED"]  # by the address
+    assert reasons["user9000@large.example"] == ["UNSUBSCRIBED"]
+    assert reasons["user11@small.example"] == ["BOUNCE"]
+    # a read per crowded domain; one per address elsewhere, as before
+    assert calls == {"scan": 2, "address": 10 + 2, "point": 0}
+
+
+def test_rows_written_before_unsubscribes_read_as_they_did(azurite: Azurite) -> None:
+    """A row as the list wrote it when an address had one (RowKey = the local part's key, reason
+    BOUNCE or COMPLAINT) is that address's delivery entry; an unsubscribe goes next to it, and
+    neither hides the other. No local part's key is an unsubscribe row's, and an address's
+    range holds its own rows only (``x.y`` and ``x0`` sort right after ``x``)."""
+    from sendmail.platform.tables import table_key
+
+    table = suppressions_from_environment(
+        {"AzureWebJobsStorage": azurite.connection_string},
+        table_name="Suppressions" + uuid.uuid4().hex[:12],
+    )
+    table.add(entry("creates@table.example"))
+    for local, reason in (("old", "BOUNCE"), ("older", "COMPLAINT"), ("oldest", "Bounce?")):
+        table.client.create_entity(
+            {
+                "PartitionKey": table_key("example.com"),
+                "RowKey": table_key(local),
+                "Email": f"{local}@example.com",
+                "Reason": reason,
+                "CreatedTime": NOW,
+                "EventType": "Bounce" if reason != "COMPLAINT" else "Complaint",
+            }
+        )
+    try:
+        assert [e.reason for e in table.get("old@example.com")] == ["BOUNCE"]
+        assert [e.reason for e in table.get("older@example.com")] == ["COMPLAINT"]
+        assert [e.reason for e in table.get("oldest@example.com")] == ["BOUNCE"]
+        assert table.add(entry("old@example.com", "UNSUBSCRIBED")) is True
+        assert [e.reason for e in table.get("old@example.com")] == ["BOUNCE", "UNSUBSCRIBED"]
+        assert [e.reason for e in table.get("older@example.com")] == ["COMPLAINT"]
+
+        # "x!unsubscribed" is a local part whose key is "x~21unsubscribed", not x's unsubscribe
+        for address in ("x!unsubscribed@example.com", "x.y@example.com", "x0@example.com"):
+            table.add(entry(address))
+        table.add(entry("x@example.com", "UNSUBSCRIBED"))
+        assert [e.email for e in table.get("x@example.com")] == ["x@example.com"]
+        assert [e.reason for e in table.get("x@example.com")] == ["UNSUBSCRIBED"]
+        assert [e.reason for e in table.get("x!unsubscribed@example.com")] == ["BOUNCE"]
+        assert table.get("x.@example.com") == []
+    finally:
+        table.client.delete_table()
+
+
+def test_an_unsubscribe_and_a_bounce_are_both_kept_whichever_comes_first(
+    listed: SuppressionList,
+) -> None:
+    later = datetime(2026, 12, 5, tzinfo=UTC)
+    assert listed.add(entry("a@example.com", "UNSUBSCRIBED", send_id="s1")) is True
+    assert listed.add(entry("a@example.com", "BOUNCE", event_type="Bounce")) is True
+    assert listed.add(entry("b@example.com", "COMPLAINT")) is True
+    assert listed.add(entry("b@example.com", "UNSUBSCRIBED")) is True
+    # repeating an unsubscribe is harmless: the first entry stays, with its time
+    again = Suppression(email="a@example.com", reason="UNSUBSCRIBED", created=later)
+    assert listed.add(again) is False
+    # a second delivery event changes nothing either (the first wins), unsubscribed or not
+    assert listed.add(entry("a@example.com", "COMPLAINT")) is False
+
+    a = listed.get("A@example.com")
+    assert [(e.reason, e.created) for e in a] == [("BOUNCE", NOW), ("UNSUBSCRIBED", NOW)]
+    assert a[1].send_id == "s1"  # kept for operators reading the table, never answered
+    assert [e.reason for e in listed.get("b@example.com")] == ["COMPLAINT", "UNSUBSCRIBED"]
+    found = listed.lookup(["a@example.com", "B@EXAMPLE.COM", "c@example.com"])
+    assert {k: [e.reason for e in v] for k, v in found.items()} == {
+        "a@example.com": ["BOUNCE", "UNSUBSCRIBED"],
+        "b@example.com": ["COMPLAINT", "UNSUBSCRIBED"],
+    }
+
+
+def test_removal_takes_every_entry_or_the_one_named(listed: SuppressionList) -> None:
+    for reason in ("BOUNCE", "UNSUBSCRIBED"):
+        listed.add(entry("a@example.com", reason))
+        listed.add(entry("b@example.com", reason))
+    assert listed.remove("a@example.com", "COMPLAINT") is False  # its delivery entry is a bounce
+    assert listed.remove("a@example.com", "BOUNCE") is True
+    assert [e.reason for e in listed.get("a@example.com")] == ["UNSUBSCRIBED"]
+    assert listed.remove("a@example.com", "BOUNCE") is False
+    assert listed.remove("a@example.com", "UNSUBSCRIBED") is True
+    assert listed.get("a@example.com") == []
+
+    assert listed.remove("B@example.com") is True  # every entry
+    assert listed.get("b@example.com") == []
+    assert listed.lookup(["a@example.com", "b@example.com"]) == {}
+
+
+def test_the_answer_lists_every_entry_and_repeats_the_first() -> None:
+    from sendmail.contract.api_models import Suppression as SuppressionBody
+    from sendmail.feedback.suppression import listing_json
+
+    bounce = entry("a@example.com", event_type="Bounce", sub_type="Permanent/General")
+    unsubscribe = entry("a@example.com", "UNSUBSCRIBED", send_id="s1")
+    body = listing_json([bounce, unsubscribe])
+    assert body == {
+        "email": "a@example.com",
+        "reason": "BOUNCE",
+        "createdTime": "2026-12-01T10:00:00Z",
+        "eventType": "Bounce",
+        "subType": "Permanent/General",
+        "entries": [
+            {
+                "reason": "BOUNCE",
+                "createdTime": "2026-12-01T10:00:00Z",
+                "eventType": "Bounce",
+                "subType": "Permanent/General",
+            },
+            {"reason": "UNSUBSCRIBED", "createdTime": "2026-12-01T10:00:00Z"},
+        ],
+    }
+    SuppressionBody.model_validate(body)  # the documented model takes it
+    assert SuppressionBody.model_validate(listing_json([unsubscribe])).reason == "UNSUBSCRIBED"
+
+
+def test_the_documented_reasons_are_the_lists() -> None:
+    from typing import get_args
+
+    from sendmail.contract.api_models import SuppressionReasonName
+    from sendmail.feedback.ses_events import SuppressionReason
+
+    assert get_args(SuppressionReasonName) == get_args(SuppressionReason)
 
 
 def test_an_event_makes_an_entry_only_when_it_suppresses() -> None:
@@ -229,6 +361,62 @@ def test_a_batch_with_nobody_suppressed_is_sent_as_it_is() -> None:
     report = skipping_suppressed(send, MemorySuppressionList())(["a@x.example"], lambda *_: None)
     assert send.calls == [["a@x.example"]]
     assert report.deliveries[0].ok
+
+
+BOUNCED, UNSUBSCRIBED, BOTH, CLEAN = (
+    "bounced@example.com",
+    "unsubscribed@example.com",
+    "both@example.com",
+    "clean@example.com",
+)
+
+
+@pytest.mark.parametrize(
+    ("marketing", "bounces", "expected"),
+    [
+        # transactional, suppression on: only bounces and complaints are skipped
+        (False, True, {BOUNCED: "SUPPRESSED", BOTH: "SUPPRESSED"}),
+        # marketing: unsubscribes too; an address with both is SUPPRESSED
+        (True, True, {BOUNCED: "SUPPRESSED", UNSUBSCRIBED: "UNSUBSCRIBED", BOTH: "SUPPRESSED"}),
+        # marketing with SENDMAIL_SUPPRESSION_ENABLED=false: unsubscribes are still honoured
+        (True, False, {UNSUBSCRIBED: "UNSUBSCRIBED", BOTH: "UNSUBSCRIBED"}),
+    ],
+    ids=["transactional", "marketing", "marketing-suppression-off"],
+)
+def test_what_a_batch_skips_depends_on_the_send_and_the_setting(
+    marketing: bool, bounces: bool, expected: dict[str, str]
+) -> None:
+    listed = MemorySuppressionList()
+    listed.add(entry(BOUNCED))
+    listed.add(entry(UNSUBSCRIBED, "UNSUBSCRIBED"))
+    listed.add(entry(BOTH, "COMPLAINT"))
+    listed.add(entry(BOTH, "UNSUBSCRIBED"))
+    send = FakeSend()
+    recipients = [BOUNCED, UNSUBSCRIBED, BOTH, CLEAN]
+
+    report = skipping_suppressed(send, listed, marketing=marketing, bounces=bounces)(
+        recipients, lambda *_: None
+    )
+
+    assert send.calls == [[r for r in recipients if r not in expected]]
+    failed = {d.recipient: d.code for d in report.deliveries if not d.ok}
+    assert failed == expected
+    for delivery in report.deliveries:
+        assert "@" not in (delivery.message or "")  # never the address
+        if delivery.code == FailureCode.UNSUBSCRIBED:
+            assert "unsubscribed on 2026-12-01" in (delivery.message or "")
+            assert "transactional mail still is" in (delivery.message or "")
+
+
+def test_with_nothing_to_check_no_lookup_is_made() -> None:
+    listed = MemorySuppressionList()
+    listed.add(entry("a@example.com"))
+    send = FakeSend()
+    report = skipping_suppressed(send, listed, marketing=False, bounces=False)(
+        ["a@example.com"], lambda *_: None
+    )
+    assert report.deliveries[0].ok
+    assert listed.lookups == 0
 
 
 def test_a_lookup_that_fails_sends_nothing() -> None:

@@ -270,32 +270,36 @@ class RecipientsPage(BaseModel):
     )
 
 
-class Suppression(BaseModel):
-    """An address on the suppression list: aws-send does not mail it (`SUPPRESSED`)."""
+#: Why an address is on the suppression list.
+SuppressionReasonName = Literal["BOUNCE", "COMPLAINT", "UNSUBSCRIBED"]
+_REASON_DESCRIPTION = (
+    "`BOUNCE`: a hard (permanent) bounce; `COMPLAINT`: a complaint (both: aws-send skips the "
+    "address, `SUPPRESSED`); `UNSUBSCRIBED`: the recipient used the one-click unsubscribe link "
+    "(marketing sends skip it, `UNSUBSCRIBED`; transactional mail still reaches it)."
+)
+_EXAMPLE_BOUNCE: JsonDict = {
+    "reason": "BOUNCE",
+    "createdTime": "2026-11-29T10:00:10Z",
+    "eventType": "Bounce",
+    "subType": "Permanent/General",
+    "diagnostic": "smtp; 550 5.1.1 user unknown",
+}
 
-    model_config = _examples(
-        {
-            "email": "user1@example.com",
-            "reason": "BOUNCE",
-            "createdTime": "2026-11-29T10:00:10Z",
-            "eventType": "Bounce",
-            "subType": "Permanent/General",
-            "diagnostic": "smtp; 550 5.1.1 user unknown",
-        }
-    )
 
-    email: str = Field(
-        description="The address, normalised (trimmed, lower-case, the domain in ASCII form)."
-    )
-    reason: Literal["BOUNCE", "COMPLAINT"] = Field(
-        description="A hard (permanent) bounce, or a complaint."
-    )
+class SuppressionEntry(BaseModel):
+    """One reason an address is on the list: a delivery entry (the first hard bounce or
+    complaint) or an unsubscribe entry. An address has at most one of each."""
+
+    model_config = _examples(_EXAMPLE_BOUNCE)
+
+    reason: SuppressionReasonName = Field(description=_REASON_DESCRIPTION)
     createdTime: str = Field(
-        description="When the address was put on the list (UTC).",
-        json_schema_extra={"format": "date-time"},
+        description="When the entry was made (UTC).", json_schema_extra={"format": "date-time"}
     )
     eventType: EventTypeName | SkipJsonSchema[None] = Field(
-        default=None, description="The event that caused it.", json_schema_extra=_absent_when_none
+        default=None,
+        description="The SES event that caused it (none for an unsubscribe).",
+        json_schema_extra=_absent_when_none,
     )
     subType: str | SkipJsonSchema[None] = Field(
         default=None, description="Its subtype.", json_schema_extra=_absent_when_none
@@ -304,6 +308,63 @@ class Suppression(BaseModel):
         default=None,
         description="The receiving server's answer, if any.",
         json_schema_extra=_absent_when_none,
+    )
+
+
+class Suppression(BaseModel):
+    """An address on the suppression list, with every reason it is there (``entries``). The
+    top-level ``reason``, ``createdTime`` and event fields repeat the first entry (the bounce or
+    complaint when there is one), as the answer was before an address could carry several."""
+
+    model_config = _examples(
+        {
+            "email": "user1@example.com",
+            **_EXAMPLE_BOUNCE,
+            "entries": [
+                _EXAMPLE_BOUNCE,
+                {"reason": "UNSUBSCRIBED", "createdTime": "2026-10-02T08:30:00Z"},
+            ],
+        }
+    )
+
+    email: str = Field(
+        description="The address, normalised (trimmed, lower-case, the domain in ASCII form)."
+    )
+    reason: SuppressionReasonName = Field(description=f"The first entry's. {_REASON_DESCRIPTION}")
+    createdTime: str = Field(
+        description="When the first entry was made (UTC).",
+        json_schema_extra={"format": "date-time"},
+    )
+    eventType: EventTypeName | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The SES event that caused the first entry.",
+        json_schema_extra=_absent_when_none,
+    )
+    subType: str | SkipJsonSchema[None] = Field(
+        default=None, description="Its subtype.", json_schema_extra=_absent_when_none
+    )
+    diagnostic: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The receiving server's answer, if any.",
+        json_schema_extra=_absent_when_none,
+    )
+    entries: list[SuppressionEntry] = Field(
+        min_length=1,
+        max_length=2,
+        description=(
+            "Every reason the address is on the list, the bounce or complaint first: at most "
+            "one of them (the first event wins) and at most one unsubscribe."
+        ),
+    )
+
+
+class UnsubscribeReceipt(BaseModel):
+    """``200`` to a one-click unsubscribe: the address is unsubscribed (now, or before)."""
+
+    model_config = _examples({"unsubscribed": True})
+
+    unsubscribed: Literal[True] = Field(
+        description="Always true: marketing sends skip the address from now on."
     )
 
 
@@ -511,4 +572,5 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     RecipientsPage,
     Suppression,
     EventsReceipt,
+    UnsubscribeReceipt,
 )
