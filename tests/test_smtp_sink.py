@@ -8,7 +8,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from devhost.emulators.outbox import OutboxJournal
 from devhost.emulators.smtp_sink import SmtpSink
+from tests.support.newsletter import (
+    FROM,
+    MESSAGE_ID,
+    RECIPIENT,
+    SENDER,
+    SUBJECT,
+    assert_shows_newsletter,
+    newsletter,
+)
 
 MAIL = (
     b"From: se@aifactory.page\r\nTo: a@example.com\r\n"
@@ -36,6 +46,17 @@ def test_captures_mail_in_outbox_shape(smtp_sink):
         "messageId": "<x.1@aifactory.page>",
         "receivedAt": None,
         "body": "안녕\n끝",
+        "headers": [
+            ["From", "se@aifactory.page"],
+            ["To", "a@example.com"],
+            ["Subject", "안녕"],
+            ["Message-ID", "<x.1@aifactory.page>"],
+            ["Content-Type", 'text/plain; charset="utf-8"'],
+            ["Content-Transfer-Encoding", "base64"],
+            ["MIME-Version", "1.0"],
+        ],
+        "text": "안녕\n끝",
+        "html": None,
     }
     received_at = datetime.fromisoformat(message.received_at)
     assert received_at.utcoffset() == timedelta(0)
@@ -44,6 +65,26 @@ def test_captures_mail_in_outbox_shape(smtp_sink):
     smtp_sink.clear()
     assert smtp_sink.messages() == []
     assert smtp_sink.raw_messages() == []
+
+
+def test_a_multipart_message_shows_its_headers_text_and_html_decoded_after_a_restart(
+    start_smtp_sink, tmp_path
+):
+    journal = tmp_path / "outbox.jsonl"
+    sink = start_smtp_sink(journal=OutboxJournal(journal))
+    raw, headers = newsletter()
+    with smtplib.SMTP_SSL(sink.host, sink.port, context=trusting(sink)) as client:
+        client.login(SENDER, "any password")
+        client.sendmail(SENDER, [RECIPIENT], raw)
+    sink.stop()
+
+    (message,) = sink.messages()
+    assert sink.raw_messages() == [raw]
+    assert OutboxJournal(journal).read() == [message]  # what a restarted devhost reads
+    assert (message.transport, message.sender, message.message_id) == ("smtp", SENDER, MESSAGE_ID)
+    assert message.header("From") == FROM
+    assert message.subject == SUBJECT
+    assert_shows_newsletter(message, headers)
 
 
 @pytest.mark.parametrize("mechanism", ["LOGIN", "PLAIN"])

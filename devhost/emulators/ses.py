@@ -16,7 +16,8 @@ What it adds to moto:
   24 hours. This is done by patching the SES backend *instance* of this account and region in
   process (the server's threads share moto's process-global backends).
 - ``messages()`` lists what moto accepted as :class:`OutboxMessage` (decoded subject, SES
-  MessageId, the time the emulator saw the send).
+  MessageId, the time the emulator saw the send; for ``Content.Raw``, the message's headers and
+  decoded text and HTML parts, read from the bytes as sent).
 - With ``events`` (devhost's :class:`~devhost.emulators.sns.LocalSns`), SES's mailbox simulator:
   every SESv2 ``SendEmail`` moto accepted becomes the SES event records real SES would publish
   (:mod:`devhost.emulators.mailbox`: a Delivery, or a bounce or complaint for the simulator's
@@ -31,8 +32,6 @@ call to this class.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
 import json
 import logging
@@ -43,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from devhost.emulators.mailbox import event_records, simulator_box
-from devhost.emulators.outbox import OutboxJournal, OutboxMessage
+from devhost.emulators.outbox import OutboxJournal, OutboxMessage, from_wire
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +209,8 @@ class SesEmulator:
 
     @staticmethod
     def _simple(item: Any, received: datetime) -> OutboxMessage:
+        # SES builds the MIME of Simple content itself, and moto keeps only its subject and one
+        # body (the HTML one when both were given): no headers, the body as the text.
         return OutboxMessage(
             transport="ses",
             sender=item.source,
@@ -218,25 +219,20 @@ class SesEmulator:
             message_id=item.id,
             received_at=_iso(received),
             body=item.body,
+            text=item.body,
         )
 
     @staticmethod
     def _raw(item: Any, received: datetime) -> OutboxMessage:
-        # moto keeps the raw message as text; parse it as the bytes it was on the wire, or an
-        # 8-bit UTF-8 body comes back as escapes.
-        raw = item.raw_data.encode("utf-8", "surrogateescape")
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        part = parsed.get_body(preferencelist=("plain", "html"))
-        body = part.get_content() if part is not None else ""
-        to = _recipients(item)
-        return OutboxMessage(
+        # moto keeps the raw message as text (it decodes the bytes as UTF-8); parse it as the
+        # bytes it was on the wire, or an 8-bit UTF-8 body comes back as escapes.
+        return from_wire(
+            item.raw_data.encode("utf-8", "surrogateescape"),
             transport="ses",
-            sender=item.source or str(parsed.get("From", "")),
-            to=to,
-            subject=str(parsed.get("Subject", "")),
+            sender=item.source or "",
+            to=_recipients(item),
             message_id=item.id,
             received_at=_iso(received),
-            body=body,
         )
 
     # --- moto internals ------------------------------------------------------------------

@@ -26,17 +26,13 @@ Test hooks, safe to call from any thread: :meth:`refuse_recipients`, :meth:`refu
 from __future__ import annotations
 
 import asyncio
-import email
 import ipaddress
 import logging
-import re
 import socket
 import ssl
 import threading
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -48,14 +44,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from devhost.emulators.outbox import OutboxJournal, OutboxMessage
+from devhost.emulators.outbox import OutboxJournal, OutboxMessage, from_wire
 
 logger = logging.getLogger(__name__)
 
 SinkTlsMode = Literal["implicit", "starttls", "plaintext"]
 
 LOOPBACK = "127.0.0.1"
-_CRLF = re.compile(r"\r\n?")
 
 
 #: Passwords with this prefix are refused too (535): a test can try several wrong ones.
@@ -322,24 +317,13 @@ class SmtpSink:
 
 
 def _captured(sender: str, recipients: list[str], raw: bytes) -> OutboxMessage:
-    parsed = email.message_from_bytes(raw, policy=policy.default)
-    assert isinstance(parsed, EmailMessage)
-    body = ""
-    part = parsed.get_body(preferencelist=("plain",))
-    if part is not None:
-        try:
-            # Text travels with CRLF line breaks; show it as a mail client does.
-            body = _CRLF.sub("\n", str(part.get_content()))
-        except (LookupError, ValueError):
-            body = ""
-    return OutboxMessage(
+    return from_wire(
+        raw,
         transport="smtp",
         sender=sender,
-        to=tuple(recipients),
-        subject=str(parsed.get("Subject", "")),
-        message_id=str(parsed.get("Message-ID", "")).strip(),
+        to=recipients,
+        message_id=None,  # the Message-ID header: SMTP answers with no id of its own
         received_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        body=body,
     )
 
 
