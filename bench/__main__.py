@@ -2,7 +2,7 @@
 
 import json
 
-from bench import admission, import_time, profile, scale, sending
+from bench import admission, content, import_time, profile, scale, sending
 
 print("import time (cold start):")
 print(json.dumps(import_time.run(), indent=2))
@@ -12,6 +12,8 @@ print("the sending engine through devhost, against the SES look-alike:")
 sending.main()
 print("one send at 10,000 and 100,000 recipients, and the old design at 10,000 and 50,000:")
 scale.main()
+print("HTML and personalisation: per message, at 300/s, and at admission:")
+content.main()
 print("where the CPU goes (py-spy --gil), with and without the ledger's group commit:")
 try:
     profile.main()

@@ -128,9 +128,9 @@ class MessageMaker:
             raise RenderFailed(str(e)) from None
         if has_line_break(subject):
             raise RenderFailed("the rendered subject holds a line break")
-        if len(text.encode("utf-8")) > self._max_text:
+        if _utf8_length_over(text, self._max_text):
             raise RenderFailed(f"the rendered body is larger than {self._max_text} bytes")
-        if html is not None and len(html.encode("utf-8")) > self._max_html:
+        if html is not None and _utf8_length_over(html, self._max_html):
             raise RenderFailed(f"the rendered html is larger than {self._max_html} bytes")
         if self._prefix and not subject.startswith(self._prefix):
             subject = f"{self._prefix} {subject}"
@@ -154,6 +154,12 @@ def footer_template(settings: Settings) -> Template:
             "SENDMAIL_UNSUBSCRIBE_FOOTER must use {{ unsubscribe_url }} and no other variable"
         )
     return template
+
+
+def _utf8_length_over(text: str, limit: int) -> bool:
+    """Whether ``text`` takes more than ``limit`` bytes in UTF-8 (encoded only when it might:
+    a character takes at most 4 bytes)."""
+    return len(text) * 4 > limit and len(text.encode("utf-8")) > limit
 
 
 def _literal(text: str) -> Template:
