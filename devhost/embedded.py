@@ -1,4 +1,5 @@
-"""Embedded defaults: local SES and SMTP emulators, Azurite for storage, and a dev sealing key.
+"""Embedded defaults: local SES and SMTP emulators, Azurite for storage, dev keys (sealing and
+unsubscribe tokens), and the app's own address as its public base URL.
 
 Everything here changes ``os.environ`` and must run BEFORE ``function_app`` is imported: the
 app reads its settings once. Emulator modules are imported lazily, only when started.
@@ -19,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 SEALING_KEY_ENV = "SENDMAIL_SEALING_KEY"
 SEALING_KEY_FILE = "sealing-key"
+UNSUBSCRIBE_KEYS_ENV = "SENDMAIL_UNSUBSCRIBE_KEYS"
+UNSUBSCRIBE_KEY_FILE = "unsubscribe-key"
+PUBLIC_BASE_URL_ENV = "SENDMAIL_PUBLIC_BASE_URL"
 SES_ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_SESV2", "AWS_ENDPOINT_URL")
 SMTP_OVERRIDE_ENVS = ("SENDMAIL_SMTP_HOST", "SENDMAIL_SMTP_PORT")
 STORAGE_ENVS = ("AzureWebJobsStorage", "AzureWebJobsStorage__tableServiceUri")
@@ -100,6 +104,39 @@ def ensure_sealing_key(state_dir: Path) -> str:
     return "generated"
 
 
+def ensure_unsubscribe_keys(state_dir: Path) -> str:
+    """Set a dev ``SENDMAIL_UNSUBSCRIBE_KEYS`` (one key) unless keys are configured, kept in
+    ``<state>/unsubscribe-key`` so the links of mail sent before a restart keep working.
+
+    Returns where it came from: ``env``, ``state`` or ``generated``.
+    """
+    if os.environ.get(UNSUBSCRIBE_KEYS_ENV):
+        return "env"
+    path = state_dir / UNSUBSCRIBE_KEY_FILE
+    if path.is_file() and path.read_text(encoding="utf-8").strip():
+        os.environ[UNSUBSCRIBE_KEYS_ENV] = path.read_text(encoding="utf-8").strip()
+        os.chmod(path, 0o600)
+        return "state"
+    import base64
+
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")  # what new_key() makes
+    write_private(path, key)
+    os.environ[UNSUBSCRIBE_KEYS_ENV] = key
+    return "generated"
+
+
+def ensure_public_base_url(app_origin: str | None) -> str:
+    """Set ``SENDMAIL_PUBLIC_BASE_URL`` to devhost's own origin unless one is configured: the
+    unsubscribe links of mail sent here then open on this machine. Returns ``env``, ``devhost``
+    or ``unset`` (no origin known)."""
+    if os.environ.get(PUBLIC_BASE_URL_ENV):
+        return "env"
+    if not app_origin:
+        return "unset"
+    os.environ[PUBLIC_BASE_URL_ENV] = app_origin
+    return "devhost"
+
+
 def start_embedded(
     state_dir: Path,
     *,
@@ -114,6 +151,8 @@ def start_embedded(
     """
     embedded = Embedded()
     embedded.notes.append(f"sealing key: {ensure_sealing_key(state_dir)}")
+    embedded.notes.append(f"unsubscribe key: {ensure_unsubscribe_keys(state_dir)}")
+    embedded.notes.append(f"public base URL: {ensure_public_base_url(app_origin)}")
     if not emulators:
         embedded.notes.append("emulators disabled (--no-emulators)")
         return embedded

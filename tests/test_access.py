@@ -40,6 +40,30 @@ def test_every_function_level_route_is_placed_exactly_once(app_functions: dict[s
     assert "admin" not in routes.values()  # the master key is never needed, never handed out
 
 
+#: The routes that answer without a key, each for a reason: liveness probes, the API's own
+#: documentation, and the one-click unsubscribe links mail clients and recipients follow (RFC
+#: 8058: no key can be in a link mailed to the world; the token is the authority).
+PUBLIC_ROUTES = {
+    "health": "health",
+    "openapi_document": "v1/openapi.json",
+    "docs": "v1/docs/{*path}",
+    "v1_swagger_ui": "swagger-ui/index.html",
+    "unsubscribe_page": "v1/unsubscribe/{token}",
+    "unsubscribe": "v1/unsubscribe/{token}",
+}
+
+
+def test_a_route_without_a_key_is_one_of_the_public_routes(app_functions: dict[str, Any]) -> None:
+    """A route made anonymous by mistake (a copied decorator) opens to the world: every
+    anonymous route must be on the list above, with its route."""
+    anonymous = {
+        name: app_functions[name].get_trigger().route
+        for name, level in levels(app_functions).items()
+        if level == "anonymous"
+    }
+    assert anonymous == PUBLIC_ROUTES
+
+
 def test_a_callers_key_opens_every_route_about_its_sends(app_functions: dict[str, Any]) -> None:
     """Sending, and reading what became of a send: its status, each recipient's outcome (the
     recipients route, which the status route links to) and its SES events."""

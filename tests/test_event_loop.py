@@ -67,8 +67,11 @@ class Latency:
 
 @pytest.fixture
 def sealing_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    from sendmail.sending import unsubscribe
+
     key = new_key()
     monkeypatch.setenv("SENDMAIL_SEALING_KEY", key)
+    monkeypatch.setenv("SENDMAIL_UNSUBSCRIBE_KEYS", unsubscribe.new_key())  # the unsubscribe routes
     return key
 
 
@@ -186,6 +189,20 @@ REQUESTS: dict[str, tuple[str, str, dict[str, str], Any, int]] = {
         "DELETE",
         "/api/v1/suppressions/a@example.com",
         {"email": "a@example.com"},
+        None,
+        404,
+    ),
+    "unsubscribe_page": (
+        "GET",
+        "/api/v1/unsubscribe/u1" + "A" * 60,
+        {"token": "u1" + "A" * 60},
+        None,
+        404,
+    ),
+    "unsubscribe": (
+        "POST",
+        "/api/v1/unsubscribe/u1" + "A" * 60,
+        {"token": "u1" + "A" * 60},
         None,
         404,
     ),

@@ -164,6 +164,7 @@ def test_every_http_route_is_documented_and_every_documented_route_exists(
         "/v1/emails/{id}/events",
         "/v1/events/ses",
         "/v1/suppressions/{email}",
+        "/v1/unsubscribe/{token}",
         "/health",
     }
 
@@ -229,6 +230,8 @@ def test_each_route_documents_its_answers(document: dict[str, Any]) -> None:
         ("/v1/events/ses", "post"): {"200", "400", "401", "403", "500"},
         ("/v1/suppressions/{email}", "get"): {"200", "400", "401", "404", "500"},
         ("/v1/suppressions/{email}", "delete"): {"204", "400", "401", "404", "500"},
+        ("/v1/unsubscribe/{token}", "get"): {"200", "404", "500"},
+        ("/v1/unsubscribe/{token}", "post"): {"200", "404", "500"},
         ("/health", "get"): {"200"},
     }
     for send in ("/v1/emails/aws-send", "/v1/emails/user-send"):

@@ -154,7 +154,7 @@ def test_a_crowded_domain_is_read_in_pages_unless_its_partition_is_large(
         calls["point"] += 1
         return get(*args, **kwargs)
 
-    table.client.query_entities = counted_query  # type: ignore[method-assign,assignment]
+    table.client.query_entities = counted_query  # type: ignore[method-assign]
     table.client.get_entity = counted_get  # type: ignore[method-assign]
     try:
         batch = [f"user{n}@small.example" for n in range(10, 40)]  # 10 listed (10..19)

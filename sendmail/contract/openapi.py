@@ -73,6 +73,13 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             {"name": "emails", "description": "Send mail and follow a send."},
             {"name": "events", "description": "What SES reported after sending (through SNS)."},
             {"name": "suppressions", "description": "Addresses aws-send no longer mails."},
+            {
+                "name": "unsubscribe",
+                "description": (
+                    "One-click unsubscribe (RFC 8058): the links marketing mail carries. "
+                    "Anonymous: mail clients and recipients call them."
+                ),
+            },
             {"name": "health", "description": "Liveness."},
         ],
         "security": FUNCTION_KEY,
@@ -86,6 +93,10 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "/v1/suppressions/{email}": {
                 "get": _suppression_get(),
                 "delete": _suppression_delete(),
+            },
+            "/v1/unsubscribe/{token}": {
+                "get": _unsubscribe_page(),
+                "post": _unsubscribe(),
             },
             "/health": {"get": _health()},
         },
@@ -642,7 +653,11 @@ def _suppression_get() -> Schema:
         "summary": "Is an address suppressed?",
         "description": (
             "An address goes on the suppression list after a permanent (hard) bounce or a "
-            "complaint; aws-send then skips it and reports it as `SUPPRESSED`."
+            "complaint — aws-send then skips it and reports it as `SUPPRESSED` — or when the "
+            "recipient unsubscribes (one-click, `POST /v1/unsubscribe/{token}`): marketing "
+            "sends then skip it as `UNSUBSCRIBED`. An address can carry both: `entries` lists "
+            "every reason, the bounce or complaint first; the top-level fields repeat the first "
+            "entry."
         ),
         "parameters": [_EMAIL_PARAMETER],
         "responses": {
@@ -667,14 +682,27 @@ def _suppression_delete() -> Schema:
         "summary": "Take an address off the suppression list",
         "description": (
             "For an operator who has confirmed the address is good again: aws-send mails it "
-            "from the next batch on."
+            "from the next batch on. Without `reason`, every entry is removed — an unsubscribe "
+            "too, so marketing mail reaches the address again; to clear a bounce and keep the "
+            "recipient's unsubscribe, give `reason=BOUNCE` (or `COMPLAINT`)."
         ),
-        "parameters": [_EMAIL_PARAMETER],
+        "parameters": [
+            _EMAIL_PARAMETER,
+            {
+                "name": "reason",
+                "in": "query",
+                "required": False,
+                "description": "Remove only the entry with this reason.",
+                "schema": {"type": "string", "enum": ["BOUNCE", "COMPLAINT", "UNSUBSCRIBED"]},
+            },
+        ],
         "responses": {
             "204": {"description": "Removed."},
-            "400": _envelope("`email` is not an email address."),
+            "400": _envelope("`email` is not an email address, or `reason` is not a reason."),
             "401": _error("Unauthorized"),
-            "404": _envelope("The address is not on the suppression list."),
+            "404": _envelope(
+                "The address is not on the suppression list (with this `reason`, if one is given)."
+            ),
             "500": _error("InternalError"),
         },
     }
@@ -696,6 +724,128 @@ def _health() -> Schema:
 _DESCRIPTION = """\
 Mail sending as a service, replacing the synchronous v1 service with the same request fields,
 error envelope and status codes.
+
+_HTML = "text/html"
+_TOKEN_PARAMETER: Schema = {
+    "name": "token",
+    "in": "path",
+    "required": True,
+    "description": (
+        "The token of the message's `List-Unsubscribe` link: the recipient and the send, "
+        "encrypted and authenticated (no address or id in clear)."
+    ),
+    "schema": {"type": "string", "maxLength": 1000, "pattern": "^u1[A-Za-z0-9_-]+$"},
+}
+_PAGE_HEADERS: dict[str, Schema] = {
+    "Content-Security-Policy": {
+        "description": "Nothing loads but the page's own style; the form posts to this app only.",
+        "schema": {"type": "string"},
+    },
+    "Referrer-Policy": {"description": "`no-referrer`.", "schema": {"type": "string"}},
+    "X-Robots-Tag": {"description": "`noindex, nofollow`.", "schema": {"type": "string"}},
+}
+
+
+def _page(description: str) -> Schema:
+    return {
+        "description": description,
+        "headers": _PAGE_HEADERS,
+        "content": {_HTML: {"schema": {"type": "string"}}},
+    }
+
+
+def _unsubscribe_not_found() -> Schema:
+    return {
+        "description": (
+            "The token is not one of this service's (malformed, altered, forged, or made under a "
+            "key no longer configured). Nothing was recorded. A page when the request prefers "
+            "`text/html` (a browser), the v1 envelope otherwise."
+        ),
+        "content": {
+            **_json_content(api_models.ErrorEnvelope),
+            _HTML: {"schema": {"type": "string"}},
+        },
+    }
+
+
+def _unsubscribe_error() -> Schema:
+    return _envelope(
+        "`SENDMAIL_UNSUBSCRIBE_KEYS` is not set or not valid (no token can be read: logged "
+        "for the operator), the suppression list could not be written, or something else "
+        "unexpected happened."
+    )
+
+
+def _unsubscribe_page() -> Schema:
+    return {
+        "operationId": "unsubscribe_page",
+        "tags": ["unsubscribe"],
+        "summary": "The unsubscribe page (never unsubscribes by itself)",
+        "description": (
+            "Anonymous. A small page, in Korean and English, showing the address masked "
+            "(`k***@example.com`) and a button that posts `List-Unsubscribe=One-Click` to the "
+            "same URL. Opening it records nothing: link scanners fetch every link in a message."
+        ),
+        "security": [],
+        "parameters": [_TOKEN_PARAMETER],
+        "responses": {
+            "200": _page("The page with the button."),
+            "404": _unsubscribe_not_found(),
+            "500": _unsubscribe_error(),
+        },
+    }
+
+
+def _unsubscribe() -> Schema:
+    return {
+        "operationId": "unsubscribe",
+        "tags": ["unsubscribe"],
+        "summary": "Unsubscribe: the one click (RFC 8058)",
+        "description": (
+            "Anonymous: what a mail client posts for `List-Unsubscribe-Post: "
+            "List-Unsubscribe=One-Click`, and what the page's button posts. The address the "
+            "token names goes on the suppression list with reason `UNSUBSCRIBED`: later "
+            "marketing sends skip it (`UNSUBSCRIBED`); transactional mail still reaches it. "
+            "Repeating it is harmless (200 again). The token alone is the authority: the body is "
+            "not checked, so a client that posts something other than RFC 8058's form is still "
+            "honoured."
+        ),
+        "security": [],
+        "parameters": [_TOKEN_PARAMETER],
+        "requestBody": {
+            "required": False,
+            "description": "`List-Unsubscribe=One-Click`, as RFC 8058 has clients send it.",
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "List-Unsubscribe": {"type": "string", "const": "One-Click"}
+                        },
+                    },
+                    "example": {"List-Unsubscribe": "One-Click"},
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": (
+                    "Unsubscribed (now, or before). A short confirmation page instead of JSON "
+                    "when the request prefers `text/html` (the page's button)."
+                ),
+                "content": {
+                    **_json_content(
+                        api_models.UnsubscribeReceipt,
+                        ("default", _model_example(api_models.UnsubscribeReceipt)),
+                    ),
+                    _HTML: {"schema": {"type": "string"}},
+                },
+            },
+            "404": _unsubscribe_not_found(),
+            "500": _unsubscribe_error(),
+        },
+    }
+
 
 Sending is asynchronous: a send route answers `202 Accepted` with `Location` (the status route)
 and `Retry-After`; poll the status route until it answers `200`. A caller that wants v1's

@@ -4,8 +4,9 @@ Owns: SNS message verification (:mod:`~sendmail.feedback.sns`), reading SES even
 (:mod:`~sendmail.feedback.ses_events`), a send's stored events and counts
 (:mod:`~sendmail.feedback.event_store`), the suppression list and the filter that keeps its
 addresses out of a batch (:mod:`~sendmail.feedback.suppression`), the SNS notifications already
-acted on (:mod:`~sendmail.feedback.replays`), and the whole path of one verified SNS message
-(:mod:`~sendmail.feedback.intake`).
+acted on (:mod:`~sendmail.feedback.replays`), the whole path of one verified SNS message
+(:mod:`~sendmail.feedback.intake`), and the recipient's own feedback: one-click unsubscribe and
+its pages (:mod:`~sendmail.feedback.unsubscribes`).
 
 May import: :mod:`sendmail.sending` (the suppression filter wraps a batch's send and speaks the
 engine's result types), :mod:`sendmail.contract`, :mod:`sendmail.platform`. Never

@@ -58,6 +58,8 @@ RECIPIENTS = ("/v1/emails/{id}/recipients", "GET")
 SNS_EVENTS = ("/v1/events/ses", "POST")
 SUPPRESSION_GET = ("/v1/suppressions/{email}", "GET")
 SUPPRESSION_DELETE = ("/v1/suppressions/{email}", "DELETE")
+UNSUBSCRIBE_PAGE = ("/v1/unsubscribe/{token}", "GET")
+UNSUBSCRIBE = ("/v1/unsubscribe/{token}", "POST")
 HEALTH = ("/health", "GET")
 OPERATIONS = [
     AWS_SEND,
@@ -68,6 +70,8 @@ OPERATIONS = [
     SNS_EVENTS,
     SUPPRESSION_GET,
     SUPPRESSION_DELETE,
+    UNSUBSCRIBE_PAGE,
+    UNSUBSCRIBE,
     HEALTH,
 ]
 SENDS = [AWS_SEND, USER_SEND]
@@ -284,6 +288,22 @@ def test_the_suppression_routes_answer_as_documented_for_a_listed_address(
         run("listed", app, strategy, cap_wait, 5)
 
 
+def test_the_unsubscribe_routes_answer_as_documented_for_a_genuine_token(
+    app: DevhostProcess, api_schema: Any
+) -> None:
+    """With a token made under devhost's own key (<state>/unsubscribe-key): the page and the
+    one click answer 200 (JSON, or HTML when the fuzzed request prefers it), not only 404s."""
+    from sendmail.sending.unsubscribe import UnsubscribeTokens
+
+    key = (app.state_dir / "unsubscribe-key").read_text(encoding="utf-8").strip()
+    token = UnsubscribeTokens(key).make("fuzz-send", "fuzzed@example.com")
+    for operation in (UNSUBSCRIBE_PAGE, UNSUBSCRIBE):
+        strategy = api_schema[operation[0]][operation[1]].as_strategy(
+            path_parameters={"token": token}
+        )
+        run("genuine", app, strategy, cap_wait, 10)
+
+
 @pytest.mark.parametrize("operation", SENDS, ids=_name)
 def test_sends_without_prefer_answer_as_documented(
     app: DevhostProcess, api_schema: Any, operation: tuple[str, str]
@@ -317,6 +337,8 @@ def test_every_operation_was_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
     assert CASES[("real-ids", _name(RECIPIENTS))][200] > 0
     assert CASES[("listed", _name(SUPPRESSION_GET))][200] > 0
     assert CASES[("listed", _name(SUPPRESSION_DELETE))][204] == 1
+    assert CASES[("genuine", _name(UNSUBSCRIBE_PAGE))][200] > 0
+    assert CASES[("genuine", _name(UNSUBSCRIBE))][200] > 0
     # Whatever the app accepted, its activities handled: none failed unexpectedly (an input
     # the validation let through and the sender then refused would end as BATCH_FAILED).
     assert FAILURE_CODES["BATCH_FAILED"] == 0

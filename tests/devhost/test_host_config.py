@@ -9,7 +9,15 @@ import stat
 import pytest
 
 from devhost.config import KEY_ENV, function_key, load_host_json, load_local_settings
-from devhost.embedded import SEALING_KEY_ENV, ensure_sealing_key, start_embedded
+from devhost.embedded import (
+    PUBLIC_BASE_URL_ENV,
+    SEALING_KEY_ENV,
+    UNSUBSCRIBE_KEYS_ENV,
+    ensure_public_base_url,
+    ensure_sealing_key,
+    ensure_unsubscribe_keys,
+    start_embedded,
+)
 from devhost.routing import RouteTemplate
 
 
@@ -97,8 +105,35 @@ def test_sealing_key_is_generated_once_with_private_permissions(tmp_path, monkey
     assert os.environ[SEALING_KEY_ENV] == "configured"
 
 
+def test_the_unsubscribe_key_is_generated_once_and_keeps_old_links_working(tmp_path, monkeypatch):
+    from sendmail.sending.unsubscribe import UnsubscribeTokens
+
+    monkeypatch.delenv(UNSUBSCRIBE_KEYS_ENV, raising=False)
+    assert ensure_unsubscribe_keys(tmp_path) == "generated"
+    token = UnsubscribeTokens(os.environ[UNSUBSCRIBE_KEYS_ENV]).make("send", "a@example.com")
+    assert stat.S_IMODE((tmp_path / "unsubscribe-key").stat().st_mode) == 0o600
+    monkeypatch.delenv(UNSUBSCRIBE_KEYS_ENV)  # a restart
+    assert ensure_unsubscribe_keys(tmp_path) == "state"
+    assert UnsubscribeTokens(os.environ[UNSUBSCRIBE_KEYS_ENV]).read(token) is not None
+    monkeypatch.setenv(UNSUBSCRIBE_KEYS_ENV, "configured")
+    assert ensure_unsubscribe_keys(tmp_path) == "env"
+    assert os.environ[UNSUBSCRIBE_KEYS_ENV] == "configured"
+
+
+def test_the_public_base_url_is_devhosts_own_unless_configured(monkeypatch):
+    monkeypatch.delenv(PUBLIC_BASE_URL_ENV, raising=False)
+    assert ensure_public_base_url(None) == "unset"
+    assert PUBLIC_BASE_URL_ENV not in os.environ
+    assert ensure_public_base_url("http://127.0.0.1:7071") == "devhost"
+    assert os.environ[PUBLIC_BASE_URL_ENV] == "http://127.0.0.1:7071"
+    monkeypatch.setenv(PUBLIC_BASE_URL_ENV, "https://mail.example.com")
+    assert ensure_public_base_url("http://127.0.0.1:7071") == "env"
+    assert os.environ[PUBLIC_BASE_URL_ENV] == "https://mail.example.com"
+
+
 def test_no_emulators_changes_no_endpoints(tmp_path, monkeypatch):
     monkeypatch.setenv(SEALING_KEY_ENV, "configured")
+    monkeypatch.setenv(UNSUBSCRIBE_KEYS_ENV, "configured")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("SENDMAIL_SMTP_HOST", raising=False)
     embedded = start_embedded(tmp_path, emulators=False)

@@ -144,6 +144,44 @@ def test_a_callers_key_opens_the_caller_routes_and_no_operator_route(app: Devhos
         assert app.request("GET", path, auth=False, headers=caller).status_code == 401, path
 
 
+def test_a_mail_clients_one_click_unsubscribe_needs_no_key(app: DevhostProcess) -> None:
+    """As a mail client makes it (RFC 8058): a form-encoded POST to the link, no key. The
+    token is made under the key devhost keeps in its state dir (the key marketing mail sent
+    here is signed with: sendmail/sending/unsubscribe.py); the operator then sees the entry."""
+    from sendmail.sending.unsubscribe import UnsubscribeTokens, new_key, unsubscribe_url
+
+    key = (app.state_dir / "unsubscribe-key").read_text(encoding="utf-8").strip()
+    email = f"leaving-{uuid.uuid4().hex[:8]}@example.com"
+    url = unsubscribe_url(app.base_url, UnsubscribeTokens(key).make("send-1", email))
+    path = url.removeprefix(app.base_url)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    page = app.request("GET", path, auth=False, headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert 'name="List-Unsubscribe" value="One-Click"' in page.text
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert app.request("GET", f"/api/v1/suppressions/{email}").status_code == 404  # GET: nothing
+
+    for _ in range(2):  # repeating is harmless
+        click = app.request(
+            "POST", path, auth=False, data="List-Unsubscribe=One-Click", headers=form
+        )
+        assert click.status_code == 200, click.text
+        assert click.json() == {"unsubscribed": True}
+    entry = app.request("GET", f"/api/v1/suppressions/{email}").json()
+    assert [e["reason"] for e in entry["entries"]] == ["UNSUBSCRIBED"]
+
+    forged = UnsubscribeTokens(new_key()).make("send-1", email)
+    refused = app.request(
+        "POST",
+        f"/api/v1/unsubscribe/{forged}",
+        auth=False,
+        data="List-Unsubscribe=One-Click",
+        headers=form,
+    )
+    envelope_of(refused, 404, "/api/v1/unsubscribe/{token}")
+
+
 def test_bad_input_forbidden_senders_and_unknown_ids_get_the_v1_envelope(
     app: DevhostProcess,
 ) -> None:
