@@ -1,5 +1,8 @@
 // Send-Mail on Azure: a Python Durable Functions app on Flex Consumption, reaching its storage,
-// telemetry and secrets with one user-assigned managed identity — no keys anywhere.
+// telemetry and secrets with a user-assigned managed identity — no keys anywhere. With the caller
+// IP allow-list on, a second small app (the public app: same package, SENDMAIL_FUNCTIONS=public,
+// its own plan and identity, no IP restriction) serves the routes that must answer anyone:
+// unsubscribe, the SNS events route and health (docs/deploy.md, "What stays public").
 // Deploy at resource-group scope (docs/deploy.md):
 //   az deployment group create -g <rg> --template-file infra/main.bicep --parameters infra/main.bicepparam
 // or `azd up` (azure.yaml at the repository root).
@@ -45,6 +48,14 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
+@description('Memory per instance in MB of the public app (deployed when allowedIpRanges is set: unsubscribe, SNS events, health).')
+@allowed([
+  512
+  2048
+  4096
+])
+param publicAppInstanceMemoryMB int = 512
+
 @description('Maximum number of on-demand instances per function group (HTTP and Durable each). Flex Consumption accepts 40 (its lowest maximum) to 1000.')
 @minValue(40)
 @maxValue(1000)
@@ -75,7 +86,7 @@ param logRetentionInDays int = 30
 // Network
 // ---------------------------------------------------------------------------------------------
 
-@description('Caller allow-list as CIDRs (e.g. 203.0.113.0/24, 198.51.100.7/32). Non-empty: every other source is denied (default action Deny). Empty: open, function keys only.')
+@description('Caller allow-list as CIDRs (e.g. 203.0.113.0/24, 198.51.100.7/32). Non-empty: every other source is denied (default action Deny), and a public app without IP restriction serves unsubscribe, SNS events and health. Empty: open, function keys only, one app.')
 param allowedIpRanges array = []
 
 @description('Operator/deployer CIDRs: allowed to the SCM (deployment) endpoint when restrictions are on, and through the Key Vault firewall when restrictDataPlaneToSubnet is true.')
@@ -84,7 +95,10 @@ param operatorIpRanges array = []
 @description('Resource id of a subnet for regional VNet integration (delegated to Microsoft.App/environments). Empty: no VNet integration.')
 param virtualNetworkSubnetId string = ''
 
-@description('With VNet integration: deny the storage account and Key Vault to every network except that subnet (service endpoints Microsoft.Storage and Microsoft.KeyVault required on it) and operatorIpRanges.')
+@description('Resource id of a second subnet for the public app\'s VNet integration (a subnet serves one plan; delegated to Microsoft.App/environments). Empty: none. Needed with restrictDataPlaneToSubnet when allowedIpRanges is set.')
+param publicVirtualNetworkSubnetId string = ''
+
+@description('With VNet integration: deny the storage account and Key Vault to every network except the integration subnets (service endpoints Microsoft.Storage and Microsoft.KeyVault required on them) and operatorIpRanges.')
 param restrictDataPlaneToSubnet bool = false
 
 // ---------------------------------------------------------------------------------------------
@@ -117,6 +131,10 @@ param awsSecretAccessKey string = ''
 @secure()
 @description('Fernet key(s) sealing SMTP passwords, comma-separated, newest first. Empty: set it in Key Vault afterwards.')
 param sealingKey string = ''
+
+@secure()
+@description('Unsubscribe-token keys (url-safe base64, 32 bytes each), comma-separated, newest first. Empty: set it in Key Vault afterwards.')
+param unsubscribeKeys string = ''
 
 @secure()
 @description('The operators\' host key ("operators"): opens every function-level route, the operator-only ones (the suppression list) included; callers get per-function keys instead (scripts/function_keys.py). Empty: none is created by the deployment.')
@@ -226,12 +244,28 @@ var names = {
   identity: 'id-${appName}-${resourceToken}'
   plan: 'plan-${appName}-${resourceToken}'
   functionApp: 'func-${appName}-${resourceToken}'
+  // The public app's names keep 'pub' before the token: its host id (the first 32 characters of
+  // its name) differs from the main app's, and both share the host storage.
+  publicIdentity: 'id-${appName}-pub-${resourceToken}'
+  publicPlan: 'plan-${appName}-pub-${resourceToken}'
+  publicFunctionApp: 'func-${appName}-pub-${resourceToken}'
   storage: take('st${replace(toLower(appName), '-', '')}${resourceToken}', 24) // 3-24 lowercase letters and digits
   keyVault: take('kv-${appName}-${resourceToken}', 24)
   workspace: 'log-${appName}-${resourceToken}'
   applicationInsights: 'appi-${appName}-${resourceToken}'
   deploymentContainer: 'app-package'
+  publicDeploymentContainer: 'app-package-public'
 }
+
+// The public app exists exactly when the caller allow-list does.
+var hasPublicApp = !empty(allowedIpRanges)
+// Both SCM (deployment) sites admit only operatorIpRanges as soon as either allow-list is set.
+var restrictScm = hasPublicApp || !empty(operatorIpRanges)
+var integrationSubnets = concat(empty(virtualNetworkSubnetId) ? [] : [
+  virtualNetworkSubnetId
+], hasPublicApp && !empty(publicVirtualNetworkSubnetId) ? [
+  publicVirtualNetworkSubnetId
+] : [])
 
 var tags = union(extraTags, {
   'azd-env-name': environmentName
@@ -243,6 +277,7 @@ var secretNames = {
   awsAccessKeyId: 'aws-access-key-id'
   awsSecretAccessKey: 'aws-secret-access-key'
   sealingKey: 'sendmail-sealing-key'
+  unsubscribeKeys: 'sendmail-unsubscribe-keys'
 }
 
 // Everything the service reads from the environment besides secrets (see sendmail/platform/settings.py).
@@ -299,7 +334,8 @@ module storage 'modules/storage.bicep' = {
     storageAccountName: names.storage
     skuName: storageSkuName
     deploymentContainerName: names.deploymentContainer
-    subnetId: virtualNetworkSubnetId
+    publicDeploymentContainerName: hasPublicApp ? names.publicDeploymentContainer : ''
+    subnetIds: integrationSubnets
     restrictToSubnet: restrictDataPlaneToSubnet && !empty(virtualNetworkSubnetId)
   }
 }
@@ -311,13 +347,14 @@ module keyVault 'modules/keyvault.bicep' = {
     tags: tags
     keyVaultName: names.keyVault
     workspaceId: monitoring.outputs.workspaceId
-    subnetId: virtualNetworkSubnetId
+    subnetIds: integrationSubnets
     restrictToSubnet: restrictDataPlaneToSubnet && !empty(virtualNetworkSubnetId)
     operatorIpRanges: operatorIpRanges
     secretNames: secretNames
     awsAccessKeyId: awsAccessKeyId
     awsSecretAccessKey: awsSecretAccessKey
     sealingKey: sealingKey
+    unsubscribeKeys: unsubscribeKeys
   }
 }
 
@@ -333,9 +370,72 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
+// The public app: its own identity (no task-hub queue role, publicroles.bicep), its own Flex plan
+// (one app per plan), no IP restriction, only the public functions.
+resource publicIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = if (hasPublicApp) {
+  name: names.publicIdentity
+  location: location
+  tags: tags
+}
+
+module publicRoles 'modules/publicroles.bicep' = if (hasPublicApp) {
+  name: 'sendmail-public-roles'
+  params: {
+    principalId: publicIdentity.properties.principalId
+    storageAccountName: storage.outputs.storageAccountName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.keyVaultName
+  }
+}
+
+module publicApp 'modules/functionapp.bicep' = if (hasPublicApp) {
+  name: 'sendmail-public-functionapp'
+  params: {
+    functions: 'public'
+    azdServiceName: 'public'
+    publicBaseUrl: ''
+    location: location
+    tags: tags
+    planName: names.publicPlan
+    functionAppName: names.publicFunctionApp
+    identityId: publicIdentity.id
+    identityClientId: publicIdentity.properties.clientId
+    pythonVersion: pythonVersion
+    instanceMemoryMB: publicAppInstanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    durableAlwaysReadyInstances: 0
+    zoneRedundant: zoneRedundant
+    storageAccountName: storage.outputs.storageAccountName
+    blobEndpoint: storage.outputs.blobEndpoint
+    queueEndpoint: storage.outputs.queueEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: names.publicDeploymentContainer
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultUri: keyVault.outputs.keyVaultUri
+    secretNames: secretNames
+    allowedIpRanges: []
+    operatorIpRanges: operatorIpRanges
+    restrictScm: restrictScm
+    virtualNetworkSubnetId: publicVirtualNetworkSubnetId
+    sendMailSettings: sendMailSettings
+    sesConfigurationSet: sesConfigurationSet
+    operatorHostKey: ''
+  }
+  // The app must not start before its identity can read storage, telemetry and the vault (its
+  // package container comes with the storage module, which storage.outputs already waits for).
+  dependsOn: [
+    publicRoles
+  ]
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'sendmail-functionapp'
   params: {
+    functions: 'all'
+    azdServiceName: 'api'
+    // Mail clients reach the unsubscribe routes at the public app when the allow-list keeps
+    // them from this one; otherwise here.
+    publicBaseUrl: hasPublicApp ? 'https://${publicApp.outputs.defaultHostName}' : ''
     location: location
     tags: tags
     planName: names.plan
@@ -357,6 +457,7 @@ module functionApp 'modules/functionapp.bicep' = {
     secretNames: secretNames
     allowedIpRanges: allowedIpRanges
     operatorIpRanges: operatorIpRanges
+    restrictScm: restrictScm
     virtualNetworkSubnetId: virtualNetworkSubnetId
     sendMailSettings: sendMailSettings
     sesConfigurationSet: sesConfigurationSet
@@ -378,6 +479,12 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.functionAppName
 output AZURE_FUNCTION_APP_ID string = functionApp.outputs.functionAppId
 output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
 output SERVICE_API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
+// The public app (allowedIpRanges set): azure.yaml deploys the 'public' service only when
+// SENDMAIL_PUBLIC_APP is 'true'; SNS subscribes to its events route (docs/deploy.md, section 9).
+output SENDMAIL_PUBLIC_APP string = hasPublicApp ? 'true' : 'false'
+output AZURE_PUBLIC_FUNCTION_APP_NAME string = hasPublicApp ? publicApp.outputs.functionAppName : ''
+output AZURE_PUBLIC_FUNCTION_APP_HOSTNAME string = hasPublicApp ? publicApp.outputs.defaultHostName : ''
+output AZURE_PUBLIC_IDENTITY_PRINCIPAL_ID string = hasPublicApp ? publicIdentity.properties.principalId : ''
 output AZURE_IDENTITY_ID string = identity.id
 output AZURE_IDENTITY_CLIENT_ID string = identity.properties.clientId
 output AZURE_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId

@@ -14,16 +14,20 @@ param appName = 'sendmail'
 // maximumInstanceCount: 40..1000 on Flex. zoneRedundant (off here) raises always-ready to 2.
 param pythonVersion = '3.11'
 param instanceMemoryMB = 2048
+// The public app (only with allowedIpRanges: unsubscribe, SNS events, health) needs little.
+param publicAppInstanceMemoryMB = 512
 param maximumInstanceCount = 40
 param durableAlwaysReadyInstances = 1
 param storageSkuName = 'Standard_ZRS'
 param logRetentionInDays = 30
 
 // Network. Callers' CIDRs (the v1 service's ACL); empty = open to the internet (function keys
-// still required). Add /32 for a single address.
+// still required). Add /32 for a single address. Non-empty also deploys the public app (no IP
+// restriction) for unsubscribe, SNS events and health: docs/deploy.md, "What stays public".
 param allowedIpRanges = []
 param operatorIpRanges = []
 param virtualNetworkSubnetId = ''
+param publicVirtualNetworkSubnetId = ''
 param restrictDataPlaneToSubnet = false
 
 // Whoever deploys gets Key Vault Secrets Officer (azd sets AZURE_PRINCIPAL_ID). Its kind must
@@ -36,6 +40,7 @@ param operatorPrincipalType = readEnvironmentVariable('AZURE_PRINCIPAL_TYPE', 'U
 param awsAccessKeyId = readEnvironmentVariable('SES_AWS_ACCESS_KEY_ID', '')
 param awsSecretAccessKey = readEnvironmentVariable('SES_AWS_SECRET_ACCESS_KEY', '')
 param sealingKey = readEnvironmentVariable('SENDMAIL_SEALING_KEY_VALUE', '')
+param unsubscribeKeys = readEnvironmentVariable('SENDMAIL_UNSUBSCRIBE_KEYS_VALUE', '')
 param operatorHostKey = readEnvironmentVariable('SENDMAIL_OPERATOR_HOST_KEY', '')
 
 // Service settings (sendmail/settings.py).

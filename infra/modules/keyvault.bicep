@@ -1,4 +1,5 @@
-// Key Vault for the service's secrets: the AWS SES credentials and the password-sealing key.
+// Key Vault for the service's secrets: the AWS SES credentials, the password-sealing key and the
+// unsubscribe-token keys.
 // RBAC authorization only (no access policies); soft delete and purge protection on.
 // Secret values come from @secure() parameters when they are given; when a parameter is empty the
 // secret is left alone, so ops can set (and rotate) it afterwards with `az keyvault secret set`
@@ -18,10 +19,10 @@ param keyVaultName string
 @description('Log Analytics workspace receiving the vault\'s audit log (who read which secret).')
 param workspaceId string
 
-@description('Subnet allowed through the vault firewall when restrictToSubnet is true.')
-param subnetId string
+@description('Subnets (one per app) allowed through the vault firewall when restrictToSubnet is true.')
+param subnetIds array
 
-@description('Deny public network traffic except from subnetId and operatorIpRanges (needs the Microsoft.KeyVault service endpoint on that subnet).')
+@description('Deny public network traffic except from subnetIds and operatorIpRanges (needs the Microsoft.KeyVault service endpoint on each).')
 param restrictToSubnet bool
 
 @description('CIDRs of operators allowed through the vault firewall when restrictToSubnet is true (to set secrets).')
@@ -42,16 +43,18 @@ param awsSecretAccessKey string
 @description('Fernet key(s), comma-separated, newest first. Empty: leave the secret as it is.')
 param sealingKey string
 
+@secure()
+@description('Unsubscribe-token keys (url-safe base64, 32 bytes each), comma-separated, newest first. Empty: leave the secret as it is.')
+param unsubscribeKeys string
+
 var vaultIpRules = [for cidr in operatorIpRanges: {
   value: cidr
 }]
 
-var vaultSubnetRules = restrictToSubnet ? [
-  {
-    id: subnetId
-    ignoreMissingVnetServiceEndpoint: false
-  }
-] : []
+var vaultSubnetRules = [for id in (restrictToSubnet ? subnetIds : []): {
+  id: id
+  ignoreMissingVnetServiceEndpoint: false
+}]
 
 resource vault 'Microsoft.KeyVault/vaults@2025-05-01' = {
   // checkov:skip=CKV_AZURE_109: The firewall default action is Deny when restrictToSubnet is true (computed); without VNet integration Key Vault references are resolved from App Service's shared outbound addresses, which cannot be allow-listed, so access is Entra ID + RBAC only.
@@ -116,6 +119,20 @@ resource sealingKeySecret 'Microsoft.KeyVault/vaults/secrets@2025-05-01' = if (!
   name: secretNames.sealingKey
   properties: {
     value: sealingKey
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+    }
+  }
+}
+
+resource unsubscribeKeysSecret 'Microsoft.KeyVault/vaults/secrets@2025-05-01' = if (!empty(unsubscribeKeys)) {
+  // checkov:skip=CKV_AZURE_41: No expiry: an expired secret would break every unsubscribe link already mailed; rotation (a new key first, the old kept while mail that carries it may be opened) is an operator runbook (docs/deploy.md).
+  // checkov:skip=CKV_AZURE_114: contentType is set below; checkov does not read the properties of a conditional (if) resource.
+  parent: vault
+  name: secretNames.unsubscribeKeys
+  properties: {
+    value: unsubscribeKeys
     contentType: 'text/plain'
     attributes: {
       enabled: true

@@ -99,7 +99,7 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsUser)
     principalId: principalId
     principalType: 'ServicePrincipal'
-    description: 'Send-Mail: resolve Key Vault references (SES credentials, sealing key)'
+    description: 'Send-Mail: resolve Key Vault references (SES credentials, sealing key, unsubscribe keys)'
   }
 }
 

@@ -25,18 +25,19 @@ param skuName string
 @description('Blob container that Flex Consumption deploys the app package from.')
 param deploymentContainerName string
 
-@description('Subnet allowed through the storage firewall when restrictToSubnet is true.')
-param subnetId string
+@description('Blob container that Flex Consumption deploys the public app\'s package from. Empty: no public app.')
+param publicDeploymentContainerName string
 
-@description('Deny public network traffic except from subnetId (needs the Microsoft.Storage service endpoint on that subnet).')
+@description('Subnets (one per app: a subnet serves one plan) allowed through the storage firewall when restrictToSubnet is true.')
+param subnetIds array
+
+@description('Deny public network traffic except from subnetIds (needs the Microsoft.Storage service endpoint on each).')
 param restrictToSubnet bool
 
-var subnetRules = restrictToSubnet ? [
-  {
-    id: subnetId
-    action: 'Allow'
-  }
-] : []
+var subnetRules = [for id in (restrictToSubnet ? subnetIds : []): {
+  id: id
+  action: 'Allow'
+}]
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   // checkov:skip=CKV_AZURE_206: skuName is restricted by @allowed to replicated SKUs (ZRS, GRS, GZRS); checkov cannot resolve a module parameter.
@@ -112,6 +113,16 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01'
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
   parent: blobService
   name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// The public app's package (main.bicep deploys the public app when the caller allow-list is on):
+// its own container, so publishing one app never replaces the other's package.
+resource publicDeploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = if (!empty(publicDeploymentContainerName)) {
+  parent: blobService
+  name: publicDeploymentContainerName
   properties: {
     publicAccess: 'None'
   }

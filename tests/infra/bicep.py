@@ -552,14 +552,20 @@ _ARITHMETIC: dict[str, Callable[[int, int], int]] = {
 }
 
 
-def compute(bicep_file: BicepFile, node: Node, env: dict[str, Value]) -> Value:
+def compute(
+    bicep_file: BicepFile, node: Node, env: dict[str, Value], *, symbolic: bool = False
+) -> Value:
     """The value of an expression once its parameters have the values in ``env``.
 
     Follows variables and understands literals, ``!``, unary ``-``, ``&&``, ``||``, comparisons,
-    ``+ - * / %``, ``?:`` and the functions max, min, empty, length, concat and union: what a
-    policy needs to decide, e.g., "is the always-ready count at least 2 whenever the plan is
-    zone-redundant" for every value a parameter may take. Anything else (resource properties,
-    other functions, parameters missing from ``env``) raises :class:`Unresolved`.
+    ``+ - * / %``, ``?:``, member access on objects, ``for`` expressions over arrays, and the
+    functions max, min, empty, length, concat, union, items and string: what a policy needs to
+    decide, e.g., "is the always-ready count at least 2 whenever the plan is zone-redundant" for
+    every value a parameter may take. Anything else (resource properties, other functions,
+    parameters missing from ``env``) raises :class:`Unresolved` — or, with ``symbolic``, stays
+    an :class:`Expr` (written ``${source}`` inside a string), so that what is known only at run
+    time (``identity.properties.clientId``) can sit in a value whose shape is checked. Deciding
+    (a condition, a comparison, a function's argument) never takes an :class:`Expr`.
     """
     node = unwrap(node)
     kind = node.type
@@ -568,20 +574,33 @@ def compute(bicep_file: BicepFile, node: Node, env: dict[str, Value]) -> Value:
     if kind == "string":
         pieces = []
         for part in string_parts(node):
-            value = part if isinstance(part, str) else compute(bicep_file, part, env)
+            value = (
+                part if isinstance(part, str) else compute(bicep_file, part, env, symbolic=symbolic)
+            )
             pieces.append(value if isinstance(value, str) else _arm_text(value))
         return "".join(pieces)
     if kind == "array":
-        return [compute(bicep_file, item, env) for item in significant(node)]
+        return [compute(bicep_file, item, env, symbolic=symbolic) for item in significant(node)]
     if kind == "object":
-        return {key: compute(bicep_file, value, env) for key, value in object_items(node).items()}
+        return {
+            key: compute(bicep_file, value, env, symbolic=symbolic)
+            for key, value in object_items(node).items()
+        }
     if kind == "identifier":
         name = text(node)
         if name in env:
             return env[name]
         if name in bicep_file.vars:
-            return compute(bicep_file, bicep_file.vars[name].value, env)
-        raise Unresolved(f"{bicep_file.path}: no value for {name!r}")
+            return compute(bicep_file, bicep_file.vars[name].value, env, symbolic=symbolic)
+        return _unknown(bicep_file, node, symbolic, f"no value for {name!r}")
+    if kind == "member_expression":
+        obj = compute(bicep_file, _field(node, "object"), env, symbolic=symbolic)
+        prop = text(_field(node, "property"))
+        if isinstance(obj, dict) and prop in obj:
+            return obj[prop]
+        if isinstance(obj, Expr):
+            return _unknown(bicep_file, node, symbolic, f"{text(node)[:60]!r} is not known")
+        raise Unresolved(f"{bicep_file.path}: no property {prop!r} in {text(node)[:60]!r}")
     if kind == "unary_expression":
         operator = text(node.child_by_field_name("operator") or node)
         argument = node.child_by_field_name("argument")
@@ -597,10 +616,18 @@ def compute(bicep_file: BicepFile, node: Node, env: dict[str, Value]) -> Value:
         if not isinstance(condition, bool):
             raise Unresolved(f"{bicep_file.path}: condition {text(node)[:60]!r} is not a bool")
         branch = "consequence" if condition else "alternative"
-        return compute(bicep_file, _field(node, branch), env)
+        return compute(bicep_file, _field(node, branch), env, symbolic=symbolic)
     if kind == "call_expression":
-        return _compute_call(bicep_file, node, env)
+        return _compute_call(bicep_file, node, env, symbolic)
+    if kind == "for_statement":
+        return _compute_for(bicep_file, node, env, symbolic)
     raise Unresolved(f"{bicep_file.path}: cannot compute {text(node)[:60]!r}")
+
+
+def _unknown(bicep_file: BicepFile, node: Node, symbolic: bool, why: str) -> Expr:
+    if symbolic:
+        return Expr(node)
+    raise Unresolved(f"{bicep_file.path}: {why}")
 
 
 def _field(node: Node, name: str) -> Node:
@@ -613,6 +640,8 @@ def _field(node: Node, name: str) -> Node:
 def _arm_text(value: Value) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"  # ARM's string(true) is 'True'
+    if isinstance(value, Expr):
+        return "${" + value.source + "}"
     return str(value)
 
 
@@ -629,6 +658,8 @@ def _compute_binary(bicep_file: BicepFile, node: Node, env: dict[str, Value]) ->
             raise Unresolved(f"{bicep_file.path}: {text(node)[:60]!r}: not a bool")
         return right
     right = compute(bicep_file, _field(node, "right"), env)
+    if _holds_expr(left) or _holds_expr(right):
+        raise Unresolved(f"{bicep_file.path}: {text(node)[:60]!r} compares a run-time value")
     if operator in _COMPARISONS:
         try:
             return bool(_COMPARISONS[operator](left, right))
@@ -645,14 +676,28 @@ def _compute_binary(bicep_file: BicepFile, node: Node, env: dict[str, Value]) ->
     raise Unresolved(f"{bicep_file.path}: cannot compute {text(node)[:60]!r}")
 
 
-def _compute_call(bicep_file: BicepFile, node: Node, env: dict[str, Value]) -> Value:
+def _holds_expr(value: Value) -> bool:
+    if isinstance(value, Expr):
+        return True
+    if isinstance(value, list):
+        return any(_holds_expr(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_expr(v) for v in value.values())
+    return False
+
+
+def _compute_call(
+    bicep_file: BicepFile, node: Node, env: dict[str, Value], symbolic: bool
+) -> Value:
     name = call_name(node)
-    args = [compute(bicep_file, argument, env) for argument in call_arguments(node)]
+    args = [compute(bicep_file, a, env, symbolic=symbolic) for a in call_arguments(node)]
+    if any(isinstance(a, Expr) for a in args):
+        return _unknown(bicep_file, node, symbolic, f"{name}(...) of a run-time value")
     ints = all(isinstance(a, int) and not isinstance(a, bool) for a in args)
     if name in {"max", "min"} and args and ints:
         numbers = [a for a in args if isinstance(a, int)]
         return max(numbers) if name == "max" else min(numbers)
-    if name == "empty" and len(args) == 1:
+    if name == "empty" and len(args) == 1 and not _holds_expr(args[0]):
         return args[0] in (None, "", [], {})
     if name == "length" and len(args) == 1 and isinstance(args[0], str | list | dict):
         return len(args[0])
@@ -664,4 +709,38 @@ def _compute_call(bicep_file: BicepFile, node: Node, env: dict[str, Value]) -> V
             if isinstance(a, dict):
                 merged.update(a)
         return merged
-    raise Unresolved(f"{bicep_file.path}: cannot compute {name}(...)")
+    if name == "items" and len(args) == 1 and isinstance(args[0], dict):
+        # ARM lists an object's items by key, case-insensitively
+        return [{"key": key, "value": args[0][key]} for key in sorted(args[0], key=str.lower)]
+    if name == "string" and len(args) == 1 and isinstance(args[0], str | int | bool):
+        return _arm_text(args[0])
+    return _unknown(bicep_file, node, symbolic, f"cannot compute {name}(...)")
+
+
+def _compute_for(bicep_file: BicepFile, node: Node, env: dict[str, Value], symbolic: bool) -> Value:
+    """``[for x in xs: body]`` and ``[for (x, i) in xs: body]`` over a computed array."""
+    names: list[str] = []
+    source: Node | None = None
+    seen_in = False
+    for child in node.children:
+        if child.type == "in":
+            seen_in = True
+        elif not seen_in and child.type == "identifier":
+            names = [text(child)]
+        elif not seen_in and child.type == "for_loop_parameters":
+            names = [text(c) for c in child.named_children]
+        elif seen_in and source is None and child.is_named and child.type != "comment":
+            source = child
+    body = node.child_by_field_name("body")
+    if source is None or body is None or not names or body.type == "if_statement":
+        raise Unresolved(f"{bicep_file.path}: cannot compute {text(node)[:60]!r}")
+    items = compute(bicep_file, source, env, symbolic=symbolic)  # its elements may be run-time
+    if not isinstance(items, list):
+        raise Unresolved(f"{bicep_file.path}: {text(source)[:60]!r} is not an array")
+    found: list[Value] = []
+    for index, item in enumerate(items):
+        scope = {**env, names[0]: item}
+        if len(names) > 1:
+            scope[names[1]] = index
+        found.append(compute(bicep_file, body, scope, symbolic=symbolic))
+    return found

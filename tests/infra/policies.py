@@ -91,7 +91,12 @@ IDENTITY_STORAGE_SETTINGS = flex.DURABLE_IDENTITY_SETTINGS
 #: Read by boto3's credential chain, not by sendmail.platform.settings.Settings.
 BOTO3_SETTINGS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
 #: Secrets: must be Key Vault references, never values.
-SECRET_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SENDMAIL_SEALING_KEY")
+SECRET_SETTINGS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "SENDMAIL_SEALING_KEY",
+    "SENDMAIL_UNSUBSCRIBE_KEYS",
+)
 #: The settings an operator is expected to tune: they must be in the Bicep.
 IMPORTANT_SETTINGS = (
     "SENDMAIL_ALLOWED_SENDERS",
@@ -105,6 +110,9 @@ IMPORTANT_SETTINGS = (
     "SENDMAIL_SEALING_KEY",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "SENDMAIL_UNSUBSCRIBE_KEYS",
+    "SENDMAIL_PUBLIC_BASE_URL",
+    "SENDMAIL_FUNCTIONS",
 )
 #: Local-run overrides: pointing production at another SMTP host or CA, or trusting SNS
 #: certificates from anywhere but AWS, would be a hole.
@@ -594,16 +602,41 @@ def role_assignments(project: Project) -> list[tuple[str, str, BicepFile, Resour
     return found
 
 
-def check_roles(project: Project, app_principal_param: str = "principalId") -> list[str]:
+def principal_origins(project: Project, bicep_file: BicepFile, assignment: Resource) -> set[str]:
+    """Where a role assignment's principal comes from, as main.bicep writes it (through the
+    module parameters that carry it): ``{'identity.properties.principalId'}``."""
+    node = assignment.get("properties", "principalId")
+    if node is None:
+        return set()
+    node = unwrap(node)
+    if bicep_file is project.main or node.type != "identifier":
+        return {text(node)}
+    if text(node) not in bicep_file.params:
+        return {text(node)}
+    found: set[str] = set()
+    for origin, written in project.argument_for(bicep_file, text(node)):
+        argument = unwrap(written)
+        if origin is project.main or argument.type != "identifier":
+            found.add(text(argument))
+        else:  # a parameter of an intermediate module: follow it one more call up
+            found |= {
+                text(unwrap(a))
+                for f, a in project.argument_for(origin, text(argument))
+                if f is project.main
+            }
+    return found
+
+
+def check_roles(project: Project, app_identity: str = "identity") -> list[str]:
+    """The main app's identity (main.bicep's ``app_identity``) holds each of ROLE_SCOPES."""
     assignments = role_assignments(project)
+    principal = f"{app_identity}.properties.principalId"
     problems = []
     for role, scope in ROLE_SCOPES.items():
         matching = [
             (f, r)
             for rid, stype, f, r in assignments
-            if rid == role
-            and stype == scope
-            and text(unwrap(r.get("properties", "principalId") or r.body)) == app_principal_param
+            if rid == role and stype == scope and principal in principal_origins(project, f, r)
         ]
         if not matching:
             problems.append(f"no role assignment of {role} on a {scope} for the app identity")

@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from sendmail.platform.settings import Settings
+from tests.infra import public
 from tests.infra.bicep import (
     Expr,
     Param,
@@ -23,6 +24,7 @@ from tests.infra.bicep import (
     Value,
     call_arguments,
     call_name,
+    compute,
     evaluate,
     load_source,
     syntax_errors,
@@ -230,10 +232,34 @@ def test_azure_yaml_deploys_the_root_as_a_python_function_app() -> None:
     assert api == {"project": ".", "language": "python", "host": "function"}
 
 
-def test_function_app_is_tagged_for_azd(infra: Project) -> None:
-    app = next(f for path, f in infra.files.items() if str(path) == "modules/functionapp.bicep")
-    site = next(r for r in app.resources if r.type == "Microsoft.Web/sites")
-    assert "'azd-service-name': 'api'" in text(site.get("tags") or site.body)
+@pytest.mark.parametrize("allowed", [[], public.CALLERS], ids=["open", "allow-list"])
+def test_azd_deploys_the_public_app_exactly_when_the_bicep_made_one(
+    infra: Project, allowed: list[str]
+) -> None:
+    """azd deploys a service only when its ``condition`` is true (azure-dev, pkg/project/
+    service_config.go, ``IsEnabled``: 1, true, True, TRUE, yes...; azd 1.23.4 and later) and
+    finds its app by the ``azd-service-name`` tag. main.bicep's output SENDMAIL_PUBLIC_APP
+    lands in the azd environment after provisioning."""
+    import yaml
+
+    config = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text(encoding="utf-8"))
+    service = config["services"]["public"]
+    assert service == {
+        "project": ".",
+        "language": "python",
+        "host": "function",
+        "condition": "${SENDMAIL_PUBLIC_APP}",
+    }
+    output = next(o for o in infra.main.outputs if o.name == "SENDMAIL_PUBLIC_APP")
+    env = public.main_env(infra, allowedIpRanges=list[Value](allowed))
+    assert compute(infra.main, output.value, env) == ("true" if allowed else "false")
+    tagged = {
+        public.site_tags(app).get("azd-service-name")
+        for app in public.instances(infra, allowed)
+        if app.deployed
+    }
+    assert tagged == ({"api", "public"} if allowed else {"api"})
+    assert tagged <= set(config["services"])
 
 
 def test_bicepconfig_turns_on_the_required_linter_rules() -> None:

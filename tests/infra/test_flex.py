@@ -101,16 +101,19 @@ def test_zone_redundancy_raises_always_ready_to_two(
 ) -> None:
     """Flex refuses fewer than two always-ready instances per group on a zone-redundant plan
     (flex-consumption-plan#always-ready-instances) and bills two there anyway: the template
-    asks for at least two instead of failing the deployment."""
+    asks for at least two instead of failing the deployment. The public app (functions
+    'public') runs no Durable function: no durable group at all."""
     module = next(f for p, f in infra.files.items() if str(p) == APP)
     app = next(r for r in module.resources if r.type == "Microsoft.Web/sites")
     node = app.get("properties", "functionAppConfig", "scaleAndConcurrency", "alwaysReady")
     assert node is not None
     env: dict[str, Value] = {
+        "functions": "all",
         "zoneRedundant": zone_redundant,
         "durableAlwaysReadyInstances": requested,
     }
     assert compute(module, node, env) == configured
+    assert compute(module, node, {**env, "functions": "public"}) == []
 
 
 # -- the deploy-time-constant rule: what the compiler accepts is not reported ---------------------

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from sendmail.platform.settings import Settings
-from tests.infra import deploytime, flex, policies
+from tests.infra import deploytime, flex, policies, public
 from tests.infra.bicep import (
     Project,
     call_arguments,
@@ -61,6 +61,8 @@ CHECKS: dict[str, Check] = {
     "location": policies.check_location,
     "naming_and_tags": policies.check_naming_and_tags,
     "env_urls": policies.check_env_urls,
+    "public_app": public.check_public_app,
+    "public_roles": public.check_public_roles,
 }
 
 
@@ -154,6 +156,7 @@ VAULT = "modules/keyvault.bicep"
 ROLES = "modules/roles.bicep"
 MONITORING = "modules/monitoring.bicep"
 MAIN = "main.bicep"
+PUBLIC_ROLES = "modules/publicroles.bicep"
 
 REGRESSIONS: list[tuple[str, str, tuple[tuple[str, str, str], ...], str]] = [
     # (check, id, edits, expected fragment of a violation)
@@ -230,6 +233,11 @@ REGRESSIONS: list[tuple[str, str, tuple[tuple[str, str, str], ...], str]] = [
             (
                 MAIN,
                 "userAssignedIdentities@2024-11-30' = {",
+                "userAssignedIdentities@2024-11-30' existing = {",
+            ),
+            (
+                MAIN,
+                "userAssignedIdentities@2024-11-30' = if (hasPublicApp) {",
                 "userAssignedIdentities@2024-11-30' existing = {",
             ),
         ),
@@ -361,7 +369,7 @@ REGRESSIONS: list[tuple[str, str, tuple[tuple[str, str, str], ...], str]] = [
             ),
         ),
         "has 1 instance(s) on a zone-redundant plan (Flex requires at least 2) when "
-        "durableAlwaysReadyInstances=1, zoneRedundant=True",
+        "durableAlwaysReadyInstances=1, functions=all, zoneRedundant=True",
     ),
     (
         "always_ready",
@@ -725,6 +733,109 @@ REGRESSIONS: list[tuple[str, str, tuple[tuple[str, str, str], ...], str]] = [
         ),
         "subnet parameter",
     ),
+    # The public app (public.py): open, public functions only, its own identity and package
+    (
+        "public_app",
+        "public-app-behind-the-allow-list",
+        ((MAIN, "    allowedIpRanges: []\n", "    allowedIpRanges: allowedIpRanges\n"),),
+        "the public app (publicApp) has an IP restriction (default action 'Deny'",
+    ),
+    (
+        "public_app",
+        "public-app-without-an-allow-list",
+        (
+            (
+                MAIN,
+                "module publicApp 'modules/functionapp.bicep' = if (hasPublicApp) {",
+                "module publicApp 'modules/functionapp.bicep' = {",
+            ),
+        ),
+        "the public app (publicApp) is deployed when allowedIpRanges is empty",
+    ),
+    (
+        "public_app",
+        "main-app-open",
+        ((MAIN, "    allowedIpRanges: allowedIpRanges\n", "    allowedIpRanges: []\n"),),
+        "the main app (functionApp) with allowedIpRanges=['203.0.113.0/24']: default action "
+        "'Allow'",
+    ),
+    (
+        "public_app",
+        "public-app-gets-the-sending-secrets",
+        (
+            (
+                APP,
+                "var sendingSecretReferences = runsDurable ? {",
+                "var sendingSecretReferences = {",
+            ),
+            (APP, "sealingKey})'\n} : {}", "sealingKey})'\n}"),
+        ),
+        "publicApp: Key Vault references ['AWS_ACCESS_KEY_ID'",
+    ),
+    (
+        "public_app",
+        "unsubscribe-links-to-the-restricted-app",
+        (
+            (
+                MAIN,
+                "publicBaseUrl: hasPublicApp ? 'https://${publicApp.outputs.defaultHostName}' : ''",
+                "publicBaseUrl: ''",
+            ),
+        ),
+        "the main app's SENDMAIL_PUBLIC_BASE_URL with allowedIpRanges=['203.0.113.0/24']",
+    ),
+    (
+        "public_app",
+        "shared-identity",
+        (
+            (MAIN, "identityId: publicIdentity.id", "identityId: identity.id"),
+            (
+                MAIN,
+                "identityClientId: publicIdentity.properties.clientId",
+                "identityClientId: identity.properties.clientId",
+            ),
+        ),
+        "the public app shares the main app's identity",
+    ),
+    (
+        "public_app",
+        "shared-package-container",
+        (
+            (
+                MAIN,
+                "deploymentContainerName: names.publicDeploymentContainer",
+                "deploymentContainerName: storage.outputs.deploymentContainerName",
+            ),
+        ),
+        "the public app shares the main app's package container",
+    ),
+    (
+        "public_app",
+        "public-app-kept-ready",
+        (
+            (APP, "!runsDurable ? 0 : ", ""),
+            (MAIN, "    durableAlwaysReadyInstances: 0\n", "    durableAlwaysReadyInstances: 1\n"),
+        ),
+        "the public app (publicApp) keeps always-ready instances",
+    ),
+    (
+        "public_roles",
+        "task-hub-queues",
+        (
+            (
+                PUBLIC_ROLES,
+                "storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'",
+                "storageTableDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'",
+            ),
+        ),
+        "holds Storage Queue Data Contributor",
+    ),
+    (
+        "public_roles",
+        "no-vault-role",
+        ((PUBLIC_ROLES, "  scope: vault\n", "  scope: storage\n"),),
+        "the public app's identity holds",
+    ),
     (
         "location",
         "literal-default",
@@ -939,7 +1050,8 @@ def test_unresolvable_app_settings_fail_instead_of_passing() -> None:
     project = mutated(
         (
             APP,
-            "union(platformSettings, keyVaultReferences, sendMailSettings, optionalSettings)",
+            "union(platformSettings, keyVaultReferences, sendMailSettings, optionalSettings, "
+            "roleSettings)",
             "json(loadTextContent('settings.json'))",
         )
     )
