@@ -303,3 +303,20 @@ def test_operators_get_a_host_key_and_callers_none_from_the_bicep(infra: Project
     assert "@secure()\n@description('Value of the operators' host key" in source.replace("\\'", "'")
     config = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text(encoding="utf-8"))
     assert config["hooks"]["postdeploy"]["run"] == "python3 scripts/function_keys.py sync"
+
+
+def test_the_deploy_guide_names_the_secrets_environment_variables(bicepparam_source: str) -> None:
+    """Every secret main.bicepparam reads from the deployer's environment is named in
+    docs/deploy.md ("Secrets", way A), under the name the file reads."""
+    _, values, _ = read_bicepparam(bicepparam_source)
+    documented = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    secure = {name for name, param in Project.load(INFRA).main.params.items() if param.secure}
+    names = []
+    for name in sorted(secure):
+        value = values[name]
+        assert isinstance(value, Expr), name
+        variable = evaluate(call_arguments(value.node)[0])
+        assert isinstance(variable, str), name
+        names.append(variable)
+    assert "SENDMAIL_UNSUBSCRIBE_KEYS_VALUE" in names
+    assert [n for n in names if n not in documented] == []
