@@ -73,11 +73,19 @@ class Limits:
 
     @property
     def max_commas(self) -> int:
-        """The most commas a valid body can hold: one per entry, one per character of the
-        subject and the body (each could be all commas), and room for the other fields (a
-        password, fields this service ignores) and the separators between them."""
+        """The most commas a valid body with ``recipientEmails`` can hold: one per entry, one
+        per character of the subject, the body and the html (each could be all commas), and
+        room for the other fields (a password, fields this service ignores) and the separators
+        between them."""
         text = self.max_body_bytes + self.max_html_bytes + self.max_subject_chars
-        return self.max_entries * (1 + MAX_VARIABLES) + text + 4096
+        return self.max_entries + text + 4096
+
+    @property
+    def max_commas_personalised(self) -> int:
+        """The same for a body with ``recipients``: each entry may also hold
+        :data:`MAX_VARIABLES` values. A body this large is parsed an element at a time
+        (:func:`sendmail.platform.jsontext.loads`), so it does not stall the worker's loop."""
+        return self.max_commas + self.max_entries * (1 + MAX_VARIABLES)
 
     @property
     def max_request_bytes(self) -> int:
@@ -566,13 +574,17 @@ def decode_body(raw: bytes, limits: Limits) -> dict[str, Any]:
     # every other request of the worker for seconds. A valid body has at most one comma per entry
     # and per character of its text fields (plus the few between fields): counting them is a
     # fast scan, and a body with more is refused before it is parsed.
-    if raw.count(b",") > limits.max_commas:
+    # (a body naming "recipients" is a personalised one: more values per entry, and its list is
+    # parsed an element at a time, so the loop does not stall on it either)
+    personalised = b'"recipients"' in raw
+    most = limits.max_commas_personalised if personalised else limits.max_commas
+    if raw.count(b",") > most:
         raise ValidationFailed(
             "the request body holds more values than a valid request can (recipientEmails: at "
             f"most {limits.max_entries} entries, duplicates included)"
         )
     try:
-        data = jsontext.loads(raw) if raw.strip() else None
+        data = jsontext.loads(raw, streamed=("recipients",)) if raw.strip() else None
     except jsontext.MalformedJson as e:
         raise ValidationFailed("the request body must be valid UTF-8 JSON") from e
     if not isinstance(data, dict):
