@@ -260,31 +260,42 @@ def test_the_password_is_write_only(document: dict[str, Any]) -> None:
     assert password["format"] == "password"
 
 
+def value(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's value schema (``anyOf: [value, null]``)."""
+    options = [o for o in schema.get("anyOf", [schema]) if o.get("type") != "null"]
+    assert len(options) == 1
+    return options[0]
+
+
 def test_the_documented_limits_are_the_deployments(
     app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def limits() -> tuple[int, int, int, int, str]:
+    def limits() -> tuple[int, int, int, int, int, int, int, str]:
         schemas = fetch_document(app_functions)["components"]["schemas"]
         aws = schemas["AwsEmailRequest"]["properties"]
         user = schemas["UserEmailRequest"]["properties"]
         return (
-            aws["recipientEmails"]["maxItems"],
-            user["recipientEmails"]["maxItems"],
+            value(aws["recipientEmails"])["maxItems"],
+            value(aws["recipients"])["maxItems"],
+            value(user["recipientEmails"])["maxItems"],
+            value(user["recipients"])["maxItems"],
             aws["subject"]["maxLength"],
             user["subject"]["maxLength"],
+            value(aws["html"])["maxLength"],
             aws["body"]["description"],
         )
 
     *counts, body = limits()
-    assert counts == [1_000_000, 100, 998, 998]
+    assert counts == [1_000_000, 1_000_000, 100, 100, 998, 998, 102_400]
     assert "102400 bytes in UTF-8" in body
 
     monkeypatch.setenv("SENDMAIL_SES_MAX_RECIPIENTS", "3")
     monkeypatch.setenv("SENDMAIL_MAX_SUBJECT_CHARS", "40")
     monkeypatch.setenv("SENDMAIL_MAX_BODY_BYTES", "2000")
+    monkeypatch.setenv("SENDMAIL_MAX_HTML_BYTES", "3000")
     services.reset()
     *counts, body = limits()
-    assert counts == [3, 100, 40, 40]
+    assert counts == [3, 3, 100, 100, 40, 40, 3000]
     assert "2000 bytes in UTF-8" in body
 
 
@@ -294,7 +305,7 @@ def test_the_documented_recipient_limit_is_the_one_requests_are_held_to(
     monkeypatch.setenv("SENDMAIL_SES_MAX_RECIPIENTS", "3")
     services.reset()
     schemas = fetch_document(app_functions)["components"]["schemas"]
-    most = schemas["AwsEmailRequest"]["properties"]["recipientEmails"]["maxItems"]
+    most = value(schemas["AwsEmailRequest"]["properties"]["recipientEmails"])["maxItems"]
     longest = schemas["AwsEmailRequest"]["properties"]["subject"]["maxLength"]
     limits = Limits.for_aws(get_settings())
 

@@ -151,13 +151,22 @@ def _apply_limits(schema: Schema, limits: Limits) -> None:
     sender["format"] = "email"
     sender["description"] = f"{sender['description']} {ADDRESS_RULES}"
     recipients = fields["recipientEmails"]
-    recipients["items"] = {**recipients["items"], "format": "email"}
-    recipients["maxItems"] = limits.max_recipients
+    addresses = _non_null(recipients)
+    addresses["items"] = {**addresses["items"], "format": "email"}
+    addresses["maxItems"] = limits.max_recipients
     recipients["description"] = (
         f"At most {limits.max_recipients} distinct recipients. Each gets its own message; "
         "duplicates (compared case-insensitively, a domain in its ASCII form) are sent once, "
-        "keeping the first spelling. "
-        f"{ADDRESS_RULES}"
+        "keeping the first spelling. Exactly one of recipientEmails and recipients is given; "
+        "with recipientEmails, subject, body and html are sent as they are (text that looks "
+        f"like a template included). {ADDRESS_RULES}"
+    )
+    _non_null(fields["recipients"])["maxItems"] = limits.max_recipients
+    html = fields["html"]
+    _non_null(html)["maxLength"] = limits.max_html_bytes
+    html["description"] = (
+        f"{html['description']} At most {limits.max_html_bytes} bytes in UTF-8 (so at most "
+        "that many characters)."
     )
     subject = fields["subject"]
     subject["maxLength"] = limits.max_subject_chars
@@ -173,6 +182,14 @@ def _apply_limits(schema: Schema, limits: Limits) -> None:
         f"Body, plain text, not only white space. At most {limits.max_body_bytes} bytes in UTF-8 "
         "(non-ASCII characters take 2-4 bytes each, so fewer characters fit)."
     )
+
+
+def _non_null(schema: Schema) -> Schema:
+    """The schema of an optional field's value (pydantic writes ``anyOf: [value, null]``)."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") != "null":
+            return option  # type: ignore[no-any-return]
+    return schema
 
 
 def _ref(name: str) -> Schema:
@@ -708,23 +725,6 @@ def _suppression_delete() -> Schema:
     }
 
 
-def _health() -> Schema:
-    return {
-        "operationId": "health",
-        "tags": ["health"],
-        "summary": "Liveness",
-        "description": "Anonymous. Touches no dependency.",
-        "security": [],
-        "responses": {
-            "200": {"description": "The app is up.", "content": _json_content(api_models.Health)}
-        },
-    }
-
-
-_DESCRIPTION = """\
-Mail sending as a service, replacing the synchronous v1 service with the same request fields,
-error envelope and status codes.
-
 _HTML = "text/html"
 _TOKEN_PARAMETER: Schema = {
     "name": "token",
@@ -846,6 +846,23 @@ def _unsubscribe() -> Schema:
         },
     }
 
+
+def _health() -> Schema:
+    return {
+        "operationId": "health",
+        "tags": ["health"],
+        "summary": "Liveness",
+        "description": "Anonymous. Touches no dependency.",
+        "security": [],
+        "responses": {
+            "200": {"description": "The app is up.", "content": _json_content(api_models.Health)}
+        },
+    }
+
+
+_DESCRIPTION = """\
+Mail sending as a service, replacing the synchronous v1 service with the same request fields,
+error envelope and status codes.
 
 Sending is asynchronous: a send route answers `202 Accepted` with `Location` (the status route)
 and `Retry-After`; poll the status route until it answers `200`. A caller that wants v1's
