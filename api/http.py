@@ -42,6 +42,19 @@ def request_path(req: func.HttpRequest) -> str:
     return str(urlsplit(req.url).path) or "/"
 
 
+def loggable_path(req: func.HttpRequest) -> str:
+    """The request's path (decoded) with each route parameter's value replaced by its name
+    (``/api/v1/suppressions/{email}``): a path can name an address or hold a token, and the log
+    must do neither."""
+    from urllib.parse import unquote
+
+    path = unquote(request_path(req))
+    for name, value in (req.route_params or {}).items():
+        if value:
+            path = path.replace(str(value), "{" + name + "}")
+    return path
+
+
 def url_for(req: func.HttpRequest, path: str) -> str:
     """An absolute URL on the same scheme and host as the request."""
     parts = urlsplit(req.url)
@@ -62,11 +75,12 @@ def error_response(req: func.HttpRequest, error: Exception) -> func.HttpResponse
     path = request_path(req)
     if isinstance(error, SendMailError) and error.status < 500:
         return json_response(error_envelope(error, path), error.status, error.headers)
+    logged = loggable_path(req)  # no address or token from the path in the log
     if isinstance(error, SendMailError):
         # Configuration problems are for operators: the log says which, the caller sees a 500.
-        logger.error("%s %s: %s: %s", req.method, path, type(error).__name__, error.message)
+        logger.error("%s %s: %s: %s", req.method, logged, type(error).__name__, error.message)
         return json_response(internal_error(path), 500)
-    logger.error("%s %s: unexpected error", req.method, path, exc_info=error)
+    logger.error("%s %s: unexpected error", req.method, logged, exc_info=error)
     return json_response(internal_error(path), 500)
 
 

@@ -2,11 +2,12 @@
 
 ``GET /api/v1/suppressions/{email}`` answers 200 with the address's entries (a bounce or
 complaint, an unsubscribe, or both: ``entries``, the first one's fields repeated at the top as
-before an address could carry several) or 404. ``DELETE`` answers 204 when it removed the
-address's entries — every one, an unsubscribe included, or only the one ``?reason=BOUNCE``,
-``COMPLAINT`` or ``UNSUBSCRIBED`` names (an operator confirmed the address is good again after a
-bounce, with the recipient's unsubscribe kept: ``?reason=BOUNCE``) — or 404 when there was none
-to remove. Addresses are compared normalised (trimmed, lower-case, the domain in ASCII form:
+before an address could carry several) or 404. ``DELETE`` answers 204 when it removed an
+entry, or 404 when there was none to remove: without ``?reason`` the bounce or complaint (an
+operator confirmed the address is good again) and never the recipient's unsubscribe — consent is
+the person's, and clearing a bounce must not sign them up again; ``?reason=UNSUBSCRIBED`` removes
+the unsubscribe (the person asked for mail again), ``?reason=BOUNCE`` or ``COMPLAINT`` only that
+entry. Addresses are compared normalised (trimmed, lower-case, the domain in ASCII form:
 :mod:`sendmail.contract.addresses`). What puts an address on the list, and what it means for
 sending: :mod:`sendmail.feedback.suppression`.
 """
@@ -82,16 +83,27 @@ async def suppression_delete(req: func.HttpRequest) -> func.HttpResponse:
 
     email = _address(req)
     reason = _reason(req)
-    removed = await asyncio.to_thread(services.suppressions().remove, email, reason)
+    suppressions = services.suppressions()
+    if reason is None:  # the delivery entry: never the recipient's own unsubscribe
+        entries = await asyncio.to_thread(suppressions.get, email)
+        delivery = [e.reason for e in entries if e.reason != "UNSUBSCRIBED"]
+        if not delivery:
+            raise NotFound(
+                "The address has no bounce or complaint on the suppression list"
+                + (
+                    "; its unsubscribe is removed only with ?reason=UNSUBSCRIBED, when the "
+                    "person asked for mail again."
+                    if entries
+                    else "."
+                )
+            )
+        reason = delivery[0]
+    removed = await asyncio.to_thread(suppressions.remove, email, reason)
     if not removed:
-        raise NotFound(
-            "The address is not on the suppression list."
-            if reason is None
-            else f"The address is not on the suppression list with reason {reason}."
-        )
+        raise NotFound(f"The address is not on the suppression list with reason {reason}.")
     logger.warning(
         "An address at %s was taken off the suppression list (%s)",
         email.rpartition("@")[2].lower(),
-        reason or "every reason",
+        reason,
     )
     return func.HttpResponse(status_code=204, headers={"Cache-Control": "no-store"})

@@ -469,11 +469,12 @@ def test_an_operator_removes_an_address_from_the_list(
             documented(document, route, method.lower(), invalid)
 
 
-def test_the_routes_show_every_reason_and_delete_one_or_all(
+def test_the_routes_show_every_reason_and_never_drop_an_unsubscribe_unasked(
     app_functions: dict[str, Any], document: dict[str, Any]
 ) -> None:
     """An unsubscribed address that later bounced: GET shows both (the bounce first and at the
-    top); DELETE ?reason=BOUNCE keeps the unsubscribe; DELETE without a reason takes it all."""
+    top); DELETE without a reason takes the bounce or complaint and keeps the unsubscribe (the
+    person's consent), which goes only with ?reason=UNSUBSCRIBED."""
     from tests.test_suppression import entry
 
     services.suppressions().add(entry("both@example.com", "UNSUBSCRIBED", send_id=SEND))
@@ -509,6 +510,36 @@ def test_the_routes_show_every_reason_and_delete_one_or_all(
         ["UNSUBSCRIBED"],
     )
     services.suppressions().add(entry("both@example.com", "COMPLAINT"))
-    assert do("DELETE").status_code == 204  # every reason
+    assert do("DELETE").status_code == 204  # the complaint
+    assert [e.reason for e in services.suppressions().get("both@example.com")] == ["UNSUBSCRIBED"]
+    kept = do("DELETE")
+    assert kept.status_code == 404
+    assert "?reason=UNSUBSCRIBED" in documented(document, route, "delete", kept)["message"]
+    assert do("DELETE", "UNSUBSCRIBED").status_code == 204
     assert do("GET").status_code == 404
     assert services.suppressions().get("both@example.com") == []
+
+
+def test_a_failing_suppression_route_logs_the_route_not_the_address(
+    app_functions: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 500 is logged with the request's path — which names the address on these routes — so
+    the route parameter is written as its name."""
+
+    class Down:
+        def get(self, email: str) -> list[Any]:
+            raise TableUnavailable("storage down")
+
+    services.override(suppressions=Down())
+    caplog.set_level(logging.DEBUG)
+
+    answer = call(
+        app_functions,
+        "suppression_get",
+        "/api/v1/suppressions/Kim.Minsu%40example.com",
+        route_params={"email": "Kim.Minsu@example.com"},
+    )
+
+    assert answer.status_code == 500
+    assert "GET /api/v1/suppressions/{email}" in caplog.text
+    assert "minsu" not in caplog.text.lower()

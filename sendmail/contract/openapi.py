@@ -699,9 +699,9 @@ def _suppression_delete() -> Schema:
         "summary": "Take an address off the suppression list",
         "description": (
             "For an operator who has confirmed the address is good again: aws-send mails it "
-            "from the next batch on. Without `reason`, every entry is removed — an unsubscribe "
-            "too, so marketing mail reaches the address again; to clear a bounce and keep the "
-            "recipient's unsubscribe, give `reason=BOUNCE` (or `COMPLAINT`)."
+            "from the next batch on. Without `reason`, the bounce or complaint is removed and "
+            "the recipient's unsubscribe stays (consent is the person's); `reason=UNSUBSCRIBED` "
+            "removes the unsubscribe, when the person asked for mail again."
         ),
         "parameters": [
             _EMAIL_PARAMETER,
