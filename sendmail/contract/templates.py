@@ -19,7 +19,9 @@ of Jinja2: there is nothing here to escape from.
 A default cannot hold ``}}`` (the first ``}}`` closes the expression), and there is no way to
 write a literal ``{{``: text that needs one is sent without personalisation.
 
-Groundwork of the personalisation issue: the send routes do not take templates yet.
+The send routes compile a personalised request's templates and check every recipient's values
+at validation (:mod:`sendmail.contract.models`); the batch activities render them
+(:mod:`sendmail.sending.content`).
 """
 
 from __future__ import annotations
