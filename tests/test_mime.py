@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import io
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.generator import BytesGenerator
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sendmail.sending.mime import build_message, new_message_id
+from sendmail.sending.mime import MailParts, build_message, compose, new_message_id
 
 SENDER = "se@aifactory.page"
 RECIPIENT = "reader@example.com"
@@ -140,3 +141,77 @@ def test_message_id_of_an_internationalised_domain_is_ascii():
 def test_sender_without_a_domain_is_refused():
     with pytest.raises(ValueError, match="domain"):
         new_message_id("no-at-sign")
+
+
+def compose_received(parts: MailParts, message_id: str | None = MESSAGE_ID) -> tuple[bytes, Any]:
+    raw = compose(SENDER, RECIPIENT, parts, message_id=message_id)
+    return raw, received(raw)
+
+
+def test_html_makes_multipart_alternative_text_first_and_both_decode_exactly():
+    long_line = "한국어 텍스트와 이모지 😀🎉 " * 400  # one line of about 7,000 characters
+    text = f"안녕하세요 김민수님,\n{long_line}\n\n감사합니다 🙂"
+    html = f"<html><body><p>안녕하세요 <b>김민수</b>님 😀</p><p>{long_line}</p></body></html>"
+
+    raw, message = compose_received(MailParts("12월 소식 😀", text, html))
+
+    assert raw.isascii()
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+    assert message.get_content_type() == "multipart/alternative"
+    plain, rich = message.iter_parts()
+    assert [plain.get_content_type(), rich.get_content_type()] == ["text/plain", "text/html"]
+    for part in (plain, rich):
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "base64"
+    assert plain.get_content() == text.replace("\n", "\r\n")
+    assert rich.get_content() == html
+    assert str(message["Subject"]) == "12월 소식 😀"
+    assert message["MIME-Version"] == "1.0"
+
+
+def test_extra_headers_are_written_as_given_on_one_line():
+    link = "<https://mail.example.com/api/v1/unsubscribe/u1" + "A" * 120 + ">"
+    parts = MailParts(
+        "Hi",
+        "Body",
+        headers=(
+            ("List-Unsubscribe", link),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ),
+    )
+
+    raw, message = compose_received(parts)
+
+    assert f"\r\nList-Unsubscribe: {link}\r\n".encode() in raw
+    assert message["List-Unsubscribe"] == link
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("List-Unsubscribe", "<https://x>\r\nBcc: a@b.c"), ("Bad Name", "x"), ("X-K", "한국")],
+)
+def test_a_header_that_could_inject_or_is_not_ascii_is_refused(name, value):
+    with pytest.raises(ValueError, match=r"header|line breaks"):
+        compose(SENDER, RECIPIENT, MailParts("s", "b", headers=((name, value),)), message_id=None)
+
+
+def test_without_a_message_id_none_is_written_for_ses_to_set():
+    _, message = compose_received(MailParts("s", "b"), message_id=None)
+
+    assert message["Message-ID"] is None
+    assert message["Date"] is not None
+
+
+def test_a_message_that_is_not_personalised_has_its_parts_encoded_once():
+    from sendmail.sending.mime import _encoded_part
+
+    parts = MailParts("s", "text " + uuid.uuid4().hex, "<p>" + "뉴스" * 5000 + "</p>")
+    compose(SENDER, "a@example.com", parts, message_id=None)
+    before = _encoded_part.cache_info()
+
+    second = compose(SENDER, "b@example.com", parts, message_id=None)
+
+    after = _encoded_part.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (2, 0)
+    assert received(second).get_body(preferencelist=("html",)).get_content() == parts.html

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sendmail import services
-from sendmail.contract.vocabulary import FailureCode
+from sendmail.contract.vocabulary import Category, FailureCode
 from sendmail.feedback.ses_events import SEND_ID_TAG, RecipientEvent
 from sendmail.feedback.suppression import (
     MemorySuppressionList,
@@ -21,6 +21,7 @@ from sendmail.feedback.suppression import (
     skipping_suppressed,
     suppressions_from_environment,
 )
+from sendmail.platform.blobs import MemoryBlobStore
 from sendmail.platform.tables import TableUnavailable
 from sendmail.sending.jobs import Mail, SesBatch, ledger_key
 from sendmail.sending.ledger import Recorded
@@ -444,7 +445,10 @@ SEND_ID = "sendabc"
 
 
 def run_activity(
-    app_functions: dict[str, Any], recipients: list[str], start: int = 0
+    app_functions: dict[str, Any],
+    recipients: list[str],
+    start: int = 0,
+    category: Category = "transactional",
 ) -> tuple[dict[str, Any], dict[int, Recorded]]:
     """Run the SES activity on the batch ``start ..`` of a send whose list is ``recipients``:
     (its tally, the ledger's outcomes of the batch)."""
@@ -452,7 +456,7 @@ def run_activity(
         services.blobs(),
         SEND_ID,
         recipients,
-        Mail(sender="se@aifactory.page", subject="s", body="b"),
+        Mail(sender="se@aifactory.page", subject="s", body="b", category=category),
     )
     key = ledger_key(SEND_ID, start)
     batch = SesBatch(ledgerKey=key, listRef=SEND_ID, start=start, count=len(recipients) - start)
@@ -506,3 +510,37 @@ def test_with_suppression_off_the_activity_sends_to_everyone(
     assert len(activity_ses.bodies) == 2
     assert isinstance(listed, MemorySuppressionList)
     assert listed.lookups == 0  # not even asked
+
+
+def test_with_suppression_off_marketing_still_skips_the_unsubscribed_and_transactional_does_not(
+    app_functions: dict[str, Any], activity_ses: ScriptedSes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consent is not a tuning knob: SENDMAIL_SUPPRESSION_ENABLED=false stops bounce and
+    complaint skipping, never the unsubscribes of marketing mail."""
+    from sendmail.platform.settings import get_settings
+    from sendmail.sending.unsubscribe import new_key
+
+    monkeypatch.setenv("SENDMAIL_SUPPRESSION_ENABLED", "false")
+    monkeypatch.setenv("SENDMAIL_PUBLIC_BASE_URL", "https://mail.example.com")
+    monkeypatch.setenv("SENDMAIL_UNSUBSCRIBE_KEYS", new_key())
+    get_settings.cache_clear()
+    services.suppressions().add(entry("left@example.com", "UNSUBSCRIBED"))
+    services.suppressions().add(entry("bounced@example.com", "BOUNCE"))
+    everyone = ["ok@example.com", "left@example.com", "bounced@example.com"]
+
+    result, outcomes = run_activity(app_functions, everyone, category="marketing")
+
+    assert (result["sent"], result["failed"]) == (2, 1)
+    assert (outcomes[1].sent, outcomes[1].code) == (False, "UNSUBSCRIBED")
+    assert [b["Destination"]["ToAddresses"][0] for b in activity_ses.bodies] == [
+        "ok@example.com",
+        "bounced@example.com",
+    ]
+
+    activity_ses.bodies.clear()
+    services.ledger().purge(SEND_ID)
+    services.override(blobs=MemoryBlobStore())  # the same send id stored anew
+    result, _ = run_activity(app_functions, everyone, category="transactional")
+
+    assert (result["sent"], result["failed"]) == (3, 0)
+    assert len(activity_ses.bodies) == 3

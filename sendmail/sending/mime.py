@@ -125,7 +125,7 @@ def compose(
     return b"".join(
         (
             head,
-            b'\r\nContent-Type: multipart/alternative; boundary="',
+            b'\r\nContent-Type: multipart/alternative;\r\n boundary="',
             boundary,
             b'"\r\n\r\n--',
             boundary,
