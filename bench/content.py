@@ -119,7 +119,7 @@ def per_message(count: int) -> dict[str, Any]:
     key = new_key()
     settings = Settings(
         SENDMAIL_PUBLIC_BASE_URL="https://mail.aifactory.page",
-        SENDMAIL_UNSUBSCRIBE_KEYS=key,  # type: ignore[arg-type]
+        SENDMAIL_UNSUBSCRIBE_KEYS=key,
     )
     tokens = UnsubscribeTokens(key)
     html, text = newsletter_html(), newsletter_text()

@@ -214,4 +214,6 @@ def test_a_message_that_is_not_personalised_has_its_parts_encoded_once():
 
     after = _encoded_part.cache_info()
     assert (after.hits - before.hits, after.misses - before.misses) == (2, 0)
-    assert received(second).get_body(preferencelist=("html",)).get_content() == parts.html
+    html = received(second).get_body(preferencelist=("html",))
+    assert html is not None
+    assert html.get_content() == parts.html

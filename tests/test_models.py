@@ -374,7 +374,7 @@ def test_commas_are_counted_before_the_parse_and_a_valid_body_always_passes() ->
     }
     raw = json.dumps(full).encode()
     assert raw.count(b",") <= limits.max_commas
-    assert len(parse_request(AwsEmailRequest, raw, limits).recipientEmails) == 2
+    assert len(parse_request(AwsEmailRequest, raw, limits).addresses) == 2
 
     padded = raw.replace(b'"subject"', b'"x": [' + b"0," * limits.max_commas + b'0], "subject"')
     with pytest.raises(ValidationFailed, match="at most 4 entries"):

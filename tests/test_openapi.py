@@ -262,7 +262,9 @@ def test_the_password_is_write_only(document: dict[str, Any]) -> None:
 
 def value(schema: dict[str, Any]) -> dict[str, Any]:
     """An optional field's value schema (``anyOf: [value, null]``)."""
-    options = [o for o in schema.get("anyOf", [schema]) if o.get("type") != "null"]
+    options: list[dict[str, Any]] = [
+        o for o in schema.get("anyOf", [schema]) if o.get("type") != "null"
+    ]
     assert len(options) == 1
     return options[0]
 

@@ -24,7 +24,7 @@ from sendmail.feedback.suppression import (
 from sendmail.platform.blobs import MemoryBlobStore
 from sendmail.platform.tables import TableUnavailable
 from sendmail.sending.jobs import Mail, SesBatch, ledger_key
-from sendmail.sending.ledger import Recorded
+from sendmail.sending.ledger import MemorySendLedger, Recorded
 from sendmail.sending.lists import store_send
 from sendmail.sending.results import BatchReport, Delivery
 from tests.support.azurite import Azurite
@@ -538,8 +538,7 @@ def test_with_suppression_off_marketing_still_skips_the_unsubscribed_and_transac
     ]
 
     activity_ses.bodies.clear()
-    services.ledger().purge(SEND_ID)
-    services.override(blobs=MemoryBlobStore())  # the same send id stored anew
+    services.override(blobs=MemoryBlobStore(), ledger=MemorySendLedger())  # the send anew
     result, _ = run_activity(app_functions, everyone, category="transactional")
 
     assert (result["sent"], result["failed"]) == (3, 0)
