@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,11 @@ def _mailctl_salt_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str) -> Iterator[None]:
     """Every test starts from the embedded defaults, whatever the developer's shell holds (and
-    mailctl keeps its installation salt out of the developer's home)."""
+    mailctl keeps its installation salt out of the developer's home), and leaves the
+    environment as it found it: a variable a test (or code it runs, such as devhost's embedded
+    defaults) set directly would otherwise reach every later test of the worker — and the
+    devhost processes they start."""
+    before = dict(os.environ)
     monkeypatch.setenv("MAILCTL_SALT_FILE", _mailctl_salt_file)
     from sendmail import services
     from sendmail.platform.settings import Settings
@@ -52,6 +57,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
     )
     yield
     services.reset()
+    monkeypatch.undo()
+    os.environ.clear()
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="session")

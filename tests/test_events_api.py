@@ -253,7 +253,7 @@ def test_a_forged_notification_is_refused_and_records_nothing(
     """The key is right (the host let it through); the signature is not SNS's."""
     forger = SigningKey.generate()
     raw = sns_body(forger, json.dumps(ses_record("Bounce", "victim@example.com")))
-    with caplog.at_level(logging.WARNING, logger="api.events"):
+    with caplog.at_level(logging.WARNING, logger="api.sns"):
         response = post_event(app_functions, raw)
     body = documented(document, "/v1/events/ses", "post", response)
     assert response.status_code == 403

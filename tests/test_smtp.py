@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from devhost.emulators.smtp_sink import SmtpSink
 from sendmail.contract.vocabulary import FailureCode, Provider
 from sendmail.platform.settings import Settings
+from sendmail.sending.content import RenderFailed
 from sendmail.sending.mime import MailParts
 from sendmail.sending.providers import SmtpEndpoint, endpoint_for
 from sendmail.sending.smtp import SmtpSender, default_connect
@@ -306,6 +307,34 @@ def test_korean_subject_and_body_arrive_intact(smtp_sink):
     assert received.subject == subject
     assert received.body == body
     assert smtp_sink.raw_messages()[0].isascii()  # MIME-encoded, no raw 8-bit on the wire
+
+
+def test_each_recipient_gets_its_own_rendered_message_and_a_bad_one_fails_alone(smtp_sink):
+    """Personalised user-send: one message made per recipient (sendmail.sending.content); one
+    that cannot be made fails RENDER_FAILED and the connection goes on with the next."""
+
+    def content(recipient: str) -> MailParts:
+        if recipient.startswith("broken"):
+            raise RenderFailed("the rendered subject holds a line break")
+        name = recipient.split("@", maxsplit=1)[0]
+        return MailParts(f"{name}님께", f"안녕 {name}", f"<p>안녕 <b>{name}</b></p>")
+
+    results = make_sender(smtp_sink).send(
+        Provider.GMAIL,
+        SENDER,
+        PASSWORD,
+        ["minsu@example.com", "broken@example.com", "jiwoo@example.com"],
+        content,
+    )
+
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].code == FailureCode.RENDER_FAILED
+    got = {m.to[0]: m for m in smtp_sink.messages()}
+    assert set(got) == {"minsu@example.com", "jiwoo@example.com"}
+    assert (got["jiwoo@example.com"].subject, got["jiwoo@example.com"].html) == (
+        "jiwoo님께",
+        "<p>안녕 <b>jiwoo</b></p>",
+    )
 
 
 def test_an_internationalised_domain_travels_in_ascii_form(smtp_sink):

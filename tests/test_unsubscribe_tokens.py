@@ -118,6 +118,7 @@ def test_two_tokens_for_the_same_recipient_and_send_differ() -> None:
 @pytest.mark.parametrize(
     "keys",
     [None, "", " , ", "not base64!", base64.urlsafe_b64encode(b"short").decode(), f"{NEW},bad"],
+    ids=["unset", "empty", "blank", "not-base64", "short", "one-bad"],  # NEW is random: not an id
 )
 def test_missing_or_bad_keys_are_a_configuration_error(keys: str | None) -> None:
     with pytest.raises(ServiceMisconfigured):
