@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,19 +90,13 @@ def ensure_sealing_key(state_dir: Path) -> str:
 
     Returns where it came from: ``env``, ``state`` or ``generated``.
     """
-    if os.environ.get(SEALING_KEY_ENV):
-        return "env"
-    path = state_dir / SEALING_KEY_FILE
-    if path.is_file() and path.read_text(encoding="utf-8").strip():
-        os.environ[SEALING_KEY_ENV] = path.read_text(encoding="utf-8").strip()
-        os.chmod(path, 0o600)
-        return "state"
-    from cryptography.fernet import Fernet
 
-    key = Fernet.generate_key().decode()
-    write_private(path, key)
-    os.environ[SEALING_KEY_ENV] = key
-    return "generated"
+    def fernet_key() -> str:
+        from cryptography.fernet import Fernet
+
+        return Fernet.generate_key().decode()
+
+    return _ensure_dev_key(SEALING_KEY_ENV, state_dir / SEALING_KEY_FILE, fernet_key)
 
 
 def ensure_unsubscribe_keys(state_dir: Path) -> str:
@@ -110,18 +105,27 @@ def ensure_unsubscribe_keys(state_dir: Path) -> str:
 
     Returns where it came from: ``env``, ``state`` or ``generated``.
     """
-    if os.environ.get(UNSUBSCRIBE_KEYS_ENV):
+
+    def token_key() -> str:  # what sendmail.sending.unsubscribe.new_key() makes
+        import base64
+
+        return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+
+    return _ensure_dev_key(UNSUBSCRIBE_KEYS_ENV, state_dir / UNSUBSCRIBE_KEY_FILE, token_key)
+
+
+def _ensure_dev_key(env_name: str, path: Path, make: Callable[[], str]) -> str:
+    """``env_name`` from the environment (``env``), else from ``path`` (``state``: kept there
+    with private permissions), else a new key written there (``generated``)."""
+    if os.environ.get(env_name):
         return "env"
-    path = state_dir / UNSUBSCRIBE_KEY_FILE
     if path.is_file() and path.read_text(encoding="utf-8").strip():
-        os.environ[UNSUBSCRIBE_KEYS_ENV] = path.read_text(encoding="utf-8").strip()
+        os.environ[env_name] = path.read_text(encoding="utf-8").strip()
         os.chmod(path, 0o600)
         return "state"
-    import base64
-
-    key = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")  # what new_key() makes
+    key = make()
     write_private(path, key)
-    os.environ[UNSUBSCRIBE_KEYS_ENV] = key
+    os.environ[env_name] = key
     return "generated"
 
 
