@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 import azure.durable_functions as df
@@ -112,7 +112,9 @@ async def aws_send(
         # The list and the content go to Blob Storage, the send's record to the sends table;
         # the orchestration input names them (sendmail/sending/lists.py).
         mail = _mail(request, category=request.category)
-        stored = await admission.store_send("ses", request.list_entries(), mail, lanes, batch_size)
+        stored = await admission.store_send(
+            "ses", request.list_entries(), mail, lanes, batch_size, request.metadata
+        )
     job = SesJob(
         listRef=admission.instance_id,
         total=total,
@@ -167,7 +169,9 @@ async def user_send(
         await admission.store_secret(request.password)
         lanes, batch_size = smtp_plan(total, settings.SENDMAIL_SMTP_CONNECTIONS)
         mail = _mail(request)
-        stored = await admission.store_send("smtp", request.list_entries(), mail, lanes, batch_size)
+        stored = await admission.store_send(
+            "smtp", request.list_entries(), mail, lanes, batch_size, request.metadata
+        )
         job = SmtpJob(
             listRef=admission.instance_id,
             total=total,
@@ -286,7 +290,13 @@ class _Admission:
         self.send_stored = False
 
     async def store_send(
-        self, kind: "Kind", recipients: "Sequence[Entry]", mail: Any, lanes: int, batch_size: int
+        self,
+        kind: "Kind",
+        recipients: "Sequence[Entry]",
+        mail: Any,
+        lanes: int,
+        batch_size: int,
+        metadata: "Mapping[str, str] | None" = None,
     ) -> "SendRecord":
         """Store the list and content (Blob Storage) and the send's record (the sends table)
         before the send starts: its input only names them. The record stored comes back: its
@@ -305,6 +315,7 @@ class _Admission:
             batch_size=batch_size,
             list_ref=self.instance_id,
             created=idempotency.now(),
+            metadata=metadata,
         )
         self.send_stored = True
         await asyncio.to_thread(store_send, services.blobs(), self.instance_id, recipients, mail)
@@ -671,6 +682,7 @@ async def email_status(
                 else None
             ),
             "delivery": delivery,
+            "metadata": dict(record.metadata) if record is not None and record.metadata else None,
         }
     )
     done = runtime in FINISHED_STATUSES

@@ -208,3 +208,17 @@ def test_the_first_record_wins_and_comes_back_to_a_later_creator(sends: SendsTab
     later = _record(lanes=4, batch_size=5000)
     assert sends.create(later) == first
     assert sends.get("send-1") == first
+
+
+def test_metadata_reads_back_as_given(sends: SendsTable) -> None:
+    metadata = {"campaign": "2026-12 뉴스레터", "requestedBy": "crm-42", "empty": ""}
+    sends.create(_record(metadata=metadata))
+
+    found = sends.get("send-1")
+
+    assert found is not None
+    assert found.metadata == metadata
+    assert sends.create(_record("send-2")).metadata is None
+    found = sends.get("send-2")
+    assert found is not None
+    assert found.metadata is None

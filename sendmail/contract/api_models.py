@@ -528,6 +528,11 @@ class EmailStatus(BaseModel):
         ),
         json_schema_extra=_absent_when_none,
     )
+    metadata: dict[str, str] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The request's `metadata`, as given. Absent when the request had none.",
+        json_schema_extra=_absent_when_none,
+    )
 
 
 class ErrorEnvelope(BaseModel):

@@ -54,6 +54,10 @@ VARIABLES_BYTES_PER_RECIPIENT = 1024
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 #: Given by the service to marketing templates, never by a caller.
 UNSUBSCRIBE_URL = "unsubscribe_url"
+#: A send's ``metadata``: the caller's own keys, echoed in the status route and its webhooks.
+MAX_METADATA_KEYS = 10
+MAX_METADATA_KEY_CHARS = 40
+MAX_METADATA_VALUE_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,11 @@ def _is_utf8_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _has_control(value: str) -> bool:
+    """Whether ``value`` holds a control character (C0, DEL, C1) or any line break."""
+    return has_line_break(value) or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
 
 
 def _is_valid_address(value: str) -> bool:
@@ -299,10 +308,43 @@ class _SendRequest(BaseModel):
         ),
     )
 
+    metadata: dict[str, StrictStr] | None = Field(
+        default=None,
+        description=(
+            f"The caller's own keys for this send (at most {MAX_METADATA_KEYS}; keys 1-"
+            f"{MAX_METADATA_KEY_CHARS} characters, values strings of at most "
+            f"{MAX_METADATA_VALUE_CHARS} characters, neither with control characters), echoed in "
+            "the status route and in every webhook about the send. Never put secrets or "
+            "recipients' data here: it is stored and shown as given."
+        ),
+        examples=[{"campaign": "2026-12-newsletter", "requestedBy": "crm-42"}],
+    )
+
     @field_validator("senderEmail")
     @classmethod
     def _sender(cls, value: str) -> str:
         return check_address(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_METADATA_KEYS:
+            raise _fail(f"must hold at most {MAX_METADATA_KEYS} keys")
+        for key, item in value.items():
+            if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS or _has_control(key):
+                raise _fail(
+                    f"keys must be 1-{MAX_METADATA_KEY_CHARS} characters without control characters"
+                )
+            if len(item) > MAX_METADATA_VALUE_CHARS or _has_control(item):
+                raise _fail(
+                    f"{key[:MAX_METADATA_KEY_CHARS]}: a value must be at most "
+                    f"{MAX_METADATA_VALUE_CHARS} characters without control characters"
+                )
+            if not (_is_utf8_text(key) and _is_utf8_text(item)):
+                raise _fail("must be valid Unicode text")
+        return value
 
     @field_validator("recipientEmails")
     @classmethod

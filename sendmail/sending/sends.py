@@ -4,16 +4,18 @@ Written by the starter before the orchestration starts (so a poll that comes bef
 orchestrator's first episode finds it), finished by the orchestration's last step. It holds what
 the routes need without reading any Durable input or output: the kind, the recipient count, the
 plan that says which batch (ledger partition) holds which recipient, where the list and content
-are stored, the counts when finished and the times. The issues that follow extend this record
-(category, metadata, pause/cancel state and who set it) rather than inventing one each: add a
-field to :class:`SendRecord` and a column here.
+are stored, the counts when finished and the times, and the caller's ``metadata``. The issues
+that follow extend this record (pause/cancel state and who set it) rather than inventing one
+each: add a field to :class:`SendRecord` and a column here.
 
 Storage: Azure Table ``SendMailSends``, partition key = the send id, row key ``send``. No
-address, no content, no secret is stored in it.
+address, no content, no secret is stored in it (the caller's metadata is stored as given: the
+API tells callers to keep recipients' data and secrets out of it).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -48,6 +50,8 @@ class SendRecord:
     finished: datetime | None = None
     sent: int | None = None
     failed: int | None = None
+    #: The caller's ``metadata`` (echoed in the status route and the send's webhooks).
+    metadata: Mapping[str, str] | None = None
 
 
 class SendsTable(Protocol):
@@ -115,6 +119,8 @@ class TableSends:
             "ListRef": record.list_ref,
             "CreatedAt": record.created,
         }
+        if record.metadata:  # JSON: at most 10 keys of 40 and values of 256 characters
+            entity["Metadata"] = json.dumps(dict(record.metadata), ensure_ascii=False)
         client = self._table.client
         try:
             self._table.call(
@@ -150,6 +156,7 @@ class TableSends:
                 finished=_aware(entity["FinishedAt"]) if entity.get("FinishedAt") else None,
                 sent=int(entity["Sent"]) if entity.get("Sent") is not None else None,
                 failed=int(entity["Failed"]) if entity.get("Failed") is not None else None,
+                metadata=_metadata(entity.get("Metadata")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise TableUnavailable(f"the record of send {send_id} is malformed") from e
@@ -180,6 +187,15 @@ class TableSends:
     def delete(self, send_id: str) -> None:
         client = self._table.client  # deleting what is not there succeeds (the SDK's 404)
         self._table.call("delete", lambda: client.delete_entity(table_key(send_id), _ROW))
+
+
+def _metadata(stored: Any) -> dict[str, str] | None:
+    if not stored:
+        return None
+    value = json.loads(str(stored))
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("metadata is not an object of strings")
+    return {str(k): v for k, v in value.items()}
 
 
 def _aware(moment: Any) -> datetime:
