@@ -5,4 +5,5 @@ SEND_SMTP_BATCH = "send_smtp_batch"
 FAIL_BATCH = "fail_batch"
 FINISH_SEND = "finish_send"
 RELEASE_QUOTA = "release_quota"
+START_SCHEDULED = "start_scheduled"
 FORGET_SECRET = "forget_secret"  # noqa: S105 (a function name, not a secret)

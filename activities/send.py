@@ -27,6 +27,7 @@ from activities.names import (
     RELEASE_QUOTA,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
+    START_SCHEDULED,
 )
 
 logger = logging.getLogger(__name__)
@@ -224,6 +225,49 @@ def forget_secret(ref: str) -> None:
     pruned = store.prune()
     if pruned.secrets or pruned.keys:
         logger.info("secrets pruned: %d expired, %d data keys dropped", pruned.secrets, pruned.keys)
+
+
+@bp.function_name(START_SCHEDULED)
+@bp.activity_trigger(input_name="start")
+def start_scheduled(start: dict[str, Any]) -> dict[str, Any]:
+    """A scheduled SES send's time has come: read the quota now, reserve the send's recipients
+    in it (sendmail/admission/reservations.py) and answer the account's rate to pace at.
+
+    Never refuses: the send was accepted at its request. If the quota no longer covers it, no
+    reservation is made (logged) and SES answers the messages past the quota as such
+    (``SES_DAILY_QUOTA_EXCEEDED``, recorded per recipient). If SES cannot be read, the rate read
+    at the request is used (an empty answer)."""
+    from sendmail import services
+    from sendmail.admission import idempotency
+    from sendmail.contract.errors import QuotaExceeded
+    from sendmail.sending.jobs import StartedSchedule
+
+    send_id, total = str(start["id"]), int(start["total"])
+    try:
+        quota = services.ses_sender().get_quota()
+    except Exception:
+        logger.warning("scheduled send %s: the quota could not be read", send_id, exc_info=True)
+        return StartedSchedule().model_dump(mode="json", exclude_none=True)
+    if quota.max_24_hour_send >= 0:
+        try:
+            services.reservations().reserve(
+                send_id,
+                total,
+                quota.max_24_hour_send,
+                quota.sent_last_24_hours,
+                idempotency.now(),
+            )
+        except QuotaExceeded:
+            logger.warning(
+                "scheduled send %s: %d recipients, more than the 24-hour quota has left; "
+                "sending as far as it goes",
+                send_id,
+                total,
+            )
+        except Exception:
+            logger.warning("scheduled send %s: no reservation made", send_id, exc_info=True)
+    rate = quota.max_send_rate if quota.max_send_rate > 0 else None
+    return StartedSchedule(maxRate=rate).model_dump(mode="json", exclude_none=True)
 
 
 @bp.function_name(RELEASE_QUOTA)

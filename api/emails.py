@@ -15,7 +15,8 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
 
 import azure.durable_functions as df
@@ -86,6 +87,7 @@ async def aws_send(
         admit_sender=functools.partial(check_sender, settings=settings),
     )
     total = len(request.addresses)
+    scheduled_at = request.scheduledAt if request.scheduled else None  # decided once
     if request.marketing:  # no marketing mail without its unsubscribe link (500 otherwise)
         _check_marketing(settings)
     claim, replayed = await _idempotency(req, client, "aws-send", request, "ses", total)
@@ -95,10 +97,20 @@ async def aws_send(
     async with admission.refusals():
         # Admission reads SES (boto3, blocking, up to minutes with its retries) and storage: off
         # the event loop, which every async request on this worker shares (test_event_loop.py).
-        quota = await asyncio.to_thread(admit_ses, request, settings, services.ses_sender())
-        await asyncio.to_thread(_admit_backlog, settings)
+        quota = await asyncio.to_thread(
+            functools.partial(
+                admit_ses,
+                request,
+                settings,
+                services.ses_sender(),
+                scheduled=scheduled_at is not None,
+            )
+        )
+        if scheduled_at is None:  # a scheduled send reserves when its time comes
+            await asyncio.to_thread(_admit_backlog, settings)
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
-        await admission.reserve(total, quota)
+        if scheduled_at is None:
+            await admission.reserve(total, quota)
         rate = quota.max_send_rate if quota.max_send_rate > 0 else None
         # Lanes share the account's rate, each sending its batches in turn
         # (orchestrators/lanes.py); batches are sized to about a minute of sending at a lane's
@@ -113,7 +125,7 @@ async def aws_send(
         # the orchestration input names them (sendmail/sending/lists.py).
         mail = _mail(request, category=request.category)
         stored = await admission.store_send(
-            "ses", request.list_entries(), mail, lanes, batch_size, request.metadata
+            "ses", request.list_entries(), mail, lanes, batch_size, request, scheduled_at
         )
     job = SesJob(
         listRef=admission.instance_id,
@@ -124,6 +136,7 @@ async def aws_send(
         deadlineSeconds=send_deadline_seconds(
             total, rate, settings.SENDMAIL_SES_SEND_DEADLINE_SECONDS
         ),
+        scheduledAt=scheduled_at,
     )
     instance_id = await admission.start(client, SES_ORCHESTRATOR, job.model_dump(mode="json"))
     logger.info("ses send %s started: %d recipients", instance_id, total)
@@ -149,12 +162,14 @@ async def user_send(
         parse_request, UserEmailRequest, req.get_body(), Limits.for_user(settings)
     )
     total = len(request.addresses)
+    scheduled_at = request.scheduledAt if request.scheduled else None  # decided once
     claim, replayed = await _idempotency(req, client, "user-send", request, "smtp", total)
     if replayed is not None:
         return replayed
     admission = _Admission(claim)
     async with admission.refusals():
-        await asyncio.to_thread(_admit_backlog, settings)
+        if scheduled_at is None:  # the queue now says nothing about the send's time
+            await asyncio.to_thread(_admit_backlog, settings)
         # At most SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR failed logins per account: 429, and the
         # provider is not tried (sendmail/admission/logins.py).
         await asyncio.to_thread(
@@ -166,11 +181,11 @@ async def user_send(
         services.ledger()  # no send starts that could not be guarded (configuration, no I/O)
         # The password goes to the secret store under the send's id, never into the
         # orchestration input; the send's last step deletes it (sendmail/sending/secrets.py).
-        await admission.store_secret(request.password)
+        await admission.store_secret(request.password, scheduled_at)
         lanes, batch_size = smtp_plan(total, settings.SENDMAIL_SMTP_CONNECTIONS)
         mail = _mail(request)
         stored = await admission.store_send(
-            "smtp", request.list_entries(), mail, lanes, batch_size, request.metadata
+            "smtp", request.list_entries(), mail, lanes, batch_size, request, scheduled_at
         )
         job = SmtpJob(
             listRef=admission.instance_id,
@@ -178,6 +193,7 @@ async def user_send(
             provider=request.provider,
             secretRef=admission.instance_id,
             connections=stored.lanes,  # one connection per lane of the plan stored
+            scheduledAt=scheduled_at,
         )
     instance_id = await admission.start(client, SMTP_ORCHESTRATOR, job.model_dump(mode="json"))
     logger.info(
@@ -296,7 +312,8 @@ class _Admission:
         mail: Any,
         lanes: int,
         batch_size: int,
-        metadata: "Mapping[str, str] | None" = None,
+        request: Any,
+        scheduled_at: "datetime | None",
     ) -> "SendRecord":
         """Store the list and content (Blob Storage) and the send's record (the sends table)
         before the send starts: its input only names them. The record stored comes back: its
@@ -315,17 +332,24 @@ class _Admission:
             batch_size=batch_size,
             list_ref=self.instance_id,
             created=idempotency.now(),
-            metadata=metadata,
+            metadata=request.metadata,
+            scheduled_at=scheduled_at,
         )
         self.send_stored = True
         await asyncio.to_thread(store_send, services.blobs(), self.instance_id, recipients, mail)
         return await asyncio.to_thread(services.sends().create, record)
 
-    async def store_secret(self, secret: Any) -> None:
-        """Keep the send's password apart from it, under its id, until the send ends."""
+    async def store_secret(self, secret: Any, scheduled_at: "datetime | None" = None) -> None:
+        """Keep the send's password apart from it, under its id, until the send ends (a
+        scheduled send's: until a lifetime past its time; its data key is kept while it is
+        stored, whatever the rotation: sendmail/sending/secrets.py)."""
         from sendmail import services
+        from sendmail.sending.secrets import SECRET_LIFETIME
 
-        await asyncio.to_thread(services.secrets().put, self.instance_id, secret)
+        expires = scheduled_at + SECRET_LIFETIME if scheduled_at is not None else None
+        await asyncio.to_thread(
+            functools.partial(services.secrets().put, self.instance_id, secret, expires=expires)
+        )
         self.secret_stored = True
 
     async def reserve(self, recipients: int, quota: Any) -> None:
@@ -665,10 +689,13 @@ async def email_status(
     if output is not None and record is not None:
         inline = await asyncio.to_thread(_inline_results, record, finished=True)
     delivery = await _delivery_counts(instance_id) if kind == "ses" else None
+    scheduled_at = record.scheduled_at if record is not None else None
     body = EmailStatus.model_validate(
         {
             "id": instance_id,
             "kind": kind,
+            "state": _state(runtime, custom, scheduled_at),
+            "scheduledAt": _iso(scheduled_at),
             "runtimeStatus": runtime,
             "createdTime": _iso(status.created_time),
             "lastUpdatedTime": _iso(status.last_updated_time),
@@ -813,6 +840,20 @@ async def read_status(
     if code not in (200, 202, 400, 404, 500):
         raise RuntimeError(f"the Durable status API answered {code} for {instance_id}")
     return DurableOrchestrationStatus.from_json(body if isinstance(body, dict) else {})
+
+
+def _state(runtime: str, custom: dict[str, Any], scheduled_at: "datetime | None") -> str:
+    """The status route's ``state``: ``scheduled`` while the orchestration waits for its time
+    (its custom status says so; before its first episode, the record's time is still ahead)."""
+    if runtime == "Completed":
+        return "completed"
+    if runtime in FINISHED_STATUSES:
+        return "failed"
+    if custom.get("state") == "scheduled":
+        return "scheduled"
+    if not custom and scheduled_at is not None and scheduled_at > datetime.now(UTC):
+        return "scheduled"
+    return "running"
 
 
 def _plausible_id(instance_id: str) -> bool:

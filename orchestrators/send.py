@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
-from activities.names import FINISH_SEND, FORGET_SECRET, RELEASE_QUOTA
+from activities.names import FINISH_SEND, FORGET_SECRET, RELEASE_QUOTA, START_SCHEDULED
 from orchestrators.lanes import as_utc, run_lane, run_lanes
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
@@ -62,12 +62,18 @@ def _gather(
 def send_ses_orchestrator(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    from sendmail.sending.jobs import LaneJob, SesJob, lane_ranges
+    from sendmail.sending.jobs import LaneJob, SesJob, StartedSchedule, lane_ranges
 
     job = SesJob.model_validate(context.get_input())
+    max_rate = job.maxRate
+    if (yield from _wait_for_schedule(context, job.scheduledAt)):
+        started = yield context.call_activity(
+            START_SCHEDULED, {"id": context.instance_id, "total": job.total}
+        )
+        max_rate = StartedSchedule.model_validate(started).maxRate or job.maxRate
     ranges = lane_ranges(job.total, job.lanes)
     deadline = as_utc(context.current_utc_datetime) + timedelta(seconds=job.deadlineSeconds)
-    rate = job.maxRate / len(ranges) if job.maxRate else None
+    rate = max_rate / len(ranges) if max_rate else None
     jobs = [
         LaneJob(
             kind="ses",
@@ -98,6 +104,7 @@ def send_smtp_orchestrator(
     from sendmail.sending.jobs import LaneJob, SmtpJob, lane_ranges, smtp_plan
 
     job = SmtpJob.model_validate(context.get_input())
+    yield from _wait_for_schedule(context, job.scheduledAt)
     lanes, size = smtp_plan(job.total, job.connections)
     jobs = [
         LaneJob(
@@ -122,6 +129,21 @@ def send_smtp_orchestrator(
         raise
     yield from _forget(context, job.secretRef)
     return outcome
+
+
+def _wait_for_schedule(
+    context: df.DurableOrchestrationContext, scheduled_at: datetime | None
+) -> Generator[TaskBase, Any, bool]:
+    """Wait on a durable timer until the send's ``scheduledAt`` (if it is still ahead); whether
+    it waited. Until then the custom status says ``scheduled``. A timer longer than the
+    extension's ``maximumShortTimerDuration`` (6 days) is made of 3-day timers by the SDK from
+    the fields the host passes in the context (devhost passes them too)."""
+    if scheduled_at is None or as_utc(context.current_utc_datetime) >= scheduled_at:
+        return False
+    when = scheduled_at.astimezone(UTC)
+    context.set_custom_status({"state": "scheduled", "scheduledAt": when.isoformat()})
+    yield context.create_timer(when)
+    return True
 
 
 def _forget(

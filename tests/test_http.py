@@ -130,6 +130,7 @@ def test_aws_send_starts_the_ses_orchestration_and_answers_202(
         # the setting's hour past the 1 s that 2 recipients need at 14/s
         # (jobs.send_deadline_seconds)
         "deadlineSeconds": 3601,
+        "scheduledAt": None,
     }
     # No address and no content in the orchestration input (nor in its history): they are in
     # the blob store, read by each batch; the send's record is in the sends table.
@@ -275,6 +276,7 @@ def test_user_send_keeps_the_password_out_of_the_orchestration_input(
         "provider": "GMAIL",
         "secretRef": instance_id,
         "connections": 1,  # the plan stored: one recipient, one connection (of up to 3)
+        "scheduledAt": None,
     }
     for secret_or_content in ("app-password-123", "friend@example.com", "Long time no see!"):
         assert secret_or_content not in json.dumps(job)
@@ -620,6 +622,7 @@ def test_status_of_a_finished_send_is_200_with_message_ids_and_failures(
     assert set(body) == {
         "id",
         "kind",
+        "state",
         "runtimeStatus",
         "createdTime",
         "lastUpdatedTime",

@@ -168,6 +168,7 @@ def test_the_orchestration_inputs_carry_no_recipients_and_no_content() -> None:
         "lanes",
         "maxRate",
         "deadlineSeconds",
+        "scheduledAt",  # a time, or None: nothing about the recipients
     }
     with pytest.raises(ValidationError):
         SesJob.model_validate({**job.model_dump(), "recipients": ["a@example.com"]})

@@ -50,15 +50,22 @@ def check_sender(sender: str, settings: Settings) -> None:
         )
 
 
-def admit_ses(request: AwsEmailRequest, settings: Settings, quota: QuotaSource) -> _Quota:
+def admit_ses(
+    request: AwsEmailRequest, settings: Settings, quota: QuotaSource, *, scheduled: bool = False
+) -> _Quota:
     """Raise :class:`Forbidden` for a sender not allowed, :class:`QuotaExceeded` past the quota.
 
-    Returns the quota it read (its ``max_send_rate`` paces the send).
+    Returns the quota it read (its ``max_send_rate`` paces the send). A scheduled send is only
+    refused when it is larger than the whole 24-hour quota (it could never go out in a day):
+    what is left now says nothing about its day; its time reads the quota again and reserves
+    (``activities/send.py``, ``start_scheduled``).
     """
     check_sender(request.senderEmail, settings)
     needed = len(request.addresses)
     current = quota.get_quota()
     remaining = current.remaining()
+    if scheduled and remaining is not None:
+        remaining = current.max_24_hour_send
     if remaining is not None and needed > remaining:
         logger.warning("ses quota: %d needed, %d left", needed, int(max(remaining, 0)))
         if needed > current.max_24_hour_send:

@@ -48,6 +48,12 @@ def _absent_when_none(schema: JsonDict) -> None:
     schema.pop("default", None)
 
 
+def _absent_date_time(schema: JsonDict) -> None:
+    """:func:`_absent_when_none` for a date-time."""
+    _absent_when_none(schema)
+    schema["format"] = "date-time"
+
+
 _KIND = Field(description="`ses` for aws-send, `smtp` for user-send.")
 
 
@@ -452,6 +458,10 @@ class SnsMessage(BaseModel):
     )
 
 
+#: Where a send is (the status route's ``state``).
+SendState = Literal["scheduled", "running", "completed", "failed"]
+
+
 class EmailStatus(BaseModel):
     """``GET /api/v1/emails/{id}``: where a send is. ``202`` while it runs, ``200`` once done.
 
@@ -463,6 +473,7 @@ class EmailStatus(BaseModel):
         {
             "id": _EXAMPLE_ID,
             "kind": "ses",
+            "state": "completed",
             "runtimeStatus": "Completed",
             "createdTime": "2026-11-29T10:00:00Z",
             "lastUpdatedTime": "2026-11-29T10:00:04Z",
@@ -474,6 +485,7 @@ class EmailStatus(BaseModel):
         {
             "id": _EXAMPLE_ID,
             "kind": "smtp",
+            "state": "running",
             "runtimeStatus": "Running",
             "createdTime": "2026-11-29T10:00:00Z",
             "lastUpdatedTime": "2026-11-29T10:00:02Z",
@@ -485,6 +497,18 @@ class EmailStatus(BaseModel):
 
     id: str = Field(description="The send's id.")
     kind: Kind = _KIND
+    state: SendState = Field(
+        description=(
+            "Where the send is: `scheduled` (waiting for `scheduledAt`), `running`, `completed`, "
+            "or `failed` (the send ended as Failed or Terminated before every recipient was "
+            "attempted)."
+        )
+    )
+    scheduledAt: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="When a scheduled send starts (UTC); absent for a send made to start at once.",
+        json_schema_extra=_absent_date_time,
+    )
     runtimeStatus: RuntimeStatus = Field(description="The Durable runtime status of the send.")
     createdTime: str | None = Field(
         description="When the send started (UTC).", json_schema_extra={"format": "date-time"}

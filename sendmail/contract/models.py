@@ -12,10 +12,12 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -54,6 +56,8 @@ VARIABLES_BYTES_PER_RECIPIENT = 1024
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 #: Given by the service to marketing templates, never by a caller.
 UNSUBSCRIBE_URL = "unsubscribe_url"
+#: A ``scheduledAt`` this far in the past still means "now" (clocks differ); further is a 400.
+SCHEDULE_PAST_TOLERANCE = timedelta(minutes=1)
 #: A send's ``metadata``: the caller's own keys, echoed in the status route and its webhooks.
 MAX_METADATA_KEYS = 10
 MAX_METADATA_KEY_CHARS = 40
@@ -66,6 +70,7 @@ class Limits:
     max_subject_chars: int
     max_body_bytes: int
     max_html_bytes: int = 102_400  # SENDMAIL_MAX_HTML_BYTES's default
+    max_schedule_days: float = 30  # SENDMAIL_MAX_SCHEDULE_DAYS's default
 
     @property
     def max_entries(self) -> int:
@@ -110,6 +115,7 @@ class Limits:
             settings.SENDMAIL_MAX_SUBJECT_CHARS,
             settings.SENDMAIL_MAX_BODY_BYTES,
             settings.SENDMAIL_MAX_HTML_BYTES,
+            settings.SENDMAIL_MAX_SCHEDULE_DAYS,
         )
 
     @classmethod
@@ -119,6 +125,7 @@ class Limits:
             settings.SENDMAIL_MAX_SUBJECT_CHARS,
             settings.SENDMAIL_MAX_BODY_BYTES,
             settings.SENDMAIL_MAX_HTML_BYTES,
+            settings.SENDMAIL_MAX_SCHEDULE_DAYS,
         )
 
 
@@ -320,10 +327,40 @@ class _SendRequest(BaseModel):
         examples=[{"campaign": "2026-12-newsletter", "requestedBy": "crm-42"}],
     )
 
+    scheduledAt: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "When to send (RFC 3339 with an offset, e.g. 2026-12-24T09:00:00+09:00): at most "
+            "SENDMAIL_MAX_SCHEDULE_DAYS ahead, not more than a minute in the past (a time "
+            "already here sends now). The status route shows state 'scheduled' until then."
+        ),
+        examples=["2026-12-24T09:00:00+09:00"],
+    )
+
     @field_validator("senderEmail")
     @classmethod
     def _sender(cls, value: str) -> str:
         return check_address(value)
+
+    @field_validator("scheduledAt")
+    @classmethod
+    def _scheduled(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None:
+            return None
+        when = value.astimezone(UTC)
+        now = datetime.now(UTC)
+        if when < now - SCHEDULE_PAST_TOLERANCE:
+            raise _fail("must not be in the past")
+        limits = _limits(info)
+        days = limits.max_schedule_days if limits else 30
+        if when > now + timedelta(days=days):
+            raise _fail(f"must be at most {days:g} days ahead")
+        return when
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the send waits for its time (a ``scheduledAt`` now or just past: no)."""
+        return self.scheduledAt is not None and self.scheduledAt > datetime.now(UTC)
 
     @field_validator("metadata")
     @classmethod
@@ -602,6 +639,10 @@ def _describe(error: Any) -> str:
     if kind == "enum":
         names = ", ".join(p.value for p in Provider)
         return f"{field} must be one of {names}"
+    if kind == "literal_error":
+        return f"{field} is invalid: {error['msg']}"  # pydantic's "Input should be 'a' or 'b'"
+    if kind.startswith(("datetime", "timezone")):
+        return f"{field} must be an RFC 3339 date-time with an offset (2026-12-24T09:00:00+09:00)"
     return f"{field} is invalid"
 
 

@@ -18,6 +18,29 @@ TlsMode = Literal["implicit", "starttls"]
 #: The sender the v1 service used in practice; the default allow-list.
 DEFAULT_ALLOWED_SENDER = "se@aifactory.page"
 
+#: The webhook event types (sendmail/feedback/webhooks/events.py describes each).
+WebhookEventType = Literal[
+    "send.completed",
+    "send.canceled",
+    "send.paused",
+    "send.resumed",
+    "email.delivered",
+    "email.bounced",
+    "email.complained",
+    "email.unsubscribed",
+]
+#: Sent unless SENDMAIL_WEBHOOK_EVENTS says otherwise: every type but email.delivered, which is
+#: one event per recipient (a million-recipient send, a million deliveries per endpoint).
+DEFAULT_WEBHOOK_EVENTS: tuple[WebhookEventType, ...] = (
+    "send.completed",
+    "send.canceled",
+    "send.paused",
+    "send.resumed",
+    "email.bounced",
+    "email.complained",
+    "email.unsubscribed",
+)
+
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
@@ -162,7 +185,40 @@ class Settings(BaseSettings):
         description="aws-send skips addresses on the suppression list (reported as SUPPRESSED).",
     )
 
+    # --- Webhooks ------------------------------------------------------------------------------
+    SENDMAIL_WEBHOOK_URLS: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description=(
+            "Comma-separated endpoints every enabled event is posted to (https; none: no "
+            "webhooks). Checked when read by sendmail.feedback.webhooks, never echoed."
+        ),
+    )
+    SENDMAIL_WEBHOOK_SECRET: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Standard Webhooks signing secrets (whsec_ and base64 of 24-64 bytes), comma- or "
+            "space-separated; every one signs each attempt (rotation). Key Vault in Azure."
+        ),
+    )
+    SENDMAIL_WEBHOOK_EVENTS: Annotated[list[WebhookEventType], NoDecode] = Field(
+        default=list(DEFAULT_WEBHOOK_EVENTS),
+        description="Comma-separated event types sent (default: all but email.delivered).",
+    )
+    SENDMAIL_WEBHOOK_ALLOW_LOOPBACK_HTTP: bool = Field(
+        default=False,
+        description=(
+            "Development only (devhost sets it): webhook endpoints on this machine's loopback "
+            "addresses are allowed, over http too. Never in Azure."
+        ),
+    )
+
     # --- Request limits --------------------------------------------------------------------
+    SENDMAIL_MAX_SCHEDULE_DAYS: float = Field(
+        default=30,
+        ge=0,
+        le=365,
+        description="How far ahead a send's scheduledAt may be (days; 0: no scheduling).",
+    )
     SENDMAIL_MAX_SUBJECT_CHARS: int = Field(default=998, ge=1)
     SENDMAIL_MAX_BODY_BYTES: int = Field(default=102_400, ge=1)
     SENDMAIL_MAX_HTML_BYTES: int = Field(
@@ -276,7 +332,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: list[str]) -> list[str]:
         return [v.lower().lstrip("@") for v in value]
 
-    @field_validator("SENDMAIL_SNS_TOPIC_ARNS", mode="before")
+    @field_validator(
+        "SENDMAIL_SNS_TOPIC_ARNS", "SENDMAIL_WEBHOOK_URLS", "SENDMAIL_WEBHOOK_EVENTS", mode="before"
+    )
     @classmethod
     def _topics(cls, value: object) -> object:
         return _split_csv(value)

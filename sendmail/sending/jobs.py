@@ -52,6 +52,15 @@ class SesJob(_Json):
     #: After this long, recipients SES kept throttling or refusing are failed
     #: (:func:`send_deadline_seconds`).
     deadlineSeconds: float = Field(gt=0)
+    #: Wait until then (a durable timer) before sending; the quota is read and reserved, and
+    #: the pace set, at that time (:func:`sendmail.admission.reservations`).
+    scheduledAt: AwareDatetime | None = None
+
+
+class StartedSchedule(_Json):
+    """What a scheduled SES send learns when its time comes: the account's rate then."""
+
+    maxRate: float | None = Field(default=None, gt=0)
 
 
 class SmtpJob(_Json):
@@ -64,6 +73,8 @@ class SmtpJob(_Json):
     provider: Provider
     secretRef: str
     connections: int = Field(ge=1)
+    #: Wait until then (a durable timer) before sending.
+    scheduledAt: AwareDatetime | None = None
 
 
 class BatchStop(_Json):

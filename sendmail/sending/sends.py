@@ -52,6 +52,8 @@ class SendRecord:
     failed: int | None = None
     #: The caller's ``metadata`` (echoed in the status route and the send's webhooks).
     metadata: Mapping[str, str] | None = None
+    #: When a scheduled send is to start (None: at once).
+    scheduled_at: datetime | None = None
 
 
 class SendsTable(Protocol):
@@ -121,6 +123,8 @@ class TableSends:
         }
         if record.metadata:  # JSON: at most 10 keys of 40 and values of 256 characters
             entity["Metadata"] = json.dumps(dict(record.metadata), ensure_ascii=False)
+        if record.scheduled_at is not None:
+            entity["ScheduledAt"] = record.scheduled_at
         client = self._table.client
         try:
             self._table.call(
@@ -157,6 +161,7 @@ class TableSends:
                 sent=int(entity["Sent"]) if entity.get("Sent") is not None else None,
                 failed=int(entity["Failed"]) if entity.get("Failed") is not None else None,
                 metadata=_metadata(entity.get("Metadata")),
+                scheduled_at=_aware(entity["ScheduledAt"]) if entity.get("ScheduledAt") else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise TableUnavailable(f"the record of send {send_id} is malformed") from e

@@ -1,7 +1,7 @@
-"""Personalised marketing mail end to end, under devhost with its emulators: what a recipient
+"""Content and timing end to end, under devhost with its emulators: what a recipient
 gets (the outbox's headers, text and HTML parts), the one-click unsubscribe a mail client
-makes, and the next marketing send skipping that recipient while transactional mail still
-reaches them."""
+makes, the next marketing send skipping that recipient while transactional mail still reaches
+them, and a scheduled send waiting for its time."""
 
 from __future__ import annotations
 
@@ -170,3 +170,37 @@ def test_a_user_send_with_html_arrives_as_multipart_over_smtp(app: DevhostProces
         "<p>HTML로 보는 분께 😀</p>",
     )
     assert header(message, "List-Unsubscribe") is None
+
+
+def test_a_scheduled_send_waits_for_its_time_then_sends(app: DevhostProcess) -> None:
+    """A durable timer under devhost: ``state: scheduled`` with its time, nothing sent before
+    it, then the send runs as any other and the status says ``completed``."""
+    from datetime import UTC, datetime, timedelta
+
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    before = len(outbox(app))
+    body = {
+        "senderEmail": SENDER,
+        "recipientEmails": ["later@example.com"],
+        "subject": "예약 발송",
+        "body": "정해진 시간에 보냅니다",
+        "scheduledAt": when.isoformat(),
+        "metadata": {"campaign": "scheduled-e2e"},
+    }
+
+    answer = send(app, body)
+    assert answer.status_code == 202, answer.text
+    waiting = app.session.get(
+        answer.headers["Location"], headers={"x-functions-key": app.key}, timeout=30
+    ).json()
+    status = finished(app, answer)
+
+    assert (waiting["state"], waiting["scheduledAt"]) == (
+        "scheduled",
+        when.isoformat().replace("+00:00", "Z"),
+    )
+    assert status["state"] == "completed"
+    assert counts(status) == (1, 0)
+    assert status["metadata"] == {"campaign": "scheduled-e2e"}
+    (message,) = outbox(app)[before:]
+    assert datetime.fromisoformat(message["receivedAt"].replace("Z", "+00:00")) >= when

@@ -1,0 +1,214 @@
+"""Scheduled sends (``scheduledAt``): validated at admission, admitted against the whole daily
+quota without a reservation, the password kept until its time, ``state: scheduled`` on the status
+route, and — through the real SDK and devhost's replay, with a clock the test controls — a 30-day
+wait made of the SDK's long-timer steps, as on Azure, before the send reads the quota again."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import azure.durable_functions as df
+import pytest
+
+from activities.names import START_SCHEDULED
+from orchestrators.names import SES_ORCHESTRATOR
+from orchestrators.send import bp as send_orchestrators
+from sendmail import services
+from sendmail.admission.reservations import MemoryReservations
+from sendmail.contract.errors import ValidationFailed
+from sendmail.contract.models import AwsEmailRequest, Limits, parse_request
+from sendmail.sending.jobs import SesJob
+from sendmail.sending.secrets import SECRET_LIFETIME
+from sendmail.sending.ses import SendQuota
+from tests.devhost.test_replay import Replayer
+from tests.support.durable import FakeDurableClient, status
+from tests.support.engine import index_once
+from tests.support.http import StubQuota, call
+
+#: The send orchestrators alone, indexed once (an app's functions can be listed once).
+ORCHESTRATORS = df.DFApp()
+ORCHESTRATORS.register_functions(send_orchestrators)
+LIMITS = Limits(max_recipients=5, max_subject_chars=50, max_body_bytes=100, max_schedule_days=30)
+SEND = {
+    "senderEmail": "se@aifactory.page",
+    "recipientEmails": ["a@example.com", "b@example.com"],
+    "subject": "s",
+    "body": "b",
+}
+
+
+def at(delta: timedelta) -> str:
+    return (datetime.now(UTC) + delta).isoformat()
+
+
+def parse(scheduled: Any) -> AwsEmailRequest:
+    raw = json.dumps({**SEND, "scheduledAt": scheduled}).encode()
+    return parse_request(AwsEmailRequest, raw, LIMITS)
+
+
+def test_a_time_ahead_is_kept_in_utc_and_a_time_just_past_means_now() -> None:
+    seoul = (datetime.now(UTC) + timedelta(days=2)).astimezone(datetime.now().astimezone().tzinfo)
+    ahead = parse(seoul.isoformat())
+    assert ahead.scheduled
+    assert ahead.scheduledAt == seoul
+    assert ahead.scheduledAt is not None
+    assert ahead.scheduledAt.tzinfo == UTC
+    assert not parse(at(-timedelta(seconds=30))).scheduled  # clocks differ: send now
+
+
+@pytest.mark.parametrize(
+    ("scheduled", "expected"),
+    [
+        (at(-timedelta(minutes=2)), "scheduledAt must not be in the past"),
+        (at(timedelta(days=30, minutes=1)), "scheduledAt must be at most 30 days ahead"),
+        ("2026-12-24T09:00:00", "scheduledAt must be an RFC 3339 date-time with an offset"),
+        ("next tuesday", "scheduledAt must be an RFC 3339 date-time with an offset"),
+    ],
+)
+def test_a_bad_time_is_400(scheduled: str, expected: str) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        parse(scheduled)
+    assert expected in info.value.message
+
+
+def send(app_functions: dict[str, Any], route: str, body: dict[str, Any], client: Any) -> Any:
+    name = route.replace("-", "_")  # the function's name
+    return call(
+        app_functions, name, f"/api/v1/emails/{route}", method="POST", body=body, client=client
+    )
+
+
+def test_a_scheduled_aws_send_reserves_nothing_and_is_refused_only_past_the_whole_quota(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is left of today's quota says nothing about the send's day: only a send larger
+    than the whole 24-hour quota is refused; the reservation is made when its time comes."""
+    quota = StubQuota(SendQuota(max_24_hour_send=3, max_send_rate=14, sent_last_24_hours=3))
+    monkeypatch.setattr(services, "ses_sender", lambda: quota)
+    reservations = MemoryReservations()
+    services.override(reservations=reservations)
+    client = FakeDurableClient()
+    when = at(timedelta(days=3))
+
+    accepted = send(app_functions, "aws-send", {**SEND, "scheduledAt": when}, client)
+    now = send(app_functions, "aws-send", SEND, client)
+    too_big = {**SEND, "scheduledAt": when, "recipientEmails": [f"r{i}@x.com" for i in range(4)]}
+    refused = send(app_functions, "aws-send", too_big, client)
+
+    assert accepted.status_code == 202, accepted.get_body()
+    assert now.status_code == 429  # sent now, it needs what is left today
+    assert refused.status_code == 429
+    assert "the SES 24-hour quota is 3" in json.loads(refused.get_body())["message"]
+    assert reservations.rows == {}
+    [(name, job)] = client.started
+    assert name == SES_ORCHESTRATOR
+    assert SesJob.model_validate(job).scheduledAt == datetime.fromisoformat(when)
+
+
+def test_the_status_route_says_scheduled_and_when(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quota = StubQuota()
+    monkeypatch.setattr(services, "ses_sender", lambda: quota)
+    client = FakeDurableClient()
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=5)
+    started = send(app_functions, "aws-send", {**SEND, "scheduledAt": when.isoformat()}, client)
+    instance_id = json.loads(started.get_body())["id"]
+
+    def state(custom: Any) -> dict[str, Any]:
+        client.statuses[instance_id] = [
+            status(
+                instance_id,
+                SES_ORCHESTRATOR,
+                "Running" if custom else "Pending",
+                custom_status=custom,
+            )
+        ]
+        answer = call(
+            app_functions,
+            "email_status",
+            f"/api/v1/emails/{instance_id}",
+            route_params={"id": instance_id},
+            client=client,
+        )
+        assert answer.status_code == 202
+        body: dict[str, Any] = json.loads(answer.get_body())
+        return body
+
+    before = state(None)  # before the orchestration's first episode: the record says when
+    waiting = state({"state": "scheduled", "scheduledAt": when.isoformat()})
+    running = state(
+        {"total": 2, "sent": 0, "failed": 0, "pending": 0, "batches": 1, "done": 0, "lanes": 1}
+    )
+
+    assert (before["state"], before["scheduledAt"]) == (
+        "scheduled",
+        when.isoformat().replace("+00:00", "Z"),
+    )
+    assert before["progress"] == {"total": 2, "sent": 0, "failed": 0, "pending": 0}
+    assert waiting["state"] == "scheduled"
+    assert running["state"] == "running"
+
+
+def test_a_scheduled_user_sends_password_is_kept_until_a_lifetime_past_its_time(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sendmail.sending.sealing import new_key
+
+    monkeypatch.setenv("SENDMAIL_SEALING_KEY", new_key())
+    from sendmail.platform.settings import get_settings
+
+    get_settings.cache_clear()
+    stored: list[tuple[str, datetime | None]] = []
+    real = services.secrets()
+    monkeypatch.setattr(
+        real, "put", lambda ref, secret, *, expires=None: stored.append((ref, expires))
+    )
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=20)
+    body = {**SEND, "provider": "GMAIL", "senderEmail": "me@gmail.com", "password": "app-pw"}
+
+    answer = send(
+        app_functions, "user-send", {**body, "scheduledAt": when.isoformat()}, FakeDurableClient()
+    )
+
+    assert answer.status_code == 202, answer.get_body()
+    [(_, expires)] = stored
+    assert expires == when + SECRET_LIFETIME
+
+
+def test_a_30_day_schedule_waits_in_the_sdks_long_timer_steps_then_reads_the_quota() -> None:
+    """The extension passes maximumShortTimerDuration (6 days) and
+    longRunningTimerIntervalDuration (3 days) in the orchestration context, and the Python SDK
+    makes a longer timer of 3-day timers (azure-functions-durable 1.7.0,
+    DurableOrchestrationContext.create_timer / LongTimerTask); devhost passes the same fields
+    (devhost/durable/replay.py). A clock the test moves stands for the 30 days."""
+    index = index_once(ORCHESTRATORS)
+    replay = Replayer(index, SES_ORCHESTRATOR, None)
+    when = replay.now + timedelta(days=30, seconds=1)
+    job = SesJob(
+        listRef="s1", total=2, batchSize=500, lanes=1, deadlineSeconds=600, scheduledAt=when
+    )
+    replay.input = job.model_dump_json()
+
+    first = replay.start()
+
+    assert json.loads(first.custom_status or "")["state"] == "scheduled"
+    assert first.activities == []
+    fires = [t.fire_at for t in first.timers]
+    assert fires == [replay.now + timedelta(days=3)]
+    result = first
+    while not result.activities:
+        (timer,) = result.timers
+        replay.now = timer.fire_at - timedelta(seconds=1)  # the next episode adds a second
+        result = replay.episode(replay.fired(timer.timer_id))
+        fires += [t.fire_at for t in result.timers]
+        assert len(fires) < 20
+    # 3-day steps while more than 6 days are left, then one timer to the time itself
+    gaps = [b - a for a, b in pairwise(fires)]
+    assert set(gaps[:-1]) == {timedelta(days=3)}
+    assert timedelta(0) < gaps[-1] <= timedelta(days=6)
+    assert fires[-1] == when
+    assert [a.name for a in result.activities] == [START_SCHEDULED]
