@@ -50,4 +50,6 @@ class WebhookConfig:
         """A sender for these settings (``overrides``: a test's resolver, CA, limits)."""
         if self.secrets is None:
             raise ServiceMisconfigured("no webhook endpoint is configured")
-        return WebhookSender(self.secrets, allow_loopback_http=self.allow_loopback_http, **overrides)
+        return WebhookSender(
+            self.secrets, allow_loopback_http=self.allow_loopback_http, **overrides
+        )

@@ -44,6 +44,7 @@ signature or the URL.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import http.client
 import io
@@ -140,7 +141,7 @@ class WebhookSender:
         the network or the receiver does."""
         started = time.monotonic()
         outcome = self._attempt(endpoint, msg_id, body)
-        outcome = _with_elapsed(outcome, time.monotonic() - started)
+        outcome = dataclasses.replace(outcome, elapsed=time.monotonic() - started)
         log = logger.warning if outcome.result == "refused" else logger.info
         log(
             "webhook %s to %s: %s, %s in %.0f ms",
@@ -326,18 +327,6 @@ def _retry_after(value: str | None) -> float | None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
-
-
-def _with_elapsed(attempt: Attempt, elapsed: float) -> Attempt:
-    return Attempt(
-        attempt.result,
-        attempt.reason,
-        attempt.status,
-        attempt.retry_after,
-        attempt.answer,
-        attempt.address,
-        elapsed,
-    )
 
 
 @lru_cache(maxsize=1)

@@ -101,7 +101,7 @@ class Endpoint:
     host: str
     port: int
     #: What goes on the request line: path and query.
-    target: str
+    target: str = field(repr=False)
     url: str = field(repr=False)
     authorization: str | None = field(default=None, repr=False)
 

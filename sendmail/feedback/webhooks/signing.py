@@ -33,7 +33,7 @@ from pydantic import SecretStr
 
 from sendmail.contract.errors import ServiceMisconfigured
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
 MIN_SECRET_BYTES = 24
 MAX_SECRET_BYTES = 64
 SIGNATURE_VERSION = "v1"
