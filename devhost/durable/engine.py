@@ -2,12 +2,14 @@
 
 Work flows through two tables. ``inbox`` holds events for an instance that no episode has
 consumed yet (ExecutionStarted, TaskCompleted, TimerFired with a future ``visible_at``,
-EventRaised, termination requests). ``activities`` holds activities that were scheduled and
-have not reported. An episode reads the due inbox events, calls the orchestrator and, in one
-transaction, appends the history, deletes the consumed events and queues the new work. An
-activity that finishes deletes its row and queues its TaskCompleted, also in one
-transaction. A crash between the two loses nothing: the activity row is still there and runs
-again on restart (at least once), exactly as on the real host.
+EventRaised, termination requests; the last two, as the extension's client sends them, for
+whichever execution is current, so a ``continue_as_new`` passes them on). ``activities``
+holds activities that were scheduled and have not reported. An episode reads the due inbox
+events, calls the orchestrator and, in one transaction, appends the history, deletes the
+consumed events and queues the new work. An activity that finishes deletes its row and
+queues its TaskCompleted, also in one transaction. A crash between the two loses nothing:
+the activity row is still there and runs again on restart (at least once), exactly as on the
+real host.
 """
 
 from __future__ import annotations
@@ -165,14 +167,17 @@ class Engine:
         return self._deliver(instance_id, {"EventType": _TERMINATE, "Input": reason})
 
     def _deliver(self, instance_id: str, new_event: dict[str, Any]) -> str:
-        """Queue an event for a running instance's next episode."""
+        """Queue an event for a running instance's next episode, for no particular execution:
+        the extension's client clears ``ExecutionId`` on raised events and terminations, and the
+        Azure Storage backend gives such a message to the instance's current generation — the
+        next one, if the running episode continues as new (see :meth:`_continue_as_new`)."""
         with self.store.transaction() as conn:
             instance = self.store.get_instance(instance_id, conn)
             if instance is None:
                 return "not_found"
             if instance.status in TERMINAL_STATUSES:
                 return "gone"
-            self.store.add_inbox(conn, instance_id, instance.execution_id, new_event)
+            self.store.add_inbox(conn, instance_id, None, new_event)
         self.notify()
         return "accepted"
 
@@ -197,6 +202,12 @@ class Engine:
         return len(rows)
 
     # --- dispatching ------------------------------------------------------------------------
+    def step(self, instance_id: str) -> bool:
+        """Run one episode of ``instance_id`` now, in this thread, if it has due events (True if
+        it did work): for tests that drive an engine they have not started, one episode at a
+        time, and so decide which events share an episode."""
+        return self._process(instance_id)
+
     def _dispatch_loop(self) -> None:
         while True:
             with self._wake:
@@ -344,35 +355,7 @@ class Engine:
                 )
             custom = result.custom_status
             if result.status == CONTINUED_AS_NEW:
-                self.store.delete_instance_data(conn, instance.instance_id)
-                execution_id = uuid.uuid4().hex
-                self.store.update_instance(
-                    conn,
-                    instance.instance_id,
-                    execution_id=execution_id,
-                    status=RUNNING,
-                    input=result.continue_as_new_input,
-                    output=None,
-                    custom_status=custom,
-                    last_updated_time=stamp,
-                )
-                # keep events raised for the old execution that it never consumed
-                conn.execute(
-                    "UPDATE inbox SET execution_id = ? WHERE instance_id = ?",
-                    (execution_id, instance.instance_id),
-                )
-                self.store.add_inbox(
-                    conn,
-                    instance.instance_id,
-                    execution_id,
-                    self._execution_started(
-                        instance.name,
-                        instance.instance_id,
-                        execution_id,
-                        result.continue_as_new_input,
-                        instance.parent_instance_id,
-                    ),
-                )
+                self._continue_as_new(conn, instance, result, stamp)
                 new_activities.clear()
             elif result.status in (COMPLETED, FAILED):
                 self._finish(
@@ -394,6 +377,48 @@ class Engine:
             self._submit_activity(activity_id)
         if result.sub_orchestrations or result.status == CONTINUED_AS_NEW:
             self.notify()
+
+    def _continue_as_new(
+        self, conn: Any, instance: InstanceRow, result: EpisodeResult, stamp: str
+    ) -> None:
+        """Start the instance's next generation with the events Azure gives it.
+
+        Its inbox starts, as DTFx's dispatcher writes the new history, with ``ExecutionStarted``
+        and the raised events carried over (those processed after the walk reached
+        ``ContinueAsNew``, :attr:`EpisodeResult.carried_over`); then come the events queued for
+        no execution while the episode ran (raised events, terminations), which the Azure Storage
+        backend hands to the new generation after its first episode. What was queued for the old
+        execution — its timers, activity and sub-orchestration completions — is dropped, as
+        messages for an execution that is no longer current are on Azure; so are the events it
+        buffered without a waiter (``preserveUnprocessedEvents`` is false for the SDK's action).
+        """
+        later = self.store.unaddressed_inbox(conn, instance.instance_id)
+        self.store.delete_instance_data(conn, instance.instance_id)
+        execution_id = uuid.uuid4().hex
+        self.store.update_instance(
+            conn,
+            instance.instance_id,
+            execution_id=execution_id,
+            status=RUNNING,
+            input=result.continue_as_new_input,
+            output=None,
+            custom_status=result.custom_status,
+            last_updated_time=stamp,
+        )
+        started = self._execution_started(
+            instance.name,
+            instance.instance_id,
+            execution_id,
+            result.continue_as_new_input,
+            instance.parent_instance_id,
+        )
+        self.store.add_inbox(conn, instance.instance_id, execution_id, started)
+        for carried in result.carried_over:
+            self.store.add_inbox(conn, instance.instance_id, execution_id, carried, message=False)
+        for row in later:
+            self.store.add_inbox(
+                conn, instance.instance_id, None, row.event, row.visible_at, message=False
+            )
 
     def _finish(
         self,

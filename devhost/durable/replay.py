@@ -98,6 +98,9 @@ class EpisodeResult:
     custom_status: str | None = None
     error: str | None = None
     continue_as_new_input: str | None = None
+    #: When continued as new: the raised events the next generation starts with (the shim's
+    #: :attr:`~devhost.durable.shim.ShimResult.carried_over`).
+    carried_over: list[dict[str, Any]] = field(default_factory=list)
     #: Index of the action the host's walk waits on (None when it reached the end).
     blocked_at: int | None = None
 
@@ -184,6 +187,7 @@ def run_episode(handle: OrchestratorHandle, episode: EpisodeInput) -> EpisodeRes
         elif finished and outcome.is_done and host.continue_as_new:
             result.status = CONTINUED_AS_NEW
             result.continue_as_new_input = _continue_as_new_input(outcome)
+            result.carried_over = host.carried_over
         elif finished and outcome.is_done:
             result.status = COMPLETED
             result.output = to_json_text(outcome.output) if outcome.has_output else None

@@ -37,6 +37,12 @@ Durable extension then replays that list as .NET code inside the Durable Task Fr
   compare ignoring case; an event goes to the **newest** waiter of its name (a stack, "to make it
   easier for users to abandon external events ... a Task.WhenAny in a loop"), and one that
   arrives before anyone waits is buffered in order.
+* ``continue_as_new``: the walk calls ``ContinueAsNew(input)`` when it reaches the action, and
+  from then on DTFx does not raise an ``EventRaised`` but keeps it for the next generation
+  (``TaskOrchestrationContext.HandleEventRaisedEvent``; the Azure Storage backend's
+  ``BehaviorOnContinueAsNew.Carryover``): :attr:`ShimResult.carried_over`. Events buffered
+  before that moment are dropped: the SDK's action cannot ask for ``preserveUnprocessedEvents``
+  (``tests/devhost/test_continue_as_new.py`` has the sources).
 
 The consequence (azure-functions-durable-python issue #603, closed as won't fix for SDK 1.x): an
 action behind a pending one is not scheduled until that one completes, and the SDK and the host
@@ -137,6 +143,9 @@ class ShimResult:
     continue_as_new: bool = False
     #: Calls the extension refused (why, per call): on Azure they are never answered.
     refused: list[str] = field(default_factory=list)
+    #: ``EventRaised`` events processed after the walk reached ``ContinueAsNew``, in order:
+    #: DTFx carries them over into the next generation's history.
+    carried_over: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Shim:
@@ -161,6 +170,7 @@ class Shim:
         self._open: dict[int, _Task] = {}
         self._waiters: dict[str, list[_Task]] = {}  # by name, lower-cased: a stack each
         self._buffered: dict[str, deque[None]] = {}
+        self._carried_over: list[dict[str, Any]] = []
 
     # --- the walk (ProcessAsyncActionsV2) -----------------------------------------------------
     def walk(self) -> None:
@@ -254,6 +264,8 @@ class Shim:
             self._complete(int(evt["TaskScheduledId"]), failed=True)
         elif kind == EventType.TIMER_FIRED:
             self._complete(int(evt["TimerId"]), failed=False)
+        elif kind == EventType.EVENT_RAISED and self.continue_as_new:
+            self._carried_over.append(evt)  # for the next generation, not for this one's waiters
         elif kind == EventType.EVENT_RAISED:
             key = str(evt.get("Name")).lower()
             waiters = self._waiters.get(key)
@@ -295,6 +307,7 @@ class Shim:
             blocked_at=None if self.walk_finished else self.cursor - 1,
             continue_as_new=self.continue_as_new,
             refused=list(self.refused),
+            carried_over=list(self._carried_over),
         )
 
 

@@ -247,9 +247,14 @@ class Store:
         execution_id: str | None,
         event: dict[str, Any],
         visible_at: float | None = None,
+        *,
+        message: bool = True,
     ) -> None:
+        """Queue ``event`` for the instance; ``execution_id`` None: for whichever execution is
+        current when it is processed. ``message=False``: an event queued again (not a new queue
+        message on Azure), not checked against the message size limit a second time."""
         for name in ("Input", "Result", "Reason", "Details"):  # what the message carries
-            if isinstance(event.get(name), str):
+            if message and isinstance(event.get(name), str):
                 what = f"the {event_name(event)}.{name} message"
                 self.spill.message(instance_id, what, event[name])
         conn.execute(
@@ -267,16 +272,16 @@ class Store:
             )
             .fetchall()
         )
-        return [
-            InboxRow(
-                r["id"],
-                r["instance_id"],
-                r["execution_id"],
-                json.loads(r["event"]),
-                r["visible_at"],
-            )
-            for r in rows
-        ]
+        return [_inbox_row(r) for r in rows]
+
+    def unaddressed_inbox(self, conn: sqlite3.Connection, instance_id: str) -> list[InboxRow]:
+        """The instance's queued events that name no execution (raised events, terminations)."""
+        rows = conn.execute(
+            "SELECT id, instance_id, execution_id, event, visible_at FROM inbox "
+            "WHERE instance_id = ? AND execution_id IS NULL ORDER BY id",
+            (instance_id,),
+        ).fetchall()
+        return [_inbox_row(r) for r in rows]
 
     def delete_inbox(self, conn: sqlite3.Connection, ids: list[int]) -> None:
         conn.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in ids])
@@ -331,3 +336,13 @@ class Store:
                 "UPDATE activities SET dispatch_count = dispatch_count + 1 WHERE id = ?",
                 (activity_id,),
             )
+
+
+def _inbox_row(row: sqlite3.Row) -> InboxRow:
+    return InboxRow(
+        row["id"],
+        row["instance_id"],
+        row["execution_id"],
+        json.loads(row["event"]),
+        row["visible_at"],
+    )

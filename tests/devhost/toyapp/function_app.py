@@ -79,6 +79,19 @@ def shout(text: str) -> str:
     return text.upper()
 
 
+#: Steps that a test in this process holds: ``held_step`` waits for its key's event to be set.
+HELD_STEPS: dict[str, threading.Event] = {}
+
+
+@activities.activity_trigger(input_name="key")
+def held_step(key: str) -> str:
+    """Returns its key; waits first (at most 30 s) while a test holds that key."""
+    held = HELD_STEPS.get(key)
+    if held is not None:
+        held.wait(30)
+    return key
+
+
 # --- orchestrators ----------------------------------------------------------------------------
 orchestrators = df.Blueprint()
 
@@ -200,6 +213,35 @@ def counter(context: df.DurableOrchestrationContext):
         context.continue_as_new(value + 1)
         return None
     return {"value": value, "doubled": doubled}
+
+
+@orchestrators.orchestration_trigger(context_name="context")
+def relay(context: df.DurableOrchestrationContext):
+    """A lane that waits for "go" before each step and continues as new every ``every`` steps.
+
+    Input ``{"step", "steps", "every", "patience", "got"}``: before each step (the ``held_step``
+    activity, keyed ``s<step>``) it waits for a "go" event at most ``patience`` seconds and
+    records the event's input, or None when none came. Returns what every wait got.
+    """
+    job = context.get_input()
+    step, got = job["step"], list(job["got"])
+    for _ in range(job["every"]):
+        go = context.wait_for_external_event("go")
+        patience = context.create_timer(
+            context.current_utc_datetime + timedelta(seconds=job["patience"])
+        )
+        winner = yield context.task_any([go, patience])
+        if winner == go:
+            patience.cancel()
+            got.append(go.result)
+        else:
+            got.append(None)
+        yield context.call_activity("held_step", f"s{step}")
+        step += 1
+        if step == job["steps"]:
+            return got
+    context.continue_as_new({**job, "step": step, "got": got})
+    return None
 
 
 @orchestrators.orchestration_trigger(context_name="context")
