@@ -35,7 +35,8 @@ c7c6ea15):
 The first test pins the model (devhost/durable/shim.py) on hand-written actions; the others run
 the toy app's ``relay`` orchestrator (waits for "go" before every step, continues as new every
 ``every`` steps) through the real SDK under devhost's engine, one episode at a time
-(``Engine.step``), raising "go" at each moment.
+(``Engine.step``), raising "go" at each moment. The last one shows what the SDK does with an
+event that arrives before its wait, within a generation.
 """
 
 from __future__ import annotations
@@ -278,3 +279,39 @@ def test_a_termination_requested_while_the_episode_runs_ends_the_new_generation(
     engine.start()
     row = wait_finished(engine, instance_id)
     assert (row.status, json.loads(row.output or "null")) == ("Terminated", "stop")
+
+
+def test_an_event_raised_before_its_wait_is_taken_again_by_every_later_wait_in_the_sdk(
+    engine: Engine,
+) -> None:
+    """Not about continue_as_new, but the hazard of events that arrive before their wait, which a
+    lane waiting for "resume" meets. The SDK (1.7.0, azure/durable_functions/models/) keeps such
+    an event by name (TaskOrchestrationExecutor.py, ``set_task_value``: ``deferred_tasks[key]``,
+    a dict, so a later one replaces it) and hands it to every new wait of that name, never
+    forgetting it (DurableOrchestrationContext.py, ``_add_to_open_tasks``); the extension queues
+    it and gives it to one wait. So a later plain wait is done for the SDK and not for the host:
+    the host schedules nothing after it until another event comes, and the orchestrator then
+    gets the old event again. Only a new generation forgets it."""
+    instance_id = engine.start_orchestration("waits", None, "3")
+    for key in ("w0", "w1", "w2"):
+        hold(key)
+    assert engine.step(instance_id)
+    raise_go(engine, instance_id, "a")
+    assert engine.step(instance_id)  # the first wait takes "a"; w0 runs
+    raise_go(engine, instance_id, "b")
+    assert engine.step(instance_id)  # nobody waits for "b"
+    finish_step(engine, instance_id, "w0")
+    assert engine.step(instance_id)  # the second wait takes "b"; w1 runs
+    finish_step(engine, instance_id, "w1")
+    assert engine.step(instance_id)  # the SDK's third wait takes "b" again; the host's waits
+
+    def scheduled() -> list[str]:
+        history = engine.store.get_history(instance_id)
+        return [e["Input"] for e in history if e["EventType"] == EventType.TASK_SCHEDULED]
+
+    assert scheduled() == ['"w0"', '"w1"']  # w2 is not started
+    raise_go(engine, instance_id, "c")  # the host's third wait takes it
+    assert engine.step(instance_id)
+    assert scheduled() == ['"w0"', '"w1"', '"w2"']
+    HELD_STEPS["w2"].set()
+    assert outcome(engine, instance_id) == ["a", "b", "b"]

@@ -245,6 +245,17 @@ def relay(context: df.DurableOrchestrationContext):
 
 
 @orchestrators.orchestration_trigger(context_name="context")
+def waits(context: df.DurableOrchestrationContext):
+    """Waits for "go" ``input`` times, each wait followed by a ``held_step`` (keyed ``w<n>``);
+    returns what every wait got."""
+    got = []
+    for n in range(int(context.get_input())):
+        got.append((yield context.wait_for_external_event("go")))
+        yield context.call_activity("held_step", f"w{n}")
+    return got
+
+
+@orchestrators.orchestration_trigger(context_name="context")
 def batch(context: df.DurableOrchestrationContext):
     """Fan out ``parallel`` recorded activities, then run ``serial`` more one by one."""
     job = context.get_input()
