@@ -27,6 +27,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.send import bp as activities
+from activities.webhooks import bp as webhooks
 from api.docs import bp as docs
 from api.emails import bp as emails
 from api.events import bp as events
@@ -61,3 +62,4 @@ if functions == ALL_FUNCTIONS:
     app.register_functions(docs)
     app.register_functions(orchestrators)
     app.register_functions(activities)
+    app.register_functions(webhooks)

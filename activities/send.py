@@ -205,12 +205,36 @@ def fail_batch(batch: dict[str, Any]) -> dict[str, Any]:
 @bp.function_name(FINISH_SEND)
 @bp.activity_trigger(input_name="send")
 def finish_send(send: dict[str, Any]) -> None:
-    """The send is over: its record in the sends table gets its counts and time."""
+    """The send is over: its record in the sends table gets its counts and time, and the
+    ``send.completed`` webhook is queued (sendmail/feedback/webhooks/outbox.py)."""
     from sendmail import services
 
-    services.sends().finish(
-        str(send["id"]), int(send["sent"]), int(send["failed"]), datetime.now(UTC)
+    send_id, sent, failed = str(send["id"]), int(send["sent"]), int(send["failed"])
+    now = datetime.now(UTC)
+    services.sends().finish(send_id, sent, failed, now)
+    _emit_completed(send_id, sent, failed, now)
+
+
+def _emit_completed(send_id: str, sent: int, failed: int, now: datetime) -> None:
+    """Queue ``send.completed`` (its id is the send's: a re-run of this step queues the same
+    event, which receivers de-duplicate by ``webhook-id``). Raises when it cannot be queued."""
+    from sendmail import services
+    from sendmail.feedback.webhooks.events import SendCounts, send_event
+    from sendmail.feedback.webhooks.outbox import emit
+
+    config = services.webhooks()
+    if not config.wants("send.completed"):
+        return
+    record = services.sends().get(send_id)
+    event = send_event(
+        "send.completed",
+        send_id=send_id,
+        timestamp=now,
+        state="completed",
+        metadata=dict(record.metadata) if record is not None and record.metadata else None,
+        counts=SendCounts(total=sent + failed, sent=sent, failed=failed),
     )
+    emit(config, services.webhook_queue(), event)
 
 
 @bp.function_name(FORGET_SECRET)

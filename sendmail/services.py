@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from sendmail.feedback.replays import ProcessedMessages
     from sendmail.feedback.sns import SnsVerifier
     from sendmail.feedback.suppression import SuppressionList
+    from sendmail.feedback.webhooks.config import WebhookConfig
+    from sendmail.feedback.webhooks.delivery import WebhookSender
+    from sendmail.feedback.webhooks.outbox import WebhookQueue
     from sendmail.platform.blobs import BlobStore
     from sendmail.sending.ledger import SendLedger
     from sendmail.sending.sealing import Sealer
@@ -138,6 +141,25 @@ def sealer() -> Sealer:
     from sendmail.sending.sealing import Sealer
 
     return _get("sealer", lambda: Sealer(get_settings().SENDMAIL_SEALING_KEY))  # type: ignore[no-any-return]
+
+
+def webhooks() -> WebhookConfig:
+    """The ``SENDMAIL_WEBHOOK_*`` settings, checked once (no endpoint: webhooks are off)."""
+    from sendmail.feedback.webhooks.config import WebhookConfig
+
+    return _get("webhooks", lambda: WebhookConfig.from_settings(get_settings()))  # type: ignore[no-any-return]
+
+
+def webhook_queue() -> WebhookQueue:
+    """Where webhook deliveries wait (sendmail/feedback/webhooks/outbox.py)."""
+    from sendmail.feedback.webhooks.outbox import queue_from_environment
+
+    return _get("webhook_queue", queue_from_environment)  # type: ignore[no-any-return]
+
+
+def webhook_sender() -> WebhookSender:
+    """Makes the attempts (one per process: it holds no connection between them)."""
+    return _get("webhook_sender", lambda: webhooks().sender())  # type: ignore[no-any-return]
 
 
 def unsubscribe_tokens() -> UnsubscribeTokens:

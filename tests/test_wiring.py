@@ -19,6 +19,7 @@ from activities.names import (
     RELEASE_QUOTA,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
+    START_SCHEDULED,
 )
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
@@ -57,7 +58,20 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         FINISH_SEND: ("activityTrigger", None, (), None),
         RELEASE_QUOTA: ("activityTrigger", None, (), None),
         FORGET_SECRET: ("activityTrigger", None, (), None),
+        START_SCHEDULED: ("activityTrigger", None, (), None),
+        "deliver_webhook": ("queueTrigger", None, (), None),
     }
+
+
+def test_webhook_deliveries_are_read_from_their_own_queue(app_functions: dict[str, Any]) -> None:
+    """Not the task hub's: a slow endpoint never holds the sends' slots (outbox.py)."""
+    from activities.webhooks import WEBHOOK_QUEUE
+    from sendmail.feedback.webhooks.outbox import QUEUE_NAME
+
+    (binding,) = app_functions["deliver_webhook"].get_bindings()
+    assert binding.type == "queueTrigger"
+    assert (binding.queue_name, binding.connection) == (QUEUE_NAME, "AzureWebJobsStorage")
+    assert WEBHOOK_QUEUE == QUEUE_NAME
 
 
 def test_the_send_routes_have_a_durable_client(app_functions: dict[str, Any]) -> None:
