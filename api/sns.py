@@ -15,6 +15,7 @@ SNS has no address range of its own to allow, so this is one of the public route
 
 import asyncio
 import logging
+from typing import Any
 
 import azure.functions as func
 
@@ -27,6 +28,22 @@ bp = func.Blueprint()
 EVENTS_ROUTE = "v1/events/ses"
 #: The one answer to a message that fails any verification rule (the log says which).
 SNS_REFUSED = "The message could not be verified."
+
+
+def _notify(events: list[Any]) -> None:
+    """Queue the webhooks of SES's events, with each send's metadata; no endpoint: nothing."""
+    from sendmail import services
+    from sendmail.feedback.webhooks.outbox import emit_recipient_events
+
+    config = services.webhooks()
+    if not config.endpoints:
+        return
+
+    def metadata_of(send_id: str) -> Any:
+        record = services.sends().get(send_id)
+        return record.metadata if record is not None else None
+
+    emit_recipient_events(config, services.webhook_queue(), events, metadata_of)
 
 
 @bp.function_name("ses_events")
@@ -52,6 +69,7 @@ async def ses_events(req: func.HttpRequest) -> func.HttpResponse:
             services.event_store,
             services.suppressions,
             services.processed_sns_messages,
+            _notify,
         )
     except SnsMalformed as e:
         raise ValidationFailed(str(e)) from e

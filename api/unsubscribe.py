@@ -129,6 +129,34 @@ async def unsubscribe_page(req: func.HttpRequest) -> func.HttpResponse:
     return _page(confirm_page(mask_address(found.email), action=token), 200)
 
 
+def _notify_unsubscribed(send_id: str, email: str) -> None:
+    """Queue ``email.unsubscribed`` (no endpoint: nothing). Never fails the unsubscribe: the
+    address is on the list already, and a person must not see an error for it (logged)."""
+    from datetime import UTC, datetime
+
+    from sendmail import services
+    from sendmail.feedback.webhooks.events import email_event
+    from sendmail.feedback.webhooks.outbox import emit
+
+    try:
+        config = services.webhooks()
+        if not config.wants("email.unsubscribed"):
+            return
+        record = services.sends().get(send_id)
+        event = email_event(
+            "email.unsubscribed",
+            send_id=send_id,
+            timestamp=datetime.now(UTC),
+            recipient=email,
+            metadata=dict(record.metadata) if record is not None and record.metadata else None,
+        )
+        emit(config, services.webhook_queue(), event)
+    except Exception:
+        logger.warning(
+            "send %s: the email.unsubscribed webhook was not queued", send_id, exc_info=True
+        )
+
+
 @bp.function_name("unsubscribe")
 @bp.route(route=UNSUBSCRIBE_ROUTE, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @_token_errors
@@ -145,6 +173,8 @@ async def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
     logger.info(
         "send %s: a recipient unsubscribed%s", done.send_id, "" if done.added else " (again)"
     )
+    if done.added:  # the email.unsubscribed webhook, once per unsubscribe
+        await asyncio.to_thread(_notify_unsubscribed, done.send_id, done.email)
     if prefers_html(req.headers.get("Accept")):
         return _page(done_page(mask_address(done.email)), 200)
     return json_response({"unsubscribed": True})

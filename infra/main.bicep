@@ -383,6 +383,7 @@ module publicRoles 'modules/publicroles.bicep' = if (hasPublicApp) {
   params: {
     principalId: publicIdentity.properties.principalId
     storageAccountName: storage.outputs.storageAccountName
+    webhookQueueName: storage.outputs.webhookQueueName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     keyVaultName: keyVault.outputs.keyVaultName
   }

@@ -215,6 +215,36 @@ def test_a_verified_bounce_is_counted_listed_and_suppresses(
     assert email_status(app_functions, client, SEND)["delivery"]["bounced"] == 1
 
 
+def test_a_verified_bounce_queues_its_email_bounced_webhook(
+    app_functions: dict[str, Any],
+    fetch: Certificates,
+    signing: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stored first, then queued, then the SNS message is remembered: a failure to queue is a
+    500 and SNS delivers again (the same webhook id: receivers de-duplicate)."""
+    from sendmail.feedback.webhooks.outbox import MemoryWebhookQueue, Pending
+    from sendmail.feedback.webhooks.signing import new_secret
+    from sendmail.platform.settings import get_settings
+
+    monkeypatch.setenv("SENDMAIL_WEBHOOK_URLS", "https://hooks.example.com/in")
+    monkeypatch.setenv("SENDMAIL_WEBHOOK_SECRET", new_secret())
+    get_settings.cache_clear()
+    queue = MemoryWebhookQueue()
+    services.override(webhook_queue=queue)
+
+    raw = sns_body(signing, json.dumps(ses_record("Bounce", "gone@example.com")))
+    assert post_event(app_functions, raw).status_code == 200
+
+    [(message, _)] = queue.messages
+    body = json.loads(Pending.model_validate_json(message).body)
+    assert (body["type"], body["data"]["recipient"], body["data"]["sendId"]) == (
+        "email.bounced",
+        "gone@example.com",
+        SEND,
+    )
+
+
 def test_a_replayed_bounce_does_not_undo_an_operators_removal(
     app_functions: dict[str, Any], fetch: Certificates, signing: SigningKey
 ) -> None:

@@ -227,3 +227,100 @@ def test_the_storage_queue_holds_base64_messages_invisible_for_their_delay(
     assert [base64.b64decode(text).decode() for text in visible] == ['{"now": true}']
     assert raw.get_queue_properties().approximate_message_count == 2
     raw.clear_messages()
+
+
+def ses_event(kind: Any, recipient: str, send_id: str | None = "s1", **fields: Any) -> Any:
+    from sendmail.feedback.ses_events import RecipientEvent
+
+    return RecipientEvent(
+        type=kind,
+        recipient=recipient,
+        timestamp=NOW,
+        message_id="010c-m1",
+        send_id=send_id,
+        **fields,
+    )
+
+
+def test_ses_events_become_email_webhooks_with_the_sends_metadata() -> None:
+    from sendmail.feedback.webhooks.outbox import emit_recipient_events
+
+    settings = config(
+        SENDMAIL_WEBHOOK_URLS="https://hooks.example.com/in",
+        SENDMAIL_WEBHOOK_EVENTS="email.delivered,email.bounced,email.complained",
+    )
+    queue = MemoryWebhookQueue()
+    reads: list[str] = []
+
+    def metadata_of(send_id: str) -> dict[str, str]:
+        reads.append(send_id)
+        return {"campaign": "dec"}
+
+    queued = emit_recipient_events(
+        settings,
+        queue,
+        [
+            ses_event("Delivery", "a@example.com"),
+            ses_event("Bounce", "b@example.com", sub_type="General"),
+            ses_event("Reject", "c@example.com"),  # no webhook type
+            ses_event("Complaint", "d@example.com", send_id=None),  # names no send
+        ],
+        metadata_of,
+    )
+
+    assert queued == 2
+    bodies = [json.loads(Pending.model_validate_json(m).body) for m, _ in queue.messages]
+    assert [b["type"] for b in bodies] == ["email.delivered", "email.bounced"]
+    assert bodies[1]["data"] == {
+        "sendId": "s1",
+        "metadata": {"campaign": "dec"},
+        "recipient": "b@example.com",
+        "messageId": "010c-m1",
+        "sesType": "Bounce",
+        "sesSubType": "General",
+    }
+    assert reads == ["s1"]  # read once per send
+
+
+def test_email_delivered_is_opt_in() -> None:
+    from sendmail.feedback.webhooks.outbox import emit_recipient_events
+
+    queue = MemoryWebhookQueue()
+    events = [ses_event("Delivery", "a@example.com")]
+
+    assert emit_recipient_events(config(), queue, events, lambda _: None) == 0
+
+
+def test_an_unsubscribe_queues_email_unsubscribed_once(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sendmail.sending.unsubscribe import UnsubscribeTokens, new_key
+
+    key = new_key()
+    monkeypatch.setenv("SENDMAIL_UNSUBSCRIBE_KEYS", key)
+    monkeypatch.setenv("SENDMAIL_WEBHOOK_URLS", "https://hooks.example.com/in")
+    monkeypatch.setenv("SENDMAIL_WEBHOOK_SECRET", new_secret())
+    get_settings.cache_clear()
+    queue = MemoryWebhookQueue()
+    services.override(webhook_queue=queue)
+    token = UnsubscribeTokens(key).make("s1", "kim@example.com")
+
+    def click() -> int:
+        from tests.support.http import call
+
+        answer = call(
+            app_functions,
+            "unsubscribe",
+            f"/api/v1/unsubscribe/{token}",
+            method="POST",
+            body=b"List-Unsubscribe=One-Click",
+            route_params={"token": token},
+        )
+        return answer.status_code
+
+    assert (click(), click()) == (200, 200)
+
+    [(message, _)] = queue.messages
+    body = json.loads(Pending.model_validate_json(message).body)
+    assert body["type"] == "email.unsubscribed"
+    assert body["data"] == {"sendId": "s1", "metadata": {}, "recipient": "kim@example.com"}

@@ -20,6 +20,9 @@ param principalId string
 @description('Name of the storage account in this resource group (the host storage both apps share).')
 param storageAccountName string
 
+@description('Name of the webhook queue (storage.bicep): the one queue this identity may send to.')
+param webhookQueueName string
+
 @description('Name of the Application Insights component in this resource group.')
 param applicationInsightsName string
 
@@ -32,10 +35,21 @@ var roleIds = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
   name: storageAccountName
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-06-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource webhookQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-06-01' existing = {
+  parent: queueService
+  name: webhookQueueName
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -65,6 +79,19 @@ resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'Send-Mail public app: suppression list, SES events, SNS replay guard, host diagnostic events'
+  }
+}
+
+// The email.* webhooks of the SNS and unsubscribe routes: send to the webhook queue, that queue
+// only (not the task hub's queues, which stay out of reach).
+resource webhookSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(webhookQueue.id, principalId, roleIds.storageQueueDataMessageSender)
+  scope: webhookQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataMessageSender)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Send-Mail public app: queue webhook deliveries (sendmail-webhooks only)'
   }
 }
 

@@ -139,6 +139,19 @@ resource sendsContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
   }
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-06-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// Webhook deliveries wait here (sendmail/feedback/webhooks/outbox.py), apart from the task hub's
+// queues. Declared so that the public app's identity can be given the right to send to this one
+// queue only (publicroles.bicep): it emits the email.* events of the SNS and unsubscribe routes.
+resource webhookQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-06-01' = {
+  parent: queueService
+  name: 'sendmail-webhooks'
+}
+
 output storageAccountId string = storage.id
 output storageAccountName string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
@@ -146,3 +159,4 @@ output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainer.name
 output sendsContainerName string = sendsContainer.name
+output webhookQueueName string = webhookQueue.name

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from sendmail.feedback.event_store import EventStore
 from sendmail.feedback.replays import ProcessedMessages
-from sendmail.feedback.ses_events import parse_notification
+from sendmail.feedback.ses_events import RecipientEvent, parse_notification
 from sendmail.feedback.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsMessage, SnsVerifier
 from sendmail.feedback.suppression import Suppression, SuppressionList
 
@@ -85,6 +85,7 @@ def act(
     events: Callable[[], EventStore],
     suppressions: Callable[[], SuppressionList],
     processed: Callable[[], ProcessedMessages],
+    notify: Callable[[list[RecipientEvent]], object] | None = None,
 ) -> Outcome:
     """Act on a verified message. The stores are asked for only when a notification needs them
     (a subscription confirmation works before storage is configured)."""
@@ -120,6 +121,8 @@ def act(
         if entry is not None and suppressions().add(entry):
             suppressed += 1
     stored = events().record(message.message_id, parsed)
+    if notify is not None:
+        notify(parsed)
     processed().remember(message.message_id, message.timestamp)  # last: all of it is done
     unattributed = sum(1 for event in parsed if event.send_id is None)
     # One line per notification, queryable per send (docs/deploy.md has the query).

@@ -64,6 +64,8 @@ API_VERSION_FLOORS = {
     "Microsoft.Storage/storageAccounts": "2025-06-01",
     "Microsoft.Storage/storageAccounts/blobServices": "2025-06-01",
     "Microsoft.Storage/storageAccounts/blobServices/containers": "2025-06-01",
+    "Microsoft.Storage/storageAccounts/queueServices": "2025-06-01",
+    "Microsoft.Storage/storageAccounts/queueServices/queues": "2025-06-01",
     "Microsoft.Authorization/roleAssignments": "2022-04-01",
     "Microsoft.OperationalInsights/workspaces": "2025-07-01",
     "Microsoft.Insights/components": "2020-02-02",

@@ -51,7 +51,10 @@ SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 #: The public identity's roles and scopes: the Functions host's own needs (blob; table for its
 #: diagnostic events and the service's tables), telemetry and the Key Vault reference — never
 #: the task hub's queues (functions-reference#connecting-to-host-storage-with-an-identity).
+#: Storage Queue Data Message Sender: the public app queues webhooks, on that one queue only.
+QUEUE_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 PUBLIC_ROLES = {
+    (QUEUE_MESSAGE_SENDER, "Microsoft.Storage/storageAccounts/queueServices/queues"),
     (BLOB_DATA_OWNER, "Microsoft.Storage/storageAccounts"),
     (TABLE_DATA_CONTRIBUTOR, "Microsoft.Storage/storageAccounts"),
     (METRICS_PUBLISHER, "Microsoft.Insights/components"),

@@ -27,15 +27,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sendmail.feedback.ses_events import RecipientEvent
 from sendmail.feedback.webhooks.config import WebhookConfig
 from sendmail.feedback.webhooks.delivery import Attempt, WebhookSender
-from sendmail.feedback.webhooks.events import EventType, WebhookEvent
+from sendmail.feedback.webhooks.events import EventType, WebhookEvent, email_event
 from sendmail.feedback.webhooks.schedule import delay_before
 
 if TYPE_CHECKING:
@@ -93,9 +94,17 @@ class StorageWebhookQueue:
         self._created = CreatedOnce(client.create_queue, f"queue {client.queue_name}")
 
     def put(self, message: str, delay_seconds: float) -> None:
-        self._created.ensure()
+        """Sent at once; the queue is created only when it is missing (locally: in Azure the
+        Bicep declares it, and the public app's identity may send to it but not create it)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         # Storage caps a message's invisibility at 7 days; the schedule never asks for more.
-        self._client.send_message(message, visibility_timeout=round(delay_seconds))
+        delay = round(delay_seconds)
+        try:
+            self._client.send_message(message, visibility_timeout=delay)
+        except ResourceNotFoundError:
+            self._created.ensure()
+            self._client.send_message(message, visibility_timeout=delay)
 
 
 def queue_from_environment(env: Mapping[str, str] = os.environ) -> StorageWebhookQueue:
@@ -119,6 +128,47 @@ def emit(config: WebhookConfig, queue: WebhookQueue, event: WebhookEvent) -> int
         pending = Pending(id=event.id, type=event.type, body=body, endpoint=endpoint.fingerprint)
         queue.put(pending.model_dump_json(), 0)
     return len(config.endpoints)
+
+
+#: SES event type -> webhook type (Reject and DeliveryDelay have none).
+_EMAIL_TYPES: dict[str, EventType] = {
+    "Delivery": "email.delivered",
+    "Bounce": "email.bounced",
+    "Complaint": "email.complained",
+}
+
+
+def emit_recipient_events(
+    config: WebhookConfig,
+    queue: WebhookQueue,
+    events: Sequence[RecipientEvent],
+    metadata_of: Callable[[str], Mapping[str, str] | None],
+) -> int:
+    """Queue the ``email.*`` webhooks of SES's events (those that name a send); how many
+    messages. ``metadata_of(send id)`` is read once per send."""
+    metadata: dict[str, Mapping[str, str] | None] = {}
+    queued = 0
+    for found in events:
+        kind = _EMAIL_TYPES.get(found.type)
+        if kind is None or found.send_id is None or not config.wants(kind):
+            continue
+        if found.send_id not in metadata:
+            metadata[found.send_id] = metadata_of(found.send_id)
+        given = metadata[found.send_id]
+        event = email_event(
+            kind,
+            send_id=found.send_id,
+            timestamp=found.timestamp,
+            recipient=found.recipient,
+            message_id=found.message_id,
+            ses_type=found.type,
+            ses_sub_type=found.sub_type,
+            metadata=dict(given) if given else None,
+            # a message can bounce softly more than once: each is its own event
+            occurrence=found.timestamp.isoformat(),
+        )
+        queued += emit(config, queue, event)
+    return queued
 
 
 #: Called with each attempt made (devhost shows them at /_dev/webhooks); errors are ignored.
