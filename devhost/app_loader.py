@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -33,6 +34,18 @@ class ActivityFunction:
     func: Callable[..., Any]
 
 
+@dataclass(frozen=True)
+class TriggeredFunction:
+    """A function whose trigger devhost runs itself (``queueTrigger``, ``timerTrigger``:
+    ``devhost.triggers``), with its trigger binding as ``function.json`` states it to the host
+    (``queueName``, ``connection``, ``schedule``, ``runOnStartup``, ``useMonitor``, ...)."""
+
+    name: str
+    trigger_name: str
+    binding: dict[str, Any]
+    func: Callable[..., Any]
+
+
 @dataclass
 class FunctionIndex:
     """The app's functions by kind, as devhost serves them."""
@@ -40,12 +53,15 @@ class FunctionIndex:
     http: list[HttpFunction] = field(default_factory=list)
     orchestrators: dict[str, Callable[..., Any]] = field(default_factory=dict)
     activities: dict[str, ActivityFunction] = field(default_factory=dict)
+    queues: list[TriggeredFunction] = field(default_factory=list)
+    timers: list[TriggeredFunction] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"{len(self.http)} HTTP, {len(self.orchestrators)} orchestrator, "
-            f"{len(self.activities)} activity function(s)"
+            f"{len(self.activities)} activity, {len(self.queues)} queue, "
+            f"{len(self.timers)} timer function(s)"
         )
 
 
@@ -115,6 +131,14 @@ def index_functions(app: Any, route_prefix: str = "api") -> FunctionIndex:
         elif kind == "activityTrigger":
             activity = getattr(trigger, "activity", None) or name
             index.activities[activity] = ActivityFunction(activity, trigger.name, func)
+        elif kind in ("queueTrigger", "timerTrigger"):
+            bindings = json.loads(function.get_function_json())["bindings"]
+            others = [b["type"] for b in bindings if b.get("type") != kind]
+            if others:
+                logger.warning("function %s: bindings %s are not supported", name, others)
+            binding = next(b for b in bindings if b.get("type") == kind)
+            found = TriggeredFunction(name, trigger.name, binding, func)
+            (index.queues if kind == "queueTrigger" else index.timers).append(found)
         else:
             index.unsupported.append(f"{name} ({kind})")
     index.http.sort(key=lambda f: f.route.sort_key)

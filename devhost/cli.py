@@ -21,6 +21,8 @@ from devhost.durable.store import Store
 from devhost.embedded import start_embedded
 from devhost.invoker import Worker
 from devhost.server import RPC_PREFIX, DevHost
+from devhost.triggers.listeners import TriggerListeners
+from devhost.triggers.queues import HostConfigError, QueuesOptions
 from sendmail.platform.logs import quiet_sdk_loggers
 
 logger = logging.getLogger("devhost")
@@ -103,8 +105,20 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
         rpc_path=f"{RPC_PREFIX}{rpc_token}/",
     )
     function_keys = per_function_keys(app_dir, (f.name for f in index.http))
+    try:
+        queues_options = QueuesOptions.from_host_json(host_settings.queues)
+    except HostConfigError as e:
+        raise SystemExit(f"host.json: {e}") from e
+    triggers = TriggerListeners(index, queues_options, worker.call_async, state_dir)
     host = DevHost(
-        index, engine, worker, urls, rpc_token, outbox=embedded.outbox, function_keys=function_keys
+        index,
+        engine,
+        worker,
+        urls,
+        rpc_token,
+        outbox=embedded.outbox,
+        function_keys=function_keys,
+        triggers=triggers,
     )
 
     async def run() -> None:
@@ -113,13 +127,15 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
         site = web.TCPSite(runner, LOOPBACK, args.port, reuse_address=True)
         await site.start()
         engine.start()
+        await triggers.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        _banner(origin, key, key_source, state_dir, index.summary(), embedded, engine)
+        _banner(origin, key, key_source, state_dir, index.summary(), embedded, engine, triggers)
         await stop.wait()
         logger.info("shutting down")
+        await triggers.stop()
         engine.stop()
         await runner.cleanup()
 
@@ -130,13 +146,14 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
     return 0
 
 
-def _banner(origin, key, key_source, state_dir, functions, embedded, engine) -> None:
+def _banner(origin, key, key_source, state_dir, functions, embedded, engine, triggers) -> None:
     lines = [
         f"devhost listening on {origin}",
         f"  base URL:       {origin}/api/",
         f"  function key:   {key}  ({key_source}; send as x-functions-key or ?code=)",
         f"  state dir:      {state_dir}",
         f"  functions:      {functions}",
+        f"  triggers:       {triggers.summary()} (GET /_dev/triggers)",
         f"  emulators:      {', '.join(embedded.active()) or 'none'}",
     ]
     lines += [f"  note:           {note}" for note in embedded.notes]

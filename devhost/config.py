@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class HostSettings:
     task_hub: str = "DevHostHub"
     max_concurrent_activities: int = 10
     max_concurrent_orchestrations: int = 4
+    #: ``extensions.queues`` as written (read by ``devhost.triggers.queues.QueuesOptions``).
+    queues: dict[str, Any] = field(default_factory=dict)
 
 
 def load_host_json(app_dir: Path) -> HostSettings:
@@ -81,6 +83,7 @@ def load_host_json(app_dir: Path) -> HostSettings:
         task_hub=hub,
         max_concurrent_activities=int(durable.get("maxConcurrentActivityFunctions") or 10),
         max_concurrent_orchestrations=int(durable.get("maxConcurrentOrchestratorFunctions") or 4),
+        queues=dict(extensions.get("queues") or {}),
     )
 
 

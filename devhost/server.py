@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -19,6 +20,7 @@ from devhost.durable import api as durable_api
 from devhost.durable.api import DurableUrls
 from devhost.durable.engine import Engine
 from devhost.invoker import InvocationContext, Worker, accepted_parameters
+from devhost.triggers.listeners import TriggerListeners
 
 #: The largest request body the Functions host takes (the HTTP trigger's request length limit,
 #: 100 MB); a larger one never reaches the app.
@@ -27,6 +29,8 @@ PLATFORM_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 logger = logging.getLogger("devhost.http")
 
 RPC_PREFIX = "/_devhost/rpc/"
+#: The host's admin API for running a non-HTTP function once (``POST .../<function name>``).
+ADMIN_FUNCTIONS_PREFIX = "/admin/functions/"
 OutboxProvider = Callable[[], list[dict[str, Any]]]
 
 
@@ -57,8 +61,12 @@ class DevHost:
         rpc_token: str,
         outbox: OutboxProvider | None = None,
         function_keys: Mapping[str, frozenset[str]] | None = None,
+        triggers: TriggerListeners | None = None,
     ) -> None:
         self.index = index
+        #: The app's queue and timer triggers (``GET /_dev/triggers``, the admin API).
+        self.triggers = triggers
+        self._admin_runs: set[asyncio.Task[bool]] = set()
         #: Per-function keys: function name -> values that open it besides the host key.
         self.function_keys = dict(function_keys or {})
         self.engine = engine
@@ -101,7 +109,7 @@ class DevHost:
         path = request.path
         if path.startswith(RPC_PREFIX):
             return RPC_PREFIX + "***/" + path[len(RPC_PREFIX) :].partition("/")[2]
-        if path.startswith(("/_dev/", durable_api.WEBHOOK_PREFIX)):
+        if path.startswith(("/_dev/", durable_api.WEBHOOK_PREFIX, ADMIN_FUNCTIONS_PREFIX)):
             return path
         found = self._route(request)
         if found is None:
@@ -169,7 +177,46 @@ class DevHost:
                     "historyBytesWritten": store.history_bytes_written,
                 }
             )
+        if path == "/_dev/triggers" and request.method == "GET":
+            if not self._authorised(request):
+                return self._unauthorised(request)
+            if self.triggers is None:
+                return _json({"triggers": [], "errors": []})
+            return _json(self.triggers.to_json())
+        if path.startswith(ADMIN_FUNCTIONS_PREFIX) and request.method == "POST":
+            if not self._authorised(request):
+                return self._unauthorised(request)
+            return await self._admin_invoke(request, path[len(ADMIN_FUNCTIONS_PREFIX) :])
         return await self._http_function(request)
+
+    async def _admin_invoke(self, request: web.Request, name: str) -> web.Response:
+        """The host's ``POST /admin/functions/<name>`` with ``{"input": "..."}``: runs a queue
+        or timer function once, in the background, and answers 202 at once."""
+        if self.triggers is None or self.triggers.find(name) is None:
+            known = any(f.name.lower() == name.lower() for f in self.index.http)
+            message = (
+                "HTTP functions are invoked at their route."
+                if known
+                else "No queue or timer function has this name."
+            )
+            status, error = (400, "Bad Request") if known else (404, "Not Found")
+            return _json(error_body(status, error, message, request.path), status)
+        try:
+            body = await request.json() if await request.read() else {}
+            text = body.get("input", "") if isinstance(body, dict) else None
+        except ValueError:
+            text = None
+        if not isinstance(text, str):
+            return _json(
+                error_body(
+                    400, "Bad Request", 'The body must be {"input": "<text>"}.', request.path
+                ),
+                400,
+            )
+        run = asyncio.create_task(self.triggers.invoke(name, text))
+        self._admin_runs.add(run)
+        run.add_done_callback(self._admin_runs.discard)
+        return web.Response(status=202)
 
     # --- HTTP-triggered functions -------------------------------------------------------------
     def _route(self, request: web.Request) -> tuple[HttpFunction, dict[str, str]] | None:

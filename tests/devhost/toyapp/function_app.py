@@ -17,6 +17,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from tests.devhost.toyapp.triggers import triggers  # the queue and timer triggers
+
 # --- activities -------------------------------------------------------------------------------
 activities = df.Blueprint()
 
@@ -384,3 +386,4 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(activities)
 app.register_functions(orchestrators)
 app.register_functions(http)
+app.register_functions(triggers)
