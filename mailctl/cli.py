@@ -129,8 +129,9 @@ def _start(client: Client, args: argparse.Namespace, err: TextIO) -> str | int:
             f"user-send takes at most {USER_SEND_MAX_RECIPIENTS} recipients; "
             f"{args.to_file} has {len(recipients.addresses):,} (use send, through SES)"
         )
+    extra = _extra_fields(args)
     key = args.idempotency_key or idempotency_key(
-        route, args.sender, recipients.addresses, subject, body, provider
+        route, args.sender, recipients.addresses, subject, body, provider, extra=extra
     )
     _describe_list(args.to_file, recipients, err)
     if args.dry_run:
@@ -141,6 +142,7 @@ def _start(client: Client, args: argparse.Namespace, err: TextIO) -> str | int:
         "recipientEmails": recipients.addresses,
         "subject": subject,
         "body": body,
+        **extra,
     }
     if route == "user-send":
         payload = {"provider": provider, **payload, "password": _password(args.sender)}
@@ -484,6 +486,34 @@ def _body(args: argparse.Namespace) -> str:
         ) from e
 
 
+def _extra_fields(args: argparse.Namespace) -> dict[str, object]:
+    """The request's optional fields the command line gave: html (from a file), category,
+    scheduledAt and metadata. Checked here only as far as the command line can be wrong; the
+    service validates the rest (400 with its message)."""
+    extra: dict[str, object] = {}
+    if getattr(args, "html_file", None):
+        try:
+            extra["html"] = Path(args.html_file).read_text(encoding="utf-8-sig")
+        except OSError as e:
+            raise UsageError(f"cannot read the HTML {args.html_file}: {e.strerror or e}") from e
+        except UnicodeDecodeError as e:
+            raise UsageError(f"cannot read the HTML {args.html_file}: not UTF-8 text") from e
+    if getattr(args, "category", None):
+        extra["category"] = args.category
+    if getattr(args, "at", None):
+        extra["scheduledAt"] = args.at
+    pairs = getattr(args, "metadata", None) or []
+    if pairs:
+        metadata: dict[str, str] = {}
+        for pair in pairs:
+            name, sep, value = pair.partition("=")
+            if not sep or not name:
+                raise UsageError(f"--metadata takes KEY=VALUE, not {pair!r}")
+            metadata[name] = value
+        extra["metadata"] = metadata
+    return extra
+
+
 def _check_report(args: argparse.Namespace, consequence: str = "") -> None:
     """Refuse a ``--report`` path that could not take the report, before anything happens."""
     if args.report:
@@ -611,6 +641,26 @@ def _parser() -> argparse.ArgumentParser:
         )
         wait.add_argument("--no-wait", action="store_true", help="return once accepted")
         send.set_defaults(no_wait=False)
+        send.add_argument(
+            "--html-file", metavar="FILE", help="an HTML part too (UTF-8); the body is the text"
+        )
+        send.add_argument(
+            "--at",
+            metavar="TIME",
+            help="send at this time (RFC 3339 with an offset, e.g. 2026-12-24T09:00:00+09:00)",
+        )
+        send.add_argument(
+            "--metadata",
+            action="append",
+            metavar="KEY=VALUE",
+            help="your own key for the send, echoed in its status and webhooks (repeatable)",
+        )
+        if name == "send":
+            send.add_argument(
+                "--category",
+                choices=("transactional", "marketing"),
+                help="marketing: one-click unsubscribe, the (광고) prefix, unsubscribed skipped",
+            )
         send.add_argument("--dry-run", action="store_true", help="check the list; send nothing")
         send.add_argument("--idempotency-key", help="instead of the one derived from the request")
         if name == "user-send":

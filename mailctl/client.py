@@ -113,10 +113,12 @@ def idempotency_key(
     body: str,
     provider: str | None = None,
     *,
+    extra: dict[str, object] | None = None,
     salt: str | None = None,
 ) -> str:
     """``mailctl-v2-`` and the SHA-256 of the request's substance and this installation's salt
-    (75 printable ASCII chars).
+    (75 printable ASCII chars). ``extra``: the request's other fields that were given (html,
+    category, scheduledAt, metadata), so another of them is another key.
 
     Recipients are compared as the service compares them (case-insensitively, duplicates once)
     and sorted, so the same people from a file in another order give the same key; the service
@@ -124,7 +126,7 @@ def idempotency_key(
     (:func:`installation_salt`) is random per installation: a key derived from content alone
     could be predicted — and its send's answer claimed — by anyone who can guess the content.
     """
-    substance = {
+    substance: dict[str, object] = {
         "route": route,
         "sender": sender,
         "recipients": sorted(_casefolded(recipients)),
@@ -133,6 +135,8 @@ def idempotency_key(
         "provider": provider,
         "salt": installation_salt() if salt is None else salt,
     }
+    if extra:  # html, category, scheduledAt, metadata: only when given (older keys unchanged)
+        substance["extra"] = extra
     # The SHA-256 of json.dumps(substance, ensure_ascii=False, sort_keys=True, separators=(",",
     # ":")), hashed as it is encoded: a million recipients' JSON is never held whole.
     encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))

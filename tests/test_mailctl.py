@@ -1122,3 +1122,47 @@ def test_send_lets_the_list_go_once_the_service_has_it(
     assert code == 3, err
     assert posted == [total]
     assert alive_while_watching == [0]
+
+
+def test_html_category_time_and_metadata_go_into_the_request_and_its_key(
+    service: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    service.routes["POST /api/v1/emails/aws-send"] = accepted()
+    (tmp_path / "news.html").write_text("<p>안녕하세요</p>", encoding="utf-8")
+    extra = [
+        "--html-file",
+        "news.html",
+        "--category",
+        "marketing",
+        "--at",
+        "2026-12-24T09:00:00+09:00",
+        "--metadata",
+        "campaign=2026-12",
+        "--metadata",
+        "by=crm=42",
+    ]
+
+    code, _, _ = run(capsys, *SEND, "--body", "B", "--no-wait", *extra)
+    plain, _, _ = run(capsys, *SEND, "--body", "B", "--no-wait")
+
+    assert (code, plain) == (0, 0)
+    first, second = service.posts()
+    body = json.loads(first.content)
+    assert (body["html"], body["category"], body["scheduledAt"]) == (
+        "<p>안녕하세요</p>",
+        "marketing",
+        "2026-12-24T09:00:00+09:00",
+    )
+    assert body["metadata"] == {"campaign": "2026-12", "by": "crm=42"}
+    assert "html" not in json.loads(second.content)
+    assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"]
+
+
+def test_metadata_without_a_key_is_a_usage_error(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, *SEND, "--body", "B", "--metadata", "novalue")
+
+    assert code == 2
+    assert "--metadata takes KEY=VALUE, not 'novalue'" in err
+    assert service.requests == []
