@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from sendmail.sending.smtp import SmtpSender
     from sendmail.sending.unsubscribe import UnsubscribeTokens
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # a factory may ask for another instance (webhook_sender -> webhooks)
 _instances: dict[str, Any] = {}
 
 
