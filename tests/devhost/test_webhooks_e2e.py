@@ -53,8 +53,8 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/sendmail"
+        port = self.server.server_address[1]
+        return f"http://127.0.0.1:{port}/sendmail"
 
     def wait_for(self, count: int, timeout: float = 60) -> list[tuple[dict[str, str], bytes, int]]:
         deadline = time.monotonic() + timeout
