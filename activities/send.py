@@ -220,18 +220,17 @@ def _emit_completed(send_id: str, sent: int, failed: int, now: datetime) -> None
     event, which receivers de-duplicate by ``webhook-id``). Raises when it cannot be queued."""
     from sendmail import services
     from sendmail.feedback.webhooks.events import SendCounts, send_event
-    from sendmail.feedback.webhooks.outbox import emit
+    from sendmail.feedback.webhooks.outbox import emit, send_metadata
 
     config = services.webhooks()
     if not config.wants("send.completed"):
         return
-    record = services.sends().get(send_id)
     event = send_event(
         "send.completed",
         send_id=send_id,
         timestamp=now,
         state="completed",
-        metadata=dict(record.metadata) if record is not None and record.metadata else None,
+        metadata=send_metadata(services.sends(), send_id),
         counts=SendCounts(total=sent + failed, sent=sent, failed=failed),
     )
     emit(config, services.webhook_queue(), event)

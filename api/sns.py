@@ -33,17 +33,15 @@ SNS_REFUSED = "The message could not be verified."
 def _notify(events: list[Any]) -> None:
     """Queue the webhooks of SES's events, with each send's metadata; no endpoint: nothing."""
     from sendmail import services
-    from sendmail.feedback.webhooks.outbox import emit_recipient_events
+    from sendmail.feedback.webhooks.outbox import emit_recipient_events, send_metadata
 
     config = services.webhooks()
     if not config.endpoints:
         return
-
-    def metadata_of(send_id: str) -> Any:
-        record = services.sends().get(send_id)
-        return record.metadata if record is not None else None
-
-    emit_recipient_events(config, services.webhook_queue(), events, metadata_of)
+    sends = services.sends()
+    emit_recipient_events(
+        config, services.webhook_queue(), events, lambda send_id: send_metadata(sends, send_id)
+    )
 
 
 @bp.function_name("ses_events")

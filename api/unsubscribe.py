@@ -136,19 +136,18 @@ def _notify_unsubscribed(send_id: str, email: str) -> None:
 
     from sendmail import services
     from sendmail.feedback.webhooks.events import email_event
-    from sendmail.feedback.webhooks.outbox import emit
+    from sendmail.feedback.webhooks.outbox import emit, send_metadata
 
     try:
         config = services.webhooks()
         if not config.wants("email.unsubscribed"):
             return
-        record = services.sends().get(send_id)
         event = email_event(
             "email.unsubscribed",
             send_id=send_id,
             timestamp=datetime.now(UTC),
             recipient=email,
-            metadata=dict(record.metadata) if record is not None and record.metadata else None,
+            metadata=send_metadata(services.sends(), send_id),
         )
         emit(config, services.webhook_queue(), event)
     except Exception:

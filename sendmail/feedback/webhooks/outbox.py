@@ -42,6 +42,8 @@ from sendmail.feedback.webhooks.schedule import delay_before
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
+    from sendmail.sending.sends import SendsTable
+
 logger = logging.getLogger(__name__)
 
 #: The queue deliveries wait in (the host's storage account); the trigger reads it.
@@ -116,6 +118,12 @@ def queue_from_environment(env: Mapping[str, str] = os.environ) -> StorageWebhoo
     return StorageWebhookQueue(
         queue_client(QUEUE_NAME, env, message_encode_policy=TextBase64EncodePolicy())
     )
+
+
+def send_metadata(sends: SendsTable, send_id: str) -> dict[str, str] | None:
+    """The caller's ``metadata`` of a send, for its webhooks (None: none, or no record)."""
+    record = sends.get(send_id)
+    return dict(record.metadata) if record is not None and record.metadata else None
 
 
 def emit(config: WebhookConfig, queue: WebhookQueue, event: WebhookEvent) -> int:
