@@ -23,6 +23,7 @@ from devhost.invoker import Worker
 from devhost.server import RPC_PREFIX, DevHost
 from devhost.triggers.listeners import TriggerListeners
 from devhost.triggers.queues import HostConfigError, QueuesOptions
+from devhost.webhooks import WebhookLog
 from sendmail.platform.logs import quiet_sdk_loggers
 
 logger = logging.getLogger("devhost")
@@ -110,6 +111,8 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
     except HostConfigError as e:
         raise SystemExit(f"host.json: {e}") from e
     triggers = TriggerListeners(index, queues_options, worker.call_async, state_dir)
+    webhooks = WebhookLog()
+    webhooks.listen()
     host = DevHost(
         index,
         engine,
@@ -119,6 +122,7 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
         outbox=embedded.outbox,
         function_keys=function_keys,
         triggers=triggers,
+        webhooks=webhooks,
     )
 
     async def run() -> None:

@@ -21,6 +21,7 @@ from devhost.durable.api import DurableUrls
 from devhost.durable.engine import Engine
 from devhost.invoker import InvocationContext, Worker, accepted_parameters
 from devhost.triggers.listeners import TriggerListeners
+from devhost.webhooks import WebhookLog
 
 #: The largest request body the Functions host takes (the HTTP trigger's request length limit,
 #: 100 MB); a larger one never reaches the app.
@@ -62,8 +63,11 @@ class DevHost:
         outbox: OutboxProvider | None = None,
         function_keys: Mapping[str, frozenset[str]] | None = None,
         triggers: TriggerListeners | None = None,
+        webhooks: WebhookLog | None = None,
     ) -> None:
         self.index = index
+        #: The app's webhook attempts (``GET /_dev/webhooks``).
+        self.webhooks = webhooks
         #: The app's queue and timer triggers (``GET /_dev/triggers``, the admin API).
         self.triggers = triggers
         self._admin_runs: set[asyncio.Task[bool]] = set()
@@ -177,6 +181,10 @@ class DevHost:
                     "historyBytesWritten": store.history_bytes_written,
                 }
             )
+        if path == "/_dev/webhooks" and request.method == "GET":
+            if not self._authorised(request):
+                return self._unauthorised(request)
+            return _json(self.webhooks.to_json() if self.webhooks else {"attempts": []})
         if path == "/_dev/triggers" and request.method == "GET":
             if not self._authorised(request):
                 return self._unauthorised(request)

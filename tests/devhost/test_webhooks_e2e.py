@@ -1,6 +1,7 @@
 """Signed webhooks end to end under devhost: a send's send.completed posted to a receiver on
 loopback through the app's queue trigger (devhost runs it as the host does), verified with the
-``standardwebhooks`` package, and retried with the same ``webhook-id`` after a 503."""
+``standardwebhooks`` package, retried with the same ``webhook-id`` after a 503, and each attempt
+shown at ``GET /_dev/webhooks``."""
 
 from __future__ import annotations
 
@@ -118,3 +119,17 @@ def test_send_completed_is_signed_and_retried_with_the_same_id(
     }
     assert int(headers["webhook-timestamp"]) >= int(first_headers["webhook-timestamp"])
     assert json.loads(first_body)["type"] == "send.completed"
+
+    # devhost shows each attempt: what was sent and what the endpoint answered
+    attempts = app.request("GET", "/_dev/webhooks").json()["attempts"]
+    seen = [
+        (a["id"], a["type"], a["attempt"], a["result"], a["status"])
+        for a in attempts
+        if a["type"] == "send.completed"
+    ]
+    assert seen == [
+        (headers["webhook-id"], "send.completed", 1, "retry", 503),
+        (headers["webhook-id"], "send.completed", 2, "delivered", 204),
+    ]
+    assert json.loads(attempts[-1]["body"]) == event
+    assert attempts[-1]["endpoint"].startswith("http://127.0.0.1:")
