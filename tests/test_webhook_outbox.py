@@ -324,3 +324,35 @@ def test_an_unsubscribe_queues_email_unsubscribed_once(
     body = json.loads(Pending.model_validate_json(message).body)
     assert body["type"] == "email.unsubscribed"
     assert body["data"] == {"sendId": "s1", "metadata": {}, "recipient": "kim@example.com"}
+
+
+def test_the_trigger_runs_attempts_on_its_own_threads_never_the_workers_pool(
+    app_functions: dict[str, Any],
+) -> None:
+    """A dead endpoint holds an attempt for up to 20 s: on the Python worker's thread pool (the
+    batch activities') or the event loop's default one (the routes'), a queue batch of them
+    would starve sending. The function is async; its attempts run on its own small pool."""
+    import asyncio
+    import threading
+
+    import azure.functions as func
+
+    settings = config()
+    seen: list[str] = []
+
+    class Recording:
+        def attempt(self, endpoint: Any, msg_id: str, body: bytes) -> Attempt:
+            seen.append(threading.current_thread().name)
+            return Attempt("delivered", "HTTP 204", status=204)
+
+    services.override(
+        webhooks=settings, webhook_sender=Recording(), webhook_queue=MemoryWebhookQueue()
+    )
+    function = app_functions["deliver_webhook"].get_user_function()
+    message = func.QueueMessage(body=queued(settings).encode())
+
+    assert asyncio.iscoroutinefunction(function)
+    asyncio.run(function(message))
+
+    [name] = seen
+    assert name.startswith("webhook")
