@@ -2,7 +2,7 @@
 
 import json
 
-from bench import admission, content, import_time, profile, scale, sending
+from bench import admission, content, import_time, profile, scale, sending, webhooks
 
 print("import time (cold start):")
 print(json.dumps(import_time.run(), indent=2))
@@ -14,6 +14,8 @@ print("one send at 10,000 and 100,000 recipients, and the old design at 10,000 a
 scale.main()
 print("HTML and personalisation: per message, at 300/s, and at admission:")
 content.main()
+print("webhooks: delivery latency and throughput, and a slow endpoint's cost to sending:")
+webhooks.main()
 print("where the CPU goes (py-spy --gil), with and without the ledger's group commit:")
 try:
     profile.main()
