@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
 
@@ -79,12 +79,15 @@ async def aws_send(
     # Parsing and validating is CPU work that grows with the list: a worker thread's, never the
     # event loop's (test_event_loop.py). A sender not allowed is refused before any recipient
     # is validated.
-    request = await asyncio.to_thread(
-        parse_request,
-        AwsEmailRequest,
-        req.get_body(),
-        Limits.for_aws(settings),
-        admit_sender=functools.partial(check_sender, settings=settings),
+    request, late = await _parse(
+        req,
+        functools.partial(
+            parse_request,
+            AwsEmailRequest,
+            req.get_body(),
+            Limits.for_aws(settings),
+            admit_sender=functools.partial(check_sender, settings=settings),
+        ),
     )
     total = len(request.addresses)
     scheduled_at = request.scheduledAt if request.scheduled else None  # decided once
@@ -95,6 +98,8 @@ async def aws_send(
         return replayed
     admission = _Admission(claim)
     async with admission.refusals():
+        if late is not None:  # a time now past, and no send under the key: the 400 it is
+            raise late
         # Admission reads SES (boto3, blocking, up to minutes with its retries) and storage: off
         # the event loop, which every async request on this worker shares (test_event_loop.py).
         quota = await asyncio.to_thread(
@@ -158,8 +163,11 @@ async def user_send(
     from sendmail.sending.jobs import SmtpJob, smtp_plan
 
     settings = get_settings()
-    request = await asyncio.to_thread(
-        parse_request, UserEmailRequest, req.get_body(), Limits.for_user(settings)
+    request, late = await _parse(
+        req,
+        functools.partial(
+            parse_request, UserEmailRequest, req.get_body(), Limits.for_user(settings)
+        ),
     )
     total = len(request.addresses)
     scheduled_at = request.scheduledAt if request.scheduled else None  # decided once
@@ -168,6 +176,8 @@ async def user_send(
         return replayed
     admission = _Admission(claim)
     async with admission.refusals():
+        if late is not None:  # a time now past, and no send under the key: the 400 it is
+            raise late
         if scheduled_at is None:  # the queue now says nothing about the send's time
             await asyncio.to_thread(_admit_backlog, settings)
         # At most SENDMAIL_SMTP_LOGIN_FAILURES_PER_HOUR failed logins per account: 429, and the
@@ -203,6 +213,25 @@ async def user_send(
         total,
     )
     return await _accepted(req, client, instance_id, "smtp", total)
+
+
+async def _parse(req: func.HttpRequest, parse: Callable[..., Any]) -> tuple[Any, Exception | None]:
+    """The request, parsed off the event loop (:func:`parse_request`); and the 400 to answer
+    later if the request is valid but for a ``scheduledAt`` now past and carries an
+    Idempotency-Key: a retry of a send accepted before its time must find that send (and get
+    its answer), so the key is looked up first and the 400 stands only if there is none."""
+    from sendmail.contract.errors import ValidationFailed
+
+    try:
+        return await asyncio.to_thread(parse), None
+    except ValidationFailed as refused:
+        if not req.headers.get("Idempotency-Key"):
+            raise
+        try:
+            request = await asyncio.to_thread(functools.partial(parse, past_schedule=True))
+        except ValidationFailed:
+            raise refused from None
+        return request, refused
 
 
 def _mail(request: Any, category: "Category" = "transactional") -> "Mail":

@@ -214,3 +214,47 @@ def test_a_30_day_schedule_waits_in_the_sdks_long_timer_steps_then_reads_the_quo
     assert timedelta(0) < gaps[-1] <= timedelta(days=6)
     assert fires[-1] == when
     assert [a.name for a in result.activities] == [START_SCHEDULED]
+
+
+def test_a_retry_after_the_time_passed_finds_its_send_and_a_new_request_is_400(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same request with its Idempotency-Key answers the same send, even once its time is
+    more than a minute past; without a send under the key, that time is a 400."""
+    from sendmail.admission.idempotency import MemoryIdempotencyStore
+    from sendmail.contract import models
+
+    quota = StubQuota()
+    monkeypatch.setattr(services, "ses_sender", lambda: quota)
+    services.override(idempotency=MemoryIdempotencyStore())
+    client = FakeDurableClient()
+    body = {**SEND, "scheduledAt": at(timedelta(seconds=90))}
+
+    def post(key: str) -> Any:
+        return call(
+            app_functions,
+            "aws_send",
+            "/api/v1/emails/aws-send",
+            method="POST",
+            body=body,
+            headers={"Idempotency-Key": key},
+            client=client,
+        )
+
+    first = post("retry-later")
+    assert first.status_code == 202, first.get_body()
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return datetime.now(tz) + timedelta(minutes=10)
+
+    monkeypatch.setattr(models, "datetime", Later)
+    again = post("retry-later")
+    other = post("another-key")
+
+    assert again.status_code == 202, again.get_body()
+    assert json.loads(again.get_body())["id"] == json.loads(first.get_body())["id"]
+    assert len(client.started) == 1
+    assert other.status_code == 400
+    assert "scheduledAt must not be in the past" in json.loads(other.get_body())["message"]

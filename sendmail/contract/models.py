@@ -349,7 +349,8 @@ class _SendRequest(BaseModel):
             return None
         when = value.astimezone(UTC)
         now = datetime.now(UTC)
-        if when < now - SCHEDULE_PAST_TOLERANCE:
+        past_allowed = isinstance(info.context, dict) and info.context.get("past_schedule")
+        if when < now - SCHEDULE_PAST_TOLERANCE and not past_allowed:
             raise _fail("must not be in the past")
         limits = _limits(info)
         days = limits.max_schedule_days if limits else 30
@@ -688,20 +689,23 @@ def parse_request(
     limits: Limits,
     *,
     admit_sender: Callable[[str], None] | None = None,
+    past_schedule: bool = False,
 ) -> M:
     """Decode a JSON body and validate it; raise :class:`ValidationFailed` with clear messages.
 
     The cheap refusals come first: size, JSON, the number of entries (:func:`decode_body`), then
     ``admit_sender`` with the sender's address when that address is valid (it raises, e.g. 403
     for a sender not allowed), and only then the per-address validation. CPU-bound: run it on a
-    worker thread, never on the event loop.
+    worker thread, never on the event loop. ``past_schedule``: a ``scheduledAt`` in the past is
+    accepted (only to find the send an Idempotency-Key retry names, whose time has passed).
     """
     data = decode_body(raw, limits)
     sender = data.get("senderEmail")
     if admit_sender is not None and isinstance(sender, str) and _is_valid_address(sender):
         admit_sender(sender)
     try:
-        return model.model_validate(data, context={"limits": limits})
+        context = {"limits": limits, "past_schedule": past_schedule}
+        return model.model_validate(data, context=context)
     except ValidationError as e:
         problems = [_describe(err) for err in e.errors(include_url=False, include_input=False)]
         if data.get("recipientEmails") is None and data.get("recipients") is None:
