@@ -1,4 +1,4 @@
-"""The mail format: what a receiving mail client decodes from what build_message produces."""
+"""The mail format: what a receiving mail client decodes from what mime.compose writes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sendmail.sending.mime import MailParts, build_message, compose, new_message_id
+from sendmail.sending.mime import MailParts, compose, new_message_id
 
 SENDER = "se@aifactory.page"
 RECIPIENT = "reader@example.com"
@@ -33,9 +33,15 @@ def received(raw: bytes) -> EmailMessage:
     return parsed
 
 
-def build(subject: str = "Hello", body: str = "Body", **kwargs) -> EmailMessage:
+def build(subject: str = "Hello", body: str = "Body", **kwargs: Any) -> EmailMessage:
+    """compose()'s bytes as a message object (read with the SMTP policy: CRLF, 78 columns)."""
     kwargs.setdefault("message_id", MESSAGE_ID)
-    return build_message(SENDER, RECIPIENT, subject, body, **kwargs)
+    sender = kwargs.pop("sender", SENDER)
+    recipient = kwargs.pop("recipient", RECIPIENT)
+    raw = compose(sender, recipient, MailParts(subject, body), **kwargs)
+    parsed = email.message_from_bytes(raw, policy=policy.SMTP)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
 def test_korean_subject_is_rfc2047_encoded_and_decodes_exactly():
@@ -123,7 +129,7 @@ def test_line_breaks_in_headers_are_refused(field, value):
     args: dict[str, Any] = {"sender": SENDER, "recipient": RECIPIENT, "subject": "s", "body": "b"}
     args[field] = value
     with pytest.raises(ValueError, match="line breaks"):
-        build_message(**args, message_id=MESSAGE_ID)
+        build(**args)
 
 
 def test_message_id_uses_the_senders_domain_and_is_unique():

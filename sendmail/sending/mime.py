@@ -28,27 +28,21 @@ Decisions (each one checked against what a receiver decodes):
 from __future__ import annotations
 
 import base64
-import email
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
 
 from sendmail.contract.addresses import ascii_address, ascii_domain
 from sendmail.contract.text import has_line_break
 
-#: The policy of every message built here: the modern API, CRLF line ends, 78-column lines.
-MESSAGE_POLICY = policy.SMTP
-
 _BASE64_LINE = 76  # RFC 2045's longest encoded line
 _FIELD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 _PLAIN_SUBJECT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 _SUBJECT_FIELD = "Subject: "
-_MAX_LINE = 78  # RFC 5322's recommended limit (MESSAGE_POLICY.max_line_length)
+_MAX_LINE = 78  # RFC 5322's recommended line length
 # Bytes of UTF-8 per encoded word: 39 bytes -> 52 base64 chars -> a 64-char encoded word, so
 # "Subject: " + the first word stays within 78 columns and every word within RFC 2047's 75.
 _ENCODED_WORD_BYTES = 39
@@ -161,31 +155,6 @@ def _encoded_part(text: str, subtype: str) -> bytes:
         f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: base64\r\n\r\n"
     ).encode("ascii") + body
-
-
-def build_message(
-    sender: str,
-    recipient: str,
-    subject: str,
-    body: str,
-    *,
-    message_id: str,
-    date: datetime | None = None,
-    html: str | None = None,
-    headers: tuple[tuple[str, str], ...] = (),
-) -> EmailMessage:
-    """:func:`compose`'s message as the ``email`` package reads it (for tests and callers that
-    want a message object); the bytes are :func:`compose`'s."""
-    raw = compose(
-        sender,
-        recipient,
-        MailParts(subject, body, html, headers),
-        message_id=message_id,
-        date=date,
-    )
-    parsed = email.message_from_bytes(raw, policy=MESSAGE_POLICY)
-    assert isinstance(parsed, EmailMessage)
-    return parsed
 
 
 def ensure_single_line(name: str, value: str) -> None:
