@@ -6,4 +6,6 @@ FAIL_BATCH = "fail_batch"
 FINISH_SEND = "finish_send"
 RELEASE_QUOTA = "release_quota"
 START_SCHEDULED = "start_scheduled"
+#: A scheduled send's parent, woken by the control event: the send's control state now.
+READ_CONTROL = "read_control"
 FORGET_SECRET = "forget_secret"  # noqa: S105 (a function name, not a secret)

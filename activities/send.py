@@ -10,20 +10,28 @@ only the unexpected raises. An SES batch runs for at most
 SES did not take yet as *pending*: the lane orchestrator schedules it again (see
 ``orchestrators/lanes.py``). Before an SES batch calls SES, its recipients on the suppression list
 are taken out and reported as ``SUPPRESSED`` (:mod:`sendmail.feedback.suppression`); every message
-carries the send id as an SES message tag.
+carries the send id as an SES message tag. Both batch activities read the send's control state
+before they start and while they send (:mod:`sendmail.sending.control`): paused or canceled,
+nothing new starts, and the tally says ``held`` (the lane waits for a resume, or cancels the rest).
 """
 
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
+
+if TYPE_CHECKING:
+    from sendmail.feedback.webhooks.events import EventType
+    from sendmail.sending.control import ControlWatch
+    from sendmail.sending.jobs import BatchTally, Held
 
 from activities.names import (
     FAIL_BATCH,
     FINISH_SEND,
     FORGET_SECRET,
+    READ_CONTROL,
     RELEASE_QUOTA,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
@@ -39,15 +47,27 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="batch")
 def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
+    from sendmail.sending.control import watching
+    from sendmail.sending.jobs import SesBatch
+
+    job = SesBatch.model_validate(batch)
+    send_id = job.ledgerKey.split(":", 1)[0]
+    with watching(services.sends(), send_id) as watch:
+        if (held := watch.held()) is not None:  # paused or canceled: nothing read, nothing sent
+            return _held(job.ledgerKey, job.count, job.unrecorded, held, watch.seq)
+        tally = _send_ses(job, send_id, watch)
+    return _tally_json(tally, watch)
+
+
+def _send_ses(job: Any, send_id: str, watch: "ControlWatch") -> "BatchTally":
+    from sendmail import services
     from sendmail.feedback.ses_events import send_tags
     from sendmail.feedback.suppression import skipping_suppressed
     from sendmail.platform.settings import get_settings
-    from sendmail.sending.jobs import SesBatch
     from sendmail.sending.lists import stored_send
     from sendmail.sending.results import BatchReport
     from sendmail.sending.runner import SendFn, run_batch
 
-    job = SesBatch.model_validate(batch)
     stored = stored_send(services.blobs(), job.listRef)
     mail = stored.mail()
     entries = stored.entries(job.start, job.count)
@@ -57,7 +77,6 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     budget = settings.SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS
     if job.deadline is not None:  # never past the send's deadline: pending is decided there
         budget = min(budget, (job.deadline - datetime.now(UTC)).total_seconds())
-    send_id = job.ledgerKey.split(":", 1)[0]
     # The send id travels as an SES message tag: SES's events find their send by it.
     tags = send_tags(send_id)
     content = _content(mail, send_id, entries)
@@ -72,6 +91,7 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
             start_rate=job.startRate,
             time_budget=max(0.0, budget),
             tags=tags,
+            halt=lambda: watch.held() is not None,
         )
 
     send: SendFn = send_to
@@ -92,7 +112,7 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
         except Exception:
             logger.warning("send %s: its quota reservation was not settled", send_id, exc_info=True)
 
-    tally = run_batch(
+    return run_batch(
         services.ledger(),
         job.ledgerKey,
         recipients,
@@ -101,6 +121,25 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
         group_ms=settings.SENDMAIL_LEDGER_GROUP_MS,
         unrecorded=job.unrecorded,
     )
+
+
+def _held(
+    key: str, count: int, unrecorded: dict[int, str], held: "Held", seq: int
+) -> dict[str, Any]:
+    """The tally of a batch that did not start: the send is paused or canceled."""
+    from sendmail import services
+    from sendmail.sending.runner import held_tally
+
+    tally = held_tally(services.ledger(), key, count, unrecorded, held, seq)
+    return tally.model_dump(mode="json", exclude_defaults=True)
+
+
+def _tally_json(tally: "BatchTally", watch: "ControlWatch") -> dict[str, Any]:
+    """The batch's tally; one that stopped with recipients left while the send is paused or
+    canceled says so (``held``): the lane then waits for a resume, or cancels the rest."""
+    held = watch.held() if tally.pending else None
+    if held is not None:
+        tally = tally.model_copy(update={"held": held, "controlSeq": watch.seq})
     return tally.model_dump(mode="json", exclude_defaults=True)
 
 
@@ -108,16 +147,26 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="batch")
 def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
+    from sendmail.sending.control import watching
+    from sendmail.sending.jobs import SmtpBatch
+
+    job = SmtpBatch.model_validate(batch)
+    with watching(services.sends(), job.ledgerKey.split(":", 1)[0]) as watch:
+        if (held := watch.held()) is not None:  # paused or canceled: no password read, no login
+            return _held(job.ledgerKey, job.count, job.unrecorded, held, watch.seq)
+        return _tally_json(_send_smtp(job, watch), watch)
+
+
+def _send_smtp(job: Any, watch: "ControlWatch") -> "BatchTally":
+    from sendmail import services
     from sendmail.admission.logins import LoginSession, account_key
     from sendmail.contract.vocabulary import FailureCode
-    from sendmail.sending.jobs import SmtpBatch
     from sendmail.sending.lists import stored_send
     from sendmail.sending.results import BatchReport
     from sendmail.sending.runner import fail_rest, run_batch
     from sendmail.sending.sealing import SealingError
     from sendmail.sending.secrets import SecretGone
 
-    job = SmtpBatch.model_validate(batch)
     try:
         password = services.secrets().get(job.secretRef)
     except (SecretGone, SealingError):
@@ -130,7 +179,7 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
             "the service no longer holds the password (the send ended, was canceled or expired, "
             "or the sealing key changed); send again",
             job.unrecorded,
-        ).model_dump(mode="json", exclude_defaults=True)
+        )
     stored = stored_send(services.blobs(), job.listRef)
     mail = stored.mail()
     entries = stored.entries(job.start, job.count)
@@ -159,13 +208,14 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
                     on_sent=on_sent,
                     on_login=login.answered,
                     before_login=login.may_try,
+                    halt=lambda: watch.held() is not None,
                 )
             ),
             unrecorded=job.unrecorded,
         )
     finally:
         login.close()
-    return tally.model_dump(mode="json", exclude_defaults=True)
+    return tally
 
 
 def _content(mail: Any, send_id: str, entries: Sequence[tuple[str, dict[str, str]]]) -> Any:
@@ -206,34 +256,58 @@ def fail_batch(batch: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="send")
 def finish_send(send: dict[str, Any]) -> None:
     """The send is over: its record in the sends table gets its counts and time, and the
-    ``send.completed`` webhook is queued (sendmail/feedback/webhooks/outbox.py)."""
+    ``send.completed`` webhook is queued — ``send.canceled`` for a canceled send
+    (sendmail/feedback/webhooks/outbox.py)."""
     from sendmail import services
+    from sendmail.feedback.webhooks.events import SendCounts
 
-    send_id, sent, failed = str(send["id"]), int(send["sent"]), int(send["failed"])
+    send_id = str(send["id"])
+    counts = SendCounts(
+        total=int(send["sent"]) + int(send["failed"]) + int(send.get("canceled") or 0),
+        sent=int(send["sent"]),
+        failed=int(send["failed"]),
+        canceled=int(send.get("canceled") or 0),
+    )
     now = datetime.now(UTC)
-    services.sends().finish(send_id, sent, failed, now)
-    _emit_completed(send_id, sent, failed, now)
+    sends = services.sends()
+    sends.finish(send_id, counts.sent, counts.failed, now, counts.canceled)
+    record = sends.get(send_id)
+    canceled = record is not None and record.control == "canceled"
+    _emit_finished(send_id, counts, "canceled" if canceled else "completed", now)
 
 
-def _emit_completed(send_id: str, sent: int, failed: int, now: datetime) -> None:
-    """Queue ``send.completed`` (its id is the send's: a re-run of this step queues the same
-    event, which receivers de-duplicate by ``webhook-id``). Raises when it cannot be queued."""
+def _emit_finished(send_id: str, counts: Any, state: str, now: datetime) -> None:
+    """Queue ``send.completed`` or ``send.canceled`` (its id is the send's: a re-run of this
+    step queues the same event, which receivers de-duplicate by ``webhook-id``). Raises when it
+    cannot be queued."""
     from sendmail import services
-    from sendmail.feedback.webhooks.events import SendCounts, send_event
+    from sendmail.feedback.webhooks.events import send_event
     from sendmail.feedback.webhooks.outbox import emit, send_metadata
 
     config = services.webhooks()
-    if not config.wants("send.completed"):
+    kind: EventType = "send.canceled" if state == "canceled" else "send.completed"
+    if not config.wants(kind):
         return
     event = send_event(
-        "send.completed",
+        kind,
         send_id=send_id,
         timestamp=now,
-        state="completed",
+        state=state,
         metadata=send_metadata(services.sends(), send_id),
-        counts=SendCounts(total=sent + failed, sent=sent, failed=failed),
+        counts=counts,
     )
     emit(config, services.webhook_queue(), event)
+
+
+@bp.function_name(READ_CONTROL)
+@bp.activity_trigger(input_name="send")
+def read_control(send: str) -> str:
+    """The send's control state (``running``, ``paused``, ``canceled``) from its record: what a
+    scheduled send's orchestration woken by the control event goes by (an event only wakes)."""
+    from sendmail import services
+
+    record = services.sends().get(str(send))
+    return record.control if record is not None else "running"
 
 
 @bp.function_name(FORGET_SECRET)

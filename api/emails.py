@@ -565,7 +565,7 @@ def _finished_answer(
     outcome = SendOutcome.model_validate(output)
     record = _record(instance_id)
     inline = _inline_results(record, finished=True) if record is not None else None
-    if outcome.sent == 0 and outcome.failed:
+    if outcome.sent == 0 and outcome.failed and not outcome.canceled:
         # Every recipient's code decides 403 (all refused logins) — read whatever the inline
         # limit, for a send small enough (a user-send has at most 100 recipients).
         failures = inline[1] if inline is not None else []
@@ -628,7 +628,7 @@ def _inline_results(
     for outcome in outcomes(record, services.ledger(), stored, finished=finished):
         if outcome.message_id is not None:
             message_ids.append(outcome.message_id)
-        elif outcome.status == "failed":
+        elif outcome.status in ("failed", "canceled"):
             failures.append(
                 {
                     "recipient": outcome.email,
@@ -707,11 +707,11 @@ async def email_status(
             raise  # v1's inline results cannot be read: not an answer that looks like none
         record = None
     if output is not None:
-        progress = {k: int(output.get(k) or 0) for k in ("total", "sent", "failed")}
+        progress = {k: int(output.get(k) or 0) for k in ("total", "sent", "failed", "canceled")}
         progress["pending"] = 0
     elif custom.get("total") is None:  # before the first episode: the record knows the total
         total = record.total if record is not None else 0
-        progress = {"total": total, "sent": 0, "failed": 0, "pending": 0}
+        progress = {"total": total, "sent": 0, "failed": 0, "pending": 0, "canceled": 0}
     else:
         progress = await _running_progress(client, instance_id, custom)
     inline = None
@@ -723,7 +723,7 @@ async def email_status(
         {
             "id": instance_id,
             "kind": kind,
-            "state": _state(runtime, custom, scheduled_at),
+            "state": _state(runtime, custom, record),
             "scheduledAt": _iso(scheduled_at),
             "runtimeStatus": runtime,
             "createdTime": _iso(status.created_time),
@@ -829,7 +829,8 @@ async def _running_progress(
     share as it goes; the parent only learns of a lane's results when the lane ends)."""
     from orchestrators.lanes import lane_instance_id
 
-    counts = {k: int(custom.get(k) or 0) for k in ("total", "sent", "failed", "pending")}
+    keys = ("total", "sent", "failed", "pending", "canceled")
+    counts = {k: int(custom.get(k) or 0) for k in keys}
     lanes = int(custom.get("lanes") or 0)
     if lanes:
         statuses = await asyncio.gather(
@@ -840,7 +841,7 @@ async def _running_progress(
         if failed:  # the parent's counts (the lanes' only once they end) rather than a 500
             logger.warning("send %s: %d lane statuses unreadable", instance_id, len(failed))
             return counts
-        for key in ("sent", "failed", "pending"):
+        for key in keys[1:]:
             counts[key] = sum(
                 int((as_json_object(s.custom_status) or {}).get(key) or 0)
                 for s in statuses
@@ -871,15 +872,21 @@ async def read_status(
     return DurableOrchestrationStatus.from_json(body if isinstance(body, dict) else {})
 
 
-def _state(runtime: str, custom: dict[str, Any], scheduled_at: "datetime | None") -> str:
-    """The status route's ``state``: ``scheduled`` while the orchestration waits for its time
-    (its custom status says so; before its first episode, the record's time is still ahead)."""
+def _state(runtime: str, custom: dict[str, Any], record: "SendRecord | None") -> str:
+    """The status route's ``state``: ``canceled`` and ``paused`` as the record says (a cancel
+    shows at once, its counts are final once the orchestration ended), ``scheduled`` while the
+    orchestration waits for its time (its custom status says so; before its first episode, the
+    record's time is still ahead), else from the runtime status."""
+    control = record.control if record is not None else "running"
     if runtime == "Completed":
-        return "completed"
+        return "canceled" if control == "canceled" else "completed"
     if runtime in FINISHED_STATUSES:
         return "failed"
+    if control != "running":
+        return control
     if custom.get("state") == "scheduled":
         return "scheduled"
+    scheduled_at = record.scheduled_at if record is not None else None
     if not custom and scheduled_at is not None and scheduled_at > datetime.now(UTC):
         return "scheduled"
     return "running"

@@ -45,6 +45,26 @@ What a lane guarantees for each batch
     fails the lane's later batches without calling SES. No batch can fail its lane, and no lane
     the send.
 
+Pause, resume, cancel (sendmail/sending/control.py)
+    The batch activities read the send's record and stop starting new calls when it says
+    ``paused`` or ``canceled``; their tally says ``held``. Canceled: what the batch did not send
+    fails as ``CANCELED`` and so does every later batch of the lane, without a run (the same path
+    as an account-level stop). Paused: the lane waits — no activity, no worker — for the event
+    of the next control change (``control-{n + 1}`` when the run saw change ``n``:
+    :func:`~sendmail.sending.control.control_event`), which the routes raise to every lane, or
+    for :data:`PAUSE_RECHECK` (a wake-up the route failed to deliver costs minutes, not the
+    send), then continues as new at the same batch, its deadline moved by the time it waited:
+    the next run reads the record again and sends, waits again, or cancels.
+
+    Why numbered events and a new generation after each wake: the SDK hands an event that
+    arrived before a wait to every later wait of its name in the generation, while the host
+    hands it to one (tests/devhost/test_continue_as_new.py); and when the event wins, canceling
+    the timer (``isCanceled``) completes the host's ``WhenAny`` at once on the next replay
+    (``OutOfProcOrchestrationShim.InvokeAPIFromAction`` cancels the timer's token right after
+    creating it), so the walk reaches ``ContinueAsNew`` before the event itself is processed,
+    and DTFx carries the event over to the next generation. A generation waits once, and a
+    later wait never matches an earlier change's event, buffered or carried.
+
 Deterministic (replays): no I/O, no clocks but the context's, no randomness.
 """
 
@@ -80,6 +100,8 @@ LAST_RUN = timedelta(seconds=30)
 #: Waits after a run in which SES kept refusing: the first, doubled each time, at most.
 FIRST_STALL_WAIT = timedelta(seconds=15)
 MAX_STALL_WAIT = timedelta(minutes=5)
+#: A paused lane reads the send's record again after this long even without a wake-up event.
+PAUSE_RECHECK = timedelta(minutes=10)
 
 Steps = Generator[TaskBase, Any, Any]
 
@@ -116,7 +138,7 @@ def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> S
             except Exception:
                 if not context.is_replaying:
                     logger.error("instance %s: a lane failed", context.instance_id)
-                sent = failed = 0
+                sent = failed = canceled = 0
                 for start, count in job.batches():
                     tally = yield from _fail(
                         context,
@@ -126,9 +148,11 @@ def run_lanes(context: df.DurableOrchestrationContext, jobs: list[LaneJob]) -> S
                         "the batch failed unexpectedly after retries; not confirmed as sent",
                     )
                     sent, failed = sent + tally.sent, failed + tally.failed
-                outputs.append(
-                    LaneTally(sent=sent, failed=failed, batches=len(job.batches())).model_dump()
+                    canceled += tally.canceled
+                lost = LaneTally(
+                    sent=sent, failed=failed, canceled=canceled, batches=len(job.batches())
                 )
+                outputs.append(lost.model_dump())
     return [LaneTally.model_validate(output) for output in outputs]
 
 
@@ -139,6 +163,7 @@ class _Lane:
     next: int
     sent: int
     failed: int
+    canceled: int
     rate: float | None
     stopped: BatchStop | None
 
@@ -146,52 +171,95 @@ class _Lane:
 def run_lane(context: df.DurableOrchestrationContext) -> Steps:
     """The lane orchestrator's body: its batches one after another (see the module docs);
     a new generation every :data:`GENERATION_BATCHES` batches."""
+    from sendmail.contract.vocabulary import FailureCode
     from sendmail.sending.jobs import LaneJob, LaneTally, ledger_key, progress
 
     job = LaneJob.model_validate(context.get_input())
     batches = job.batches()
-    lane = _Lane(job.nextBatch, job.sent, job.failed, job.rate or job.maxRate, job.stopped)
+    lane = _Lane(
+        job.nextBatch, job.sent, job.failed, job.canceled, job.rate or job.maxRate, job.stopped
+    )
 
     def report(batch: BatchTally | None = None) -> None:
         """The lane's counts, and those of the batch waiting for its next run (if any)."""
-        sent = lane.sent + (batch.sent if batch is not None else 0)
-        failed = lane.failed + (batch.failed if batch is not None else 0)
-        pending = batch.pending if batch is not None else 0
         status = progress(
-            job.end - job.start, len(batches), sent, failed, lane.next, pending=pending
+            job.end - job.start,
+            len(batches),
+            lane.sent + (batch.sent if batch is not None else 0),
+            lane.failed + (batch.failed if batch is not None else 0),
+            lane.next,
+            pending=batch.pending if batch is not None else 0,
+            canceled=lane.canceled + (batch.canceled if batch is not None else 0),
         )
         context.set_custom_status(status.model_dump(mode="json"))
 
+    def carried(**update: Any) -> dict[str, Any]:
+        """The next generation's input: the lane's state now (and ``update``)."""
+        state: dict[str, Any] = {
+            "nextBatch": lane.next,
+            "sent": lane.sent,
+            "failed": lane.failed,
+            "canceled": lane.canceled,
+            "rate": lane.rate,
+            "stopped": lane.stopped,
+            "unrecorded": {},
+        }
+        following = job.model_copy(update={**state, **update})
+        return following.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+
     report()
     ran = 0
+    unrecorded = job.unrecorded  # of the batch a pause interrupted, if any
     while lane.next < len(batches):
         if ran == GENERATION_BATCHES:
-            carried = job.model_copy(
-                update={
-                    "nextBatch": lane.next,
-                    "sent": lane.sent,
-                    "failed": lane.failed,
-                    "rate": lane.rate,
-                    "stopped": lane.stopped,
-                }
-            )
-            context.continue_as_new(carried.model_dump(mode="json", exclude_none=True))
+            context.continue_as_new(carried())
             return None
         start, count = batches[lane.next]
         key = ledger_key(job.sendId, start)
-        if lane.stopped is not None:  # an account-level stop holds for the later batches too
-            message = f"Not attempted after an earlier batch: {lane.stopped.message}"
-            tally = yield from _fail(context, key, count, lane.stopped.code, message)
+        if lane.stopped is not None:  # an account-level stop (or a cancel) holds for the rest
+            message = lane.stopped.message
+            if lane.stopped.code != FailureCode.CANCELED:
+                message = f"Not attempted after an earlier batch: {message}"
+            tally = yield from _fail(
+                context, key, count, lane.stopped.code, message, unrecorded=unrecorded
+            )
         else:
-            tally = yield from _send_batch(context, job, key, start, count, lane.rate, report)
+            tally = yield from _send_batch(
+                context, job, key, start, count, lane.rate, report, unrecorded
+            )
+        unrecorded = {}
         lane.rate = tally.rate or lane.rate
+        if tally.held == "paused":
+            report(tally)
+            since = as_utc(context.current_utc_datetime)
+            yield from _wait_for_control(context, tally.controlSeq + 1, since + PAUSE_RECHECK)
+            waited = as_utc(context.current_utc_datetime) - since
+            deadline = as_utc(job.deadline) + waited if job.deadline is not None else None
+            context.continue_as_new(carried(deadline=deadline, unrecorded=tally.unrecorded))
+            return None
         lane.stopped = lane.stopped or tally.stopped
         lane.sent += tally.sent
         lane.failed += tally.failed
+        lane.canceled += tally.canceled
         lane.next += 1
         ran += 1
         report()
-    return LaneTally(sent=lane.sent, failed=lane.failed, batches=len(batches)).model_dump()
+    return LaneTally(
+        sent=lane.sent, failed=lane.failed, canceled=lane.canceled, batches=len(batches)
+    ).model_dump(exclude_defaults=True)
+
+
+def _wait_for_control(context: df.DurableOrchestrationContext, seq: int, until: datetime) -> Steps:
+    """Wait for the event of control change ``seq`` or until ``until``, whichever comes first;
+    the timer is canceled when the event wins (an open timer would hold the generation open:
+    DTFx completes or continues an orchestration only with no task open)."""
+    from sendmail.sending.control import control_event
+
+    wake = context.wait_for_external_event(control_event(seq))
+    timer = context.create_timer(until)
+    winner = yield context.task_any([wake, timer])
+    if winner is wake:
+        timer.cancel()
 
 
 def _send_batch(
@@ -202,24 +270,31 @@ def _send_batch(
     count: int,
     rate: float | None,
     report: Callable[[BatchTally], None],
+    unrecorded: dict[int, str],
 ) -> Steps:
-    """Run one batch until nothing is pending or the deadline passed; its :class:`BatchTally`."""
-    from sendmail.sending.jobs import BatchTally
+    """Run one batch until nothing is pending or the deadline passed; its :class:`BatchTally`.
+    ``unrecorded``: what earlier runs sent without recording it (only while the ledger fails).
+    A run held by a pause returns at once (``held``: the lane waits); one held by a cancel
+    fails what is left as ``CANCELED`` and stops the lane's later batches too."""
+    from sendmail.contract.vocabulary import FailureCode
+    from sendmail.sending.control import CANCELED_MESSAGE
+    from sendmail.sending.jobs import BatchStop, BatchTally
     from sendmail.sending.ses_errors import NOT_REACHED, THROTTLED
 
     if job.deadline is not None and as_utc(context.current_utc_datetime) >= _last_chance(job):
-        return (yield from _fail(context, key, count, NOT_REACHED.code, NOT_REACHED.message))
+        return (
+            yield from _fail(
+                context, key, count, NOT_REACHED.code, NOT_REACHED.message, unrecorded=unrecorded
+            )
+        )
     stopped = None
     stalls = 0
     sent = 0  # what the batch's runs so far say it sent
-    unrecorded: dict[int, str] = {}  # sent but not in the ledger (only while it fails)
     while True:
         try:
             payload = _activity_input(job, key, start, count, rate, unrecorded)
             output = yield from _call_with_retries(context, _activity(job), payload, job.deadline)
         except Exception:
-            from sendmail.contract.vocabulary import FailureCode
-
             if not context.is_replaying:
                 logger.warning(
                     "instance %s: batch %s kept failing; what it did not send fails",
@@ -241,7 +316,19 @@ def _send_batch(
         unrecorded = tally.unrecorded
         rate = tally.rate or rate
         stopped = stopped or tally.stopped
-        if not tally.pending:
+        if tally.held == "canceled":
+            canceled = yield from _fail(
+                context,
+                key,
+                count,
+                FailureCode.CANCELED,
+                CANCELED_MESSAGE,
+                sent=sent,
+                unrecorded=unrecorded,
+            )
+            stop = BatchStop(code=FailureCode.CANCELED, message=CANCELED_MESSAGE)
+            return canceled.model_copy(update={"rate": rate, "stopped": stop})
+        if not tally.pending or tally.held == "paused":
             return tally.model_copy(update={"rate": rate, "stopped": stopped})
         now = as_utc(context.current_utc_datetime)
         wait = min(MAX_STALL_WAIT, FIRST_STALL_WAIT * 2**stalls) if tally.stalled else None

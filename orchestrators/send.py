@@ -15,12 +15,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
-from activities.names import FINISH_SEND, FORGET_SECRET, RELEASE_QUOTA, START_SCHEDULED
+from activities.names import (
+    FINISH_SEND,
+    FORGET_SECRET,
+    READ_CONTROL,
+    RELEASE_QUOTA,
+    START_SCHEDULED,
+)
 from orchestrators.lanes import as_utc, run_lane, run_lanes
 from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 
@@ -32,41 +38,81 @@ logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
 
+#: What waiting for a send's time ended with: no wait (``now``), the time came (``waited``),
+#: canceled, or a new generation waits on (``continued``).
+Waited = Literal["now", "waited", "canceled", "continued"]
+#: The longest a scheduled send's orchestration waits in one generation (see
+#: :func:`_wait_for_schedule`).
+SCHEDULE_STEP = timedelta(days=3)
+
 
 def _gather(
     context: df.DurableOrchestrationContext, kind: Kind, total: int, jobs: list[LaneJob]
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
     """Run the lanes, add up their counts, note the end in the sends table; the outcome."""
-    from sendmail.sending.jobs import SendOutcome, progress
+    from sendmail.sending.jobs import progress
 
     batches = sum(len(job.batches()) for job in jobs)
     context.set_custom_status(progress(total, batches, 0, 0, 0, lanes=len(jobs)).model_dump())
     tallies = yield from run_lanes(context, jobs)
     sent = sum(t.sent for t in tallies)
     failed = sum(t.failed for t in tallies)
+    canceled = sum(t.canceled for t in tallies)
     context.set_custom_status(
-        progress(total, batches, sent, failed, batches, lanes=len(jobs)).model_dump()
+        progress(
+            total, batches, sent, failed, batches, canceled=canceled, lanes=len(jobs)
+        ).model_dump()
     )
+    return (yield from _finish(context, kind, total, sent, failed, canceled))
+
+
+def _finish(
+    context: df.DurableOrchestrationContext,
+    kind: Kind,
+    total: int,
+    sent: int,
+    failed: int,
+    canceled: int,
+) -> Generator[TaskBase, Any, dict[str, Any]]:
+    """Note the end in the sends table (and queue its webhook); the orchestration's output."""
+    from sendmail.sending.jobs import SendOutcome
+
+    counts = {"sent": sent, "failed": failed, "canceled": canceled}
     try:  # the record's counts and end; the status route does not depend on them
-        yield context.call_activity(
-            FINISH_SEND, {"id": context.instance_id, "sent": sent, "failed": failed}
-        )
+        yield context.call_activity(FINISH_SEND, {"id": context.instance_id, **counts})
     except Exception:
         if not context.is_replaying:
             logger.warning("send %s: its record was not finished", context.instance_id)
-    return SendOutcome(kind=kind, total=total, sent=sent, failed=failed).model_dump(mode="json")
+    outcome = SendOutcome(kind=kind, total=total, **counts)
+    return outcome.model_dump(mode="json", exclude_defaults=True)
+
+
+def _canceled_before_start(
+    context: df.DurableOrchestrationContext, kind: Kind, total: int
+) -> Generator[TaskBase, Any, dict[str, Any]]:
+    """A scheduled send canceled before its time: nothing was sent, every recipient is
+    canceled (the recipients route says so from the record: no ledger row is written)."""
+    from sendmail.sending.jobs import progress
+
+    context.set_custom_status(progress(total, 0, 0, 0, 0, canceled=total).model_dump())
+    return (yield from _finish(context, kind, total, 0, 0, total))
 
 
 @bp.function_name(SES_ORCHESTRATOR)
 @bp.orchestration_trigger(context_name="context")
 def send_ses_orchestrator(
     context: df.DurableOrchestrationContext,
-) -> Generator[TaskBase, Any, dict[str, Any]]:
+) -> Generator[TaskBase, Any, dict[str, Any] | None]:
     from sendmail.sending.jobs import LaneJob, SesJob, StartedSchedule, lane_ranges
 
     job = SesJob.model_validate(context.get_input())
     max_rate = job.maxRate
-    if (yield from _wait_for_schedule(context, job.scheduledAt)):
+    waited = yield from _wait_for_schedule(context, job.scheduledAt)
+    if waited == "continued":
+        return None
+    if waited == "canceled":
+        return (yield from _canceled_before_start(context, "ses", job.total))
+    if waited == "waited":
         started = yield context.call_activity(
             START_SCHEDULED, {"id": context.instance_id, "total": job.total}
         )
@@ -100,11 +146,17 @@ def send_ses_orchestrator(
 @bp.orchestration_trigger(context_name="context")
 def send_smtp_orchestrator(
     context: df.DurableOrchestrationContext,
-) -> Generator[TaskBase, Any, dict[str, Any]]:
+) -> Generator[TaskBase, Any, dict[str, Any] | None]:
     from sendmail.sending.jobs import LaneJob, SmtpJob, lane_ranges, smtp_plan
 
     job = SmtpJob.model_validate(context.get_input())
-    yield from _wait_for_schedule(context, job.scheduledAt)
+    waited = yield from _wait_for_schedule(context, job.scheduledAt)
+    if waited == "continued":
+        return None
+    if waited == "canceled":
+        outcome = yield from _canceled_before_start(context, "smtp", job.total)
+        yield from _forget(context, job.secretRef)
+        return outcome
     lanes, size = smtp_plan(job.total, job.connections)
     jobs = [
         LaneJob(
@@ -133,17 +185,44 @@ def send_smtp_orchestrator(
 
 def _wait_for_schedule(
     context: df.DurableOrchestrationContext, scheduled_at: datetime | None
-) -> Generator[TaskBase, Any, bool]:
-    """Wait on a durable timer until the send's ``scheduledAt`` (if it is still ahead); whether
-    it waited. Until then the custom status says ``scheduled``. A timer longer than the
-    extension's ``maximumShortTimerDuration`` (6 days) is made of 3-day timers by the SDK from
-    the fields the host passes in the context (devhost passes them too)."""
-    if scheduled_at is None or as_utc(context.current_utc_datetime) >= scheduled_at:
-        return False
+) -> Generator[TaskBase, Any, Waited]:
+    """Wait for the send's ``scheduledAt`` (if it is still ahead) on a durable timer, or for the
+    event of a cancel, whichever comes first. Until then the custom status says
+    ``scheduled``.
+
+    One generation waits at most :data:`SCHEDULE_STEP`, then continues as new (``continued``)
+    and the next waits on. The step is the host's ``longRunningTimerIntervalDuration`` (3 days)
+    and below its ``maximumShortTimerDuration`` (6 days), so the SDK makes a plain timer, never
+    a ``LongTimerTask``: that one schedules its later 3-day timers as actions of their own,
+    outside the ``task_any``, and the host's walk (``ProcessAsyncActionsV2``, which awaits each
+    action in order) would then wait for such a timer before anything the SDK did after the
+    event — a cancel would take effect only at the end of a 3-day step. A new generation also
+    gives each wait for the event a fresh start (the SDK hands an event that arrived before a
+    wait to every later wait of its name). Woken by the event, the parent reads the record
+    (events only wake): ``canceled``, or a new generation that waits on."""
+    from sendmail.sending.control import CANCEL_EVENT
+
+    now = as_utc(context.current_utc_datetime)
+    if scheduled_at is None or now >= scheduled_at:
+        return "now"
     when = scheduled_at.astimezone(UTC)
     context.set_custom_status({"state": "scheduled", "scheduledAt": when.isoformat()})
-    yield context.create_timer(when)
-    return True
+    until = min(when, now + SCHEDULE_STEP)
+    timer = context.create_timer(until)
+    wake = context.wait_for_external_event(CANCEL_EVENT)
+    winner = yield context.task_any([timer, wake])
+    if winner is wake:
+        timer.cancel()
+        try:
+            state = yield context.call_activity(READ_CONTROL, context.instance_id)
+        except Exception:  # unread: wait on (the lanes read it again when they start)
+            state = None
+        if state == "canceled":
+            return "canceled"
+    elif until >= when:
+        return "waited"
+    context.continue_as_new(context.get_input())
+    return "continued"
 
 
 def _forget(

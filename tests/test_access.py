@@ -65,13 +65,25 @@ def test_a_route_without_a_key_is_one_of_the_public_routes(app_functions: dict[s
 
 
 def test_a_callers_key_opens_every_route_about_its_sends(app_functions: dict[str, Any]) -> None:
-    """Sending, and reading what became of a send: its status, each recipient's outcome (the
-    recipients route, which the status route links to) and its SES events."""
+    """Sending, reading what became of a send — its status, each recipient's outcome (the
+    recipients route, which the status route links to) and its SES events — and controlling it:
+    pause, resume, cancel."""
     callers = set(ACCESS["perFunctionKeys"]["caller"])
-    assert callers == {"aws_send", "user_send", "email_status", "email_recipients", "email_events"}
+    assert callers == {
+        "aws_send",
+        "user_send",
+        "email_status",
+        "email_recipients",
+        "email_events",
+        "email_pause",
+        "email_resume",
+        "email_cancel",
+    }
     routes = {name: f.get_trigger().route for name, f in app_functions.items() if name in callers}
     assert routes["email_recipients"] == "v1/emails/{id}/recipients"
+    assert routes["email_cancel"] == "v1/emails/{id}/cancel"
     assert levels(app_functions)["email_recipients"] == "function"
+    assert levels(app_functions)["email_cancel"] == "function"
 
 
 def test_no_caller_key_opens_an_operator_route() -> None:

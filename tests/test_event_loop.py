@@ -177,6 +177,9 @@ REQUESTS: dict[str, tuple[str, str, dict[str, str], Any, int]] = {
     "email_status": ("GET", "/api/v1/emails/abc123", {"id": "abc123"}, None, 404),
     "email_recipients": ("GET", "/api/v1/emails/abc123/recipients", {"id": "abc123"}, None, 404),
     "email_events": ("GET", "/api/v1/emails/abc123/events", {"id": "abc123"}, None, 404),
+    "email_pause": ("POST", "/api/v1/emails/abc123/pause", {"id": "abc123"}, None, 404),
+    "email_resume": ("POST", "/api/v1/emails/abc123/resume", {"id": "abc123"}, None, 404),
+    "email_cancel": ("POST", "/api/v1/emails/abc123/cancel", {"id": "abc123"}, None, 404),
     "ses_events": ("POST", "/api/v1/events/ses", {}, {"Type": "Notification"}, 403),
     "suppression_get": (
         "GET",

@@ -526,7 +526,7 @@ def test_status_of_a_running_send_adds_up_its_lanes_progress(
     body = body_of(response)
     assert body["kind"] == "ses"
     assert body["runtimeStatus"] == "Running"
-    assert body["progress"] == {"total": 10, "sent": 4, "failed": 1, "pending": 3}
+    assert body["progress"] == {"total": 10, "sent": 4, "failed": 1, "pending": 3, "canceled": 0}
     assert body["messageIds"] == []
     # showInput=false on the wire for every read: a running send's input and its lanes' are
     # never fetched by a poll (small now, but nothing a poll needs)
@@ -565,7 +565,13 @@ def test_a_running_send_whose_lane_status_cannot_be_read_still_answers(
     )
 
     assert response.status_code == 202
-    assert body_of(response)["progress"] == {"total": 4, "sent": 0, "failed": 0, "pending": 0}
+    assert body_of(response)["progress"] == {
+        "total": 4,
+        "sent": 0,
+        "failed": 0,
+        "pending": 0,
+        "canceled": 0,
+    }
 
 
 def test_a_lane_is_not_a_send_on_the_status_route(
@@ -605,7 +611,7 @@ def test_status_of_a_pending_send_counts_its_record_without_reading_the_input(
     response = get_status(app_functions, client, "abc")
     assert response.status_code == 202
     body = body_of(response)
-    assert body["progress"] == {"total": 2, "sent": 0, "failed": 0, "pending": 0}
+    assert body["progress"] == {"total": 2, "sent": 0, "failed": 0, "pending": 0, "canceled": 0}
     assert (body["messageIds"], body["failures"]) == ([], [])
     assert body["recipientsUrl"] == f"{BASE}/api/v1/emails/abc/recipients"
     assert "a@example.com" not in response.get_body().decode()
@@ -632,7 +638,7 @@ def test_status_of_a_finished_send_is_200_with_message_ids_and_failures(
         "recipientsUrl",
         "delivery",
     }
-    assert body["progress"] == {"total": 2, "sent": 1, "failed": 1, "pending": 0}
+    assert body["progress"] == {"total": 2, "sent": 1, "failed": 1, "pending": 0, "canceled": 0}
     assert body["delivery"] == {
         "delivered": 0,
         "bounced": 0,
@@ -682,7 +688,7 @@ def test_a_finished_send_has_inline_results_only_up_to_the_setting(
     outcomes: dict[int, Outcome] = {0: "m0", 1: ("SES_MESSAGE_REJECTED", "x"), 2: "m2"}
     client.statuses["abc"] = [finished("abc", recipients, outcomes)]
     body = body_of(get_status(app_functions, client, "abc"))
-    assert body["progress"] == {"total": 3, "sent": 2, "failed": 1, "pending": 0}
+    assert body["progress"] == {"total": 3, "sent": 2, "failed": 1, "pending": 0, "canceled": 0}
     assert body["recipientsUrl"] == f"{BASE}/api/v1/emails/abc/recipients"
     if inline:
         assert body["messageIds"] == ["m0", "m2"]
@@ -712,7 +718,13 @@ def test_the_status_of_a_send_above_the_inline_limit_stays_small_however_big_it_
     assert response.status_code == 200
     assert len(response.get_body()) < 64 * 1024
     body = body_of(response)
-    assert body["progress"] == {"total": total, "sent": total, "failed": 0, "pending": 0}
+    assert body["progress"] == {
+        "total": total,
+        "sent": total,
+        "failed": 0,
+        "pending": 0,
+        "canceled": 0,
+    }
     assert (body["messageIds"], body["failures"]) == ([], [])
     assert body["recipientsUrl"] == f"{BASE}/api/v1/emails/big/recipients"
     assert blobs.reads == reads
@@ -726,7 +738,7 @@ def test_a_finished_send_without_a_record_answers_its_counts(
     no link to recipients that cannot be read."""
     client.statuses["abc"] = [completed("abc")]
     body = body_of(get_status(app_functions, client, "abc"))
-    assert body["progress"] == {"total": 2, "sent": 1, "failed": 1, "pending": 0}
+    assert body["progress"] == {"total": 2, "sent": 1, "failed": 1, "pending": 0, "canceled": 0}
     assert (body["messageIds"], body["failures"]) == ([], [])
     assert "recipientsUrl" not in body
 

@@ -200,7 +200,7 @@ def test_batch_and_lane_results_are_counts_that_round_trip_as_json() -> None:
     lane = LaneTally(sent=3, failed=1, batches=2)
     assert LaneTally.model_validate(lane.model_dump()) == lane
     outcome = SendOutcome(kind="ses", total=4, sent=3, failed=1)
-    assert set(outcome.model_dump()) == {"kind", "total", "sent", "failed"}
+    assert set(outcome.model_dump()) == {"kind", "total", "sent", "failed", "canceled"}
     fail = FailBatch(ledgerKey="k", count=3, code=FailureCode.BATCH_FAILED, message="kept failing")
     assert FailBatch.model_validate(fail.model_dump(mode="json")) == fail
 
@@ -213,12 +213,13 @@ def test_a_lane_carries_its_counters_from_one_generation_to_the_next() -> None:
 
 
 def test_progress_counts() -> None:
-    shown = progress(100, 4, 60, 5, 2, pending=10, lanes=2)
+    shown = progress(100, 4, 60, 5, 2, pending=10, canceled=3, lanes=2)
     assert shown.model_dump() == {
         "total": 100,
         "sent": 60,
         "failed": 5,
         "pending": 10,
+        "canceled": 3,
         "batches": 4,
         "batchesDone": 2,
         "lanes": 2,

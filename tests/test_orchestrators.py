@@ -23,6 +23,7 @@ from activities.names import (
     FAIL_BATCH,
     FINISH_SEND,
     FORGET_SECRET,
+    READ_CONTROL,
     RELEASE_QUOTA,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
@@ -34,6 +35,7 @@ from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from orchestrators.send import bp as send_orchestrators
 from sendmail import services
 from sendmail.contract.vocabulary import FailureCode
+from sendmail.sending.control import CANCELED_MESSAGE
 from sendmail.sending.jobs import (
     BatchStop,
     BatchTally,
@@ -49,7 +51,7 @@ from sendmail.sending.jobs import (
 )
 from sendmail.sending.lists import StoredSend, store_send
 from sendmail.sending.ses_errors import NOT_REACHED
-from tests.support.engine import RecordingStore, output, run, running_engine
+from tests.support.engine import RecordingStore, output, run, running_engine, wait_finished
 
 app = df.DFApp()
 app.register_functions(send_orchestrators)
@@ -98,10 +100,12 @@ class Ledger:
         with self._lock:
             outcomes = list(self.decided.get(key, {}).values())
         sent = outcomes.count(SENT)
+        canceled = outcomes.count(FailureCode.CANCELED.value)
         pending = count - len(outcomes)
         return BatchTally(
             sent=sent,
-            failed=len(outcomes) - sent,
+            failed=len(outcomes) - sent - canceled,
+            canceled=canceled,
             pending=pending,
             pendingCode=code if pending else None,
             pendingMessage=message if pending else None,
@@ -180,6 +184,12 @@ def forget(ref: str) -> Any:
     return _answer(FORGET_SECRET, ref)
 
 
+@app.function_name(READ_CONTROL)
+@app.activity_trigger(input_name="send")
+def read_control(send: str) -> Any:
+    return _answer(READ_CONTROL, send)
+
+
 @pytest.fixture
 def store(tmp_path: Any) -> RecordingStore:
     return RecordingStore(tmp_path / "durable.sqlite3")
@@ -247,7 +257,7 @@ def settled() -> list[FailBatch]:
 def outcome_of(row: Any) -> SendOutcome:
     """The orchestration's output: counts, nothing else."""
     value = output(row)
-    assert set(value) == {"kind", "total", "sent", "failed"}
+    assert set(value) - {"canceled"} == {"kind", "total", "sent", "failed"}
     return SendOutcome.model_validate(value)
 
 
@@ -294,7 +304,7 @@ def test_lanes_split_the_send_evenly_and_run_their_batches_in_request_order(
     assert {b.deadline for b in runs} == {started + timedelta(seconds=3600)}
     assert outcome_of(row) == SendOutcome(kind="ses", total=1234, sent=1234, failed=0)
     # the sends table gets the sums, then the quota reservation is released
-    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 1234, "failed": 0}]
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 1234, "failed": 0, "canceled": 0}]
     assert [name for name, _ in CALLS][-2:] == [FINISH_SEND, RELEASE_QUOTA]
     assert calls(RELEASE_QUOTA) == [row.instance_id]
     assert calls(FORGET_SECRET) == []
@@ -323,6 +333,7 @@ def test_progress_is_published_by_the_parent_and_by_each_lane(engine: Engine) ->
         "sent": 25,
         "failed": 0,
         "pending": 0,
+        "canceled": 0,
         "batches": 4,
         "batchesDone": 4,
         "lanes": 2,
@@ -338,6 +349,7 @@ def test_progress_is_published_by_the_parent_and_by_each_lane(engine: Engine) ->
             "sent": total,
             "failed": 0,
             "pending": 0,
+            "canceled": 0,
             "batches": 2,
             "batchesDone": 2,
             "lanes": 0,
@@ -398,7 +410,7 @@ def test_a_batch_that_keeps_failing_is_settled_by_fail_batch(engine: Engine) -> 
     assert settle.message.startswith(BATCH_FAILED_MESSAGE)
     # what the ledger holds as sent stays sent
     assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=3, failed=1)
-    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 3, "failed": 1}]
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 3, "failed": 1, "canceled": 0}]
 
 
 def test_a_batch_that_cannot_even_be_settled_counts_as_failed_and_the_send_goes_on(
@@ -420,7 +432,7 @@ def test_a_batch_that_cannot_even_be_settled_counts_as_failed_and_the_send_goes_
     assert len(calls(FAIL_BATCH)) == lanes.ACTIVITY_ATTEMPTS  # tried, then given up
     assert [(b.start, b.count) for b in ses_runs() if b.start != 0] == [(2, 1)]  # went on
     assert outcome_of(row) == SendOutcome(kind="ses", total=3, sent=1, failed=2)
-    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 1, "failed": 2}]
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 1, "failed": 2, "canceled": 0}]
 
 
 def test_what_a_batch_sent_stays_sent_when_fail_batch_fails_at_the_deadline(
@@ -727,7 +739,7 @@ def test_a_lane_that_fails_does_not_fail_the_send(engine: Engine) -> None:
         FailureCode.BATCH_FAILED,
     )
     assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=3, failed=1)
-    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 3, "failed": 1}]
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 3, "failed": 1, "canceled": 0}]
 
 
 def test_a_long_lane_continues_as_new_and_its_counts_carry_over(
@@ -783,7 +795,9 @@ def test_a_long_lane_continues_as_new_and_its_counts_carry_over(
     }
     assert json.loads(lane.custom_status or "")["batchesDone"] == batches
     assert outcome_of(row) == SendOutcome(kind="ses", total=total, sent=9 * batches, failed=batches)
-    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 9 * batches, "failed": batches}]
+    assert calls(FINISH_SEND) == [
+        {"id": row.instance_id, "sent": 9 * batches, "failed": batches, "canceled": 0}
+    ]
 
 
 # --- size: the list is out of the history --------------------------------------------------------
@@ -842,7 +856,7 @@ def test_smtp_recipients_are_spread_over_the_configured_connections(engine: Engi
     assert outcome_of(row) == SendOutcome(kind="smtp", total=100, sent=100, failed=0)
     # once every batch is done the send is finished, then the password forgotten
     assert [name for name, _ in CALLS][-2:] == [FINISH_SEND, FORGET_SECRET]
-    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 100, "failed": 0}]
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 100, "failed": 0, "canceled": 0}]
     assert calls(FORGET_SECRET) == ["send-1"]
     assert calls(RELEASE_QUOTA) == []
 
@@ -861,3 +875,106 @@ def test_an_smtp_send_with_fewer_recipients_than_connections_opens_fewer(
     assert len(lanes_) == 1
     assert calls(FORGET_SECRET) == ["send-1"]
     assert outcome_of(row) == SendOutcome(kind="smtp", total=1, sent=1, failed=0)
+
+
+# --- pause, resume, cancel (sendmail/sending/control.py) ---------------------------------------
+
+
+def _held_once(key_start: int, held: str, runs: int = 1) -> Behaviour:
+    """The batch starting at ``key_start`` sends its first half, then is held (``held``) on its
+    first ``runs`` runs; everything else as :func:`ordinary`."""
+    seen: list[int] = []
+
+    def behaviour(name: str, payload: Any) -> Any:
+        if name != SEND_SES_BATCH:
+            return ordinary(name, payload)
+        batch = SesBatch.model_validate(payload)
+        if batch.start != key_start or len(seen) >= runs:
+            return ordinary(name, payload)
+        seen.append(1)
+        LEDGER.decide(batch.ledgerKey, range(batch.count // 2), SENT)
+        return LEDGER.tally(
+            batch.ledgerKey,
+            batch.count,
+            code=NOT_REACHED.code,
+            held=held,
+            controlSeq=3,
+            rate=batch.maxRate,
+        )
+
+    return behaviour
+
+
+def _quiet(engine: Engine, lane_id: str, seconds: float = 0.4) -> None:
+    """Wait until nothing new was called for ``seconds`` (the lane is waiting)."""
+    import time
+
+    before = -1
+    while len(CALLS) != before:
+        before = len(CALLS)
+        time.sleep(seconds)
+    row = engine.store.get_instance(lane_id)
+    assert row is not None
+    assert row.status == "Running", row.output
+
+
+def test_a_paused_lane_runs_nothing_until_woken_then_continues_at_its_batch(
+    engine: Engine, store: RecordingStore
+) -> None:
+    """Held as paused (at control change 3), the lane schedules no activity and no worker runs
+    for it; an event of an earlier change does not wake it, the next change's does: it
+    continues as new at the same batch with its deadline moved by the time it waited, and the
+    batch's next run sends the rest."""
+    BEHAVIOUR[0] = _held_once(10, "paused")
+    instance_id = engine.start_orchestration(SES_ORCHESTRATOR, None, json.dumps(ses_job(30, 10, 1)))
+    lane_id = f"{instance_id}:lane0"
+    _quiet(engine, lane_id)
+    before = len(CALLS)
+    paused = json.loads(engine.store.get_instance(lane_id).custom_status or "")  # type: ignore[union-attr]
+
+    assert engine.raise_event(lane_id, "control-3", '"pause"') == "accepted"
+    _quiet(engine, lane_id)
+    assert len(CALLS) == before  # still waiting
+    assert engine.raise_event(lane_id, "control-4", '"resume"') == "accepted"
+    row = wait_finished(engine, instance_id)
+
+    assert [b.start for b in ses_runs()] == [0, 10, 10, 20]
+    assert before == 2  # two runs, nothing while paused
+    assert (paused["sent"], paused["pending"], paused["batchesDone"]) == (15, 5, 1)
+    jobs = lane_inputs(store, lane_id)
+    assert [(j.nextBatch, j.sent) for j in jobs] == [(0, 0), (1, 10)]
+    assert jobs[0].deadline is not None
+    assert jobs[1].deadline is not None
+    assert jobs[1].deadline - jobs[0].deadline >= timedelta(seconds=0.4)  # the time it waited
+    assert outcome_of(row) == SendOutcome(kind="ses", total=30, sent=30, failed=0)
+
+
+def test_a_paused_lane_that_hears_nothing_reads_the_record_again_after_a_while(
+    engine: Engine, store: RecordingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake-up the route failed to deliver costs PAUSE_RECHECK, not the send: the lane runs the
+    batch again (which reads the record) after that long, however many times it is held."""
+    monkeypatch.setattr(lanes, "PAUSE_RECHECK", timedelta(milliseconds=200))
+    BEHAVIOUR[0] = _held_once(0, "paused", runs=3)
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(20, 10, 1))
+
+    assert [b.start for b in ses_runs()] == [0, 0, 0, 0, 10]
+    assert len(store.generations(f"{row.instance_id}:lane0")) == 4  # one per wait
+    assert outcome_of(row) == SendOutcome(kind="ses", total=20, sent=20, failed=0)
+
+
+def test_a_canceled_lane_cancels_what_is_left_without_running_its_later_batches(
+    engine: Engine,
+) -> None:
+    BEHAVIOUR[0] = _held_once(10, "canceled")
+
+    row = run(engine, SES_ORCHESTRATOR, ses_job(40, 10, 1))
+
+    assert [b.start for b in ses_runs()] == [0, 10]
+    assert [(f.ledgerKey, f.count, f.code) for f in settled()] == [
+        (ledger_key(row.instance_id, start), 10, FailureCode.CANCELED) for start in (10, 20, 30)
+    ]
+    assert {f.message for f in settled()} == {CANCELED_MESSAGE}
+    assert outcome_of(row) == SendOutcome(kind="ses", total=40, sent=15, failed=0, canceled=25)
+    assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 15, "failed": 0, "canceled": 25}]

@@ -300,8 +300,8 @@ def test_an_smtp_send_pages_the_same_way(
         ({"limit": "-1"}, "limit must be an integer from 1 to 1000"),
         ({"limit": ""}, "limit must be an integer from 1 to 1000"),
         ({"limit": "\uff11\uff10"}, "limit must be an integer from 1 to 1000"),  # full-width 10
-        ({"status": "bogus"}, "status must be one of sent, failed, pending"),
-        ({"status": "Sent"}, "status must be one of sent, failed, pending"),
+        ({"status": "bogus"}, "status must be one of sent, failed, canceled, pending"),
+        ({"status": "Sent"}, "status must be one of sent, failed, canceled, pending"),
         ({"cursor": ""}, "cursor must be a nextCursor this service gave"),
         ({"cursor": "garbage!"}, "cursor must be a nextCursor this service gave"),
         ({"cursor": "cjEuMTA"}, "cursor must be a nextCursor this service gave"),  # "r1.10"

@@ -83,6 +83,7 @@ def test_the_tally_is_counts_only_and_crosses_as_json() -> None:
     assert set(dumped) == {
         "sent",
         "failed",
+        "canceled",
         "pending",
         "pendingCode",
         "pendingMessage",
@@ -90,6 +91,8 @@ def test_the_tally_is_counts_only_and_crosses_as_json() -> None:
         "stalled",
         "stopped",
         "unrecorded",
+        "held",
+        "controlSeq",
     }
     assert dumped["unrecorded"] == {}  # per-recipient only while the ledger fails
     assert "r0@example.com" not in str(dumped)

@@ -1,7 +1,8 @@
 """Scheduled sends (``scheduledAt``): validated at admission, admitted against the whole daily
 quota without a reservation, the password kept until its time, ``state: scheduled`` on the status
 route, and — through the real SDK and devhost's replay, with a clock the test controls — a 30-day
-wait made of the SDK's long-timer steps, as on Azure, before the send reads the quota again."""
+wait made of 3-day generations before the send reads the quota again, and a cancel that ends the
+wait at once."""
 
 from __future__ import annotations
 
@@ -13,17 +14,20 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from activities.names import START_SCHEDULED
+from activities.names import FINISH_SEND, READ_CONTROL, START_SCHEDULED
+from devhost.durable.history import COMPLETED, CONTINUED_AS_NEW, EventType, event
+from devhost.durable.replay import EpisodeResult
 from orchestrators.names import SES_ORCHESTRATOR
 from orchestrators.send import bp as send_orchestrators
 from sendmail import services
 from sendmail.admission.reservations import MemoryReservations
 from sendmail.contract.errors import ValidationFailed
 from sendmail.contract.models import AwsEmailRequest, Limits, parse_request
+from sendmail.sending.control import CANCEL_EVENT
 from sendmail.sending.jobs import SesJob
 from sendmail.sending.secrets import SECRET_LIFETIME
 from sendmail.sending.ses import SendQuota
-from tests.devhost.test_replay import Replayer
+from tests.devhost.test_replay import Replayer, scheduled
 from tests.support.durable import FakeDurableClient, status
 from tests.support.engine import index_once
 from tests.support.http import StubQuota, call
@@ -150,7 +154,7 @@ def test_the_status_route_says_scheduled_and_when(
         "scheduled",
         when.isoformat().replace("+00:00", "Z"),
     )
-    assert before["progress"] == {"total": 2, "sent": 0, "failed": 0, "pending": 0}
+    assert before["progress"] == {"total": 2, "sent": 0, "failed": 0, "pending": 0, "canceled": 0}
     assert waiting["state"] == "scheduled"
     assert running["state"] == "running"
 
@@ -181,39 +185,109 @@ def test_a_scheduled_user_sends_password_is_kept_until_a_lifetime_past_its_time(
     assert expires == when + SECRET_LIFETIME
 
 
-def test_a_30_day_schedule_waits_in_the_sdks_long_timer_steps_then_reads_the_quota() -> None:
-    """The extension passes maximumShortTimerDuration (6 days) and
-    longRunningTimerIntervalDuration (3 days) in the orchestration context, and the Python SDK
-    makes a longer timer of 3-day timers (azure-functions-durable 1.7.0,
-    DurableOrchestrationContext.create_timer / LongTimerTask); devhost passes the same fields
-    (devhost/durable/replay.py). A clock the test moves stands for the 30 days."""
+def _scheduled_replay(days: float) -> tuple[Replayer, datetime]:
     index = index_once(ORCHESTRATORS)
     replay = Replayer(index, SES_ORCHESTRATOR, None)
-    when = replay.now + timedelta(days=30, seconds=1)
+    when = replay.now + timedelta(days=days, seconds=1)
     job = SesJob(
         listRef="s1", total=2, batchSize=500, lanes=1, deadlineSeconds=600, scheduledAt=when
     )
     replay.input = job.model_dump_json()
+    return replay, when
 
-    first = replay.start()
 
-    assert json.loads(first.custom_status or "")["state"] == "scheduled"
-    assert first.activities == []
-    fires = [t.fire_at for t in first.timers]
-    assert fires == [replay.now + timedelta(days=3)]
-    result = first
+def _next_generation(replay: Replayer, result: EpisodeResult) -> EpisodeResult:
+    """What the host does at a ``continue_as_new``: a new execution, its history from nothing,
+    the new input (devhost's engine does the same: tests/devhost/test_continue_as_new.py)."""
+    assert result.status == CONTINUED_AS_NEW
+    replay.history = []
+    replay.input = result.continue_as_new_input or ""
+    return replay.start()
+
+
+def test_a_30_day_schedule_waits_in_3_day_generations_then_reads_the_quota() -> None:
+    """Each generation waits one plain timer of at most 3 days (below the extension's
+    maximumShortTimerDuration, 6 days, so the SDK never makes a LongTimerTask, whose later
+    timers would sit outside the task_any with the cancel event: orchestrators/send.py), then
+    continues as new; the last one waits until the time itself and reads the quota. A clock
+    the test moves stands for the 30 days."""
+    replay, when = _scheduled_replay(30)
+
+    result = replay.start()
+
+    assert json.loads(result.custom_status or "")["state"] == "scheduled"
+    fires: list[datetime] = []
+    generations = 1
     while not result.activities:
+        if result.status == CONTINUED_AS_NEW:
+            result = _next_generation(replay, result)
+            generations += 1
+            continue
         (timer,) = result.timers
+        assert timer.fire_at - replay.now <= timedelta(days=3)
+        fires.append(timer.fire_at)
         replay.now = timer.fire_at - timedelta(seconds=1)  # the next episode adds a second
         result = replay.episode(replay.fired(timer.timer_id))
-        fires += [t.fire_at for t in result.timers]
-        assert len(fires) < 20
-    # 3-day steps while more than 6 days are left, then one timer to the time itself
-    gaps = [b - a for a, b in pairwise(fires)]
-    assert set(gaps[:-1]) == {timedelta(days=3)}
-    assert timedelta(0) < gaps[-1] <= timedelta(days=6)
+        assert generations < 20
+    assert generations == 10  # ten waits of at most 3 days (each episode moves the clock 1 s)
+    assert {b - a for a, b in pairwise(fires[:-1])} == {timedelta(days=3, seconds=1)}
     assert fires[-1] == when
     assert [a.name for a in result.activities] == [START_SCHEDULED]
+
+
+@pytest.mark.parametrize("days", [1, 20], ids=["within-a-step", "steps-later"])
+def test_a_cancel_wakes_a_scheduled_send_at_once_and_it_ends_with_everyone_canceled(
+    days: int,
+) -> None:
+    """The control event wins the task_any over the timer: the host's walk goes on at once
+    (its WhenAny completes), the parent reads the record (READ_CONTROL), and a canceled send
+    finishes with every recipient canceled and nothing sent — whether the event comes in the
+    first generation's wait or a later one's."""
+    replay, _ = _scheduled_replay(days)
+    result = replay.start()
+    if days > 3:  # a later generation
+        (timer,) = result.timers
+        replay.now = timer.fire_at - timedelta(seconds=1)
+        result = _next_generation(replay, replay.episode(replay.fired(timer.timer_id)))
+    (timer,) = result.timers
+
+    woken = replay.episode(
+        event(EventType.EVENT_RAISED, replay.now, Name=CANCEL_EVENT, Input='"cancel"')
+    )
+
+    [(read_id, read, send_id)] = scheduled(woken)
+    assert (read, send_id) == (READ_CONTROL, "inst-1")
+    canceling = replay.episode(replay.completed(read_id, "canceled"))
+    [(finish_id, finish, counts)] = scheduled(canceling)
+    assert (finish, counts) == (
+        FINISH_SEND,
+        {"id": "inst-1", "sent": 0, "failed": 0, "canceled": 2},
+    )
+    ended = replay.episode(replay.completed(finish_id, None))
+    assert ended.status == COMPLETED
+    assert json.loads(ended.output or "") == {
+        "kind": "ses",
+        "total": 2,
+        "sent": 0,
+        "failed": 0,
+        "canceled": 2,
+    }
+
+
+def test_a_wake_for_a_send_not_canceled_waits_on_in_a_new_generation() -> None:
+    """Events only wake: a parent woken while its record does not say canceled waits on."""
+    replay, when = _scheduled_replay(2)
+    replay.start()
+    woken = replay.episode(
+        event(EventType.EVENT_RAISED, replay.now, Name=CANCEL_EVENT, Input='"cancel"')
+    )
+    [(read_id, _, _)] = scheduled(woken)
+
+    again = replay.episode(replay.completed(read_id, "paused"))
+
+    assert again.status == CONTINUED_AS_NEW
+    (timer,) = _next_generation(replay, again).timers
+    assert timer.fire_at == when
 
 
 def test_a_retry_after_the_time_passed_finds_its_send_and_a_new_request_is_400(

@@ -71,7 +71,7 @@ def test_finish_adds_the_counts_and_the_time(sends: SendsTable) -> None:
 
     got = sends.get("send-1")
     assert got == _record(
-        kind="smtp", total=3, lanes=3, batch_size=1, finished=when, sent=2, failed=1
+        kind="smtp", total=3, lanes=3, batch_size=1, finished=when, sent=2, failed=1, canceled=0
     )
 
 
@@ -136,6 +136,7 @@ def test_a_row_holds_the_plan_and_counts_and_no_address(azurite: Azurite) -> Non
         "CreatedAt",
         "Sent",
         "Failed",
+        "Canceled",
         "FinishedAt",
     }
     client.close()

@@ -549,6 +549,27 @@ def test_an_account_level_stop_during_a_pacing_wait_starts_no_further_call(
     assert report.stop is not None
 
 
+def test_a_halt_starts_no_further_call_and_leaves_the_rest_pending(sesv2_client, verified_sender):
+    """Paused or canceled (sendmail/sending/control.py): asked before each call, also while the
+    batch waits for its pace; the calls made stay sent, the rest are pending, not failed."""
+    spy = ScriptedSes().install(sesv2_client)
+    recipients = [f"r{i}@example.com" for i in range(40)]
+
+    report = make_sender(sesv2_client).send(
+        verified_sender,
+        recipients,
+        MailParts("Hi", "B"),
+        max_rate=20.0,
+        halt=lambda: spy.calls >= 5,
+    )
+
+    sent = [d for d in report.deliveries if d.ok]
+    assert len(sent) == spy.calls
+    assert 5 <= spy.calls <= 6  # a call already past its check when the fifth answered
+    assert all(d.pending for d in report.deliveries if not d.ok)
+    assert report.stop is None
+
+
 def test_message_rejected_is_per_recipient_and_not_retried(sesv2_client, verified_sender):
     spy = always((400, "MessageRejected", "Email address is not verified.")).install(sesv2_client)
 

@@ -155,6 +155,24 @@ def test_refused_recipient_does_not_stop_the_others(smtp_sink):
     assert [m.to for m in smtp_sink.messages()] == [("a@example.com",), ("c@example.com",)]
 
 
+def test_a_halt_leaves_the_rest_unsent_and_pending(smtp_sink):
+    """Paused or canceled (sendmail/sending/control.py): asked before each message; the
+    messages already accepted stay sent, the rest are pending and never reach the server."""
+    asked: list[int] = []
+
+    def halt() -> bool:
+        asked.append(1)
+        return len(smtp_sink.messages()) >= 1
+
+    results = make_sender(smtp_sink).send(
+        Provider.GMAIL, SENDER, PASSWORD, RECIPIENTS, MailParts("s", "b"), halt=halt
+    )
+
+    assert [(r.ok, r.pending) for r in results] == [(True, False), (False, True), (False, True)]
+    assert [m.to for m in smtp_sink.messages()] == [("a@example.com",)]
+    assert len(asked) == 2
+
+
 def test_refused_sender_fails_everyone(smtp_sink):
     smtp_sink.refuse_senders(SENDER)
 

@@ -16,6 +16,7 @@ from activities.names import (
     FAIL_BATCH,
     FINISH_SEND,
     FORGET_SECRET,
+    READ_CONTROL,
     RELEASE_QUOTA,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
@@ -40,6 +41,9 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         "email_status": ("httpTrigger", "v1/emails/{id}", ("GET",), "function"),
         "email_recipients": ("httpTrigger", "v1/emails/{id}/recipients", ("GET",), "function"),
         "email_events": ("httpTrigger", "v1/emails/{id}/events", ("GET",), "function"),
+        "email_pause": ("httpTrigger", "v1/emails/{id}/pause", ("POST",), "function"),
+        "email_resume": ("httpTrigger", "v1/emails/{id}/resume", ("POST",), "function"),
+        "email_cancel": ("httpTrigger", "v1/emails/{id}/cancel", ("POST",), "function"),
         "ses_events": ("httpTrigger", "v1/events/ses", ("POST",), "function"),
         "unsubscribe": ("httpTrigger", "v1/unsubscribe/{token}", ("POST",), "anonymous"),
         "unsubscribe_page": ("httpTrigger", "v1/unsubscribe/{token}", ("GET",), "anonymous"),
@@ -59,6 +63,7 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         RELEASE_QUOTA: ("activityTrigger", None, (), None),
         FORGET_SECRET: ("activityTrigger", None, (), None),
         START_SCHEDULED: ("activityTrigger", None, (), None),
+        READ_CONTROL: ("activityTrigger", None, (), None),
         "deliver_webhook": ("queueTrigger", None, (), None),
     }
 
@@ -75,7 +80,16 @@ def test_webhook_deliveries_are_read_from_their_own_queue(app_functions: dict[st
 
 
 def test_the_send_routes_have_a_durable_client(app_functions: dict[str, Any]) -> None:
-    for name in ("aws_send", "user_send", "email_status", "email_recipients", "email_events"):
+    for name in (
+        "aws_send",
+        "user_send",
+        "email_status",
+        "email_recipients",
+        "email_events",
+        "email_pause",
+        "email_resume",
+        "email_cancel",
+    ):
         types = {b.type for b in app_functions[name].get_bindings()}
         assert "durableClient" in types, name
 

@@ -134,6 +134,14 @@ class StatusProgress(BaseModel):
             "are sent later, or failed once the send's deadline passes."
         ),
     )
+    canceled: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Recipients not sent because the send was canceled (code `CANCELED`). Once the "
+            "send is over, `sent + failed + canceled == total`."
+        ),
+    )
 
 
 _EXAMPLE_DELIVERY: JsonDict = {
@@ -226,11 +234,12 @@ class RecipientOutcome(BaseModel):
     """One recipient of a send and what became of it."""
 
     email: str = Field(description="The address, as the request gave it.")
-    status: Literal["sent", "failed", "pending"] = Field(
+    status: Literal["sent", "failed", "canceled", "pending"] = Field(
         description=(
             "`sent` (SES or the SMTP server took it), `failed` (with `code` and `message`; "
-            "suppressed addresses included, as `SUPPRESSED`), or `pending` while not yet "
-            "decided. Once the send is over nothing is `pending`: a recipient whose outcome "
+            "suppressed addresses included, as `SUPPRESSED`), `canceled` (the send was "
+            "canceled before this recipient was sent; code `CANCELED`), or `pending` while not "
+            "yet decided. Once the send is over nothing is `pending`: a recipient whose outcome "
             "was never recorded is `failed` as `DELIVERY_UNKNOWN`."
         )
     )
@@ -459,7 +468,35 @@ class SnsMessage(BaseModel):
 
 
 #: Where a send is (the status route's ``state``).
-SendState = Literal["scheduled", "running", "completed", "failed"]
+SendState = Literal["scheduled", "running", "paused", "completed", "canceled", "failed"]
+_STATE_DESCRIPTION = (
+    "Where the send is: `scheduled` (waiting for `scheduledAt`), `running`, `paused` (nothing "
+    "new is sent until it is resumed; its deadline does not run), `completed`, `canceled` "
+    "(from the moment of the cancel: nothing new is sent; the counts are final once the "
+    "answer is `200`), or `failed` (the send ended as Failed or Terminated before every "
+    "recipient was attempted)."
+)
+
+
+class ControlResult(BaseModel):
+    """``200`` to ``POST /api/v1/emails/{id}/pause``, ``/resume`` and ``/cancel``: the change is
+    recorded; no new message starts more than 2 seconds after this answer."""
+
+    model_config = _examples(
+        {"id": _EXAMPLE_ID, "state": "paused", "changed": True, "statusUrl": _EXAMPLE_STATUS_URL}
+    )
+
+    id: str = Field(description="The send's id.")
+    state: SendState = Field(description=_STATE_DESCRIPTION)
+    changed: bool = Field(
+        description=(
+            "False when the send already was as the call asks (a repeated call): nothing changed."
+        )
+    )
+    statusUrl: str = Field(
+        description="Absolute URL of the status route for this send.",
+        json_schema_extra={"format": "uri"},
+    )
 
 
 class EmailStatus(BaseModel):
@@ -497,13 +534,7 @@ class EmailStatus(BaseModel):
 
     id: str = Field(description="The send's id.")
     kind: Kind = _KIND
-    state: SendState = Field(
-        description=(
-            "Where the send is: `scheduled` (waiting for `scheduledAt`), `running`, `completed`, "
-            "or `failed` (the send ended as Failed or Terminated before every recipient was "
-            "attempted)."
-        )
-    )
+    state: SendState = Field(description=_STATE_DESCRIPTION)
     scheduledAt: str | SkipJsonSchema[None] = Field(
         default=None,
         description="When a scheduled send starts (UTC); absent for a send made to start at once.",
@@ -595,6 +626,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Accepted,
     SendResult,
     EmailStatus,
+    ControlResult,
     ErrorEnvelope,
     Health,
     SendEvents,

@@ -54,6 +54,13 @@ class QuotaExceeded(SendMailError):
         self.retry_after = retry_after
 
 
+class StateConflict(SendMailError):
+    """The resource's state does not allow the request (409): resuming a finished send,
+    pausing a canceled one."""
+
+    status = HTTPStatus.CONFLICT
+
+
 class KeyReused(SendMailError):
     """The request's Idempotency-Key was used for another request (422)."""
 

@@ -89,6 +89,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "/v1/emails/{id}": {"get": _email_status()},
             "/v1/emails/{id}/recipients": {"get": _email_recipients()},
             "/v1/emails/{id}/events": {"get": _email_events()},
+            "/v1/emails/{id}/pause": {"post": _email_control("pause")},
+            "/v1/emails/{id}/resume": {"post": _email_control("resume")},
+            "/v1/emails/{id}/cancel": {"post": _email_control("cancel")},
             "/v1/events/ses": {"post": _ses_events()},
             "/v1/suppressions/{email}": {
                 "get": _suppression_get(),
@@ -244,6 +247,7 @@ ErrorName = Literal[
     "Forbidden",
     "NotFound",
     "Conflict",
+    "StateConflict",
     "UnprocessableContent",
     "TooManyRequests",
     "InternalError",
@@ -285,6 +289,14 @@ _ERRORS: dict[ErrorName, tuple[HTTPStatus, str, str, str]] = {
         "moment to get its answer",
         "/api/v1/emails/aws-send",
     ),
+    "StateConflict": (
+        HTTPStatus.CONFLICT,
+        "The send's state does not allow this: it has ended (resume, pause or cancel a finished "
+        "send), it was canceled (pause or resume it), or the account guard paused it (a "
+        "caller's resume). Nothing changed.",
+        "The send has already ended; there is nothing to resume.",
+        "/api/v1/emails/0f1c2d3e4f5a46b7a8b9c0d1e2f3a4b5/resume",
+    ),
     "UnprocessableContent": (
         HTTPStatus.UNPROCESSABLE_ENTITY,
         "This `Idempotency-Key` was already used for a different request to this route. "
@@ -320,7 +332,7 @@ def _error_responses() -> dict[str, Schema]:
             "description": description,
             "content": _json_content(api_models.ErrorEnvelope, (name, example)),
         }
-        if status in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.CONFLICT):
+        if status == HTTPStatus.TOO_MANY_REQUESTS or name == "Conflict":
             response["headers"] = {"Retry-After": _header("RetryAfter")}
         responses[name] = response
     return responses
@@ -498,6 +510,59 @@ def _email_status() -> Schema:
     }
 
 
+_CONTROL: dict[str, tuple[str, str]] = {
+    "pause": (
+        "Pause a send",
+        "Nothing new is sent more than 2 seconds after the answer: messages already handed to "
+        "SES or the SMTP server finish, the rest waits. The send's lanes wait without holding "
+        "a worker, and its deadline does not run while it is paused. A scheduled send paused "
+        "before its time starts paused. `state` becomes `paused`; `send.paused` is delivered "
+        "to the webhooks.",
+    ),
+    "resume": (
+        "Resume a paused send",
+        "The send goes on from where it stopped: nobody is sent twice. A send the account "
+        "guard paused is resumed only by an operator's guard reset (`409`). Resuming a running "
+        "send changes nothing (`200`, `changed: false`) but wakes its lanes again. "
+        "`send.resumed` is delivered to the webhooks.",
+    ),
+    "cancel": (
+        "Cancel a send",
+        "For good: nothing new is sent more than 2 seconds after the answer, and every "
+        "recipient not sent ends `canceled` (code `CANCELED`); `sent + failed + canceled` is "
+        "the total, and what counts as sent is exactly what SES or the SMTP server accepted. "
+        "Works on scheduled, running and paused sends. `state` is `canceled` at once; the "
+        "counts are final when the status route answers `200`, and `send.canceled` (with the "
+        "counts) is delivered to the webhooks then.",
+    ),
+}
+
+
+def _email_control(action: str) -> Schema:
+    summary, description = _CONTROL[action]
+    return {
+        "operationId": f"email_{action}",
+        "tags": ["emails"],
+        "summary": summary,
+        "description": description,
+        "parameters": [_SEND_ID_PARAMETER],
+        "responses": {
+            "200": {
+                "description": (
+                    "Done, or the send already was as asked (a repeated call: `changed` is false)."
+                ),
+                "content": _json_content(
+                    api_models.ControlResult, ("result", _model_example(api_models.ControlResult))
+                ),
+            },
+            "401": _error("Unauthorized"),
+            "404": _error("NotFound"),
+            "409": _error("StateConflict"),
+            "500": _error("InternalError"),
+        },
+    }
+
+
 def _envelope(description: str) -> Schema:
     """An error response of one route, in the v1 envelope."""
     return {"description": description, "content": _json_content(api_models.ErrorEnvelope)}
@@ -579,7 +644,7 @@ def _email_recipients() -> Schema:
         "summary": "Every recipient of a send and its outcome, paged",
         "description": (
             "The send's recipients in the order the request listed them, each `sent` (with its "
-            "Message-ID), `failed` (code and message) or `pending`, a page at a time "
+            "Message-ID), `failed` (code and message), `canceled` or `pending`, a page at a time "
             "(`nextCursor`). Any size of send, the same cost per page; the status route links "
             "here (`recipientsUrl`)."
         ),
@@ -596,7 +661,7 @@ def _email_recipients() -> Schema:
                     "pages' worth of recipients: it may hold fewer than `limit` and still have "
                     "a `nextCursor`."
                 ),
-                "schema": {"type": "string", "enum": ["sent", "failed", "pending"]},
+                "schema": {"type": "string", "enum": ["sent", "failed", "canceled", "pending"]},
             },
         ],
         "responses": {

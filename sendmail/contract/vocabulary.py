@@ -63,3 +63,6 @@ class FailureCode(StrEnum):
     #: The recipient's message could not be made: a rendered subject with a line break, or a
     #: rendered part over its size limit (personalised sends).
     RENDER_FAILED = "RENDER_FAILED"
+    #: The send was canceled (``POST /api/v1/emails/{id}/cancel``) before this recipient was
+    #: sent: never attempted, or pending when the cancel came.
+    CANCELED = "CANCELED"

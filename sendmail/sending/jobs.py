@@ -17,6 +17,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from sendmail.contract.vocabulary import Category, FailureCode, Kind, Provider
 
+#: Why a batch run stopped early: the send's record says it is paused or canceled.
+Held = Literal["paused", "canceled"]
+
 
 class _Json(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -109,6 +112,10 @@ class LaneJob(_Json):
     failed: int = Field(default=0, ge=0)
     rate: float | None = Field(default=None, gt=0)
     stopped: BatchStop | None = None
+    canceled: int = Field(default=0, ge=0)
+    #: After a pause: what the batch ``nextBatch`` sent and could not record (its next run
+    #: writes it and never sends it again; see :attr:`BatchTally.unrecorded`).
+    unrecorded: dict[int, str] = {}
 
     def batches(self) -> list[tuple[int, int]]:
         """(start in the send, count) of each batch of the lane."""
@@ -170,6 +177,8 @@ class BatchTally(_Json):
 
     sent: int = Field(ge=0)
     failed: int = Field(ge=0)
+    #: Failed as ``CANCELED`` (the send was canceled): counted apart from ``failed``.
+    canceled: int = Field(default=0, ge=0)
     pending: int = Field(default=0, ge=0)
     pendingCode: FailureCode | None = None
     pendingMessage: str | None = None
@@ -179,6 +188,12 @@ class BatchTally(_Json):
     #: Only when the ledger failed: what this batch sent and could not record (index ->
     #: Message-ID). The lane hands it to the batch's next run, which never sends them again.
     unrecorded: dict[int, str] = {}
+    #: The run stopped early because the send is paused or canceled (its record said so):
+    #: what it did not send is ``pending``, to be sent after a resume or canceled.
+    held: Held | None = None
+    #: With ``held``: the number of the control change the run saw (the record's
+    #: ``control_seq``); a paused lane waits for the next one (sendmail/sending/control.py).
+    controlSeq: int = Field(default=0, ge=0)
 
 
 class LaneTally(_Json):
@@ -187,6 +202,7 @@ class LaneTally(_Json):
     sent: int
     failed: int
     batches: int
+    canceled: int = 0
 
 
 class Progress(_Json):
@@ -197,6 +213,8 @@ class Progress(_Json):
     failed: int
     #: Recipients SES refused for now (throttling, 5xx), waiting for their next attempt.
     pending: int = 0
+    #: Not sent because the send was canceled.
+    canceled: int = 0
     batches: int
     batchesDone: int
     #: The parent's: how many lanes it runs (the status route reads each lane's progress).
@@ -211,6 +229,7 @@ class SendOutcome(_Json):
     total: int
     sent: int
     failed: int
+    canceled: int = 0
 
 
 def ledger_key(instance_id: str, start: int) -> str:
@@ -306,6 +325,7 @@ def progress(
     batches_done: int,
     *,
     pending: int = 0,
+    canceled: int = 0,
     lanes: int = 0,
 ) -> Progress:
     return Progress(
@@ -313,6 +333,7 @@ def progress(
         sent=sent,
         failed=failed,
         pending=pending,
+        canceled=canceled,
         batches=batches,
         batchesDone=batches_done,
         lanes=lanes,

@@ -8,10 +8,12 @@ its record (:mod:`sendmail.sending.sends`). A page reads, for each window of at 
 list: its cost does not depend on the send's size or on the page's place in it.
 
 Statuses: ``sent`` (with the Message-ID), ``failed`` (code and message; suppressed addresses
-included, as ``SUPPRESSED``), ``pending`` (no outcome yet). Once the send is over, a recipient
-without an outcome is ``failed`` as ``DELIVERY_UNKNOWN``: its batch ended without a record
-(the ledger could not be written, or the send was terminated), so it may or may not have been
-sent.
+included, as ``SUPPRESSED``), ``canceled`` (code ``CANCELED``: the send was canceled before it
+was sent), ``pending`` (no outcome yet). Once the send is over, a recipient without an outcome
+is ``failed`` as ``DELIVERY_UNKNOWN``: its batch ended without a record (the ledger could not be
+written, or the send was terminated), so it may or may not have been sent — except in a send
+canceled before it started (its record counts every recipient canceled, and no ledger row was
+ever written): there, ``canceled``.
 
 Cursors are opaque to callers: ``r1.`` + the index of the next recipient to look at, base64url.
 With a ``status`` filter a page looks at no more than :data:`SCAN_PAGES` pages' worth of
@@ -27,13 +29,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sendmail.contract.vocabulary import FailureCode
+from sendmail.sending.control import CANCELED_MESSAGE
 from sendmail.sending.jobs import batch_of, ledger_key
 from sendmail.sending.ledger import Recorded, SendLedger
 from sendmail.sending.lists import StoredSend
 from sendmail.sending.sends import SendRecord
 
-Status = Literal["sent", "failed", "pending"]
-STATUSES: tuple[Status, ...] = ("sent", "failed", "pending")
+Status = Literal["sent", "failed", "canceled", "pending"]
+STATUSES: tuple[Status, ...] = ("sent", "failed", "canceled", "pending")
 #: Recipients read at once (one ledger query, one list read).
 WINDOW = 1000
 #: With a status filter, a page looks at no more than this many times ``limit`` recipients.
@@ -104,6 +107,7 @@ def outcomes(
     each batch's outcomes read once (one ledger partition), the list ``window`` addresses at a
     time."""
     end = record.total if stop is None else min(stop, record.total)
+    unsent = "canceled" if record.finished and record.canceled == record.total else "unknown"
     index = start
     rows: dict[int, Recorded] = {}
     read_for: int | None = None  # the batch whose outcomes ``rows`` holds
@@ -116,7 +120,8 @@ def outcomes(
             read_for = first
         emails = stored.recipients(index, upto - index)
         for offset, email in enumerate(emails):
-            yield _outcome(index + offset, email, rows.get(index + offset - first), finished)
+            row = rows.get(index + offset - first)
+            yield _outcome(index + offset, email, row, finished, unsent)
         index = upto
 
 
@@ -148,11 +153,17 @@ def page(
     return Page(chosen, encode_cursor(stop) if stop < record.total else None)
 
 
-def _outcome(index: int, email: str, row: Recorded | None, finished: bool) -> RecipientOutcome:
+def _outcome(
+    index: int, email: str, row: Recorded | None, finished: bool, unsent: str = "unknown"
+) -> RecipientOutcome:
     if row is not None and row.message_id is not None:
         return RecipientOutcome(index, email, "sent", message_id=row.message_id)
     if row is not None and row.code is not None:
-        return RecipientOutcome(index, email, "failed", code=row.code, message=row.message)
+        status: Status = "canceled" if row.code == FailureCode.CANCELED.value else "failed"
+        return RecipientOutcome(index, email, status, code=row.code, message=row.message)
+    if finished and unsent == "canceled":
+        code = FailureCode.CANCELED.value
+        return RecipientOutcome(index, email, "canceled", code=code, message=CANCELED_MESSAGE)
     if finished:
         code = FailureCode.DELIVERY_UNKNOWN.value
         return RecipientOutcome(index, email, "failed", code=code, message=UNKNOWN_MESSAGE)

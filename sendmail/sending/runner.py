@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from sendmail.contract.vocabulary import FailureCode
-from sendmail.sending.jobs import BatchStop, BatchTally
-from sendmail.sending.ledger import LedgerError, SendLedger
+from sendmail.sending.jobs import BatchStop, BatchTally, Held
+from sendmail.sending.ledger import LedgerError, Recorded, SendLedger
 from sendmail.sending.results import BatchReport, Delivery
 
 logger = logging.getLogger(__name__)
@@ -229,9 +229,11 @@ def run_batch(
     if left:
         logger.warning("batch %s: %d sends could not be recorded in the ledger", key, len(left))
     last = pending[-1] if pending else None
+    canceled = _canceled(known)
     tally = BatchTally(
         sent=sent_before + sent_now,
-        failed=len(known) - (sent_before - len(carried)) + failed_now,
+        failed=len(known) - (sent_before - len(carried)) - canceled + failed_now,
+        canceled=canceled,
         pending=len(pending),
         pendingCode=last.code if last is not None else None,
         pendingMessage=last.message if last is not None else None,
@@ -320,5 +322,38 @@ def fail_rest(
     rest = {i: (code.value, message) for i in range(size) if i not in known and i not in carried}
     ledger.record_failures(key, rest)
     sent = sum(1 for r in known.values() if r.sent) + len(carried)
+    canceled = _canceled(known) + (len(rest) if code is FailureCode.CANCELED else 0)
     logger.info("batch %s: %d failed as %s", key, len(rest), code.value)
-    return BatchTally(sent=sent, failed=size - sent, unrecorded=left)
+    return BatchTally(sent=sent, failed=size - sent - canceled, canceled=canceled, unrecorded=left)
+
+
+def _canceled(known: Mapping[int, Recorded]) -> int:
+    """How many of the recorded outcomes are ``CANCELED`` (counted apart from failures)."""
+    return sum(1 for r in known.values() if r.code == FailureCode.CANCELED.value)
+
+
+def held_tally(
+    ledger: SendLedger,
+    key: str,
+    size: int,
+    unrecorded: Mapping[int, str],
+    held: Held,
+    seq: int = 0,
+) -> BatchTally:
+    """The counts of a batch (of ``size``) that does not run because the send is paused or
+    canceled: what the ledger holds (and earlier runs sent without recording), the rest
+    pending; ``seq`` is the control change that held it."""
+    known = ledger.outcomes(key)
+    carried = {i: m for i, m in unrecorded.items() if i not in known}
+    sent = sum(1 for r in known.values() if r.sent) + len(carried)
+    canceled = _canceled(known)
+    failed = len(known) + len(carried) - sent - canceled
+    return BatchTally(
+        sent=sent,
+        failed=failed,
+        canceled=canceled,
+        pending=size - len(known) - len(carried),
+        unrecorded=dict(carried),
+        held=held,
+        controlSeq=seq,
+    )

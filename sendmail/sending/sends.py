@@ -4,9 +4,11 @@ Written by the starter before the orchestration starts (so a poll that comes bef
 orchestrator's first episode finds it), finished by the orchestration's last step. It holds what
 the routes need without reading any Durable input or output: the kind, the recipient count, the
 plan that says which batch (ledger partition) holds which recipient, where the list and content
-are stored, the counts when finished and the times, and the caller's ``metadata``. The issues
-that follow extend this record (pause/cancel state and who set it) rather than inventing one
-each: add a field to :class:`SendRecord` and a column here.
+are stored, the counts when finished and the times, the caller's ``metadata``, and the send's
+**control state**: ``running``, ``paused`` (and by whom: a caller, or the account guard) or
+``canceled``, changed only through :meth:`SendsTable.change_control` (optimistic concurrency on
+the row's ETag, so two routes changing it at once cannot both win on a stale read). The batch
+activities read it between calls (:mod:`sendmail.sending.control`).
 
 Storage: Azure Table ``SendMailSends``, partition key = the send id, row key ``send``. No
 address, no content, no secret is stored in it (the caller's metadata is stored as given: the
@@ -19,13 +21,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from sendmail.contract.vocabulary import Kind
 from sendmail.platform.tables import LazyTable, TableUnavailable, table_key
+from sendmail.sending.jobs import Held
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -34,6 +37,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TABLE_NAME = "SendMailSends"
 _ROW = "send"
+
+#: A send's control state: sending (or waiting for its time), paused, or canceled for good.
+ControlState = Literal["running"] | Held
+CONTROL_STATES: tuple[ControlState, ...] = ("running", *get_args(Held))
+#: Who paused a send: a caller (``/pause``), or the account guard (only its reset resumes it).
+PausedBy = Literal["caller", "guard"]
+#: Attempts at a control change that lose a race (another change between read and write).
+CONTROL_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,14 @@ class SendRecord:
     metadata: Mapping[str, str] | None = None
     #: When a scheduled send is to start (None: at once).
     scheduled_at: datetime | None = None
+    #: Recipients not sent because the send was canceled (with ``sent`` and ``failed``).
+    canceled: int | None = None
+    #: The control state, who paused it, how many changes it has seen (each webhook about a
+    #: change names its number) and when the last one was made.
+    control: ControlState = "running"
+    paused_by: PausedBy | None = None
+    control_seq: int = 0
+    control_at: datetime | None = None
 
 
 class SendsTable(Protocol):
@@ -67,8 +86,19 @@ class SendsTable(Protocol):
         """The send's record; None if there is none."""
         ...
 
-    def finish(self, send_id: str, sent: int, failed: int, when: datetime) -> None:
+    def finish(
+        self, send_id: str, sent: int, failed: int, when: datetime, canceled: int = 0
+    ) -> None:
         """The send is over: its counts and time."""
+        ...
+
+    def change_control(
+        self, send_id: str, change: Callable[[SendRecord], SendRecord | None]
+    ) -> tuple[SendRecord, bool] | None:
+        """Apply ``change`` to the record (it answers the new record, or None for "nothing to
+        change") as one atomic step: a record changed by someone else between the read and the
+        write is read again and ``change`` asked again. The record after it and whether it
+        changed; None when the send has no record."""
         ...
 
     def delete(self, send_id: str) -> None:
@@ -91,11 +121,28 @@ class MemorySends:
         with self._lock:
             return self.records.get(send_id)
 
-    def finish(self, send_id: str, sent: int, failed: int, when: datetime) -> None:
+    def finish(
+        self, send_id: str, sent: int, failed: int, when: datetime, canceled: int = 0
+    ) -> None:
         with self._lock:
             record = self.records.get(send_id)
             if record is not None:
-                self.records[send_id] = replace(record, sent=sent, failed=failed, finished=when)
+                self.records[send_id] = replace(
+                    record, sent=sent, failed=failed, canceled=canceled, finished=when
+                )
+
+    def change_control(
+        self, send_id: str, change: Callable[[SendRecord], SendRecord | None]
+    ) -> tuple[SendRecord, bool] | None:
+        with self._lock:
+            record = self.records.get(send_id)
+            if record is None:
+                return None
+            changed = change(record)
+            if changed is None:
+                return record, False
+            self.records[send_id] = changed
+            return changed, True
 
     def delete(self, send_id: str) -> None:
         with self._lock:
@@ -137,6 +184,11 @@ class TableSends:
         return record
 
     def get(self, send_id: str) -> SendRecord | None:
+        found = self._read(send_id)
+        return found[0] if found is not None else None
+
+    def _read(self, send_id: str) -> tuple[SendRecord, str] | None:
+        """The record and its row's ETag; None without one."""
         from azure.core.exceptions import ResourceNotFoundError
 
         client = self._table.client
@@ -148,6 +200,9 @@ class TableSends:
             )
         except ResourceNotFoundError:
             return None
+        return self._record(send_id, entity), str(entity.metadata.get("etag") or "")
+
+    def _record(self, send_id: str, entity: Any) -> SendRecord:
         try:
             return SendRecord(
                 id=send_id,
@@ -162,11 +217,18 @@ class TableSends:
                 failed=int(entity["Failed"]) if entity.get("Failed") is not None else None,
                 metadata=_metadata(entity.get("Metadata")),
                 scheduled_at=_aware(entity["ScheduledAt"]) if entity.get("ScheduledAt") else None,
+                canceled=int(entity["Canceled"]) if entity.get("Canceled") is not None else None,
+                control=_control(entity.get("Control")),
+                paused_by=_paused_by(entity.get("PausedBy")),
+                control_seq=int(entity.get("ControlSeq") or 0),
+                control_at=_aware(entity["ControlAt"]) if entity.get("ControlAt") else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise TableUnavailable(f"the record of send {send_id} is malformed") from e
 
-    def finish(self, send_id: str, sent: int, failed: int, when: datetime) -> None:
+    def finish(
+        self, send_id: str, sent: int, failed: int, when: datetime, canceled: int = 0
+    ) -> None:
         """Merged into the record; a send without one (started before the sends table) is
         left without one: a partial row would read as malformed."""
         from azure.core.exceptions import ResourceNotFoundError
@@ -177,6 +239,7 @@ class TableSends:
             "RowKey": _ROW,
             "Sent": sent,
             "Failed": failed,
+            "Canceled": canceled,
             "FinishedAt": when,
         }
         client = self._table.client
@@ -188,6 +251,50 @@ class TableSends:
             )
         except ResourceNotFoundError:
             logger.warning("send %s has no record to finish", send_id)
+
+    def change_control(
+        self, send_id: str, change: Callable[[SendRecord], SendRecord | None]
+    ) -> tuple[SendRecord, bool] | None:
+        """Read, ``change``, write with ``If-Match`` on the ETag read: a 412 (someone changed
+        the row in between) reads and asks again, at most :data:`CONTROL_ATTEMPTS` times."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        client = self._table.client
+        for _ in range(CONTROL_ATTEMPTS):
+            found = self._read(send_id)
+            if found is None:
+                return None
+            record, etag = found
+            changed = change(record)
+            if changed is None:
+                return record, False
+            entity: dict[str, Any] = {
+                "PartitionKey": table_key(send_id),
+                "RowKey": _ROW,
+                "Control": changed.control,
+                "PausedBy": changed.paused_by or "",
+                "ControlSeq": changed.control_seq,
+                "ControlAt": changed.control_at,
+            }
+            try:
+                self._table.call(
+                    "write",
+                    lambda entity=entity, etag=etag: client.update_entity(  # type: ignore[misc]
+                        entity,
+                        mode=UpdateMode.MERGE,
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    ),
+                    passthrough=(ResourceModifiedError, ResourceNotFoundError),
+                )
+            except ResourceModifiedError:
+                continue  # someone else changed it first: decide again on what is there now
+            except ResourceNotFoundError:
+                return None
+            return changed, True
+        raise TableUnavailable(f"the control state of send {send_id} kept changing under us")
 
     def delete(self, send_id: str) -> None:
         client = self._table.client  # deleting what is not there succeeds (the SDK's 404)
@@ -201,6 +308,24 @@ def _metadata(stored: Any) -> dict[str, str] | None:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("metadata is not an object of strings")
     return {str(k): v for k, v in value.items()}
+
+
+def _control(stored: Any) -> ControlState:
+    if not stored:
+        return "running"
+    if stored not in CONTROL_STATES:
+        raise ValueError(f"unknown control state {stored!r}")
+    state: ControlState = stored
+    return state
+
+
+def _paused_by(stored: Any) -> PausedBy | None:
+    if not stored:
+        return None
+    if stored not in get_args(PausedBy):
+        raise ValueError(f"unknown pauser {stored!r}")
+    by: PausedBy = stored
+    return by
 
 
 def _aware(moment: Any) -> datetime:

@@ -119,6 +119,9 @@ ACTIVITY_SLOTS = 8
 #: A batch in which nothing succeeded for this long while SES kept refusing returns its
 #: recipients as pending, so the orchestration waits on a durable timer instead of a worker.
 STALL_SECONDS = 30.0
+#: While a batch waits (the window is full, a retry is not due), it asks ``halt()`` at least
+#: this often (seconds).
+HALT_CHECK_SECONDS = 0.25
 #: Latency assumed before the first answer (seconds): only caps the first calls in flight.
 INITIAL_LATENCY_SECONDS = 0.25
 #: Weight of the newest observation in the latency estimate.
@@ -288,6 +291,7 @@ class SesSender:
         start_rate: float | None = None,
         time_budget: float | None = None,
         tags: Mapping[str, str] | None = None,
+        halt: Callable[[], bool] | None = None,
     ) -> BatchReport:
         """Send ``content`` from ``sender`` to each recipient separately.
 
@@ -301,8 +305,11 @@ class SesSender:
         this batch may use, ``start_rate`` where its pace starts (the previous batch's end);
         ``time_budget`` (seconds) is how long it may run before returning what is left as
         pending; ``tags`` are SES message tags (SESv2 ``EmailTags``) set on every message — the
-        send id, so that SES's events find their send. Expected SES failures become
-        deliveries; anything else raises once the calls in flight have finished.
+        send id, so that SES's events find their send. ``halt()`` is asked before each call
+        starts (and at least every :data:`HALT_CHECK_SECONDS` while the batch waits): True
+        stops the batch as its time budget would — calls in flight finish, the rest is pending
+        (the send was paused or canceled: :mod:`sendmail.sending.control`). Expected SES
+        failures become deliveries; anything else raises once the calls in flight have finished.
         """
         if not recipients:
             return BatchReport([], rate=max_rate)
@@ -319,6 +326,7 @@ class SesSender:
             on_sent,
             AdaptiveRate(max_rate, start=start_rate, clock=self._clock),
             None if time_budget is None else self._clock() + max(0.0, time_budget),
+            halt,
         )
         report = run.run()
         counts = {"sent": 0, "failed": 0, "pending": 0}
@@ -421,6 +429,7 @@ class _BatchRun:
         on_sent: Callable[[int, str], None] | None,
         limiter: AdaptiveRate,
         end: float | None,
+        halt: Callable[[], bool] | None = None,
     ) -> None:
         self.owner, self.client, self.request, self.recipients = (
             owner,
@@ -431,6 +440,7 @@ class _BatchRun:
         self.on_sent = on_sent
         self.limiter = limiter
         self.end = end
+        self.halt = halt
         self.clock = owner._clock
         self.max_concurrency = owner._settings.SENDMAIL_SES_MAX_CONCURRENCY
         self.results: list[Delivery | None] = [None] * len(recipients)
@@ -456,7 +466,7 @@ class _BatchRun:
                             self._put_back(item)
                             break
                         self.owner._sleep(delay)
-                        if self._over():  # an account-level stop came while pacing
+                        if self._over() or self._halted():  # a stop came while pacing
                             self._put_back(item)
                             break
                     pool.submit(self._call, *item)
@@ -478,6 +488,9 @@ class _BatchRun:
         with self.cond:
             return self.stop is not None or self.error is not None
 
+    def _halted(self) -> bool:
+        return self.halt is not None and self.halt()
+
     def _next(self) -> tuple[int, int] | None:
         """The next (index, attempts) to send, when it may go; None when the batch is over."""
         with self.cond:
@@ -486,6 +499,8 @@ class _BatchRun:
                     return None
                 if not self.queue and self.in_flight == 0:
                     return None
+                if self.queue and self._halted():  # paused or canceled: nothing new starts
+                    return None
                 now = self.clock()
                 if self.end is not None and now >= self.end:
                     return None
@@ -493,7 +508,8 @@ class _BatchRun:
                 if self.refusals_since_progress and now - self.last_progress >= stall:
                     self.stalled = True
                     return None
-                wake = now + 1.0  # woken earlier by every call that reports
+                # woken earlier by every call that reports; a halt is looked for in time
+                wake = now + (HALT_CHECK_SECONDS if self.halt is not None else 1.0)
                 if self.refusals_since_progress:
                     wake = min(wake, self.last_progress + stall)
                 if self.end is not None:

@@ -80,6 +80,10 @@ def default_connect(endpoint: SmtpEndpoint, timeout: float) -> smtplib.SMTP:
     return smtplib.SMTP(endpoint.host, endpoint.port, timeout=timeout)
 
 
+#: What a recipient left unsent by a pause or a cancel is (pending until the send resumes).
+_HALTED = "not sent: the send was paused or canceled before this message"
+
+
 class SmtpSender:
     """Sends one message per recipient through a provider's SMTP server, as the user."""
 
@@ -105,6 +109,7 @@ class SmtpSender:
         on_sent: Callable[[int, str], None] | None = None,
         on_login: Callable[[bool], None] | None = None,
         before_login: Callable[[], bool] | None = None,
+        halt: Callable[[], bool] | None = None,
     ) -> list[Delivery]:
         """Send ``content`` from ``sender`` to each recipient; one result each, in order.
 
@@ -117,7 +122,8 @@ class SmtpSender:
         before each login — False means "do not try" (the failed-login limit knows the password
         was refused), and every recipient fails ``SMTP_AUTH_FAILED`` without a login;
         ``on_login(ok)`` after each login the server answered for good: accepted, or refused
-        with a 5xx (the failed-login limit counts these). Raises
+        with a 5xx (the failed-login limit counts these). ``halt()`` is asked before each
+        message: True (the send was paused or canceled) leaves the rest pending, unsent. Raises
         ``ValueError`` when the sender or subject cannot be put in a header; every other
         expected failure is reported per recipient.
         """
@@ -138,6 +144,12 @@ class SmtpSender:
         )
         try:
             for index, recipient in enumerate(recipients):
+                if halt is not None and halt():
+                    results.extend(
+                        Delivery.postponed(r, FailureCode.CANCELED, _HALTED)
+                        for r in recipients[index:]
+                    )
+                    break
                 try:
                     parts = make(recipient)
                 except RenderFailed as e:
@@ -177,10 +189,11 @@ class SmtpSender:
         finally:
             session.close()
         logger.info(
-            "SMTP batch done: provider=%s sent=%d failed=%d",
+            "SMTP batch done: provider=%s sent=%d failed=%d held=%d",
             provider,
             sum(1 for r in results if r.ok),
-            sum(1 for r in results if not r.ok),
+            sum(1 for r in results if r.is_final_failure),
+            sum(1 for r in results if r.pending),
         )
         return results
 

@@ -131,6 +131,11 @@ class FakeDurableClient:
         self.statuses: dict[str, list[DurableOrchestrationStatus]] = {}
         self.status_reads: list[tuple[str, bool]] = []
         self.instance_ids: list[str] = []
+        #: (instance id, event name, JSON data) of every event raised, in order.
+        self.raised: list[tuple[str, str, str]] = []
+        #: Answers to raise the next events with (202 when empty: 404 for unknown instances).
+        self.raise_answers: list[int] = []
+        self._function_invocation_id = "fake-invocation"
 
     async def start_new(
         self,
@@ -155,6 +160,24 @@ class FakeDurableClient:
         rpc_base_url = "http://127.0.0.1:7071/runtime/webhooks/durabletask/"
 
     _orchestration_bindings = _Bindings()
+
+    def _get_raise_event_url(
+        self, instance_id: str, event_name: str, task_hub: str | None, connection: str | None
+    ) -> str:
+        base = self._orchestration_bindings.rpc_base_url
+        return f"{base}instances/{instance_id}/raiseEvent/{event_name}"
+
+    async def _post_async_request(
+        self, url: str, data: Any = None, function_invocation_id: str | None = None
+    ) -> tuple[int, Any]:
+        """Serve ``POST .../instances/{id}/raiseEvent/{name}`` as the Durable HTTP API does:
+        202, or 404 for an instance it does not know (scripted answers first)."""
+        path = urllib.parse.urlsplit(url).path
+        instance_id, name = path.rsplit("/instances/", 1)[1].split("/raiseEvent/")
+        if self.raise_answers:
+            return self.raise_answers.pop(0), None
+        self.raised.append((urllib.parse.unquote(instance_id), name, str(data)))
+        return (202 if instance_id in self.statuses else 404), None
 
     async def _get_async_request(self, url: str) -> tuple[int, Any]:
         """Serve ``GET .../instances/{id}?...`` as the Durable HTTP API does (showInput=true
