@@ -403,3 +403,43 @@ def test_a_wake_up_that_cannot_be_delivered_is_logged_and_the_change_stands(
     stored = services.sends().get("send-1")
     assert stored is not None
     assert stored.control == "running"
+
+
+@pytest.mark.parametrize(
+    ("control_state", "shown"),
+    [("running", "running"), ("paused", "paused"), ("canceled", "canceled")],
+    ids=["running", "paused", "canceled"],
+)
+def test_the_status_route_shows_the_control_state_at_once(
+    app_functions: dict[str, Any], control_state: Any, shown: str
+) -> None:
+    """Paused and canceled show as soon as the record says so (the lanes stop within 2 s); a
+    canceled send's answer stays 202 until its counts are final."""
+    services.sends().create(record(control=control_state, control_seq=1))
+    client = FakeDurableClient()
+    lane = {"total": 10, "sent": 4, "failed": 0, "pending": 2, "canceled": 3}
+    client.statuses["send-1"] = [
+        status("send-1", SES_ORCHESTRATOR, "Running", custom_status={"total": 30, "lanes": 3})
+    ]
+    for n in range(3):
+        client.statuses[f"send-1:lane{n}"] = [
+            status(f"send-1:lane{n}", LANE_ORCHESTRATOR, "Running", custom_status=lane)
+        ]
+
+    response = call(
+        app_functions,
+        "email_status",
+        "/api/v1/emails/send-1",
+        route_params={"id": "send-1"},
+        client=client,
+    )
+
+    body = json.loads(response.get_body())
+    assert (response.status_code, body["state"]) == (202, shown)
+    assert body["progress"] == {
+        "total": 30,
+        "sent": 12,
+        "failed": 0,
+        "pending": 6,
+        "canceled": 9,
+    }

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from sendmail.contract.vocabulary import FailureCode
 from sendmail.platform.blobs import MemoryBlobStore
+from sendmail.sending.control import CANCELED_MESSAGE
 from sendmail.sending.jobs import Mail, batch_bounds, ledger_key
 from sendmail.sending.ledger import MemorySendLedger, Recorded, SendLedger
 from sendmail.sending.lists import StoredSend, store_send
@@ -271,6 +273,44 @@ def test_a_send_with_no_outcome_at_all(stored: StoredSend) -> None:
         "code": "DELIVERY_UNKNOWN",
         "message": UNKNOWN_MESSAGE,
     }
+
+
+def test_canceled_rows_are_canceled_and_the_undecided_of_a_canceled_send_stay_unknown(
+    stored: StoredSend,
+) -> None:
+    """A cancel writes CANCELED rows for what was not sent: those are ``canceled``. A recipient
+    with no row in a send canceled while running is still DELIVERY_UNKNOWN (its batch's ledger
+    could not be written): only a send canceled before it started has no rows at all."""
+    ledger = MemorySendLedger()
+    key = ledger_key(SEND, 0)
+    ledger.record_many(key, {0: message_id(0)})
+    ledger.record_failures(key, {1: (FailureCode.CANCELED.value, CANCELED_MESSAGE)})
+    canceled = replace(RECORD, control="canceled", finished=RECORD.created, canceled=1)
+
+    shown = page(canceled, ledger, stored, limit=3, finished=True).recipients
+
+    assert [(r.status, r.code) for r in shown] == [
+        ("sent", None),
+        ("canceled", "CANCELED"),
+        ("failed", "DELIVERY_UNKNOWN"),
+    ]
+    assert shown[1].to_json()["message"] == CANCELED_MESSAGE
+
+
+def test_a_send_canceled_before_it_started_has_everyone_canceled(stored: StoredSend) -> None:
+    before = replace(RECORD, control="canceled", finished=RECORD.created, canceled=TOTAL, sent=0)
+
+    shown = page(before, MemorySendLedger(), stored, limit=2, status="canceled", finished=True)
+
+    assert [r.to_json() for r in shown.recipients] == [
+        {
+            "email": ADDRESSES[i],
+            "status": "canceled",
+            "code": "CANCELED",
+            "message": CANCELED_MESSAGE,
+        }
+        for i in range(2)
+    ]
 
 
 # --- cursors --------------------------------------------------------------------------------------
