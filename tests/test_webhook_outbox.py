@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -206,6 +207,32 @@ def test_a_finished_send_queues_send_completed_with_its_metadata_and_counts(
         "state": "completed",
         "counts": {"total": 3, "sent": 2, "failed": 1, "canceled": 0},
     }
+
+
+def test_a_canceled_send_queues_send_canceled_with_its_final_counts(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENDMAIL_WEBHOOK_URLS", "https://hooks.example.com/in")
+    monkeypatch.setenv("SENDMAIL_WEBHOOK_SECRET", new_secret())
+    get_settings.cache_clear()
+    queue = MemoryWebhookQueue()
+    services.override(webhook_queue=queue)
+    record = SendRecord(
+        id="s2", kind="ses", total=5, lanes=1, batch_size=500, list_ref="s2", created=NOW
+    )
+    services.sends().create(replace(record, control="canceled", control_seq=1))
+
+    app_functions["finish_send"].get_user_function()(
+        {"id": "s2", "sent": 2, "failed": 0, "canceled": 3}
+    )
+
+    [(message, _)] = queue.messages
+    body = json.loads(Pending.model_validate_json(message).body)
+    assert (body["type"], body["data"]["state"]) == ("send.canceled", "canceled")
+    assert body["data"]["counts"] == {"total": 5, "sent": 2, "failed": 0, "canceled": 3}
+    stored = services.sends().get("s2")
+    assert stored is not None
+    assert (stored.sent, stored.failed, stored.canceled) == (2, 0, 3)
 
 
 def test_the_storage_queue_holds_base64_messages_invisible_for_their_delay(
