@@ -98,6 +98,33 @@ def test_events_the_host_processes_after_the_walk_reached_continue_as_new_are_ca
     assert waited.carried_over == [second]
 
 
+def test_an_event_that_wins_a_when_any_whose_timer_is_then_canceled_is_carried_over() -> None:
+    """The lanes' pause wait (orchestrators/lanes.py): ``task_any([event, timer])``; the event
+    wins, the SDK cancels the timer (``isCanceled``) and continues as new. On replay the
+    extension creates the timer and cancels its token right away
+    (OutOfProcOrchestrationShim.cs, ``InvokeAPIFromAction``, ``case AsyncActionType.CreateTimer``:
+    ``if (action.IsCanceled) { cts.Cancel(); }`` at 07ef250), so the ``WhenAny`` completes before
+    the ``EventRaised`` is processed, the walk reaches ``ContinueAsNew``, and the event that won
+    is carried over to the next generation — which is why the lanes number their events."""
+    past = [
+        event(EventType.ORCHESTRATOR_STARTED, T0),
+        event(EventType.EXECUTION_STARTED, T0, Name="o", Input="null"),
+        event(EventType.TIMER_CREATED, T0, 0, FireAt="2030-01-01T00:10:00.000000Z"),
+        event(EventType.ORCHESTRATOR_STARTED, T0 + timedelta(seconds=1)),
+    ]
+    woke = event(EventType.EVENT_RAISED, T0, Name="control-2", Input='"resume"')
+    timer = {"actionType": 5, "fireAt": "2030-01-01T00:10:00.000000Z", "isCanceled": True}
+    wait = {"actionType": 6, "externalEventName": "control-2"}
+    when_any = {"actionType": 11, "compoundActions": [wait, timer]}
+    again = {"actionType": 4, "input": "1"}
+
+    result = replay([*past, woke], [when_any, again], lambda k: f"x:{k}")
+
+    assert result.continue_as_new
+    assert result.carried_over == [woke]
+    assert result.open_tasks == 0  # the canceled timer holds nothing open
+
+
 # --- the engine, with the real SDK --------------------------------------------------------------
 
 
