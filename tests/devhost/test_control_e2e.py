@@ -197,3 +197,41 @@ def test_a_scheduled_send_canceled_before_its_time_ends_at_once_with_everyone_ca
         (r, "canceled", "CANCELED") for r in recipients
     ]
     assert ses.stats()["accepted"] == 0
+
+
+def test_a_user_send_paused_before_its_time_starts_paused_and_resumed_sends_everyone_once(
+    host: DevhostProcess,
+) -> None:
+    """The SMTP side, through devhost's TLS sink: at its time the send's lanes start, each
+    connection's activity finds the send paused before it reads the password or logs in, and
+    waits; resumed, every recipient gets one message."""
+    recipients = [f"friend{i}@example.com" for i in range(6)]
+    when = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    body = {
+        "provider": "GMAIL",
+        "senderEmail": "me@gmail.com",
+        "password": "app-password",
+        "recipientEmails": recipients,
+        "subject": "s",
+        "body": "b",
+        "scheduledAt": when,
+    }
+    answer = host.request("POST", "/api/v1/emails/user-send", json=body, timeout=60)
+    assert answer.status_code == 202, answer.text
+    send_id = str(answer.json()["id"])
+
+    control(host, send_id, "pause")
+    time.sleep(4)  # past its time: started, paused
+
+    def smtp_to() -> list[str]:
+        messages = host.request("GET", "/_dev/outbox").json()["messages"]
+        return [to for m in messages if m["transport"] == "smtp" for to in m["to"]]
+
+    assert not set(recipients) & set(smtp_to())
+    code, paused = status(host, send_id)
+    assert (code, paused["state"]) == (202, "paused")
+    control(host, send_id, "resume")
+    done = finish(host, send_id, timeout=60)
+
+    assert (done["state"], done["progress"]["sent"]) == ("completed", 6)
+    assert sorted(to for to in smtp_to() if to in recipients) == sorted(recipients)
