@@ -61,6 +61,19 @@ def toy_index() -> Any:
     return _TOY_INDEX[0]
 
 
+def lookalike_env(endpoint_url: str, **settings: str) -> dict[str, str]:
+    """The app's environment for sending to the SES look-alike of ``bench/`` at
+    ``endpoint_url`` (dummy credentials, its region, batches of 100), plus ``settings``."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "ap-northeast-2",
+        "SENDMAIL_SES_BATCH_SIZE": "100",
+        **settings,
+    }
+
+
 #: A fast, generous emulated SES, so end-to-end tests measure the app rather than the pacing.
 FAST_SES = {"DEVHOST_SES_MAX_SEND_RATE": "2000", "DEVHOST_SES_MAX_24_HOUR_SEND": "1000000"}
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from devhost.process import REPO_ROOT, DevhostProcess
+from tests.devhost.conftest import lookalike_env
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +40,7 @@ def ses() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def host(ses: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    env = {
-        "AWS_ENDPOINT_URL": ses.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": "ap-northeast-2",
-        "SENDMAIL_SES_BATCH_SIZE": "100",
-        "SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES": "2",
-    }
+    env = lookalike_env(ses.endpoint_url, SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES="2")
     state: Path = tmp_path_factory.mktemp("control") / "state"
     process = DevhostProcess(REPO_ROOT, state, env=env, emulators=True)
     process.start(timeout=120)

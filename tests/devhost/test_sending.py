@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from devhost.process import REPO_ROOT, DevhostProcess
+from tests.devhost.conftest import lookalike_env
 
 pytestmark = pytest.mark.e2e
 
@@ -40,15 +41,11 @@ def ses() -> Iterator[Any]:
 
 @pytest.fixture
 def host(ses: Any, tmp_path: Path) -> Iterator[DevhostProcess]:
-    env = {
-        "AWS_ENDPOINT_URL": ses.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": "ap-northeast-2",
-        "SENDMAIL_SES_BATCH_SIZE": "100",
-        "SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES": str(LANES),
-        "SENDMAIL_SES_MAX_CONCURRENCY": str(CONCURRENCY),
-    }
+    env = lookalike_env(
+        ses.endpoint_url,
+        SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES=str(LANES),
+        SENDMAIL_SES_MAX_CONCURRENCY=str(CONCURRENCY),
+    )
     process = DevhostProcess(REPO_ROOT, tmp_path / "state", env=env, emulators=True)
     process.start(timeout=120)
     yield process
@@ -172,15 +169,11 @@ def test_a_send_is_refused_with_429_while_the_work_item_queue_is_saturated_then_
     """v1's "batch queue saturated" 429, from devhost's mirror of the task hub's work-item
     queue in Azurite (the queue the app's probe reads in Azure too)."""
     configure(ses, rate=40, latency_ms=50)
-    env = {
-        "AWS_ENDPOINT_URL": ses.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": "ap-northeast-2",
-        "SENDMAIL_SES_BATCH_SIZE": "100",
-        "SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES": str(LANES),
-        "SENDMAIL_MAX_QUEUED_BATCHES": "2",
-    }
+    env = lookalike_env(
+        ses.endpoint_url,
+        SENDMAIL_SES_MAX_IN_FLIGHT_BATCHES=str(LANES),
+        SENDMAIL_MAX_QUEUED_BATCHES="2",
+    )
     host = DevhostProcess(REPO_ROOT, tmp_path / "state", env=env, emulators=True)
     host.start(timeout=120)
     try:
