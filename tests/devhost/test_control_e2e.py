@@ -89,7 +89,7 @@ def sending(ses: Any, at_least: int, timeout: float = 60) -> None:
 def last_start(ses: Any) -> float:
     """When the latest SendEmail the look-alike accepted arrived (monotonic, system-wide)."""
     started = ses.stats()["started_monotonic"]
-    return max(started + m["t"] for m in ses.messages())
+    return float(max(started + m["t"] for m in ses.messages()))
 
 
 def counts(ses: Any, recipients: list[str]) -> dict[str, int]:
