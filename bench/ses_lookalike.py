@@ -43,7 +43,8 @@ What it does not model
     API throttling of the quota reads.
 
 Accounting, over HTTP under ``/_lookalike/`` (see :class:`Lookalike`): counters, per-recipient
-delivery counts and duplicates, accepted messages, the highest concurrency seen, a timeline in
+delivery counts and duplicates, accepted messages, the highest concurrency seen, when the latest
+``SendEmail`` call arrived (``last_call_monotonic``, whatever its outcome), a timeline in
 0.1 s buckets, the configuration (changeable at run time) and a reset. Every call is exactly one
 of: accepted, throttled_rate, throttled_injected, errors_5xx, dropped_before, rejected,
 quota_exceeded, bad_requests; dropped_after is counted in accepted too.
@@ -246,6 +247,7 @@ class Lookalike:
         self.sent_recipients = 0  # what SentLast24Hours reports
         self.deliveries: dict[str, int] = {}
         self.messages: list[dict[str, Any]] = []
+        self.last_call: float | None = None  # when the latest SendEmail arrived (monotonic)
         self.max_in_flight = self.in_flight
         self.timeline = Timeline(now)
         capacity = self.config.rate * self.config.burst_seconds
@@ -304,6 +306,7 @@ class Lookalike:
     def send_email(self, request: web.Request, body: bytes) -> web.Response | None:
         """Decide one ``SendEmail`` call at once (no awaits: the state changes atomically)."""
         now, config = time.monotonic(), self.config
+        self.last_call = now
         self._count("calls", "calls", now)
         throttle, error, drop_before, drop_after = (self._rng.random() for _ in range(4))
         if drop_before < config.drop_before:
@@ -410,6 +413,7 @@ class Lookalike:
             "other_calls": dict(self.other_calls),
             "started_monotonic": self.started_monotonic,
             "started_wall": self.started_wall,
+            "last_call_monotonic": self.last_call,
             "uptime": round(now - self.started_monotonic, 3),
         }
 

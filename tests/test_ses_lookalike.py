@@ -298,6 +298,26 @@ def test_recipients_duplicates_and_timeline_accounting(lookalike, sesv2):
     assert sum(b["calls"] for b in lookalike.timeline(width=1)["buckets"]) == 4
 
 
+def test_last_call_is_when_the_latest_send_email_arrived_whatever_its_outcome(lookalike, sesv2):
+    """On the system-wide monotonic clock, so another process can compare it with its own
+    times (bench/control.py: the last call after a pause's answer)."""
+    assert lookalike.stats()["last_call_monotonic"] is None  # none since the reset
+    before = time.monotonic()
+    send(sesv2, "a@example.com")
+    accepted_at = lookalike.stats()["last_call_monotonic"]
+    assert before <= accepted_at <= time.monotonic()
+    lookalike.configure(latency_ms=200, throttle=1.0)
+    time.sleep(0.05)
+    refused_from = time.monotonic()
+    assert outcome(lambda: send(sesv2, "b@example.com")) == "TooManyRequestsException"
+    refused_to = time.monotonic()
+    refused_at = lookalike.stats()["last_call_monotonic"]
+    assert refused_from <= refused_at <= refused_to - 0.15  # on arrival, not on the answer
+    make_client("sesv2", lookalike.endpoint_url).get_account()
+    assert lookalike.stats()["last_call_monotonic"] == refused_at  # only SendEmail counts
+    assert lookalike.reset()["last_call_monotonic"] is None
+
+
 def test_latency_overlaps_calls_and_max_in_flight_counts_them(lookalike, sesv2):
     lookalike.configure(latency_ms=300)
     barrier = threading.Barrier(8)
