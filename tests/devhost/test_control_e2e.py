@@ -172,6 +172,33 @@ def test_a_canceled_send_counts_as_sent_exactly_what_ses_accepted_and_cancels_th
     assert resumed.json()["message"] == "The send has already ended; there is nothing to resume."
 
 
+def test_a_paused_send_canceled_and_killed_at_once_ends_canceled_with_exact_accounting(
+    ses: Any, host: DevhostProcess
+) -> None:
+    """Cancel while paused (the lanes wake from their wait and cancel what is left), with
+    devhost killed right after the cancel's answer and started again at once."""
+    ses.configure(rate=RATE, latency_ms=20, throttle=0, errors=0)
+    ses.reset()
+    recipients = [f"both{i:04d}@example.com" for i in range(1200)]
+    send_id = start_send(host, recipients)
+    sending(ses, 200)
+    paused_at = control(host, send_id, "pause")
+    time.sleep(1)
+
+    control(host, send_id, "cancel")
+    host.restart(kill=True)
+    done = finish(host, send_id)
+
+    assert last_start(ses) <= paused_at + STOP_SECONDS  # nothing after the pause
+    assert done["state"] == "canceled"
+    progress = done["progress"]
+    delivered = counts(ses, recipients)
+    assert progress["sent"] == sum(1 for n in delivered.values() if n)
+    assert max(delivered.values()) == 1
+    assert progress["sent"] + progress["failed"] + progress["canceled"] == 1200
+    assert progress["failed"] == 0
+
+
 def test_a_scheduled_send_canceled_before_its_time_ends_at_once_with_everyone_canceled(
     ses: Any, host: DevhostProcess
 ) -> None:
