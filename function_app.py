@@ -28,6 +28,7 @@ import azure.functions as func
 
 from activities.send import bp as activities
 from activities.webhooks import bp as webhooks
+from api.account import bp as account
 from api.control import bp as control
 from api.docs import bp as docs
 from api.emails import bp as emails
@@ -59,6 +60,7 @@ app.register_functions(health)
 if functions == ALL_FUNCTIONS:
     app.register_functions(emails)
     app.register_functions(control)
+    app.register_functions(account)
     app.register_functions(events)
     app.register_functions(suppressions)
     app.register_functions(docs)

@@ -27,6 +27,7 @@ from orchestrators.names import KIND_BY_ORCHESTRATOR
 from sendmail.contract.constants import FINISHED_STATUSES
 
 if TYPE_CHECKING:
+    from sendmail.feedback.webhooks.events import WebhookEvent
     from sendmail.sending.control import Action
     from sendmail.sending.sends import SendRecord
 
@@ -100,9 +101,9 @@ async def _control(
     if changed:
         logger.info("send %s: %s (control change %d)", instance_id, action, record.control_seq)
     if action != "pause" or changed:
-        await _wake(client, record, action)
+        await wake(client, record, action)
     if changed and action != "cancel":
-        await asyncio.to_thread(_emit, record, now)
+        await asyncio.to_thread(emit_change, record, now)
     body = ControlResult(
         id=instance_id,
         state=_shown_state(record, now),
@@ -120,7 +121,7 @@ def _shown_state(record: "SendRecord", now: datetime) -> str:
     return "running"
 
 
-async def _wake(
+async def wake(
     client: df.DurableOrchestrationClient, record: "SendRecord", action: "Action"
 ) -> None:
     """Raise the change's event to every lane (and a cancel's to the parent), all at once."""
@@ -167,26 +168,34 @@ async def _raise(
     return False
 
 
-def _emit(record: "SendRecord", now: datetime) -> None:
-    """Queue ``send.paused`` or ``send.resumed`` for the change just made (best effort: the
-    change stands whatever the queue says; the failure is logged)."""
-    from sendmail import services
+def emit_change(record: "SendRecord", now: datetime) -> None:
+    """Queue ``send.paused`` or ``send.resumed`` for the change just made. The account guard's
+    pauses and resumes too (api/account.py)."""
     from sendmail.feedback.webhooks.events import EventType, send_event
-    from sendmail.feedback.webhooks.outbox import emit
 
     kind: EventType = "send.paused" if record.control == "paused" else "send.resumed"
-    config = services.webhooks()
-    if not config.wants(kind):
-        return
-    event = send_event(
-        kind,
-        send_id=record.id,
-        timestamp=now,
-        state=record.control,
-        metadata=dict(record.metadata) if record.metadata else None,
-        occurrence=str(record.control_seq),
+    queue_event(
+        send_event(
+            kind,
+            send_id=record.id,
+            timestamp=now,
+            state=record.control,
+            metadata=dict(record.metadata) if record.metadata else None,
+            occurrence=str(record.control_seq),
+        )
     )
+
+
+def queue_event(event: "WebhookEvent") -> None:
+    """Queue a webhook event if its type is wanted (best effort: what happened stands whatever
+    the queue says; the failure is logged)."""
+    from sendmail import services
+    from sendmail.feedback.webhooks.outbox import emit
+
+    config = services.webhooks()
+    if not config.wants(event.type):
+        return
     try:
         emit(config, services.webhook_queue(), event)
     except Exception:
-        logger.warning("send %s: the %s webhook was not queued", record.id, kind, exc_info=True)
+        logger.warning("the %s webhook %s was not queued", event.type, event.id, exc_info=True)

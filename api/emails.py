@@ -100,6 +100,8 @@ async def aws_send(
     async with admission.refusals():
         if late is not None:  # a time now past, and no send under the key: the 400 it is
             raise late
+        # A tripped account guard holds bulk sends (503); small transactional ones pass.
+        await asyncio.to_thread(_admit_guard, request.category, total)
         # Admission reads SES (boto3, blocking, up to minutes with its retries) and storage: off
         # the event loop, which every async request on this worker shares (test_event_loop.py).
         quota = await asyncio.to_thread(
@@ -309,6 +311,20 @@ _IN_PROGRESS = (
     "A request with this Idempotency-Key is still being processed; "
     "send it again in a moment to get its answer"
 )
+
+
+def _admit_guard(category: str, total: int) -> None:
+    """The account guard's admission (sendmail/admission/guard.py). A guard whose table cannot
+    be used admits, logged: it protects the account, it must not stop mail by itself."""
+    from sendmail import services
+    from sendmail.platform.tables import TableUnavailable
+
+    try:
+        guard = services.guard()
+    except TableUnavailable:
+        logger.warning("the account guard is unavailable; admitting", exc_info=True)
+        return
+    guard.admit(category, total)
 
 
 def _admit_backlog(settings: Any) -> None:

@@ -73,7 +73,8 @@ def error_response(req: func.HttpRequest, error: Exception) -> func.HttpResponse
     from sendmail.contract.errors import SendMailError, error_envelope, internal_error
 
     path = request_path(req)
-    if isinstance(error, SendMailError) and error.status < 500:
+    # A 503 is the caller's to know (the account guard holds bulk sending, with Retry-After).
+    if isinstance(error, SendMailError) and (error.status < 500 or error.status == 503):
         return json_response(error_envelope(error, path), error.status, error.headers)
     logged = loggable_path(req)  # no address or token from the path in the log
     if isinstance(error, SendMailError):

@@ -31,10 +31,12 @@ SNS_REFUSED = "The message could not be verified."
 
 
 def _notify(events: list[Any]) -> None:
-    """Queue the webhooks of SES's events, with each send's metadata; no endpoint: nothing."""
+    """Count SES's events for the account guard (which may trip: api/account.py), then queue
+    their webhooks, with each send's metadata (no endpoint: none)."""
     from sendmail import services
     from sendmail.feedback.webhooks.outbox import emit_recipient_events, send_metadata
 
+    _guard(events)
     config = services.webhooks()
     if not config.endpoints:
         return
@@ -42,6 +44,34 @@ def _notify(events: list[Any]) -> None:
     emit_recipient_events(
         config, services.webhook_queue(), events, lambda send_id: send_metadata(sends, send_id)
     )
+
+
+def _guard(events: list[Any]) -> None:
+    """The guard counts deliveries, permanent bounces (those that put the address on the
+    suppression list) and complaints; a count it cannot write is logged, never a 500: SNS would
+    deliver the notification again and everything else in it was done."""
+    from api.account import guard_tripped
+    from sendmail import services
+    from sendmail.admission.guard import Counts
+
+    counts = Counts(
+        delivered=sum(1 for e in events if e.type == "Delivery"),
+        bounced=sum(1 for e in events if e.type == "Bounce" and e.suppress == "BOUNCE"),
+        complained=sum(1 for e in events if e.type == "Complaint"),
+    )
+    try:
+        tripped = services.guard().observe(counts)
+    except Exception:
+        logger.warning("the account guard could not count SES's events", exc_info=True)
+        return
+    if tripped is not None:
+        try:
+            guard_tripped(tripped)
+        except Exception:  # tripped all the same: new bulk sends are refused
+            logger.exception(
+                "the account guard tripped but could not pause every bulk send; reading "
+                "GET /api/v1/account pauses the rest"
+            )
 
 
 @bp.function_name("ses_events")

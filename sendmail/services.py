@@ -13,6 +13,7 @@ from sendmail.platform.settings import get_settings
 
 if TYPE_CHECKING:
     from sendmail.admission.backlog import BacklogProbe
+    from sendmail.admission.guard import AccountGuard
     from sendmail.admission.idempotency import IdempotencyStore
     from sendmail.admission.logins import LoginGuard
     from sendmail.admission.reservations import QuotaReservations
@@ -141,6 +142,15 @@ def sealer() -> Sealer:
     from sendmail.sending.sealing import Sealer
 
     return _get("sealer", lambda: Sealer(get_settings().SENDMAIL_SEALING_KEY))  # type: ignore[no-any-return]
+
+
+def guard() -> AccountGuard:
+    """The account guard (sendmail/admission/guard.py) over its table."""
+    from sendmail.admission.guard import AccountGuard, guard_store_from_environment
+
+    return _get(  # type: ignore[no-any-return]
+        "guard", lambda: AccountGuard(guard_store_from_environment(), get_settings())
+    )
 
 
 def webhooks() -> WebhookConfig:

@@ -34,6 +34,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
     services.reset()
     # The Table ledger is tested against Azurite (test_ledger.py); elsewhere an in-memory one.
     # So are the event store and the suppression list (test_event_store.py, test_suppression.py).
+    from sendmail.admission.guard import AccountGuard, MemoryGuardStore
     from sendmail.admission.logins import MemoryLoginGuard
     from sendmail.admission.reservations import MemoryReservations
     from sendmail.feedback.event_store import MemoryEventStore
@@ -54,6 +55,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
         secrets=SecretStore(MemoryRows(), MemoryRows(), services.sealer),  # test_secrets.py
         blobs=MemoryBlobStore(),  # Azurite's blob service: test_lists.py
         sends=MemorySends(),  # the table itself: test_sends.py
+        guard=AccountGuard(MemoryGuardStore(), Settings()),  # the table: test_guard.py
     )
     yield
     services.reset()

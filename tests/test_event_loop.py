@@ -181,6 +181,8 @@ REQUESTS: dict[str, tuple[str, str, dict[str, str], Any, int]] = {
     "email_resume": ("POST", "/api/v1/emails/abc123/resume", {"id": "abc123"}, None, 404),
     "email_cancel": ("POST", "/api/v1/emails/abc123/cancel", {"id": "abc123"}, None, 404),
     "ses_events": ("POST", "/api/v1/events/ses", {}, {"Type": "Notification"}, 403),
+    "account_get": ("GET", "/api/v1/account", {}, None, 200),
+    "account_guard_reset": ("POST", "/api/v1/account/guard/reset", {}, None, 200),
     "suppression_get": (
         "GET",
         "/api/v1/suppressions/a@example.com",

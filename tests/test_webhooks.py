@@ -234,7 +234,7 @@ def test_events_need_the_data_their_type_names() -> None:
 
 
 def test_the_default_events_are_all_but_email_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert len(EVENT_TYPES) == 8
+    assert len(EVENT_TYPES) == 9
     assert set(DEFAULT_EVENT_TYPES) == set(EVENT_TYPES) - {"email.delivered"}
     assert list(DEFAULT_EVENT_TYPES) == Settings().SENDMAIL_WEBHOOK_EVENTS
 

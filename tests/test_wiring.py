@@ -44,6 +44,8 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         "email_pause": ("httpTrigger", "v1/emails/{id}/pause", ("POST",), "function"),
         "email_resume": ("httpTrigger", "v1/emails/{id}/resume", ("POST",), "function"),
         "email_cancel": ("httpTrigger", "v1/emails/{id}/cancel", ("POST",), "function"),
+        "account_get": ("httpTrigger", "v1/account", ("GET",), "function"),
+        "account_guard_reset": ("httpTrigger", "v1/account/guard/reset", ("POST",), "function"),
         "ses_events": ("httpTrigger", "v1/events/ses", ("POST",), "function"),
         "unsubscribe": ("httpTrigger", "v1/unsubscribe/{token}", ("POST",), "anonymous"),
         "unsubscribe_page": ("httpTrigger", "v1/unsubscribe/{token}", ("GET",), "anonymous"),

@@ -622,11 +622,87 @@ class Health(BaseModel):
 
 
 #: Every response model, in the order the document lists them.
+class GuardStatus(BaseModel):
+    """The account guard: ``ok``, or ``tripped`` with why and since when."""
+
+    state: Literal["ok", "tripped"] = Field(
+        description="`tripped`: bulk aws-sends are paused and refused (503) until a reset."
+    )
+    reason: str | None = Field(description="Why it tripped (the rate and its threshold).")
+    since: str | None = Field(
+        description="When it tripped (UTC).", json_schema_extra={"format": "date-time"}
+    )
+
+
+class AccountQuota(BaseModel):
+    max24HourSend: float = Field(description="SES's 24-hour quota (-1: unlimited).")
+    maxSendRate: float = Field(description="Messages a second SES allows.")
+    sentLast24Hours: float = Field(description="Sent in the last 24 hours, as SES counts.")
+
+
+class AccountRates(BaseModel):
+    """What the service measured from SES's events over the guard's window."""
+
+    windowHours: float
+    sample: int = Field(ge=0, description="Messages delivered or permanently bounced.")
+    bounced: int = Field(ge=0, description="Permanent bounces.")
+    complained: int = Field(ge=0)
+    bounceRate: float = Field(ge=0)
+    complaintRate: float = Field(ge=0)
+
+
+class AccountStatus(BaseModel):
+    """``GET /api/v1/account``: the SES account, the service's own rates and the guard."""
+
+    model_config = _examples(
+        {
+            "sandbox": False,
+            "enforcementStatus": "HEALTHY",
+            "quota": {"max24HourSend": 50000, "maxSendRate": 14, "sentLast24Hours": 1200},
+            "rates": {
+                "windowHours": 24,
+                "sample": 1180,
+                "bounced": 9,
+                "complained": 0,
+                "bounceRate": 0.007627,
+                "complaintRate": 0,
+            },
+            "guard": {"state": "ok", "reason": None, "since": None},
+        }
+    )
+
+    sandbox: bool | None = Field(description="SES sandbox (None: GetAccount unavailable).")
+    enforcementStatus: str | None = Field(
+        description="SES's `EnforcementStatus`: `HEALTHY`, `PROBATION` (trips the guard), ..."
+    )
+    quota: AccountQuota | None = Field(description="None when GetSendQuota failed.")
+    rates: AccountRates
+    guard: GuardStatus
+
+
+class GuardReset(BaseModel):
+    """``POST /api/v1/account/guard/reset``: the guard is ok; the sends it paused resumed."""
+
+    model_config = _examples(
+        {
+            "guard": {"state": "ok", "reason": None, "since": None},
+            "wasTripped": True,
+            "resumedSends": 2,
+        }
+    )
+
+    guard: GuardStatus
+    wasTripped: bool = Field(description="False when it was not tripped (nothing changed).")
+    resumedSends: int = Field(ge=0, description="Sends the guard had paused, resumed now.")
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Accepted,
     SendResult,
     EmailStatus,
     ControlResult,
+    AccountStatus,
+    GuardReset,
     ErrorEnvelope,
     Health,
     SendEvents,

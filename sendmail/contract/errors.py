@@ -61,6 +61,17 @@ class StateConflict(SendMailError):
     status = HTTPStatus.CONFLICT
 
 
+class ServiceUnavailable(SendMailError):
+    """Not now (503): the account guard holds bulk sending. ``retry_after`` seconds go into
+    Retry-After."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
 class KeyReused(SendMailError):
     """The request's Idempotency-Key was used for another request (422)."""
 

@@ -80,6 +80,13 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "Anonymous: mail clients and recipients call them."
                 ),
             },
+            {
+                "name": "account",
+                "description": (
+                    "The SES account and the account guard. Operators only (host keys): a "
+                    "caller's key does not open these."
+                ),
+            },
             {"name": "health", "description": "Liveness."},
         ],
         "security": FUNCTION_KEY,
@@ -101,6 +108,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 "get": _unsubscribe_page(),
                 "post": _unsubscribe(),
             },
+            "/v1/account": {"get": _account_get()},
+            "/v1/account/guard/reset": {"post": _account_guard_reset()},
             "/health": {"get": _health()},
         },
         "components": {
@@ -250,6 +259,7 @@ ErrorName = Literal[
     "StateConflict",
     "UnprocessableContent",
     "TooManyRequests",
+    "ServiceUnavailable",
     "InternalError",
 ]
 
@@ -314,6 +324,17 @@ _ERRORS: dict[ErrorName, tuple[HTTPStatus, str, str, str]] = {
         "This send needs 2 messages but only 1 are left in the SES 24-hour quota; retry later",
         "/api/v1/emails/aws-send",
     ),
+    "ServiceUnavailable": (
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The account guard tripped (the service's own bounce or complaint rate, or SES's "
+        "enforcement status): bulk aws-sends — `marketing`, or more than "
+        "`SENDMAIL_GUARD_BULK_RECIPIENTS` recipients — are refused until an operator resets it; "
+        "small transactional sends still go out. Nothing was started; `Retry-After` is an hour.",
+        "Bulk sending is paused by the account guard: bounce rate 6.00% over the last 24 hours "
+        "(30 of 500) reached 4.00%. Small transactional sends still go out; an operator resumes "
+        "bulk sending with POST /api/v1/account/guard/reset after investigating.",
+        "/api/v1/emails/aws-send",
+    ),
     "InternalError": (
         HTTPStatus.INTERNAL_SERVER_ERROR,
         "Something unexpected happened: it is logged with its details, the caller sees a "
@@ -332,7 +353,9 @@ def _error_responses() -> dict[str, Schema]:
             "description": description,
             "content": _json_content(api_models.ErrorEnvelope, (name, example)),
         }
-        if status == HTTPStatus.TOO_MANY_REQUESTS or name == "Conflict":
+        if status in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE) or (
+            name == "Conflict"
+        ):
             response["headers"] = {"Retry-After": _header("RetryAfter")}
         responses[name] = response
     return responses
@@ -437,6 +460,7 @@ def _aws_send() -> Schema:
             "Conflict",
             "UnprocessableContent",
             "TooManyRequests",
+            "ServiceUnavailable",
         ),
     }
 
@@ -785,6 +809,53 @@ def _suppression_delete() -> Schema:
             "404": _envelope(
                 "The address is not on the suppression list (with this `reason`, if one is given)."
             ),
+            "500": _error("InternalError"),
+        },
+    }
+
+
+def _account_get() -> Schema:
+    return {
+        "operationId": "account_get",
+        "tags": ["account"],
+        "summary": "The SES account, the service's own rates, the account guard",
+        "description": (
+            "Sandbox or production, quota and rate, SES's enforcement status (`PROBATION` or "
+            "`SHUTDOWN` trips the guard at once), the bounce and complaint rates the service "
+            "measured over the guard's window, and the guard. While the guard is tripped, "
+            "reading this also pauses any bulk send it has not paused yet."
+        ),
+        "responses": {
+            "200": {
+                "description": "The account.",
+                "content": _json_content(
+                    api_models.AccountStatus, ("ok", _model_example(api_models.AccountStatus))
+                ),
+            },
+            "401": _error("Unauthorized"),
+            "500": _error("InternalError"),
+        },
+    }
+
+
+def _account_guard_reset() -> Schema:
+    return {
+        "operationId": "account_guard_reset",
+        "tags": ["account"],
+        "summary": "Let bulk sending go on after the guard tripped",
+        "description": (
+            "For an operator who has looked at what bounced or complained: the guard is `ok` "
+            "again, bulk aws-sends are admitted, and every send the guard paused resumes. A "
+            "send a caller paused stays paused."
+        ),
+        "responses": {
+            "200": {
+                "description": "The guard is ok.",
+                "content": _json_content(
+                    api_models.GuardReset, ("reset", _model_example(api_models.GuardReset))
+                ),
+            },
+            "401": _error("Unauthorized"),
             "500": _error("InternalError"),
         },
     }

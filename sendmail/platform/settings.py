@@ -28,6 +28,7 @@ WebhookEventType = Literal[
     "email.bounced",
     "email.complained",
     "email.unsubscribed",
+    "account.guard_tripped",
 ]
 #: Sent unless SENDMAIL_WEBHOOK_EVENTS says otherwise: every type but email.delivered, which is
 #: one event per recipient (a million-recipient send, a million deliveries per endpoint).
@@ -39,6 +40,7 @@ DEFAULT_WEBHOOK_EVENTS: tuple[WebhookEventType, ...] = (
     "email.bounced",
     "email.complained",
     "email.unsubscribed",
+    "account.guard_tripped",
 )
 
 
@@ -209,6 +211,36 @@ class Settings(BaseSettings):
         description=(
             "Development only (devhost sets it): webhook endpoints on this machine's loopback "
             "addresses are allowed, over http too. Never in Azure."
+        ),
+    )
+
+    # --- The account guard (sendmail/admission/guard.py) --------------------------------------
+    SENDMAIL_GUARD_BOUNCE_RATE: float = Field(
+        default=0.04,
+        gt=0,
+        le=1,
+        description="Permanent bounces per message with a known fate that trip the guard.",
+    )
+    SENDMAIL_GUARD_COMPLAINT_RATE: float = Field(
+        default=0.0008,
+        gt=0,
+        le=1,
+        description="Complaints per message with a known fate that trip the guard.",
+    )
+    SENDMAIL_GUARD_MIN_SAMPLE: int = Field(
+        default=500,
+        ge=1,
+        description="Messages with a known fate in the window before the rates are judged.",
+    )
+    SENDMAIL_GUARD_WINDOW_HOURS: float = Field(
+        default=24, gt=0, le=24 * 14, description="The trailing window the rates cover (hours)."
+    )
+    SENDMAIL_GUARD_BULK_RECIPIENTS: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "An aws-send of more recipients than this is bulk whatever its category: paused and "
+            "refused while the guard is tripped."
         ),
     )
 

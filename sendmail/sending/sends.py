@@ -105,6 +105,11 @@ class SendsTable(Protocol):
         """Forget the record (a send that never started; retention). No record: nothing."""
         ...
 
+    def unfinished(self) -> list[SendRecord]:
+        """Every send not finished (scheduled, running, paused): a scan of the table, for rare
+        operator-level actions (the account guard's trip and reset), never per request."""
+        ...
+
 
 class MemorySends:
     """Process-local sends (unit tests)."""
@@ -147,6 +152,10 @@ class MemorySends:
     def delete(self, send_id: str) -> None:
         with self._lock:
             self.records.pop(send_id, None)
+
+    def unfinished(self) -> list[SendRecord]:
+        with self._lock:
+            return [r for r in self.records.values() if r.finished is None]
 
 
 class TableSends:
@@ -295,6 +304,18 @@ class TableSends:
                 return None
             return changed, True
         raise TableUnavailable(f"the control state of send {send_id} kept changing under us")
+
+    def unfinished(self) -> list[SendRecord]:
+        client = self._table.client
+        rows = self._table.call(
+            "read",
+            lambda: [
+                row
+                for row in client.query_entities("RowKey eq @row", parameters={"row": _ROW})
+                if not row.get("FinishedAt")
+            ],
+        )
+        return [self._record(str(row["PartitionKey"]), row) for row in rows]
 
     def delete(self, send_id: str) -> None:
         client = self._table.client  # deleting what is not there succeeds (the SDK's 404)

@@ -73,7 +73,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sendmail.contract.addresses import ascii_address
 from sendmail.contract.vocabulary import FailureCode
@@ -395,6 +395,10 @@ class SesSender:
             max_send_rate=float(response["MaxSendRate"]),
             sent_last_24_hours=float(response["SentLast24Hours"]),
         )
+
+    def account(self) -> dict[str, Any]:
+        """SESv2 ``GetAccount`` as SES answered it (botocore errors propagate)."""
+        return dict(self._sesv2().get_account())
 
     def production_access(self) -> bool | None:
         """Whether the account left the SES sandbox (SESv2 ``GetAccount``); None if unknown."""

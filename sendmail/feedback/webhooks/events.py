@@ -20,7 +20,9 @@ send's own, as the caller gave it):
   ``Complaint``) and ``sesSubType`` (a bounce's ``Permanent/General``, a complaint's feedback
   type), when SES gave one;
 - ``email.unsubscribed`` — a recipient used the one-click unsubscribe: ``recipient``, and
-  ``messageId`` when known.
+  ``messageId`` when known;
+- ``account.guard_tripped`` — the account guard stopped bulk sending (sendmail/admission/
+  guard.py): ``reason``, and ``pausedSends`` (how many running sends it paused). No ``sendId``.
 
 **The id** (``webhook-id``, ``msg_`` and 26 base32 characters) is a hash of what identifies the
 event — its type, send id, message id, recipient and an ``occurrence`` the emitter gives for
@@ -50,6 +52,8 @@ EVENT_TYPES: tuple[EventType, ...] = get_args(WebhookEventType)
 DEFAULT_EVENT_TYPES: tuple[EventType, ...] = DEFAULT_WEBHOOK_EVENTS
 #: Types whose ``data`` is about one recipient's message.
 EMAIL_EVENT_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith("email."))
+#: Types about the account, not one send.
+ACCOUNT_EVENT_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith("account."))
 ID_PREFIX = "msg_"
 
 
@@ -71,14 +75,16 @@ class EventData(BaseModel):
         frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
     )
 
-    send_id: str = Field(min_length=1)
-    metadata: dict[str, str] = Field(default_factory=dict)
+    send_id: str | None = Field(default=None, min_length=1)
+    metadata: dict[str, str] | None = None
     state: str | None = None
     counts: SendCounts | None = None
     recipient: str | None = None
     message_id: str | None = None
     ses_type: str | None = None
     ses_sub_type: str | None = None
+    reason: str | None = None
+    paused_sends: int | None = Field(default=None, ge=0)
 
 
 class WebhookEvent(BaseModel):
@@ -104,6 +110,10 @@ class WebhookEvent(BaseModel):
             raise ValueError(f"{self.type} events need a recipient")
         if self.type not in EMAIL_EVENT_TYPES and self.data.recipient is not None:
             raise ValueError(f"{self.type} events take no recipient")
+        if (self.type in ACCOUNT_EVENT_TYPES) != (self.data.send_id is None):
+            raise ValueError(
+                f"{self.type} events {'take no' if self.data.send_id else 'need a'} send id"
+            )
         return self
 
     def body(self) -> bytes:
@@ -142,6 +152,16 @@ def send_event(
         type=type,
         timestamp=timestamp,
         data=EventData(send_id=send_id, metadata=metadata or {}, state=state, counts=counts),
+    )
+
+
+def guard_event(*, timestamp: datetime, reason: str, paused_sends: int) -> WebhookEvent:
+    """``account.guard_tripped``: its id is the moment it tripped (each trip is its own)."""
+    return WebhookEvent(
+        id=event_id("account.guard_tripped", "", occurrence=timestamp.isoformat()),
+        type="account.guard_tripped",
+        timestamp=timestamp,
+        data=EventData(reason=reason, paused_sends=paused_sends),
     )
 
 
