@@ -1,9 +1,15 @@
-"""The commands: ``send``, ``user-send``, ``status``, ``watch``.
+"""The commands: ``send``, ``user-send``, ``status``, ``watch``, ``pause``, ``resume``,
+``cancel``.
 
 Output: the progress display, notes and errors go to stderr; the outcome (the summary, which
 starts with the send's id; the id alone for ``send --no-wait``; ``status --json``) to stdout, so
 ``mailctl ... > result.txt`` keeps what matters.
 Exit codes: :mod:`mailctl.exitcodes`.
+
+``pause``, ``resume`` and ``cancel`` print one line — what happened and the send's state —
+and exit 0, also when the send already was as asked; the service's 404 or 409 is its message
+and exit 5. ``cancel`` asks first on a terminal (showing where the send is) unless ``--yes``;
+with stdin not a terminal it requires ``--yes``, so a script says what it means.
 
 Memory: ``send`` holds the list while it is checked and sent (the request is built from it), and
 lets it go once the service has accepted it: watching and the report (:mod:`mailctl.report`,
@@ -30,6 +36,7 @@ from mailctl import __version__
 from mailctl.client import (
     KEY_BUSY_PATIENCE,
     Client,
+    Controlled,
     KeyBusy,
     ServiceError,
     Unreachable,
@@ -39,6 +46,7 @@ from mailctl.config import DEFAULT_URL, KEY_ENV, URL_ENV, BadURL, Config, resolv
 from mailctl.exitcodes import ExitCode
 from mailctl.recipients import BadRows, RecipientList, read_recipients
 from mailctl.report import (
+    CANCELED_CODE,
     DeliveryEvents,
     Written,
     build_report,
@@ -54,6 +62,7 @@ from mailctl.watching import (
     NoDisplay,
     Rate,
     format_duration,
+    shown_state,
     watch,
 )
 
@@ -64,6 +73,9 @@ USER_SEND_MAX_RECIPIENTS = 100
 #: Bad rows printed before "... and N more".
 SHOWN_PROBLEMS = 20
 FINISHED_OK = "Completed"
+#: What a pause, resume or cancel did (``changed``), and what an unchanged answer means.
+DONE = {"pause": "paused", "resume": "resumed", "cancel": "canceled"}
+ALREADY = {"pause": "already paused", "resume": "was not paused", "cancel": "already canceled"}
 #: A report of this many rows or more says how far it got, every tenth of the way (on stderr;
 #: not with ``--progress none``).
 REPORT_PROGRESS_FROM = 10_000
@@ -197,6 +209,72 @@ def _status(args: argparse.Namespace, err: TextIO) -> int:
         return _finish(client, args, status.body, recipients, resume, err, quiet=args.json)
 
 
+def _control(args: argparse.Namespace, err: TextIO) -> int:
+    """``pause``, ``resume`` or ``cancel`` ID: one line on stdout, what to do next on stderr."""
+    config = _config(args)
+    action: str = args.command
+    if action == "cancel" and not args.yes and not sys.stdin.isatty():
+        raise UsageError(
+            "cancel asks before it cancels; with stdin not a terminal, say --yes "
+            "(nothing was canceled)"
+        )
+    with _client(config, args) as client:
+        if action == "cancel" and not args.yes and not _cancel_confirmed(client, args.id, err):
+            print("mailctl: not canceled; the send goes on", file=err)
+            return ExitCode.USAGE
+        try:
+            done = client.control(args.id, action)
+        except KeyboardInterrupt:
+            print(
+                f"\nmailctl: interrupted before the service answered: the send may be "
+                f"{DONE[action]} or not. See with: {_command(args, 'status', args.id)}\n"
+                "(running the same command again is safe: repeating it changes nothing)",
+                file=err,
+            )
+            return ExitCode.INTERRUPTED
+        except (ServiceError, Unreachable) as e:
+            if isinstance(e, Unreachable) or e.status >= 500 or e.status == 429:
+                print(_error_message(e), file=err)
+                print(
+                    f"The {action} may or may not have taken effect. Running the same command "
+                    "again is safe (repeating it changes nothing); see where the send is with: "
+                    f"{_command(args, 'status', args.id)}",
+                    file=err,
+                )
+                return _error_code(e)
+            raise
+    print(_control_line(action, done))
+    follow = "Resume it with" if done.state == "paused" else "Follow it with"
+    command = _command(args, "resume" if done.state == "paused" else "watch", args.id)
+    print(f"{follow}: {command}{_key_note(config)}", file=err)
+    return ExitCode.OK
+
+
+def _control_line(action: str, done: Controlled) -> str:
+    """``send ID paused (state: paused)``, ``send ID already paused (state: paused)`` …: what
+    the call did and where the send is. After a try that may have reached the service
+    (``repeated``), an unchanged answer is not called "already": that try may have done it."""
+    what = DONE[action] if done.changed or done.repeated else ALREADY[action]
+    return f"send {done.id} {what} (state: {done.state})"
+
+
+def _cancel_confirmed(client: Client, send_id: str, err: TextIO) -> bool:
+    """Show where the send is and ask; True for y or yes. A send that has ended or was
+    canceled already is not asked about: the service says what canceling it does (nothing)."""
+    status = client.status(send_id)
+    if status.done or status.body.get("state") == "canceled":
+        return True
+    print(_running_line(status.body), file=err)
+    print(
+        f"Cancel the send {send_id}? Recipients not sent yet will never be sent. [y/N] ",
+        end="",
+        file=err,
+        flush=True,
+    )
+    answer = sys.stdin.readline()  # "" at the end of input: no
+    return answer.strip().lower() in ("y", "yes")
+
+
 def _follow(
     client: Client,
     args: argparse.Namespace,
@@ -212,7 +290,13 @@ def _follow(
     resumes are printed, once the send is known to exist (``started``, or a status read)."""
     display = _Seen(_display(args, send_id, err))
     try:
-        final = watch(client, send_id, display, poll_interval=args.poll_interval)
+        final = watch(
+            client,
+            send_id,
+            display,
+            poll_interval=args.poll_interval,
+            resume_hint=f"Resume it with: {_command(args, 'resume', send_id)}",
+        )
     except KeyboardInterrupt:
         print(f"\n{_stopped(send_id, resume)}", file=err)
         return ExitCode.INTERRUPTED
@@ -340,6 +424,12 @@ def _read_for_report(recipients: ListSource, err: TextIO) -> list[str] | None:
 # --- pieces -------------------------------------------------------------------------------------
 def _outcome(status: dict[str, Any]) -> ExitCode:
     progress = status.get("progress") or {}
+    if status.get("state") == "canceled" and status.get("runtimeStatus") == FINISHED_OK:
+        # Someone stopped the send on purpose, and the watching went as it should: not 4 (the
+        # send failed: look at the service, send again) nor 3 (some failed: send those again,
+        # which would mail the very people the cancel spared), and not 0 (everyone was sent).
+        # A code of its own, so a script can tell "stopped by a person" from all three.
+        return ExitCode.CANCELED
     if status.get("runtimeStatus") != FINISHED_OK or not int(progress.get("sent") or 0):
         return ExitCode.FAILED
     return ExitCode.PARTIAL if int(progress.get("failed") or 0) else ExitCode.OK
@@ -347,16 +437,23 @@ def _outcome(status: dict[str, Any]) -> ExitCode:
 
 def _counts_text(status: dict[str, Any]) -> str:
     counts = Counts.of(status)
-    return f"{counts.sent:,} sent, {counts.failed:,} failed of {counts.total:,}"
+    canceled = f", {counts.canceled:,} canceled" if counts.canceled else ""
+    return f"{counts.sent:,} sent, {counts.failed:,} failed{canceled} of {counts.total:,}"
 
 
 def _summary(status: dict[str, Any], counted: Counter[str] | None = None) -> str:
     """The outcome. Failure codes come from the status (inline up to the service's limit) or,
     for a larger send, from the report's rows (``counted``) when one was written."""
-    lines = [f"send {status.get('id')} {status.get('runtimeStatus')}: {_counts_text(status)}"]
+    lines = [f"send {status.get('id')} {shown_state(status)}: {_counts_text(status)}"]
     if status.get("error"):
         lines.append(f"  {status['error']}")
-    codes = Counter(str(f.get("code")) for f in status.get("failures") or [])
+    # canceled recipients are in v1's inline failures (code CANCELED) but failed nobody: the
+    # counts say how many
+    codes = Counter(
+        code
+        for code in (str(f.get("code")) for f in status.get("failures") or [])
+        if code != CANCELED_CODE
+    )
     if not codes and counted:
         codes = counted
     if codes:
@@ -368,12 +465,14 @@ def _summary(status: dict[str, Any], counted: Counter[str] | None = None) -> str
 
 
 def _running_line(status: dict[str, Any]) -> str:
-    progress = status.get("progress") or {}
-    return (
-        f"send {status.get('id')} {status.get('runtimeStatus')}: "
-        + ", ".join(f"{int(progress.get(k) or 0):,} {k}" for k in ("sent", "failed", "pending"))
-        + f" of {int(progress.get('total') or 0):,}"
-    )
+    """Where a send that has not finished is: ``send ID Running: 1 sent, 0 failed, 1 pending
+    of 2``; ``paused``, ``scheduled`` or ``canceled`` (counts not final yet) in place of the
+    runtime status when the service says so, and the canceled count once there is one."""
+    counts = Counts.of(status)
+    parts = [f"{counts.sent:,} sent", f"{counts.failed:,} failed", f"{counts.pending:,} pending"]
+    if counts.canceled:
+        parts.append(f"{counts.canceled:,} canceled")
+    return f"send {status.get('id')} {shown_state(status)}: {', '.join(parts)} of {counts.total:,}"
 
 
 def _display(args: argparse.Namespace, send_id: str, err: TextIO) -> Display:
@@ -413,10 +512,22 @@ class _Seen:
 def _resume(args: argparse.Namespace, send_id: str, config: Config) -> str:
     """The command that resumes watching (and writes the report), and, when the key came from
     ``--key`` (never printed), how to give it again."""
-    command = _resume_command(args, send_id)
+    return _resume_command(args, send_id) + _key_note(config)
+
+
+def _key_note(config: Config) -> str:
+    """How to give the key again, when it came from ``--key`` (never printed)."""
     if config.key_source == "--key":
-        command += f"\n  (with the function key: add --key KEY, or set {KEY_ENV})"
-    return command
+        return f"\n  (with the function key: add --key KEY, or set {KEY_ENV})"
+    return ""
+
+
+def _command(args: argparse.Namespace, command: str, send_id: str) -> str:
+    """``python -m mailctl COMMAND ID`` with this command's ``--url``."""
+    words = ["python", "-m", "mailctl", command, send_id]
+    if args.url:
+        words += ["--url", args.url]
+    return shlex.join(words)
 
 
 def _resume_command(args: argparse.Namespace, send_id: str) -> str:
@@ -612,10 +723,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mailctl",
         description="Send mail from a list through the Send-Mail service and watch it go.",
-        epilog="Exit codes: 0 all sent, 2 bad input (nothing sent), 3 some failed, 4 none sent "
-        "or the send failed, 5 refused by the service, 6 try again later (service unreachable, "
-        "failing or busy: 429, 409), 7 still running (status), 130 stopped watching (the send "
-        "goes on).",
+        epilog="Exit codes: 0 all sent (pause/resume/cancel: done, or already so), 2 bad input "
+        "(nothing sent), 3 some failed, 4 none sent or the send failed, 5 refused by the service "
+        "(pause/resume/cancel: 404 unknown id, 409 not in this state), 6 try again later "
+        "(service unreachable, failing or busy: 429, 409), 7 still running or paused (status), "
+        "8 the send was canceled, 130 stopped watching (the send goes on).",
     )
     parser.add_argument("--version", action="version", version=f"mailctl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -681,4 +793,36 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--report", metavar="CSV", help="write one row per recipient (finished)")
     status.add_argument("--to-file", metavar="FILE", help="the list sent, to name report rows")
     status.set_defaults(run=_status)
+
+    for action, help_text, description in (
+        (
+            "pause",
+            "stop starting new messages until resumed",
+            "Pause a send: no new message starts within 2 seconds of the answer; the send waits "
+            "(its deadline does not run) until it is resumed or canceled. Pausing a paused send "
+            "is not an error (exit 0: 'already paused').",
+        ),
+        (
+            "resume",
+            "go on sending a paused send",
+            "Resume a paused send: it goes on from where it stopped, nobody twice. A send the "
+            "account guard paused is resumed only by an operator's guard reset (409, exit 5).",
+        ),
+        (
+            "cancel",
+            "stop a send for good",
+            "Cancel a send (scheduled, running or paused): no new message starts within 2 "
+            "seconds of the answer and every recipient not sent yet is never sent (canceled). "
+            "On a terminal, mailctl shows where the send is and asks first; --yes does not ask. "
+            "When stdin is not a terminal (a script, a pipe, cron) --yes is required: a script "
+            "says what it means (without it: exit 2, nothing canceled; so is answering no).",
+        ),
+    ):
+        control = commands.add_parser(
+            action, help=help_text, description=description, parents=[common]
+        )
+        control.add_argument("id")
+        if action == "cancel":
+            control.add_argument("--yes", "-y", action="store_true", help="do not ask")
+        control.set_defaults(run=_control)
     return parser

@@ -1,5 +1,5 @@
 """The Send-Mail HTTP API as mailctl uses it: start a send, read its status, its recipients'
-outcomes and its delivery events.
+outcomes and its delivery events, pause, resume or cancel it.
 
 Contract:
 
@@ -20,6 +20,12 @@ Contract:
   enough for the service to take over a key left by a request that died — then
   :class:`KeyBusy`. Both are safe. Any other failure of a send is reported, not retried: the
   operator re-runs the command, and the key makes that safe.
+- **Pause, resume and cancel are retried like reads** (:meth:`Client.control`): on no answer, a
+  5xx or a 429, up to :data:`CONTROL_ATTEMPTS` tries a few seconds apart — an operator stopping
+  a send is waiting — because repeating one changes nothing: the service answers a call that
+  already took effect with 200 and ``changed: false``. So after a try that may have reached the
+  service, that ``false`` may mean the earlier try did it (:attr:`Controlled.repeated`). A 409
+  (the state does not allow it) is the service's answer, never retried.
 - **Pages.** :meth:`Client.recipient_pages` and :meth:`Client.event_pages` yield one page at a
   time (following ``nextCursor``), so a caller holds one page, never the send. A page read that
   meets no answer, a 5xx or a 429 is tried again (:data:`PAGE_ATTEMPTS` tries, waiting
@@ -33,6 +39,7 @@ import json
 import os
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -63,6 +70,12 @@ RECIPIENTS_PAGE = 1000
 #: Tries of one page read that met no answer, a 5xx or a 429; and the longest wait between two.
 PAGE_ATTEMPTS = 5
 PAGE_RETRY_MAX_WAIT = 30.0
+#: Tries of a pause, resume or cancel that met no answer, a 5xx or a 429; the longest wait
+#: between two (waits of 1, 2 and 4 s: about 7 s besides the requests' own time).
+CONTROL_ATTEMPTS = 4
+CONTROL_RETRY_MAX_WAIT = 5.0
+#: What ``POST /v1/emails/{id}/{action}`` takes.
+CONTROL_ACTIONS = ("pause", "resume", "cancel")
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -103,6 +116,21 @@ class Status:
     done: bool
     body: dict[str, Any]
     retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Controlled:
+    """The service's answer to a pause, resume or cancel (its ``ControlResult``)."""
+
+    id: str
+    #: Where the send is now: ``scheduled``, ``running``, ``paused``, ``canceled`` …
+    state: str
+    #: False when the send already was as asked (nothing changed).
+    changed: bool
+    status_url: str
+    #: An earlier try met no answer or a 5xx and may have made the change itself: an unchanged
+    #: answer then does not mean the send already was as asked before this command.
+    repeated: bool = False
 
 
 def idempotency_key(
@@ -265,6 +293,46 @@ class Client:
                     body["statusUrl"] = response.headers["Location"]
                 return body
             raise _service_error(response)
+
+    # --- control ----------------------------------------------------------------------------------
+    def control(self, send_id: str, action: str) -> Controlled:
+        """``POST /v1/emails/{id}/{action}`` (pause, resume or cancel): the answer, once the
+        service answered 200; tried again on no answer, 5xx and 429 (see the module docstring).
+        A 404 (unknown id) or 409 (not allowed in the send's state) raises
+        :class:`ServiceError` with the service's message."""
+        if action not in CONTROL_ACTIONS:
+            raise ValueError(f"no such action: {action!r}")
+        path = f"/v1/emails/{urllib.parse.quote(send_id, safe='')}/{action}"
+        repeated = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.post(path)
+            except httpx.TransportError as e:
+                reached = not isinstance(e, httpx.ConnectError)
+                if attempt >= CONTROL_ATTEMPTS:
+                    raise Unreachable(
+                        _unreachable(self._http.base_url, e), maybe_sent=repeated or reached
+                    ) from e
+                repeated = repeated or reached
+                self._sleep(min(2.0 ** (attempt - 1), CONTROL_RETRY_MAX_WAIT))
+                continue
+            if response.status_code == HTTPStatus.OK:
+                body = _json_object(response)
+                return Controlled(
+                    id=str(body.get("id") or send_id),
+                    state=str(body.get("state") or "?"),
+                    changed=bool(body.get("changed")),
+                    status_url=str(body.get("statusUrl") or ""),
+                    repeated=repeated,
+                )
+            error = _service_error(response)
+            transient = error.status >= 500 or error.status == HTTPStatus.TOO_MANY_REQUESTS
+            if not transient or attempt >= CONTROL_ATTEMPTS:
+                raise error
+            repeated = repeated or error.status >= 500
+            self._sleep(min(error.retry_after or 2.0 ** (attempt - 1), CONTROL_RETRY_MAX_WAIT))
 
     # --- reading ----------------------------------------------------------------------------------
     def status(self, send_id: str) -> Status:

@@ -2,8 +2,9 @@
 
 Contract:
 
-- Columns (:data:`COLUMNS`): ``email``, ``result`` (``sent``, ``failed`` or ``unknown``),
-  ``message_id`` (sent), ``code`` and ``message`` (failed, the service's failure code and text),
+- Columns (:data:`COLUMNS`): ``email``, ``result`` (``sent``, ``failed``, ``canceled`` — not
+  sent because the send was canceled, code ``CANCELED`` — or ``unknown``), ``message_id``
+  (sent), ``code`` and ``message`` (failed or canceled, the service's code and text),
   ``delivery`` and ``delivery_time`` (the latest delivery event — ``Delivery``, ``Bounce/
   Permanent``, ``Complaint`` … — where the service has events; ``delivery_detail`` is its
   diagnostic text) and ``events`` (all of them, oldest first, ``type[/subType]@timestamp``
@@ -14,8 +15,8 @@ Contract:
   page's rows as the page arrives, so mailctl holds one page (1,000 recipients,
   :data:`mailctl.client.RECIPIENTS_PAGE`) and never the send, whatever its size. ``result`` is the
   route's status (``sent``, ``failed`` — a recipient the service could not settle is ``failed``
-  with ``DELIVERY_UNKNOWN`` —, and ``unknown`` for one still ``pending``). The list given with
-  ``--to-file`` is not needed: the route names every recipient.
+  with ``DELIVERY_UNKNOWN`` —, ``canceled``, and ``unknown`` for one still ``pending``). The
+  list given with ``--to-file`` is not needed: the route names every recipient.
 - **An older service** (no ``recipientsUrl``: no recipients route) puts the outcomes in the status
   itself: :func:`build_report` maps them. It returns ``messageIds`` in recipient order, one per
   recipient sent, and every other recipient in ``failures``. So with the list that was sent
@@ -72,6 +73,11 @@ COLUMNS = (
 )
 #: The most memory SQLite's page cache for the delivery events may take, in KiB.
 EVENT_CACHE_KIB = 8192
+#: The code of a recipient not sent because its send was canceled (its own ``result``, never a
+#: failure).
+CANCELED_CODE = "CANCELED"
+#: The results a row can have.
+RESULTS = ("sent", "failed", "canceled", "unknown")
 #: Message-IDs looked up per query (below SQLite's smallest limit of bound variables, 999).
 _LOOKUP_CHUNK = 500
 
@@ -194,7 +200,7 @@ def recipient_row(recipient: dict[str, Any], events: Sequence[Event] = ()) -> Ro
     status = str(recipient.get("status") or "")
     row: Row = {
         "email": str(recipient.get("email") or ""),
-        "result": status if status in ("sent", "failed") else "unknown",
+        "result": status if status in RESULTS else "unknown",
         "message_id": str(recipient.get("messageId") or ""),
         "code": str(recipient.get("code") or ""),
         "message": str(recipient.get("message") or ""),
@@ -223,7 +229,7 @@ def write_paged_report(
                 row = recipient_row(recipient, by_message.get(message_id, ()))
                 written.rows += 1
                 written.results[row["result"]] += 1
-                if row["code"] and row["result"] != "sent":
+                if row["code"] and row["result"] == "failed":
                     written.codes[row["code"]] += 1
                 yield row
             if on_page is not None:
@@ -336,10 +342,12 @@ def _umask() -> int:
 
 
 def _failure_row(failure: dict[str, Any]) -> Row:
+    """A row of v1's inline ``failures``, where canceled recipients are too (code CANCELED)."""
+    code = str(failure.get("code", ""))
     return {
         "email": str(failure.get("recipient", "")),
-        "result": "failed",
-        "code": str(failure.get("code", "")),
+        "result": "canceled" if code == CANCELED_CODE else "failed",
+        "code": code,
         "message": str(failure.get("message", "")),
     }
 

@@ -12,11 +12,18 @@ Contract:
 - **Ctrl-C stops the watching, never the send**: :exc:`KeyboardInterrupt` leaves :func:`watch`
   after the display is closed; the caller prints the id and how to resume. Nothing here asks
   the service to stop anything.
-- The display shows sent / failed / pending of total, the rate and the ETA. The service's
-  counts move a batch at a time (a batch is about a minute of sending), so the rate is measured
-  from this watch's first read to the latest rise of the highest count seen (counts that go
-  down — the service falls back to coarser counts when it cannot read a lane — undo nothing: the
-  rate is never negative), and the ETA is the rest at that rate. :class:`BarDisplay` is a live
+- **A paused send is watched on**: it may be resumed (or canceled), so :func:`watch` keeps
+  reading until the service answers 200, showing ``paused`` (:func:`shown_state`) and saying
+  once how to resume it. A canceled send shows ``canceled`` from the cancel on, and its
+  answer is 200 once its counts are final.
+- The display shows sent / failed / pending (and canceled, once there are any) of total, the
+  rate and the ETA. The service's counts move a batch at a time (a batch is about a minute of
+  sending), so the rate is measured from this watch's first read to the latest rise of the
+  highest count seen (counts that go down — the service falls back to coarser counts when it
+  cannot read a lane — undo nothing: the rate is never negative), leaving out the time the send
+  was paused or waiting for its scheduled time (nothing could be sent then), and the ETA is the
+  rest at that rate (none while paused or scheduled). Canceled recipients are done but not
+  sent: they fill the bar, never the rate. :class:`BarDisplay` is a live
   line on a terminal (:func:`progress_line`: it fits the terminal's width, dropping the bar
   first, then the other decorations, so the counts, the rate and the ETA always show);
   :class:`LineDisplay` writes one line per change (logs, CI, pipes); :class:`NoDisplay` is
@@ -44,47 +51,93 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 
+#: The status route's ``state`` values shown instead of the runtime status: they say more
+#: (the runtime status of a paused or scheduled send is Running, of a canceled one Completed).
+SHOWN_STATES = ("scheduled", "paused", "canceled")
+#: States in which nothing is sent: the rate's clock stops (:class:`Rate`).
+HELD_STATES = ("scheduled", "paused")
+
+
+def shown_state(status: dict[str, Any]) -> str:
+    """What a status body says the send is doing: ``scheduled``, ``paused`` or ``canceled``
+    where the service's ``state`` says so, else the Durable runtime status (``Running``,
+    ``Completed``, ``Failed`` …, as before the service had ``state``)."""
+    state = status.get("state")
+    if state in SHOWN_STATES:
+        return str(state)
+    return str(status.get("runtimeStatus", "?"))
+
+
 @dataclass(frozen=True, slots=True)
 class Counts:
     total: int
     sent: int
     failed: int
     pending: int
+    #: Not sent because the send was canceled (the service's ``progress.canceled``).
+    canceled: int = 0
 
     @property
     def done(self) -> int:
+        """Recipients settled: sent, failed or canceled (the bar's part)."""
+        return self.sent + self.failed + self.canceled
+
+    @property
+    def attempted(self) -> int:
+        """Recipients sent or failed: what the rate measures (a cancel settles many at once
+        without sending any)."""
         return self.sent + self.failed
 
     @classmethod
     def of(cls, status: dict[str, Any]) -> Counts:
         progress = status.get("progress") or {}
-        return cls(*(int(progress.get(k) or 0) for k in ("total", "sent", "failed", "pending")))
+        keys = ("total", "sent", "failed", "pending", "canceled")
+        return cls(*(int(progress.get(k) or 0) for k in keys))
 
 
 class Rate:
     """Recipients finished per second since the first read, measured at the latest rise of the
-    highest count seen (never negative: a count that goes down is not progress undone)."""
+    highest count seen (never negative: a count that goes down is not progress undone), over
+    the time the send could send: a hold (paused, or waiting for its scheduled time) is left
+    out from the first read that saw it to the last (the time between that and the next read
+    counts: the send may have gone on at any moment of it), and there is no ETA while held."""
 
     def __init__(self) -> None:
         self._start: tuple[float, int] | None = None
-        self._latest: tuple[float, int] | None = None
+        #: (when, done, seconds held between the first read and then)
+        self._latest: tuple[float, int, float] | None = None
+        self._hold: tuple[float, float] | None = None  # (first, last) read of the current hold
+        self._held_before = 0.0  # seconds held, in holds that have ended
 
-    def observe(self, now: float, done: int) -> None:
+    def observe(self, now: float, done: int, *, held: bool = False) -> None:
+        if held:
+            self._hold = (self._hold[0] if self._hold is not None else now, now)
+        elif self._hold is not None:
+            self._held_before += self._hold[1] - self._hold[0]
+            self._hold = None
         if self._start is None:
             self._start = (now, done)
-        elif done > (self._latest or self._start)[1]:
-            self._latest = (now, done)
+        elif done > (self._latest[1] if self._latest is not None else self._start[1]):
+            self._latest = (now, done, self._held())
+
+    def _held(self) -> float:
+        ongoing = self._hold[1] - self._hold[0] if self._hold is not None else 0.0
+        return self._held_before + ongoing
+
+    @property
+    def held(self) -> bool:
+        return self._hold is not None
 
     @property
     def per_second(self) -> float | None:
         if self._start is None or self._latest is None:
             return None
-        seconds = self._latest[0] - self._start[0]
+        seconds = self._latest[0] - self._start[0] - self._latest[2]
         return (self._latest[1] - self._start[1]) / seconds if seconds > 0 else None
 
     def eta(self, counts: Counts) -> float | None:
         rate = self.per_second
-        if not rate or rate <= 0:
+        if self.held or not rate or rate <= 0:
             return None
         return max(0, counts.total - counts.done) / rate
 
@@ -146,10 +199,12 @@ class LineDisplay:
             return
         self._last, self._last_at = (counts, runtime), now
         stamp = datetime.now(UTC).strftime("%H:%M:%SZ")
+        canceled = f", canceled {counts.canceled:,}" if counts.canceled else ""
+        eta = format_duration(rate.eta(counts))
         self._stream.write(
             f"{stamp} {self._send_id} {runtime}: {counts.done:,}/{counts.total:,} done — "
-            f"sent {counts.sent:,}, failed {counts.failed:,}, pending {counts.pending:,} — "
-            f"{format_rate(rate.per_second)}, ETA {format_duration(rate.eta(counts))}\n"
+            f"sent {counts.sent:,}, failed {counts.failed:,}, pending {counts.pending:,}"
+            f"{canceled} — {format_rate(rate.per_second)}, ETA {eta}\n"
         )
         self._stream.flush()
 
@@ -188,12 +243,19 @@ def progress_line(
     """One line of live progress, as much of it as fits ``width`` columns (see :data:`_LAYOUTS`).
 
     ``sent · failed · pending`` (at the narrowest ``sent/failed/pending``), the rate and the ETA
-    fit at 40 columns and more for sends of up to a hundred thousand recipients.
+    fit at 40 columns and more for sends of up to a hundred thousand recipients. Canceled
+    recipients, once there are any, follow ``pending`` (``· N canceled``, at the narrowest
+    ``/N``).
     """
-    sent, failed, pending, total = (
-        f"{n:,}" for n in (counts.sent, counts.failed, counts.pending, counts.total)
+    sent, failed, pending, total, canceled = (
+        f"{n:,}"
+        for n in (counts.sent, counts.failed, counts.pending, counts.total, counts.canceled)
     )
     words = f"[green]{sent} sent[/] · [red]{failed} failed[/] · [yellow]{pending} pending[/]"
+    bare = f"[green]{sent}[/]/[red]{failed}[/]/[yellow]{pending}[/]"
+    if counts.canceled:
+        words += f" · [magenta]{canceled} canceled[/]"
+        bare += f"/[magenta]{canceled}[/]"
     percent = min(100.0, counts.done * 100 / counts.total) if counts.total else 0.0
     parts = {
         "label": Text(f"{send_id[:12]} {runtime}", style="bold"),
@@ -201,7 +263,7 @@ def progress_line(
         "percent": Text(f"{percent:>3.0f}%"),
         "counts": Text.from_markup(f"{words} of {total}"),
         "short counts": Text.from_markup(words),
-        "bare counts": Text.from_markup(f"[green]{sent}[/]/[red]{failed}[/]/[yellow]{pending}[/]"),
+        "bare counts": Text.from_markup(bare),
         "rate": Text(format_rate(rate), style="cyan"),
         "eta": Text(f"ETA {format_duration(eta)}"),
         "elapsed": Text(format_duration(elapsed), style="progress.elapsed"),
@@ -277,10 +339,13 @@ def watch(
     give_up_after: float = 300.0,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
+    resume_hint: str | None = None,
 ) -> dict[str, Any]:
-    """The finished send's status body (see the module docstring)."""
+    """The finished send's status body (see the module docstring). ``resume_hint`` follows the
+    note that the send is paused (how to resume it)."""
     rate = Rate()
     trouble_since: float | None = None
+    told_paused = False
     with display:
         while True:
             try:
@@ -297,10 +362,17 @@ def watch(
                 continue
             trouble_since = None
             counts = Counts.of(status.body)
-            rate.observe(clock(), counts.done)
-            display.update(counts, rate, str(status.body.get("runtimeStatus", "?")))
+            state = status.body.get("state")
+            rate.observe(clock(), counts.attempted, held=state in HELD_STATES)
+            display.update(counts, rate, shown_state(status.body))
             if status.done:
                 return status.body
+            if state == "paused" and not told_paused:
+                display.note(
+                    f"The send {send_id} is paused: nothing new is sent until it is resumed; "
+                    f"watching goes on. {resume_hint or ''}".rstrip()
+                )
+            told_paused = state == "paused"
             wait = poll_interval
             if wait is None:
                 wait = min(max(status.retry_after or min_interval, min_interval), max_interval)

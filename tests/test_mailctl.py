@@ -1,4 +1,7 @@
-"""mailctl's pure parts: reading lists, the Idempotency-Key, reports, rate and ETA, settings.
+"""mailctl's pure parts: reading lists, the Idempotency-Key, reports, rate and ETA, settings;
+its commands against an in-process stand-in of the API, and pause, resume and cancel (with
+status, watch and the report of a paused or canceled send) against the app's own HTTP
+functions, run in process as the host runs them.
 
 The client against the real service (a devhost) is in tests/devhost/test_mailctl_e2e.py.
 """
@@ -14,9 +17,10 @@ import io
 import json
 import os
 import re
+import sys
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from rich.console import Console
 
 from mailctl import cli, watching
 from mailctl.client import (
+    CONTROL_ATTEMPTS,
     KEY_BUSY_PATIENCE,
     PAGE_ATTEMPTS,
     Client,
@@ -34,6 +39,7 @@ from mailctl.client import (
     installation_salt,
 )
 from mailctl.config import DEFAULT_URL, is_loopback, resolve
+from mailctl.exitcodes import ExitCode
 from mailctl.recipients import BadRows, address_key, parse_recipients, read_recipients
 from mailctl.report import (
     COLUMNS,
@@ -44,8 +50,12 @@ from mailctl.report import (
     write_report,
 )
 from mailctl.watching import BarDisplay, Counts, Rate, format_duration, format_rate
+from orchestrators.names import LANE_ORCHESTRATOR, SES_ORCHESTRATOR
+from sendmail import services
 from sendmail.admission.idempotency import TAKEOVER_AFTER
 from sendmail.contract.addresses import normalize_address
+from tests.support.durable import FakeDurableClient, status
+from tests.support.http import call, record_outcomes, store_finished
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1166,3 +1176,389 @@ def test_metadata_without_a_key_is_a_usage_error(
     assert code == 2
     assert "--metadata takes KEY=VALUE, not 'novalue'" in err
     assert service.requests == []
+
+
+# --- pause, resume, cancel: mailctl against the app's own routes, in process ---------------------
+
+THREE = ["a@example.com", "b@example.com", "c@example.com"]
+
+
+def serve_send(
+    service: FakeService,
+    app_functions: dict[str, Any],
+    durable: FakeDurableClient,
+    send_id: str = "send-1",
+) -> None:
+    """The app's routes of ``send_id`` behind ``service``: each request runs the registered HTTP
+    function as the host does (tests/support/http.py), over ``durable`` and the in-memory
+    stores every test gets (sends table, ledger, blobs)."""
+
+    def route(name: str) -> Handler:
+        def handle(request: httpx.Request) -> httpx.Response:
+            answer = call(
+                app_functions,
+                name,
+                request.url.path,
+                method=request.method,
+                params=dict(request.url.params),
+                route_params={"id": send_id},
+                client=durable,
+            )
+            return httpx.Response(
+                answer.status_code, content=answer.get_body(), headers=dict(answer.headers)
+            )
+
+        return handle
+
+    base = f"/api/v1/emails/{send_id}"
+    for action in ("pause", "resume", "cancel"):
+        service.routes[f"POST {base}/{action}"] = route(f"email_{action}")
+    service.routes[f"GET {base}"] = route("email_status")
+    service.routes[f"GET {base}/recipients"] = route("email_recipients")
+    service.routes[f"GET {base}/events"] = route("email_events")
+
+
+def running_send(durable: FakeDurableClient, sent: int = 1, send_id: str = "send-1") -> None:
+    """``send_id`` (stored, one lane) running in ``durable``: ``sent`` of its 3 sent so far."""
+    durable.statuses[send_id] = [
+        status(send_id, SES_ORCHESTRATOR, "Running", custom_status={"total": 3, "lanes": 1})
+    ]
+    lane = f"{send_id}:lane0"
+    progress = {"total": 3, "sent": sent, "failed": 0, "pending": 0, "canceled": 0}
+    durable.statuses[lane] = [status(lane, LANE_ORCHESTRATOR, "Running", custom_status=progress)]
+
+
+class Terminal(io.StringIO):
+    """stdin as a person at a terminal: what they will type."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def control_state(send_id: str = "send-1") -> str:
+    stored = services.sends().get(send_id)
+    assert stored is not None
+    return stored.control
+
+
+def test_pause_resume_and_cancel_say_what_happened_and_where_the_send_is(
+    service: FakeService, capsys: pytest.CaptureFixture[str], app_functions: dict[str, Any]
+) -> None:
+    store_finished("send-1", THREE, {0: "msg-0"})
+    durable = FakeDurableClient()
+    running_send(durable)
+    serve_send(service, app_functions, durable)
+
+    steps = [
+        (("pause",), "send send-1 paused (state: paused)", "paused"),
+        (("pause",), "send send-1 already paused (state: paused)", "paused"),
+        (("resume",), "send send-1 resumed (state: running)", "running"),
+        (("resume",), "send send-1 was not paused (state: running)", "running"),
+        (("cancel", "--yes"), "send send-1 canceled (state: canceled)", "canceled"),
+        (("cancel", "--yes"), "send send-1 already canceled (state: canceled)", "canceled"),
+    ]
+    for argv, said, stored in steps:
+        code, out, err = run(capsys, *argv, "send-1")
+        assert (code, out) == (0, said + "\n"), err
+        assert control_state() == stored  # the route itself changed the send's record
+        if stored == "paused":
+            assert err == "Resume it with: python -m mailctl resume send-1\n"
+        else:
+            assert err == "Follow it with: python -m mailctl watch send-1\n"
+    # one call each reached the route, which woke the send (a repeated pause needs no wake-up)
+    lane = "send-1:lane0"
+    assert [(instance, event) for instance, event, _ in durable.raised] == [
+        (lane, "control-1"),
+        (lane, "control-2"),
+        (lane, "control-2"),
+        *[(lane, "control-3"), ("send-1", "cancel")] * 2,
+    ]
+
+    # what the state does not allow: the service's message, exit 5, nothing changed
+    code, out, err = run(capsys, "pause", "send-1")
+    assert (code, out) == (5, "")
+    assert err == "mailctl: the service answered 409: The send was canceled; it cannot be paused.\n"
+    assert control_state() == "canceled"
+
+
+def test_a_send_the_account_guard_paused_is_not_resumed_by_mailctl(
+    service: FakeService, capsys: pytest.CaptureFixture[str], app_functions: dict[str, Any]
+) -> None:
+    store_finished("send-1", THREE, {0: "msg-0"})
+    services.sends().change_control(
+        "send-1", lambda r: replace(r, control="paused", paused_by="guard", control_seq=1)
+    )
+    durable = FakeDurableClient()
+    running_send(durable)
+    serve_send(service, app_functions, durable)
+
+    code, out, err = run(capsys, "resume", "send-1")
+    assert (code, out) == (5, "")
+    assert err.startswith("mailctl: the service answered 409: The account guard paused this send")
+    assert "POST /api/v1/account/guard/reset" in err
+    code, out, _ = run(capsys, "pause", "send-1")  # a caller's pause over the guard's: as it is
+    assert (code, out) == (0, "send send-1 already paused (state: paused)\n")
+    assert control_state() == "paused"
+
+
+def test_an_unknown_send_is_the_service_s_404_and_exit_5(
+    service: FakeService, capsys: pytest.CaptureFixture[str], app_functions: dict[str, Any]
+) -> None:
+    serve_send(service, app_functions, FakeDurableClient(), "nobody")
+    for argv in (("pause",), ("resume",), ("cancel", "--yes")):
+        code, out, err = run(capsys, *argv, "nobody")
+        assert (code, out) == (5, "")
+        assert err == "mailctl: the service answered 404: No send with id 'nobody' exists.\n"
+    # an id that is not one goes into the path as one segment, never as more of the path
+    code, _, _ = run(capsys, "pause", "../aws-send")
+    assert code == 5
+    assert service.requests[-1].url.raw_path == b"/api/v1/emails/..%2Faws-send/pause"
+
+
+def test_cancel_asks_on_a_terminal_and_a_script_must_say_yes(
+    service: FakeService,
+    capsys: pytest.CaptureFixture[str],
+    app_functions: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store_finished("send-1", THREE, {0: "msg-0"})
+    durable = FakeDurableClient()
+    running_send(durable)
+    serve_send(service, app_functions, durable)
+
+    # a script (stdin not a terminal) must say --yes: nothing is asked of the service
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    code, out, err = run(capsys, "cancel", "send-1")
+    assert (code, out) == (2, "")
+    assert err == (
+        "mailctl: cancel asks before it cancels; with stdin not a terminal, say --yes "
+        "(nothing was canceled)\n"
+    )
+    assert service.requests == []
+
+    # a person: shown where the send is, asked; anything but y/yes (or no answer) keeps it going
+    question = (
+        "send send-1 Running: 1 sent, 0 failed, 0 pending of 3\n"
+        "Cancel the send send-1? Recipients not sent yet will never be sent. [y/N] "
+    )
+    for typed in ("n\n", "\n", "", "cancel\n"):
+        monkeypatch.setattr(sys, "stdin", Terminal(typed))
+        code, out, err = run(capsys, "cancel", "send-1")
+        assert (code, out) == (2, "")
+        assert err == question + "mailctl: not canceled; the send goes on\n"
+    assert service.posts() == []
+    assert control_state() == "running"
+
+    monkeypatch.setattr(sys, "stdin", Terminal("YES\n"))
+    code, out, err = run(capsys, "cancel", "send-1")
+    assert (code, out) == (0, "send send-1 canceled (state: canceled)\n")
+    assert err.startswith(question)
+    assert control_state() == "canceled"
+
+    monkeypatch.setattr(sys, "stdin", Terminal(""))  # canceled already: nothing to ask
+    code, out, err = run(capsys, "cancel", "send-1")
+    assert (code, out) == (0, "send send-1 already canceled (state: canceled)\n")
+    assert "Cancel the send" not in err
+
+    # a send that has ended: nothing to ask about; the service says what canceling it does
+    durable.statuses["send-1"] = [status("send-1", SES_ORCHESTRATOR, "Completed", output={})]
+    services.sends().change_control("send-1", lambda r: replace(r, control="running"))
+    monkeypatch.setattr(sys, "stdin", Terminal(""))
+    code, out, err = run(capsys, "cancel", "send-1")
+    assert (code, out) == (5, "")
+    assert err == (
+        "mailctl: the service answered 409: The send has already ended; there is nothing to "
+        "cancel.\n"
+    )
+
+
+def test_a_control_call_without_an_answer_is_tried_again_and_never_called_already_done(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Repeating a pause changes nothing, so mailctl tries again where a read would; but after
+    a try that may have reached the service, its "changed: false" may be that try's doing."""
+    unchanged = httpx.Response(
+        200,
+        json={"id": "s1", "state": "paused", "changed": False, "statusUrl": "http://x/s1"},
+    )
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def dropped(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection reset", request=request)
+
+    answered_after: list[Callable[[httpx.Request], httpx.Response]] = []
+
+    def in_order(request: httpx.Request) -> httpx.Response:
+        return answered_after.pop(0)(request) if answered_after else unchanged
+
+    service.routes["POST /api/v1/emails/s1/pause"] = in_order
+    for first, said in [
+        (refused, "already paused"),  # certainly never arrived: the send was paused before
+        (dropped, "paused"),  # may have arrived and paused it
+        (lambda r: httpx.Response(503, json={"message": "busy"}), "paused"),
+    ]:
+        service.requests.clear()
+        answered_after[:] = [first]
+        code, out, err = run(capsys, "pause", "s1")
+        assert (code, out) == (0, f"send s1 {said} (state: paused)\n"), err
+        assert len(service.posts()) == 2
+
+    # a 409 is the service's answer, not a hiccup: asked once
+    service.requests.clear()
+    service.routes["POST /api/v1/emails/s1/pause"] = lambda r: httpx.Response(
+        409, json={"message": "The send has already ended; there is nothing to pause."}
+    )
+    code, _, err = run(capsys, "pause", "s1")
+    assert (code, len(service.posts())) == (5, 1)
+
+    # Ctrl-C before the answer: the change may have been made; how to see, and that a re-run
+    # is safe
+    def interrupted(request: httpx.Request) -> httpx.Response:
+        raise KeyboardInterrupt
+
+    service.routes["POST /api/v1/emails/s1/pause"] = interrupted
+    code, out, err = run(capsys, "pause", "s1")
+    assert (code, out) == (130, "")
+    assert err == (
+        "\nmailctl: interrupted before the service answered: the send may be paused or not. "
+        "See with: python -m mailctl status s1\n"
+        "(running the same command again is safe: repeating it changes nothing)\n"
+    )
+
+    # no answer at all, however often: try again later, and how to see what happened
+    service.requests.clear()
+    service.routes["POST /api/v1/emails/s1/pause"] = dropped
+    code, out, err = run(capsys, "pause", "s1", "--url", "http://127.0.0.1:9")
+    assert (code, out) == (6, "")
+    assert len(service.posts()) == CONTROL_ATTEMPTS
+    assert err.startswith("mailctl: no answer from http://127.0.0.1:9/api/ (ReadError")
+    assert err.endswith(
+        "The pause may or may not have taken effect. Running the same command again is safe "
+        "(repeating it changes nothing); see where the send is with: python -m mailctl status "
+        "s1 --url http://127.0.0.1:9\n"
+    )
+
+
+def test_status_and_watch_of_a_paused_send_say_paused_and_watch_goes_on(
+    service: FakeService, capsys: pytest.CaptureFixture[str], app_functions: dict[str, Any]
+) -> None:
+    store_finished("send-1", THREE, {0: "msg-0"})
+    durable = FakeDurableClient()
+    running_send(durable)
+    serve_send(service, app_functions, durable)
+    assert run(capsys, "pause", "send-1")[0] == 0
+
+    code, out, _ = run(capsys, "status", "send-1")
+    assert (code, out) == (7, "send send-1 paused: 1 sent, 0 failed, 0 pending of 3\n")
+
+    # watched while paused: it goes on watching (paused, said once), and through the resume to
+    # the end; the time it was paused is not counted against the rate
+    progress = {"total": 300, "sent": 100, "failed": 0, "pending": 0, "canceled": 0}
+    paused = {"id": "s1", "state": "paused", "runtimeStatus": "Running", "progress": progress}
+    resumed = {**paused, "state": "running", "progress": {**progress, "sent": 200}}
+    done = {**finished("s1", 300), "state": "completed"}
+    answers = [httpx.Response(202, json=paused, headers={"Retry-After": "5"})] * 60
+    answers += [httpx.Response(202, json=resumed, headers={"Retry-After": "5"})]
+    answers += [httpx.Response(200, json=done)]
+    service.routes["GET /api/v1/emails/s1"] = in_turn(*answers)
+    code, out, err = run(capsys, "watch", "s1", "--progress", "lines")
+    assert (code, out) == (0, "send s1 Completed: 300 sent, 0 failed of 300\n"), err
+    lines = err.splitlines()
+    assert " s1 paused: 100/300 done" in lines[0]
+    assert lines[0].endswith("—/s, ETA —")  # nothing moves while paused: no ETA
+    assert lines[1] == (
+        "The send s1 is paused: nothing new is sent until it is resumed; watching goes on. "
+        "Resume it with: python -m mailctl resume s1"
+    )
+    assert err.count("is paused") == 1
+    assert " s1 Running: 200/300 done" in lines[-2]
+    assert lines[-2].endswith("20.0/s, ETA 0:00:05")  # 100 in the 5 s since the resume
+    assert service.now == 61 * 5
+
+
+def test_a_canceled_send_ends_canceled_with_its_own_exit_code_and_report_rows(
+    service: FakeService,
+    capsys: pytest.CaptureFixture[str],
+    app_functions: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """The send of three is canceled after one was sent: the lanes record the other two
+    CANCELED and the send completes. ``watch`` (``send`` and ``status`` too) says canceled and
+    exits 8: not a failure to look into (4), not recipients to send again (3)."""
+    store_finished("send-1", THREE, {0: "msg-0"})
+    durable = FakeDurableClient()
+    running_send(durable)
+    serve_send(service, app_functions, durable)
+    assert run(capsys, "cancel", "send-1", "--yes")[0] == 0
+    code, out, _ = run(capsys, "status", "send-1")  # the counts are not final yet
+    assert (code, out) == (7, "send send-1 canceled: 1 sent, 0 failed, 0 pending of 3\n")
+
+    canceled = ("CANCELED", "not sent: the send was canceled")
+    record_outcomes("send-1", {1: canceled, 2: canceled})
+    output = {"kind": "ses", "total": 3, "sent": 1, "failed": 0, "canceled": 2}
+    durable.statuses["send-1"] = [status("send-1", SES_ORCHESTRATOR, "Completed", output=output)]
+
+    code, out, err = run(capsys, "watch", "send-1", "--report", "r.csv", "--progress", "lines")
+    assert code == ExitCode.CANCELED
+    assert int(ExitCode.CANCELED) == 8  # the README's table
+    summary = out.splitlines()
+    assert summary[0] == "send send-1 canceled: 1 sent, 0 failed, 2 canceled of 3"
+    assert not [line for line in summary if "failures" in line]  # canceled failed nobody
+    assert " send-1 canceled: 3/3 done — sent 1, failed 0, pending 0, canceled 2" in err
+    rows = read_rows(tmp_path / "r.csv")
+    assert [(r["email"], r["result"], r["code"]) for r in rows] == [
+        ("a@example.com", "sent", ""),
+        ("b@example.com", "canceled", "CANCELED"),
+        ("c@example.com", "canceled", "CANCELED"),
+    ]
+    code, out, _ = run(capsys, "status", "send-1")
+    assert (code, out.splitlines()[0]) == (8, summary[0])
+
+    # an older service's inline failures hold the canceled recipients too (code CANCELED)
+    inline = {
+        "id": "s1",
+        "state": "canceled",
+        "runtimeStatus": "Completed",
+        "progress": {"total": 2, "sent": 1, "failed": 0, "pending": 0, "canceled": 1},
+        "messageIds": ["m0"],
+        "failures": [{"recipient": "b@example.com", "code": canceled[0], "message": canceled[1]}],
+    }
+    assert [r["result"] for r in build_report(inline, ["a@example.com", "b@example.com"]).rows] == [
+        "sent",
+        "canceled",
+    ]
+    assert cli._summary(inline) == "send s1 canceled: 1 sent, 0 failed, 1 canceled of 2"
+
+
+def test_the_rate_leaves_out_the_time_the_send_was_paused_or_waiting_for_its_time() -> None:
+    rate = Rate()
+    rate.observe(0.0, 0, held=True)  # scheduled: waiting for its time
+    rate.observe(3600.0, 0, held=True)
+    rate.observe(3610.0, 100)  # started some time in the last 10 s: they count
+    assert rate.per_second == 10.0
+    rate.observe(3620.0, 200)
+    rate.observe(3630.0, 300, held=True)  # paused: the last batch landed, then nothing
+    assert rate.per_second == 10.0
+    assert rate.eta(Counts(1000, 300, 0, 0)) is None  # no ETA while paused
+    rate.observe(10_000.0, 300, held=True)
+    rate.observe(10_010.0, 400)  # resumed, after 6,370 s paused
+    assert rate.per_second == 10.0
+    assert rate.eta(Counts(1000, 400, 0, 0)) == 60.0
+    # canceled recipients are done (the bar, the ETA), never sent (the rate)
+    counts = Counts(total=1000, sent=300, failed=0, pending=0, canceled=700)
+    assert (counts.done, counts.attempted) == (1000, 300)
+    assert rate.eta(counts) == 0.0
+
+
+def test_the_progress_line_shows_canceled_recipients_once_there_are_any() -> None:
+    console = Console(width=100, file=io.StringIO(), color_system=None)
+    rate = Rate()
+    counts = Counts(total=20_000, sent=6_500, failed=167, pending=0, canceled=13_333)
+    with BarDisplay(console, "4f1c9a2b7d3e44aa") as display:
+        display.update(counts, rate, "canceled")
+    (text,) = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert "canceled" in text
+    assert "6,500 sent · 167 failed · 0 pending · 13,333 canceled of 20,000" in text
+    assert "100%" in text
