@@ -32,6 +32,14 @@ OUTBOX_JOURNAL = "outbox.jsonl"
 #: these say otherwise. moto alone would report the sandbox's 200 a day and 1 a second.
 SES_DAILY_QUOTA_ENV = "DEVHOST_SES_MAX_24_HOUR_SEND"
 SES_RATE_ENV = "DEVHOST_SES_MAX_SEND_RATE"
+#: The account the SES emulator plays (GetAccount, GetEmailIdentity; the app's preflight asks):
+#: ``1`` for a sandboxed one (mail only to verified identities and the mailbox simulator; the
+#: sandbox's 200 a day and 1 a second unless the quota variables say otherwise), the identities
+#: verified (addresses and domains, comma-separated; default: the allowed senders and domains)
+#: and SES's enforcement status (HEALTHY, PROBATION or SHUTDOWN).
+SES_SANDBOX_ENV = "DEVHOST_SES_SANDBOX"
+SES_VERIFIED_ENV = "DEVHOST_SES_VERIFIED_IDENTITIES"
+SES_ENFORCEMENT_ENV = "DEVHOST_SES_ENFORCEMENT"
 DEFAULT_REGION = "ap-northeast-2"
 DEFAULT_SENDER = "se@aifactory.page"
 #: SES's events: where the emulator posts them, and what the app is told to trust.
@@ -232,14 +240,19 @@ def _start_ses(journal: Any, state_dir: Path | None = None, events_url: str | No
         # SES publishes event records (with tags) only for mail sent with a configuration set
         if not os.environ.get(CONFIGURATION_SET_ENV):
             os.environ[CONFIGURATION_SET_ENV] = DEV_CONFIGURATION_SET
+    sandbox = os.environ.get(SES_SANDBOX_ENV, "").strip().lower() in ("1", "true", "yes")
+    verified = os.environ.get(SES_VERIFIED_ENV)
     emulator = SesEmulator(
         region=region,
         allowed_senders=senders,
         allowed_domains=domains,
-        max_24_hour_send=float(os.environ.get(SES_DAILY_QUOTA_ENV) or 50_000),
-        max_send_rate=float(os.environ.get(SES_RATE_ENV) or 14),
+        max_24_hour_send=float(os.environ.get(SES_DAILY_QUOTA_ENV) or (200 if sandbox else 50_000)),
+        max_send_rate=float(os.environ.get(SES_RATE_ENV) or (1 if sandbox else 14)),
         journal=journal,
         events=events,
+        verified_identities=_csv(verified) if verified is not None else None,
+        sandbox=sandbox,
+        enforcement_status=os.environ.get(SES_ENFORCEMENT_ENV) or "HEALTHY",
     )
     emulator.start()
     os.environ["AWS_ENDPOINT_URL"] = emulator.endpoint_url

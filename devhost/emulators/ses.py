@@ -1,6 +1,7 @@
 """A local Amazon SES for the dev host: moto's server on loopback, made to look like production.
 
-:class:`SesEmulator` runs ``moto.server.ThreadedMotoServer`` in this process on 127.0.0.1 and a
+:class:`SesEmulator` runs moto's server (built from moto's own parts, as
+``moto.server.ThreadedMotoServer`` is, behind a WSGI wrapper) in this process on 127.0.0.1 and a
 free port. Point the app at it with ``AWS_ENDPOINT_URL=<endpoint_url>`` and dummy credentials
 (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``): the app's SESv2 client (sending) and its
 SESv1 client (``GetSendQuota``) both resolve to it, because moto's server routes SESv2
@@ -8,9 +9,20 @@ SESv1 client (``GetSendQuota``) both resolve to it, because moto's server routes
 
 What it adds to moto:
 
-- ``start()`` verifies every allowed sender address and sender domain through the real SES API
+- ``start()`` verifies the identities it is given (``verified_identities``: addresses and
+  domains; by default every allowed sender address and sender domain) through the real SES API
   over HTTP, so moto's sender verification (unverified ``FromEmailAddress`` ->
-  ``MessageRejected``) matches the service's allow-list.
+  ``MessageRejected``) matches the service's allow-list — or, given fewer, lets the app's
+  preflight meet an unverified sender.
+- The account as SES describes it: SESv2 ``GetAccount`` (which moto does not have: answered by
+  the WSGI wrapper around moto's server) reports ``ProductionAccessEnabled`` (false with
+  ``sandbox``), ``EnforcementStatus`` (``HEALTHY``, ``PROBATION`` or ``SHUTDOWN``; sending
+  disabled with the last), ``SendingEnabled`` and the quota ``GetSendQuota`` reports.
+  ``GetEmailIdentity`` answers ``VerifiedForSendingStatus`` true for a verified identity (moto
+  says false for every one while calling it ``SUCCESS``); ``ListEmailIdentities`` is moto's.
+  In the ``sandbox``, a ``SendEmail`` to a recipient that is not a verified address, not at a
+  verified domain and not SES's mailbox simulator is ``MessageRejected``, as SES does.
+  :meth:`SesEmulator.set_account` changes both at run time.
 - ``GetSendQuota`` answers production-like limits (moto hard-codes the sandbox's 200 a day and
   1 a second) with ``SentLast24Hours`` counting the recipients moto really accepted in the last
   24 hours. This is done by patching the SES backend *instance* of this account and region in
@@ -37,8 +49,10 @@ import json
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 from typing import Any, Protocol
 
 from devhost.emulators.mailbox import event_records, simulator_box
@@ -50,8 +64,11 @@ _DUMMY_KEY = "testing"  # moto accepts any credentials
 _WINDOW = timedelta(hours=24)
 
 
-#: Where SESv2 ``SendEmail`` is posted.
+#: Where SESv2 ``SendEmail`` is posted, and where ``GetAccount`` is read.
 _SEND_EMAIL_PATH = "/v2/email/outbound-emails"
+_ACCOUNT_PATH = "/v2/email/account"
+#: SESv2 ``GetAccount``'s ``EnforcementStatus`` values the emulator plays.
+ENFORCEMENT_STATUSES = ("HEALTHY", "PROBATION", "SHUTDOWN")
 
 
 class EventSink(Protocol):
@@ -79,6 +96,9 @@ class SesEmulator:
         max_send_rate: float = 14,
         journal: OutboxJournal | None = None,
         events: EventSink | None = None,
+        verified_identities: Sequence[str] | None = None,
+        sandbox: bool = False,
+        enforcement_status: str = "HEALTHY",
     ) -> None:
         self.region = region
         self._journal = journal
@@ -87,12 +107,20 @@ class SesEmulator:
         self._domains = list(
             dict.fromkeys(d.strip().lower().lstrip("@") for d in allowed_domains if d)
         )
+        if verified_identities is None:
+            verified_identities = [*self._senders, *self._domains]
+        self._verified = list(
+            dict.fromkeys(i.strip().lower().lstrip("@") for i in verified_identities if i.strip())
+        )
+        self.sandbox = sandbox
+        self.enforcement_status = _enforcement(enforcement_status)
         self._max_24_hour_send = float(max_24_hour_send)
         self._max_send_rate = float(max_send_rate)
         self._lock = threading.RLock()
         self._server: Any = None
         self._endpoint_url: str | None = None
         self._patched: Any = None  # the moto SES backend instance carrying our patches
+        self._patched_v2: Any = None  # the moto SESv2 backend instance carrying ours
         self._received_at: dict[str, datetime] = {}
         self._sends: list[tuple[datetime, int]] = []  # (when, recipients) per accepted send
         self._baseline = 0  # messages already in moto's backend when this emulator began
@@ -100,18 +128,15 @@ class SesEmulator:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the server and verify the allowed senders and domains in it."""
-        from moto.server import ThreadedMotoServer
-
+        """Start the server and verify the identities (by default: the allowed senders and
+        domains) in it."""
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the SES emulator is already running")
             # werkzeug logs every request at INFO on its own handler: one line per mail.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
-            server = (
-                ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-                if self.events is None
-                else _CapturingMotoServer(self._published)
+            server = _CapturingMotoServer(
+                self._published if self.events is not None else None, self._get_account
             )
             server.start()
             host, port = server.get_host_and_port()
@@ -125,11 +150,11 @@ class SesEmulator:
             self.stop()
             raise
         logger.info(
-            "SES emulator on %s (%s): %d sender(s), %d domain(s) verified",
+            "SES emulator on %s (%s): %d identities verified%s",
             self._endpoint_url,
             self.region,
-            len(self._senders),
-            len(self._domains),
+            len(self._verified),
+            ", a sandboxed account" if self.sandbox else "",
         )
 
     def stop(self) -> None:
@@ -168,6 +193,30 @@ class SesEmulator:
             self._max_24_hour_send = float(max_24_hour_send)
             self._max_send_rate = float(max_send_rate)
             self._ensure_patched()
+
+    def set_account(
+        self, *, sandbox: bool | None = None, enforcement_status: str | None = None
+    ) -> None:
+        """What ``GetAccount`` reports (and, for ``sandbox``, whom ``SendEmail`` accepts) from
+        now on."""
+        with self._lock:
+            if sandbox is not None:
+                self.sandbox = sandbox
+            if enforcement_status is not None:
+                self.enforcement_status = _enforcement(enforcement_status)
+
+    def _get_account(self) -> dict[str, Any]:
+        """SESv2 ``GetAccount``'s answer (the SESv2 API reference's shape)."""
+        quota = self._get_send_quota()
+        with self._lock:
+            return {
+                "DedicatedIpAutoWarmupEnabled": False,
+                "EnforcementStatus": self.enforcement_status,
+                "ProductionAccessEnabled": not self.sandbox,
+                "SendQuota": quota,
+                "SendingEnabled": self.enforcement_status != "SHUTDOWN",
+                "SuppressionAttributes": {"SuppressedReasons": []},
+            }
 
     def _sent_last_24_hours(self) -> int:
         cutoff = datetime.now(UTC) - _WINDOW
@@ -244,6 +293,13 @@ class SesEmulator:
         account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
         return ses_backends[account][self.region]
 
+    def _v2_backend(self) -> Any:
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.sesv2.models import sesv2_backends
+
+        account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+        return sesv2_backends[account][self.region]
+
     def _ensure_patched(self, *, baseline: bool = False) -> Any:
         """Patch this region's SES backend instance (again, if moto was reset) and return it.
 
@@ -255,6 +311,7 @@ class SesEmulator:
             # A moto reset either replaces the backend or re-initialises it in place.
             intact = backend is self._patched and "get_send_quota" in vars(backend)
             if intact or self._server is None:
+                self._ensure_v2_patched()
                 return backend
             self._unpatch()
             self._received_at.clear()
@@ -264,10 +321,32 @@ class SesEmulator:
             backend.send_raw_email = self._stamping(backend.send_raw_email)
             backend.get_send_quota = self._get_send_quota
             self._patched = backend
+            self._ensure_v2_patched()
             return backend
+
+    def _ensure_v2_patched(self) -> None:
+        """The SESv2 backend's ``get_email_identity`` reports a verified identity as verified
+        for sending (again, after a moto reset)."""
+        backend = self._v2_backend()
+        if backend is self._patched_v2 and "get_email_identity" in vars(backend):
+            return
+        if self._server is None:
+            return
+        original = backend.get_email_identity
+
+        def get_email_identity(email_identity: str) -> Any:
+            identity = original(email_identity)  # NotFoundException for an unknown one
+            identity.verified_for_sending_status = identity.verification_status == "SUCCESS"
+            return identity
+
+        backend.get_email_identity = get_email_identity
+        self._patched_v2 = backend
 
     def _unpatch(self) -> None:
         backend, self._patched = self._patched, None
+        v2, self._patched_v2 = self._patched_v2, None
+        if v2 is not None:
+            v2.__dict__.pop("get_email_identity", None)
         if backend is None:
             return
         for name in ("send_email", "send_raw_email", "get_send_quota"):
@@ -278,6 +357,8 @@ class SesEmulator:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
+                if self.sandbox:
+                    self._sandbox_check(kwargs.get("source"), kwargs.get("destinations"))
                 message = send(*args, **kwargs)
                 now = datetime.now(UTC)
                 self._received_at[message.id] = now
@@ -289,6 +370,37 @@ class SesEmulator:
                 return message
 
         return wrapper
+
+    def _sandbox_check(self, source: Any, destinations: Any) -> None:
+        """SES's sandbox: every recipient a verified identity (address or domain) or the
+        mailbox simulator's, else ``MessageRejected`` naming them (after the sender's check,
+        which moto makes)."""
+        from moto.ses.exceptions import MessageRejectedError
+
+        identities = {name.lower() for name in self._backend().email_identities}
+
+        def verified(address: str) -> bool:
+            address = parseaddr(address)[1].lower()
+            domain = address.rpartition("@")[2]
+            return address in identities or domain in identities
+
+        if source is None or not verified(str(source)):
+            return  # moto refuses the sender itself
+        addresses = destinations or []
+        if isinstance(addresses, dict):
+            addresses = [
+                a
+                for key in ("ToAddresses", "CcAddresses", "BccAddresses")
+                for a in addresses.get(key) or []
+            ]
+        failed = [
+            str(a) for a in addresses if simulator_box(str(a)) is None and not verified(str(a))
+        ]
+        if failed:
+            raise MessageRejectedError(
+                "Email address is not verified. The following identities failed the check in "
+                f"region {self.region.upper()}: {', '.join(failed)}"
+            )
 
     def _get_send_quota(self) -> dict[str, float]:
         # A plain dict in the response's shape: moto serialises it like its own SESQuota, which
@@ -338,8 +450,15 @@ class SesEmulator:
             aws_access_key_id=_DUMMY_KEY,
             aws_secret_access_key=_DUMMY_KEY,
         )
-        for identity in [*self._senders, *self._domains]:
+        for identity in self._verified:
             client.create_email_identity(EmailIdentity=identity)
+
+
+def _enforcement(status: str) -> str:
+    value = status.strip().upper()
+    if value not in ENFORCEMENT_STATUSES:
+        raise ValueError(f"enforcement status {status!r}: one of {', '.join(ENFORCEMENT_STATUSES)}")
+    return value
 
 
 def _recipients(message: Any) -> tuple[str, ...]:
@@ -356,11 +475,17 @@ def _recipients(message: Any) -> tuple[str, ...]:
 
 class _CapturingMotoServer:
     """moto's threaded server, with a WSGI wrapper that hands every accepted SESv2 SendEmail
-    (request and answer) to ``on_sent``: moto itself drops ``EmailTags``. Built on moto's own
-    server parts (``moto.moto_server``), as ``ThreadedMotoServer`` is."""
+    (request and answer) to ``on_sent`` (moto itself drops ``EmailTags``) and answers SESv2
+    ``GetAccount`` (``GET /v2/email/account``, which moto lacks) with ``account()``. Built on
+    moto's own server parts (``moto.moto_server``), as ``ThreadedMotoServer`` is."""
 
-    def __init__(self, on_sent: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        on_sent: Callable[[dict[str, Any], dict[str, Any]], None] | None,
+        account: Callable[[], dict[str, Any]],
+    ) -> None:
         self._on_sent = on_sent
+        self._account = account
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -393,9 +518,19 @@ class _CapturingMotoServer:
 
     def _capture(self, app: Any) -> Any:
         def wrapper(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-            if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != (
-                _SEND_EMAIL_PATH
-            ):
+            method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+            if method == "GET" and path == _ACCOUNT_PATH:
+                body = json.dumps(self._account()).encode("utf-8")
+                start_response(
+                    "200 OK",
+                    [
+                        ("Content-Type", "application/json"),
+                        ("Content-Length", str(len(body))),
+                        ("x-amzn-RequestId", str(uuid.uuid4())),
+                    ],
+                )
+                return [body]
+            if self._on_sent is None or method != "POST" or path != _SEND_EMAIL_PATH:
                 return app(environ, start_response)  # type: ignore[no-any-return]
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
