@@ -10,6 +10,9 @@ What it models of SES
       unique per accepted call. Recipients are To+Cc+Bcc (at most 50); quotas count recipients.
     - SESv2 ``GetAccount`` and SESv1 ``GetSendQuota`` (query protocol, XML): the configured
       quota and rate, what was sent, production access and sending enabled.
+    - SESv2 ``GetEmailIdentity`` and ``ListEmailIdentities`` (one page), for the app's
+      preflight: the ``verified`` identities, verified for sending (with ``*``: any identity
+      asked about; none listed); another is 404 ``NotFoundException``.
     - Sender verification: a ``FromEmailAddress`` (or a Raw message's ``From``) that is not a
       verified address or on a verified domain is 400 ``MessageRejected`` ("Email address is not
       verified. ..."). ``*`` in ``verified`` accepts every sender.
@@ -243,7 +246,12 @@ class Lookalike:
     def _reset(self, now: float) -> None:
         self.started_monotonic = now
         self.counters = dict.fromkeys(self._COUNTERS, 0)
-        self.other_calls = {"GetAccount": 0, "GetSendQuota": 0}
+        self.other_calls = {
+            "GetAccount": 0,
+            "GetSendQuota": 0,
+            "GetEmailIdentity": 0,
+            "ListEmailIdentities": 0,
+        }
         self.sent_recipients = 0  # what SentLast24Hours reports
         self.deliveries: dict[str, int] = {}
         self.messages: list[dict[str, Any]] = []
@@ -257,6 +265,10 @@ class Lookalike:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v2/email/outbound-emails", self._ses(self.send_email))
         app.router.add_get("/v2/email/account", self._ses(self.get_account))
+        app.router.add_get("/v2/email/identities/{identity}", self._ses(self.get_email_identity))
+        # ListEmailIdentities: botocore's current path, and the one it used before
+        app.router.add_post("/v2/email/list-identities", self._ses(self.list_email_identities))
+        app.router.add_get("/v2/email/identities", self._ses(self.list_email_identities))
         app.router.add_post("/", self._ses(self.query_api))
         app.router.add_get("/_lookalike/stats", self.stats)
         app.router.add_get("/_lookalike/recipients", self.recipients)
@@ -379,6 +391,38 @@ class Lookalike:
                 "SuppressionAttributes": {"SuppressedReasons": []},
             }
         )
+
+    def get_email_identity(self, request: web.Request, body: bytes) -> web.Response:
+        self.other_calls["GetEmailIdentity"] += 1
+        identity = request.match_info["identity"]
+        verified = self.config.verified
+        if "*" not in verified and identity.lower() not in verified:
+            return _json_error(404, "NotFoundException", f"Email identity {identity} not found.")
+        return _json(
+            {
+                "IdentityType": "EMAIL_ADDRESS" if "@" in identity else "DOMAIN",
+                "FeedbackForwardingStatus": True,
+                "VerifiedForSendingStatus": True,
+                "VerificationStatus": "SUCCESS",
+                "DkimAttributes": {"SigningEnabled": False, "Status": "NOT_STARTED"},
+                "Policies": {},
+                "Tags": [],
+            }
+        )
+
+    def list_email_identities(self, request: web.Request, body: bytes) -> web.Response:
+        self.other_calls["ListEmailIdentities"] += 1
+        identities = [
+            {
+                "IdentityType": "EMAIL_ADDRESS" if "@" in name else "DOMAIN",
+                "IdentityName": name,
+                "SendingEnabled": True,
+                "VerificationStatus": "SUCCESS",
+            }
+            for name in self.config.verified
+            if name != "*"
+        ]
+        return _json({"EmailIdentities": identities})
 
     def query_api(self, request: web.Request, body: bytes) -> web.Response:
         """SESv1's query protocol: only ``GetSendQuota``."""

@@ -116,7 +116,12 @@ def test_quota_reads_parse_in_boto3_v1_and_v2(lookalike, sesv2):
     }
     assert account["ProductionAccessEnabled"] is True
     assert account["SendingEnabled"] is True
-    assert lookalike.stats()["other_calls"] == {"GetAccount": 1, "GetSendQuota": 1}
+    assert lookalike.stats()["other_calls"] == {
+        "GetAccount": 1,
+        "GetSendQuota": 1,
+        "GetEmailIdentity": 0,
+        "ListEmailIdentities": 0,
+    }
 
 
 def test_unverified_sender_is_rejected_like_ses(lookalike, sesv2):
