@@ -102,6 +102,9 @@ async def aws_send(
             raise late
         # A tripped account guard holds bulk sends (503); small transactional ones pass.
         await asyncio.to_thread(_admit_guard, request.category, total)
+        # The sender verified in SES (403), and in the sandbox every recipient (400): what SES
+        # would refuse for the whole send, told now (sendmail/admission/preflight.py).
+        await asyncio.to_thread(_preflight, settings, request.senderEmail, request.addresses)
         # Admission reads SES (boto3, blocking, up to minutes with its retries) and storage: off
         # the event loop, which every async request on this worker shares (test_event_loop.py).
         quota = await asyncio.to_thread(
@@ -325,6 +328,16 @@ def _admit_guard(category: str, total: int) -> None:
         logger.warning("the account guard is unavailable; admitting", exc_info=True)
         return
     guard.admit(category, total)
+
+
+def _preflight(settings: Any, sender: str, recipients: Sequence[str]) -> None:
+    """SES preflight (sendmail/admission/preflight.py): 403 for a sender SES has not verified,
+    400 for unverified recipients of a sandboxed account. SES unreadable: admitted (logged)."""
+    from sendmail import services
+
+    preflight = services.preflight()
+    if preflight is not None and settings.SENDMAIL_PREFLIGHT_ENABLED:
+        preflight.check(sender, recipients)
 
 
 def _admit_backlog(settings: Any) -> None:

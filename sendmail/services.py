@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sendmail.admission.guard import AccountGuard
     from sendmail.admission.idempotency import IdempotencyStore
     from sendmail.admission.logins import LoginGuard
+    from sendmail.admission.preflight import Preflight
     from sendmail.admission.reservations import QuotaReservations
     from sendmail.feedback.event_store import EventStore
     from sendmail.feedback.replays import ProcessedMessages
@@ -48,6 +49,14 @@ def ses_sender() -> SesSender:
     from sendmail.sending.ses import SesSender
 
     return _get("ses", lambda: SesSender(settings=get_settings()))  # type: ignore[no-any-return]
+
+
+def preflight() -> Preflight | None:
+    """SES's identity and account answers, cached (sendmail/admission/preflight.py); None where
+    a test turned preflight off."""
+    from sendmail.admission.preflight import Preflight
+
+    return _get("preflight", lambda: Preflight(settings=get_settings()))  # type: ignore[no-any-return]
 
 
 def smtp_sender() -> SmtpSender:

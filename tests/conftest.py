@@ -50,6 +50,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, _mailctl_salt_file: str)
         suppressions=MemorySuppressionList(),
         sns_messages=MemoryProcessedMessages(),
         backlog=None,  # no work-item queue to probe unless a test brings one (test_backlog.py)
+        preflight=None,  # no SES identity checks unless a test brings them (test_preflight.py)
         reservations=MemoryReservations(),  # the table itself: test_reservations.py
         login_guard=MemoryLoginGuard(limit=5),  # the table itself: test_logins.py
         secrets=SecretStore(MemoryRows(), MemoryRows(), services.sealer),  # test_secrets.py

@@ -279,7 +279,8 @@ _ERRORS: dict[ErrorName, tuple[HTTPStatus, str, str, str]] = {
     ),
     "Forbidden": (
         HTTPStatus.FORBIDDEN,
-        "`senderEmail` is not an allowed company sender. Nothing was started.",
+        "`senderEmail` is not an allowed company sender, or SES has neither the address nor "
+        "its domain verified for sending (preflight). Nothing was started.",
         "senderEmail someone@elsewhere.example.com is not an allowed sender for aws-send; "
         "use a verified company address",
         "/api/v1/emails/aws-send",

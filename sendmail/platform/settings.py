@@ -142,6 +142,24 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Preflight at admission (sendmail/admission/preflight.py) -------------------------------
+    SENDMAIL_PREFLIGHT_ENABLED: bool = Field(
+        default=True,
+        description=(
+            "aws-send asks SES whether the sender is verified (403 if not) and, in the sandbox, "
+            "whether the recipients are (400 if not), before anything starts."
+        ),
+    )
+    SENDMAIL_PREFLIGHT_CACHE_SECONDS: float = Field(
+        default=300,
+        ge=0,
+        le=24 * 3600,
+        description=(
+            "How long SES's answers are kept (an unverified identity, a sandboxed account or an "
+            "unreadable SES: at most 30 s, so a fix is seen soon)."
+        ),
+    )
+
     SENDMAIL_MAX_QUEUED_BATCHES: int = Field(
         default=500,
         ge=1,

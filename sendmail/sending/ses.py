@@ -55,7 +55,9 @@ Quota
     ``GetSendQuota`` (SESv1) is the source of truth for the daily quota and the send rate; it
     is an idempotent read, so its client keeps botocore's standard retries (3 attempts).
     ``GetAccount`` (SESv2) only adds whether the account left the sandbox, and may be missing
-    (moto does not implement it).
+    (moto does not implement it). Admission's preflight reads (``GetEmailIdentity``,
+    ``ListEmailIdentities``, ``GetAccount``: :mod:`sendmail.admission.preflight`) use a
+    ``sesv2`` client with the same retrying config (:func:`create_sesv2_read_client`).
 
 Messages in :class:`~sendmail.sending.results.Delivery` are written in
 :mod:`sendmail.sending.ses_errors`; raw SES text (which can contain addresses) is never passed on
@@ -192,6 +194,20 @@ def create_sesv2_client(settings: Settings, *, endpoint_url: str | None = None) 
         region_name=settings.AWS_REGION,
         endpoint_url=endpoint_url,
         config=send_client_config(settings.SENDMAIL_SES_MAX_CONCURRENCY),
+    )
+
+
+def create_sesv2_read_client(settings: Settings, *, endpoint_url: str | None = None) -> SESV2Client:
+    """A ``sesv2`` client for reads (``GetEmailIdentity``, ``ListEmailIdentities``,
+    ``GetAccount``: sendmail/admission/preflight.py): idempotent, so it keeps botocore's standard
+    retries, unlike the sending client."""
+    import boto3
+
+    return boto3.session.Session().client(
+        "sesv2",
+        region_name=settings.AWS_REGION,
+        endpoint_url=endpoint_url,
+        config=quota_client_config(),
     )
 
 
