@@ -34,6 +34,7 @@ from api.docs import bp as docs
 from api.emails import bp as emails
 from api.events import bp as events
 from api.health import bp as health
+from api.retention import bp as retention
 from api.sns import bp as sns
 from api.suppressions import bp as suppressions
 from api.unsubscribe import bp as unsubscribe
@@ -67,3 +68,4 @@ if functions == ALL_FUNCTIONS:
     app.register_functions(orchestrators)
     app.register_functions(activities)
     app.register_functions(webhooks)
+    app.register_functions(retention)

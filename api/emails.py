@@ -735,6 +735,8 @@ async def email_status(
         if output is not None and int(output.get("total") or 0) <= _inline_limit():
             raise  # v1's inline results cannot be read: not an answer that looks like none
         record = None
+    if record is not None and record.purging is not None:  # retention is deleting it
+        raise NotFound(f"No send with id {instance_id!r} exists.")
     if output is not None:
         progress = {k: int(output.get(k) or 0) for k in ("total", "sent", "failed", "canceled")}
         progress["pending"] = 0
@@ -808,7 +810,7 @@ async def email_recipients(
     status = await read_status(client, instance_id) if _plausible_id(instance_id) else None
     kind = KIND_BY_ORCHESTRATOR.get(status.name or "") if status is not None else None
     record = await asyncio.to_thread(_record, instance_id) if kind is not None else None
-    if status is None or status.runtime_status is None or record is None:
+    if status is None or status.runtime_status is None or record is None or record.purging:
         raise NotFound(f"No send with id {instance_id!r} exists.")
     finished = status.runtime_status.value in FINISHED_STATUSES
     stored = stored_send(services.blobs(), record.list_ref)

@@ -6,11 +6,15 @@ first, a page at a time. Blocking work (Azure Tables) runs on a thread, off the 
 
 import asyncio
 import re
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from api.http import json_response, page_limit, v1_errors
+
+if TYPE_CHECKING:
+    from sendmail.sending.sends import SendRecord
 
 bp = df.Blueprint()
 
@@ -47,7 +51,8 @@ async def email_events(
         raise ValidationFailed(problems)
     status = await read_status(client, instance_id) if _SEND_ID.match(instance_id) else None
     kind = KIND_BY_ORCHESTRATOR.get(status.name or "") if status is not None else None
-    if status is None or status.runtime_status is None or kind is None:
+    record = await asyncio.to_thread(services.sends().get, instance_id) if kind else None
+    if status is None or status.runtime_status is None or kind is None or _purging(record):
         raise NotFound(f"No send with id {instance_id!r} exists.")
     store = services.event_store()
     try:
@@ -64,3 +69,8 @@ async def email_events(
         }
     )
     return json_response(body.model_dump(mode="json", exclude_none=True))
+
+
+def _purging(record: "SendRecord | None") -> bool:
+    """Retention is deleting the send (a send started before the sends table has no record)."""
+    return record is not None and record.purging is not None

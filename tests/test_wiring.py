@@ -67,6 +67,7 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         START_SCHEDULED: ("activityTrigger", None, (), None),
         READ_CONTROL: ("activityTrigger", None, (), None),
         "deliver_webhook": ("queueTrigger", None, (), None),
+        "retention": ("timerTrigger", None, (), None),
     }
 
 

@@ -34,6 +34,10 @@ admission ran so long that another took the key over finds out there and starts 
 and a fresh hold gives its ``start_new`` another :data:`TAKEOVER_AFTER`. A request refused before
 its send starts (403, 429, 500) drops its record, so a retry after the cause is gone can go
 through.
+
+Retention: a record past its TTL names nothing any more (a request with its key starts a new
+send), so :meth:`TableIdempotencyStore.purge_expired` deletes such records a page at a time
+(:mod:`sendmail.retention`); a record claimed again in the meantime (its ETag changed) is kept.
 """
 
 from __future__ import annotations
@@ -219,6 +223,14 @@ class MemoryIdempotencyStore:
                 marked = replace(found[1], started=True, etag=str(self._version))
                 self._rows[(claim.route, claim.key)] = (found[0], marked)
 
+    def purge_expired(self, now: datetime, limit: int | None = None) -> int:
+        """Delete records past their TTL (at most ``limit``); how many."""
+        with self._lock:
+            expired = [k for k, (_, c) in self._rows.items() if _expired(c.created, self.ttl, now)]
+            for key in expired[:limit]:
+                del self._rows[key]
+            return len(expired[:limit])
+
 
 class TableIdempotencyStore:
     """Keys in an Azure Table: partition = route, row = SHA-256 of the key (any key fits the
@@ -308,6 +320,69 @@ class TableIdempotencyStore:
             )
         except AzureError:
             logger.warning("an idempotency record could not be dropped; it expires on its own")
+
+    def purge_expired(self, now: datetime, limit: int | None = None) -> int:
+        """Delete the records past their TTL: all of them, or at most ``limit`` (a page: call
+        again until it answers 0). Each is deleted only as it was read (``If-Match`` its ETag),
+        in transactions of up to 100 per route, so a record claimed again meanwhile is kept.
+        Returns how many were deleted."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import TableTransactionError
+
+        cutoff = now - self.ttl
+        found: dict[str, list[tuple[str, str]]] = {}
+        count = 0
+
+        def scan() -> None:
+            nonlocal count
+            rows = self._table.query_entities(
+                "CreatedAt le @cutoff",
+                parameters={"cutoff": cutoff},
+                select=["PartitionKey", "RowKey"],
+                results_per_page=min(limit, 1000) if limit else None,
+            )
+            for row in rows:
+                if limit is not None and count >= limit:
+                    break
+                etag = str(row.metadata.get("etag") or "")
+                found.setdefault(str(row["PartitionKey"]), []).append((str(row["RowKey"]), etag))
+                count += 1
+
+        self._lazy.call("read", scan)
+        deleted = 0
+        for route, rows in found.items():
+            for start in range(0, len(rows), 100):
+                chunk = rows[start : start + 100]
+                operations = [
+                    (
+                        "delete",
+                        {"PartitionKey": route, "RowKey": row_key},
+                        {"etag": etag, "match_condition": MatchConditions.IfNotModified},
+                    )
+                    for row_key, etag in chunk
+                ]
+                try:
+                    self._lazy.call(
+                        "purge",
+                        lambda ops=operations: self._table.submit_transaction(ops),  # type: ignore[misc]
+                        passthrough=(TableTransactionError,),
+                    )
+                    deleted += len(chunk)
+                    continue
+                except TableTransactionError:
+                    pass  # one of them changed or went: each on its own, the others still go
+                for row_key, etag in chunk:
+                    try:
+                        self._table.delete_entity(
+                            route, row_key, etag=etag, match_condition=MatchConditions.IfNotModified
+                        )
+                        deleted += 1
+                    except (ResourceModifiedError, ResourceNotFoundError):
+                        continue
+                    except AzureError:
+                        logger.warning("an expired idempotency record could not be deleted")
+        return deleted
 
     def mark_started(self, claim: Claim) -> None:
         """Only the record this claim holds (its ETag): one that expired and was claimed again

@@ -24,8 +24,9 @@ Table layout (``SendMailEvents``, in the host's storage account): one partition 
   route reads them with one range query.
 
 Events list in time order (the row key's time is the event's own, not its arrival) and page by
-an opaque cursor (the last row key). Retention: events hold addresses; purge a send's partition
-with :meth:`TableEventStore.purge` when its orchestration is purged.
+an opaque cursor (the last row key). Retention: events hold addresses; :mod:`sendmail.retention`
+deletes a send's partition with ``purge(send_id, limit)``, a page at a time, with the rest of
+the send.
 """
 
 from __future__ import annotations
@@ -238,6 +239,16 @@ class MemoryEventStore:
         more = len(rows) > limit
         return EventPage([e for _, e in page], encode_cursor(page[-1][0]) if more else None)
 
+    def purge(self, send_id: str, limit: int | None = None) -> int:
+        """Forget the send's events, markers and counts (all at once: ``limit`` is the table's
+        page; here a send is one step). Returns how many rows that was."""
+        with self._lock:
+            rows = len(self._events.pop(send_id, {}))
+            markers = {m for m in self._markers if m[0] == send_id}
+            self._markers -= markers
+            counters = len(self._counts.pop(send_id, {}))
+        return rows + len(markers) + counters
+
 
 @dataclass
 class TableEventStore:
@@ -371,16 +382,23 @@ class TableEventStore:
         more = len(found) > limit
         return EventPage([e for _, e in page], encode_cursor(page[-1][0]) if more else None)
 
-    def purge(self, send_id: str) -> int:
-        """Delete every row of ``send_id`` (events, markers, counters). Returns how many."""
+    def purge(self, send_id: str, limit: int | None = None) -> int:
+        """Delete the rows of ``send_id`` (events, markers, counters): all of them, or at most
+        ``limit`` (a page: call again until it answers 0). Returns how many."""
         partition = table_key(send_id)
         keys: list[str] = []
 
         def scan() -> None:
             rows = self.client.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": partition}, select=["RowKey"]
+                "PartitionKey eq @pk",
+                parameters={"pk": partition},
+                select=["RowKey"],
+                results_per_page=min(limit, 1000) if limit else None,
             )
-            keys.extend(str(row["RowKey"]) for row in rows)
+            for row in rows:
+                if limit is not None and len(keys) >= limit:
+                    break
+                keys.append(str(row["RowKey"]))
 
         self._call("read", scan)
         for start in range(0, len(keys), 100):

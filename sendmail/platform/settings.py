@@ -262,6 +262,35 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Retention (sendmail/retention.py, api/retention.py) -----------------------------------
+    SENDMAIL_RETENTION_DAYS: float = Field(
+        default=30,
+        gt=0,
+        le=3650,
+        description=(
+            "Days a finished send's data (Durable histories, list and content, ledger, events) "
+            "and a webhook poison message are kept; fractions allowed (trying it)."
+        ),
+    )
+    SENDMAIL_RETENTION_SCHEDULE: str = Field(
+        default="0 30 3 * * *",
+        min_length=1,
+        description=(
+            "When the retention timer runs: NCRONTAB with seconds, in the host's time zone "
+            "(UTC on Azure). The Functions host reads it (the timer's %SENDMAIL_RETENTION_"
+            "SCHEDULE% binding); the Bicep always sets it."
+        ),
+    )
+    SENDMAIL_RETENTION_RUN_SECONDS: float = Field(
+        default=300,
+        ge=5,
+        le=1500,
+        description=(
+            "How long one retention run purges before it stops (what is left waits for the "
+            "next run); below functionTimeout."
+        ),
+    )
+
     # --- Request limits --------------------------------------------------------------------
     SENDMAIL_MAX_SCHEDULE_DAYS: float = Field(
         default=30,

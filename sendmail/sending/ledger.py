@@ -51,11 +51,12 @@ Privacy: the ledger stores no addresses. The partition key is the batch key, the
 indices within the batch, and the properties besides ``CreatedAt`` are Message-IDs, or failures'
 codes and messages (written by this service: no server text, no secret).
 
-Retention: every batch is one partition whose key starts with the instance id, so a batch's
-records go with the orchestration history: purge the instance (``purge_instance_history``) and
-then ``TableSendLedger.purge(instance_id)``. Keys whose escaped form is too long for a table key
-(only very long or non-ASCII instance ids) are stored under a hash and are not reached by
-``purge``; they cost a few hundred bytes each and can be dropped with the whole table.
+Retention: every batch is one partition whose key starts with the instance id, so one range
+query over the partition keys finds every batch of a send: ``purge(instance_id, limit)`` deletes
+them a page at a time (:mod:`sendmail.retention` calls it until it answers 0). Keys whose escaped
+form is too long for a table key (only very long or non-ASCII instance ids: this service's ids
+are 32 hex digits) are stored under a hash and are not reached by ``purge``; they cost a few
+hundred bytes each and can be dropped with the whole table.
 
 Azure SDK imports (``azure.data.tables``, ``azure.identity``) happen inside functions, so that
 importing this module stays cheap for code that only needs :class:`MemorySendLedger`.
@@ -216,13 +217,22 @@ class MemorySendLedger:
                 i: r for i, r in sorted(rows.items()) if i >= first and (stop is None or i < stop)
             }
 
-    def purge(self, instance_id: str) -> int:
-        """Drop every record of ``instance_id``'s batches; returns how many were dropped."""
+    def purge(self, instance_id: str, limit: int | None = None) -> int:
+        """Drop the records of ``instance_id``'s batches, at most ``limit`` (all by default);
+        returns how many were dropped (0: none is left)."""
         _check_key(instance_id)
         prefix = f"{instance_id}:"
+        dropped = 0
         with self._lock:
-            keys = [key for key in self._records if key.startswith(prefix)]
-            return sum(len(self._records.pop(key)) for key in keys)
+            for key in [key for key in self._records if key.startswith(prefix)]:
+                rows = self._records[key]
+                for index in sorted(rows):
+                    if limit is not None and dropped >= limit:
+                        return dropped
+                    del rows[index]
+                    dropped += 1
+                del self._records[key]
+        return dropped
 
 
 def _partition_key(key: str) -> str:
@@ -425,12 +435,13 @@ class TableSendLedger:
             )
 
     # --- retention -----------------------------------------------------------------------------
-    def purge(self, instance_id: str) -> int:
-        """Delete every record of ``instance_id``'s batches (keys ``{instance_id}:...``).
+    def purge(self, instance_id: str, limit: int | None = None) -> int:
+        """Delete the records of ``instance_id``'s batches (keys ``{instance_id}:...``): all of
+        them, or the rows that hold about ``limit`` (a page; a group row's records go whole).
 
         One range query over the partition keys, then one transaction per 100 rows of a batch.
-        Returns how many records were deleted. Batches stored under a hashed key (see the module
-        docs) are not reached.
+        Returns how many records were deleted (a row counts at least one: 0 means none is
+        left). Batches stored under a hashed key (see the module docs) are not reached.
         """
         _check_key(instance_id)
         low = escape(f"{instance_id}:")
@@ -444,12 +455,15 @@ class TableSendLedger:
                 "PartitionKey ge @low and PartitionKey lt @high",
                 parameters={"low": low, "high": high},
                 select=["PartitionKey", "RowKey", "Sent", "Failed"],
+                results_per_page=min(limit, 1000) if limit else None,
             )
             for entity in entities:
+                if limit is not None and records >= limit:
+                    break
                 rows.setdefault(str(entity["PartitionKey"]), []).append(str(entity["RowKey"]))
                 group = entity.get("Sent") or entity.get("Failed")
                 try:
-                    records += len(json.loads(group)) if isinstance(group, str) else 1
+                    records += max(1, len(json.loads(group))) if isinstance(group, str) else 1
                 except ValueError:  # a malformed group row is deleted all the same
                     records += 1
 

@@ -10,6 +10,12 @@ are stored, the counts when finished and the times, the caller's ``metadata``, a
 the row's ETag, so two routes changing it at once cannot both win on a stale read). The batch
 activities read it between calls (:mod:`sendmail.sending.control`).
 
+**Retention** (:mod:`sendmail.retention`) finds the sends finished before a time
+(:meth:`SendsTable.expired`), marks each record ``purging`` (:meth:`SendsTable.mark_purging`)
+before it deletes anything else of the send, and deletes the record last. A record being purged
+is a send that no longer exists: the routes answer 404 for it, and its control state cannot
+change (:meth:`SendsTable.change_control` answers None, as for no record).
+
 Storage: Azure Table ``SendMailSends``, partition key = the send id, row key ``send``. No
 address, no content, no secret is stored in it (the caller's metadata is stored as given: the
 API tells callers to keep recipients' data and secrets out of it).
@@ -21,7 +27,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
@@ -73,6 +79,8 @@ class SendRecord:
     paused_by: PausedBy | None = None
     control_seq: int = 0
     control_at: datetime | None = None
+    #: When retention began purging the send (None: it is not being purged).
+    purging: datetime | None = None
 
 
 class SendsTable(Protocol):
@@ -98,7 +106,18 @@ class SendsTable(Protocol):
         """Apply ``change`` to the record (it answers the new record, or None for "nothing to
         change") as one atomic step: a record changed by someone else between the read and the
         write is read again and ``change`` asked again. The record after it and whether it
-        changed; None when the send has no record."""
+        changed; None when the send has no record, or its record is being purged."""
+        ...
+
+    def mark_purging(self, send_id: str, when: datetime) -> SendRecord | None:
+        """Mark the record as being purged (retention's first step; a mark already there is
+        kept). The record marked; None when there is none."""
+        ...
+
+    def expired(self, before: datetime) -> Iterator[SendRecord]:
+        """Every send finished before ``before``, and every send being purged whenever it
+        finished, a page of the table at a time: a scan, for retention only. Sends not
+        finished are never among them."""
         ...
 
     def delete(self, send_id: str) -> None:
@@ -141,7 +160,7 @@ class MemorySends:
     ) -> tuple[SendRecord, bool] | None:
         with self._lock:
             record = self.records.get(send_id)
-            if record is None:
+            if record is None or record.purging is not None:
                 return None
             changed = change(record)
             if changed is None:
@@ -152,6 +171,23 @@ class MemorySends:
     def delete(self, send_id: str) -> None:
         with self._lock:
             self.records.pop(send_id, None)
+
+    def mark_purging(self, send_id: str, when: datetime) -> SendRecord | None:
+        with self._lock:
+            record = self.records.get(send_id)
+            if record is None or record.purging is not None:
+                return record
+            self.records[send_id] = marked = replace(record, purging=when)
+            return marked
+
+    def expired(self, before: datetime) -> Iterator[SendRecord]:
+        with self._lock:
+            found = [
+                r
+                for r in self.records.values()
+                if r.purging is not None or (r.finished is not None and r.finished < before)
+            ]
+        yield from found
 
     def unfinished(self) -> list[SendRecord]:
         with self._lock:
@@ -231,6 +267,7 @@ class TableSends:
                 paused_by=_paused_by(entity.get("PausedBy")),
                 control_seq=int(entity.get("ControlSeq") or 0),
                 control_at=_aware(entity["ControlAt"]) if entity.get("ControlAt") else None,
+                purging=_aware(entity["PurgingAt"]) if entity.get("PurgingAt") else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise TableUnavailable(f"the record of send {send_id} is malformed") from e
@@ -273,7 +310,7 @@ class TableSends:
         client = self._table.client
         for _ in range(CONTROL_ATTEMPTS):
             found = self._read(send_id)
-            if found is None:
+            if found is None or found[0].purging is not None:
                 return None
             record, etag = found
             changed = change(record)
@@ -320,6 +357,80 @@ class TableSends:
     def delete(self, send_id: str) -> None:
         client = self._table.client  # deleting what is not there succeeds (the SDK's 404)
         self._table.call("delete", lambda: client.delete_entity(table_key(send_id), _ROW))
+
+    def mark_purging(self, send_id: str, when: datetime) -> SendRecord | None:
+        """Merged into the row (never creates one: a record deleted meanwhile stays gone)."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        record = self.get(send_id)
+        if record is None or record.purging is not None:
+            return record
+        entity = {"PartitionKey": table_key(send_id), "RowKey": _ROW, "PurgingAt": when}
+        client = self._table.client
+        try:
+            self._table.call(
+                "write",
+                lambda: client.update_entity(entity, mode=UpdateMode.MERGE),
+                passthrough=(ResourceNotFoundError,),
+            )
+        except ResourceNotFoundError:
+            return None
+        return replace(record, purging=when)
+
+    def expired(self, before: datetime) -> Iterator[SendRecord]:
+        """One server-side filtered query over the table, read a page (of up to 1,000 rows) at
+        a time: rows deleted behind it (retention deletes them as it goes) do not disturb it.
+        A row whose partition key is not a send id this table can read back (a hashed key) is
+        skipped and logged."""
+        from azure.core.exceptions import AzureError
+
+        from sendmail.platform.storage import azure_error_text
+
+        # A row without PurgingAt matches no comparison on it, so "ge the earliest time" means
+        # "has the property" (Azure Tables has no "exists").
+        # (the SDK finds parameters between spaces: none may touch a parenthesis)
+        query = "RowKey eq @row and ( FinishedAt lt @before or PurgingAt ge @earliest )"
+        parameters = {"row": _ROW, "before": before, "earliest": _EARLIEST}
+        client = self._table.client
+        rows = self._table.call(
+            "read", lambda: iter(client.query_entities(query, parameters=parameters))
+        )
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except AzureError as e:
+                raise TableUnavailable(
+                    f"reading expired sends failed: {azure_error_text(e)}"
+                ) from e
+            send_id = unescape_key(str(row["PartitionKey"]))
+            if send_id is None:
+                logger.warning("a send record under a hashed key is never purged")
+                continue
+            yield self._record(send_id, row)
+
+
+#: The earliest time Azure Tables stores (1601-01-01): every stored time is at or after it.
+_EARLIEST = datetime(1601, 1, 1, tzinfo=UTC)
+
+
+def unescape_key(key: str) -> str | None:
+    """The text :func:`~sendmail.platform.tables.table_key` made ``key`` from; None for a
+    hashed key (``~H``…: the text is not in it)."""
+    if key.startswith("~H"):
+        return None
+    data = bytearray()
+    index = 0
+    while index < len(key):
+        if key[index] == "~":
+            data.append(int(key[index + 1 : index + 3], 16))
+            index += 3
+        else:
+            data.extend(key[index].encode("ascii"))
+            index += 1
+    return data.decode("utf-8", "surrogatepass")
 
 
 def _metadata(stored: Any) -> dict[str, str] | None:
