@@ -44,6 +44,8 @@ class TriggeredFunction:
     trigger_name: str
     binding: dict[str, Any]
     func: Callable[..., Any]
+    #: Parameters bound to a Durable client (``durableClient``), as on an HTTP function.
+    client_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -133,11 +135,12 @@ def index_functions(app: Any, route_prefix: str = "api") -> FunctionIndex:
             index.activities[activity] = ActivityFunction(activity, trigger.name, func)
         elif kind in ("queueTrigger", "timerTrigger"):
             bindings = json.loads(function.get_function_json())["bindings"]
-            others = [b["type"] for b in bindings if b.get("type") != kind]
+            others = [b["type"] for b in bindings if b.get("type") not in (kind, "durableClient")]
             if others:
                 logger.warning("function %s: bindings %s are not supported", name, others)
             binding = next(b for b in bindings if b.get("type") == kind)
-            found = TriggeredFunction(name, trigger.name, binding, func)
+            clients = tuple(b["name"] for b in bindings if b.get("type") == "durableClient")
+            found = TriggeredFunction(name, trigger.name, binding, func, clients)
             (index.queues if kind == "queueTrigger" else index.timers).append(found)
         else:
             index.unsupported.append(f"{name} ({kind})")

@@ -110,7 +110,9 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
         queues_options = QueuesOptions.from_host_json(host_settings.queues)
     except HostConfigError as e:
         raise SystemExit(f"host.json: {e}") from e
-    triggers = TriggerListeners(index, queues_options, worker.call_async, state_dir)
+    triggers = TriggerListeners(
+        index, queues_options, worker.call_async, state_dir, client_binding=urls.client_binding
+    )
     webhooks = WebhookLog()
     webhooks.listen()
     host = DevHost(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,10 @@ class TriggerListeners:
         env: Mapping[str, str] = os.environ,
         clock: Clock | None = None,
         processing_visibility: float = PROCESSING_VISIBILITY_SECONDS,
+        client_binding: Callable[[], str] | None = None,
     ) -> None:
+        """``client_binding``: the ``durableClient`` binding data (devhost's Durable API), for
+        timer functions that take a Durable client."""
         from sendmail.platform.storage import StorageUnavailable
 
         self.queues: list[QueueListener] = []
@@ -57,6 +60,9 @@ class TriggerListeners:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop: asyncio.Event | None = None
         for function in index.queues:
+            if function.client_names:
+                self._refuse(function.name, "devhost gives no Durable client to a queue trigger")
+                continue
             try:
                 queue, poison = queue_clients(function, env)
             except (BindingError, StorageUnavailable) as e:
@@ -75,7 +81,9 @@ class TriggerListeners:
         monitor = FileScheduleMonitor(state_dir / TIMERS_DIR)
         for function in index.timers:
             try:
-                listener = TimerListener(function, invoke, clock or SystemClock(), monitor, env)
+                listener = TimerListener(
+                    function, invoke, clock or SystemClock(), monitor, env, client_binding
+                )
             except (BindingError, ScheduleError) as e:
                 self._refuse(function.name, str(e))
                 continue

@@ -24,7 +24,8 @@ As the host does, per timer function:
 - then at each occurrence; the next one is computed from the time the invocation *started*, so
   a run longer than the period is followed at once by the next (never two at the same time); a
   function that raises is logged and the schedule goes on;
-- the function gets ``schedule_status`` only with the monitor on (else ``{}``).
+- the function gets ``schedule_status`` only with the monitor on (else ``{}``);
+- a ``durableClient`` parameter gets the binding data an HTTP function's does (``client_binding``).
 
 Not modelled: the singleton lock that keeps one host of a scaled-out app from running a timer
 twice (devhost is one process), and the host's Daylight Saving adjustments (see
@@ -48,7 +49,7 @@ from typing import Any, Literal
 from devhost.app_loader import TriggeredFunction
 from devhost.invoker import InvocationContext, accepted_parameters
 from devhost.triggers.clock import Clock
-from devhost.triggers.names import resolve_settings
+from devhost.triggers.names import BindingError, resolve_settings
 from devhost.triggers.schedules import Schedule, parse_schedule
 
 logger = logging.getLogger("devhost.timers")
@@ -202,8 +203,13 @@ class TimerListener:
         clock: Clock,
         monitor: FileScheduleMonitor | None,
         env: Mapping[str, str],
+        client_binding: Callable[[], str] | None = None,
     ) -> None:
-        """Raises ``BindingError`` or ``ScheduleError`` for a schedule the host would refuse."""
+        """Raises ``BindingError`` or ``ScheduleError`` for a schedule the host would refuse
+        (or a Durable client this listener has no ``client_binding`` for)."""
+        if function.client_names and client_binding is None:
+            raise BindingError(f"function {function.name} needs a Durable client")
+        self.client_binding = client_binding
         binding = function.binding
         self.function = function
         self.invoke = invoke
@@ -293,6 +299,9 @@ class TimerListener:
         kwargs: dict[str, Any] = {
             function.trigger_name: build_timer_request(self.schedule, status, past_due)
         }
+        for client in function.client_names:
+            assert self.client_binding is not None  # checked when the listener was made
+            kwargs[client] = self.client_binding()
         if "context" in accepted_parameters(function.func):
             kwargs["context"] = InvocationContext(function.name)
         at = self.clock.now()
