@@ -208,6 +208,15 @@ param maxQueuedBatches int = 500
 @maxValue(720)
 param idempotencyTtlHours int = 24
 
+@description('SENDMAIL_RETENTION_DAYS: days a finished send\'s data (Durable histories, list and content, ledger, events) and a poisoned webhook are kept before the retention timer purges them.')
+@minValue(1)
+@maxValue(3650)
+param retentionDays int = 30
+
+@description('SENDMAIL_RETENTION_SCHEDULE: when the retention timer runs (NCRONTAB with seconds, UTC). The host resolves the timer\'s %SENDMAIL_RETENTION_SCHEDULE% from this app setting: it must be set.')
+@minLength(1)
+param retentionSchedule string = '0 30 3 * * *'
+
 @description('SENDMAIL_MAX_SUBJECT_CHARS: longest subject accepted.')
 @minValue(1)
 param maxSubjectChars int = 998
@@ -292,6 +301,8 @@ var sendMailSettings = {
   SENDMAIL_SES_BATCH_TIME_BUDGET_SECONDS: string(sesBatchTimeBudgetSeconds)
   SENDMAIL_SES_SEND_DEADLINE_SECONDS: string(sesSendDeadlineSeconds)
   SENDMAIL_IDEMPOTENCY_TTL_HOURS: string(idempotencyTtlHours)
+  SENDMAIL_RETENTION_DAYS: string(retentionDays)
+  SENDMAIL_RETENTION_SCHEDULE: retentionSchedule
   SENDMAIL_MAX_QUEUED_BATCHES: string(maxQueuedBatches)
   SENDMAIL_TASK_HUB: 'SendMail'
   SENDMAIL_MAX_SUBJECT_CHARS: string(maxSubjectChars)

@@ -59,6 +59,9 @@ param snsTopicArns = ''
 param snsSignatureVersion = '2'
 param suppressionEnabled = true
 param idempotencyTtlHours = 24
+// Retention (README, "What is stored, where, and for how long"): days kept, and when it runs (UTC).
+param retentionDays = 30
+param retentionSchedule = '0 30 3 * * *'
 param maxQueuedBatches = 500
 param maxSubjectChars = 998
 param maxBodyBytes = 102400
