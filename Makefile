@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy .
 
 unit: $(STAMP) node_modules/.installed
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --dist loadfile
 
 infra: $(STAMP)
 	scripts/validate-infra

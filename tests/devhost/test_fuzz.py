@@ -41,6 +41,8 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.devhost.conftest import FAST_SES, DevhostProcess, real_app
 
+#: One worker runs the whole module (``make test`` distributes files, ``--dist loadfile``): the
+#: last test reads what the others recorded in this process.
 pytestmark = pytest.mark.e2e
 
 CHECKS = [
@@ -61,17 +63,28 @@ SUPPRESSION_DELETE = ("/v1/suppressions/{email}", "DELETE")
 UNSUBSCRIBE_PAGE = ("/v1/unsubscribe/{token}", "GET")
 UNSUBSCRIBE = ("/v1/unsubscribe/{token}", "POST")
 HEALTH = ("/health", "GET")
+PAUSE = ("/v1/emails/{id}/pause", "POST")
+RESUME = ("/v1/emails/{id}/resume", "POST")
+CANCEL = ("/v1/emails/{id}/cancel", "POST")
+CONTROLS = [PAUSE, RESUME, CANCEL]
+ACCOUNT = ("/v1/account", "GET")
+GUARD_RESET = ("/v1/account/guard/reset", "POST")
+#: Operations with no input at all: fuzzed in the valid mode only.
+NO_INPUT = [HEALTH, ACCOUNT, GUARD_RESET]
 OPERATIONS = [
     AWS_SEND,
     USER_SEND,
     STATUS,
     RECIPIENTS,
     EVENTS,
+    *CONTROLS,
     SNS_EVENTS,
     SUPPRESSION_GET,
     SUPPRESSION_DELETE,
     UNSUBSCRIBE_PAGE,
     UNSUBSCRIBE,
+    ACCOUNT,
+    GUARD_RESET,
     HEALTH,
 ]
 SENDS = [AWS_SEND, USER_SEND]
@@ -193,12 +206,13 @@ def test_the_documented_examples_answer_as_documented(
     run("examples", app, strategy, cap_wait, max_examples=5)
 
 
-# GET /health takes no input, so it has no invalid variant: it is fuzzed in the valid mode only.
+# GET /health and the account routes take no input, so they have no invalid variant: they are
+# fuzzed in the valid mode only.
 MODES = [
     (operation, mode)
     for operation in OPERATIONS
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-    if not (operation == HEALTH and mode is GenerationMode.NEGATIVE)
+    if not (operation in NO_INPUT and mode is GenerationMode.NEGATIVE)
 ]
 
 
@@ -235,6 +249,19 @@ def test_the_status_of_real_sends_answers_as_documented(
         lambda instance_id: status.as_strategy(path_parameters={"id": instance_id})
     )
     run("real-ids", app, strategy, cap_wait, MAX_EXAMPLES)
+
+
+@pytest.mark.parametrize("operation", CONTROLS, ids=_name)
+def test_controlling_real_sends_answers_as_documented(
+    app: DevhostProcess, api_schema: Any, operation: tuple[str, str]
+) -> None:
+    """Pause, resume and cancel with the ids of the sends above: 200s and 409s, not only 404s."""
+    assert STARTED, "no send was accepted before this test"
+    control = api_schema[operation[0]][operation[1]]
+    strategy = st.sampled_from(sorted(set(STARTED))).flatmap(
+        lambda instance_id: control.as_strategy(path_parameters={"id": instance_id})
+    )
+    run("real-ids", app, strategy, cap_wait, MAX_EXAMPLES_WITHOUT_PREFER)
 
 
 def test_the_events_of_real_sends_answer_as_documented(

@@ -262,7 +262,13 @@ def test_a_bulk_send_is_polled_to_completion_one_message_per_recipient(
     assert final.status_code == 200
     status = final.json()
     assert status["runtimeStatus"] == "Completed"
-    assert status["progress"] == {"total": 3000, "sent": 3000, "failed": 0, "pending": 0}
+    assert status["progress"] == {
+        "total": 3000,
+        "sent": 3000,
+        "failed": 0,
+        "pending": 0,
+        "canceled": 0,
+    }
     # above the inline limit: the Message-IDs come from the recipients route, in request order
     assert (status["messageIds"], status["failures"]) == ([], [])
     ids = []
@@ -543,7 +549,8 @@ def test_a_send_above_the_inline_limit_is_paged_through_in_request_order(
         timeout=60,
     )
     assert first.status_code == 200, first.text
-    deadline = time.monotonic() + 30
+    # SES's event comes through devhost's SNS, retried with backoff: minutes on a loaded machine
+    deadline = time.monotonic() + 90
     while app.request("GET", f"/api/v1/suppressions/{bounce}").status_code != 200:
         assert time.monotonic() < deadline, "the bounce never suppressed the address"
         time.sleep(0.2)
@@ -559,7 +566,13 @@ def test_a_send_above_the_inline_limit_is_paged_through_in_request_order(
     final = poll(app, started.headers["Location"])
     body = final.json()
     assert final.status_code == 200
-    assert body["progress"] == {"total": len(to), "sent": len(to) - 1, "failed": 1, "pending": 0}
+    assert body["progress"] == {
+        "total": len(to),
+        "sent": len(to) - 1,
+        "failed": 1,
+        "pending": 0,
+        "canceled": 0,
+    }
     assert (body["messageIds"], body["failures"]) == ([], [])  # above the inline limit
     assert body["recipientsUrl"].endswith(f"/api/v1/emails/{instance_id}/recipients")
     assert len(final.content) < 64 * 1024

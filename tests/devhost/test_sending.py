@@ -90,7 +90,13 @@ def test_at_the_accounts_rate_everyone_is_sent_once_and_throttling_stays_rare(
 
     status = finish(host, start_send(host, recipients))
 
-    assert status["progress"] == {"total": 600, "sent": 600, "failed": 0, "pending": 0}
+    assert status["progress"] == {
+        "total": 600,
+        "sent": 600,
+        "failed": 0,
+        "pending": 0,
+        "canceled": 0,
+    }
     assert delivered_once(ses, recipients) == ([], 0)
     stats = ses.stats()
     throttled = stats["throttled_rate"] + stats["throttled_injected"]
