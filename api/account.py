@@ -111,11 +111,7 @@ def _account() -> dict[str, Any]:
     except Exception:
         logger.warning("SES GetSendQuota failed", exc_info=True)
     facts.update(_ses_account())
-    enforcement = facts.get("enforcementStatus")
-    if enforcement in TRIPPING_ENFORCEMENT:
-        tripped = guard.trip(f"SES reports the account's enforcement status as {enforcement}")
-        if tripped is not None:
-            guard_tripped(tripped)
+    trip_on_enforcement(facts.get("enforcementStatus"))
     state = guard.state(fresh=True)
     if state.state == "tripped":
         pause_bulk()
@@ -136,9 +132,18 @@ def _account() -> dict[str, Any]:
 
 
 def _ses_account() -> dict[str, Any]:
-    """Sandbox and enforcement status from SESv2 ``GetAccount`` (None each when unknown)."""
+    """Sandbox and enforcement status from SESv2 ``GetAccount``, read now (None each when
+    unknown): through preflight's reader (retries, and its cache refreshed for admission), or
+    the sender's client where there is no preflight (unit tests)."""
     from sendmail import services
 
+    preflight = services.preflight()
+    if preflight is not None:
+        summary = preflight.account_summary(fresh=True) or {}
+        return {
+            "sandbox": summary.get("sandbox"),
+            "enforcementStatus": summary.get("enforcementStatus"),
+        }
     try:
         response = services.ses_sender().account()
     except Exception:
@@ -149,6 +154,20 @@ def _ses_account() -> dict[str, Any]:
         "sandbox": None if production is None else not production,
         "enforcementStatus": response.get("EnforcementStatus"),
     }
+
+
+def trip_on_enforcement(enforcement: str | None) -> None:
+    """Trip the guard (and pause the bulk sends) when SES's enforcement status says the account
+    is under review or worse; nothing when it is already tripped. Blocking."""
+    from sendmail import services
+
+    if enforcement not in TRIPPING_ENFORCEMENT:
+        return
+    tripped = services.guard().trip(
+        f"SES reports the account's enforcement status as {enforcement}"
+    )
+    if tripped is not None:
+        guard_tripped(tripped)
 
 
 @bp.function_name("account_guard_reset")

@@ -317,13 +317,21 @@ _IN_PROGRESS = (
 
 
 def _admit_guard(category: str, total: int) -> None:
-    """The account guard's admission (sendmail/admission/guard.py). A guard whose table cannot
-    be used admits, logged: it protects the account, it must not stop mail by itself."""
+    """The account guard's admission (sendmail/admission/guard.py), after tripping it if SES's
+    enforcement status (preflight's cached ``GetAccount``) says PROBATION or worse. A guard whose
+    table cannot be used admits, logged: it protects the account, it must not stop mail by
+    itself."""
+    from api.account import trip_on_enforcement
     from sendmail import services
+    from sendmail.platform.settings import get_settings
     from sendmail.platform.tables import TableUnavailable
 
     try:
         guard = services.guard()
+        preflight = services.preflight()
+        if preflight is not None and get_settings().SENDMAIL_PREFLIGHT_ENABLED:
+            account = preflight.account()
+            trip_on_enforcement(account.enforcement_status if account is not None else None)
     except TableUnavailable:
         logger.warning("the account guard is unavailable; admitting", exc_info=True)
         return

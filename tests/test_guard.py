@@ -307,3 +307,41 @@ def test_a_tripped_guard_refuses_a_bulk_aws_send_with_503_and_admits_a_receipt(
     assert refused.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
     assert admitted.status_code == 202
     assert len(client.started) == 1
+
+
+def test_an_admission_that_reads_probation_trips_the_guard_before_admitting(
+    app_functions: dict[str, Any], queue: MemoryWebhookQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preflight's cached GetAccount says PROBATION: the guard trips on the request itself, which
+    (bulk) is refused 503; a receipt still goes out."""
+    from sendmail.admission.preflight import SesAccount
+
+    class Preflight:
+        def account(self, *, fresh: bool = False) -> SesAccount:
+            return SesAccount(True, "PROBATION", True, 50_000, 14, 0)
+
+        def check(self, sender: str, recipients: Any) -> None:
+            return None
+
+    monkeypatch.setattr(services, "ses_sender", StubQuota)
+    services.override(preflight=Preflight())
+    client = FakeDurableClient()
+    body = {"senderEmail": "se@aifactory.page", "subject": "s", "body": "b"}
+    bulk = [f"r{i}@example.com" for i in range(SETTINGS.SENDMAIL_GUARD_BULK_RECIPIENTS + 1)]
+
+    def send(recipients: list[str]) -> Any:
+        return call(
+            app_functions,
+            "aws_send",
+            "/api/v1/emails/aws-send",
+            method="POST",
+            body={**body, "recipientEmails": recipients},
+            client=client,
+        )
+
+    assert send(bulk).status_code == 503
+    assert send(["buyer@example.com"]).status_code == 202
+    state = services.guard().state(fresh=True)
+    assert state.state == "tripped"
+    assert state.reason == "SES reports the account's enforcement status as PROBATION"
+    assert types(queue) == ["account.guard_tripped"]
