@@ -5,14 +5,14 @@ unfinished and new sends, and the operator's reset."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.devhost.conftest import FAST_SES, DevhostProcess, real_app
+from tests.devhost.test_ses_events import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -35,17 +35,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
 def send(app: DevhostProcess, recipients: list[str], **extra: Any) -> Any:
     body = {"senderEmail": SENDER, "recipientEmails": recipients, "subject": "s", "body": "b"}
     return app.request("POST", "/api/v1/emails/aws-send", json={**body, **extra}, timeout=60)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not true after {timeout}s")
-        time.sleep(0.2)
 
 
 def state(app: DevhostProcess, send_id: str) -> str:
