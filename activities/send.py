@@ -24,8 +24,8 @@ import azure.durable_functions as df
 
 if TYPE_CHECKING:
     from sendmail.feedback.webhooks.events import EventType
-    from sendmail.sending.control import ControlWatch
-    from sendmail.sending.jobs import BatchTally, Held
+    from sendmail.sending.control import Halt
+    from sendmail.sending.jobs import BatchTally
 
 from activities.names import (
     FAIL_BATCH,
@@ -47,19 +47,20 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="batch")
 def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
-    from sendmail.sending.control import watching
+    from sendmail.sending.control import Halt, watching
     from sendmail.sending.jobs import SesBatch
 
     job = SesBatch.model_validate(batch)
     send_id = job.ledgerKey.split(":", 1)[0]
     with watching(services.sends(), send_id) as watch:
-        if (held := watch.held()) is not None:  # paused or canceled: nothing read, nothing sent
-            return _held(job.ledgerKey, job.count, job.unrecorded, held, watch.seq)
-        tally = _send_ses(job, send_id, watch)
-    return _tally_json(tally, watch)
+        halt = Halt(watch)
+        if halt():  # paused or canceled: nothing read, nothing sent
+            return _held(job.ledgerKey, job.count, job.unrecorded, halt)
+        tally = _send_ses(job, send_id, halt)
+    return _tally_json(tally, halt)
 
 
-def _send_ses(job: Any, send_id: str, watch: "ControlWatch") -> "BatchTally":
+def _send_ses(job: Any, send_id: str, halt: "Halt") -> "BatchTally":
     from sendmail import services
     from sendmail.feedback.ses_events import send_tags
     from sendmail.feedback.suppression import skipping_suppressed
@@ -91,7 +92,7 @@ def _send_ses(job: Any, send_id: str, watch: "ControlWatch") -> "BatchTally":
             start_rate=job.startRate,
             time_budget=max(0.0, budget),
             tags=tags,
-            halt=lambda: watch.held() is not None,
+            halt=halt,
         )
 
     send: SendFn = send_to
@@ -123,23 +124,24 @@ def _send_ses(job: Any, send_id: str, watch: "ControlWatch") -> "BatchTally":
     )
 
 
-def _held(
-    key: str, count: int, unrecorded: dict[int, str], held: "Held", seq: int
-) -> dict[str, Any]:
+def _held(key: str, count: int, unrecorded: dict[int, str], halt: "Halt") -> dict[str, Any]:
     """The tally of a batch that did not start: the send is paused or canceled."""
     from sendmail import services
     from sendmail.sending.runner import held_tally
 
-    tally = held_tally(services.ledger(), key, count, unrecorded, held, seq)
+    stopped = halt.held()
+    assert stopped is not None
+    tally = held_tally(services.ledger(), key, count, unrecorded, *stopped)
     return tally.model_dump(mode="json", exclude_defaults=True)
 
 
-def _tally_json(tally: "BatchTally", watch: "ControlWatch") -> dict[str, Any]:
-    """The batch's tally; one that stopped with recipients left while the send is paused or
-    canceled says so (``held``): the lane then waits for a resume, or cancels the rest."""
-    held = watch.held() if tally.pending else None
-    if held is not None:
-        tally = tally.model_copy(update={"held": held, "controlSeq": watch.seq})
+def _tally_json(tally: "BatchTally", halt: "Halt") -> dict[str, Any]:
+    """The batch's tally; one that stopped with recipients left because the send was paused or
+    canceled says so (``held``, with the change that stopped it): the lane then waits for the
+    next change, or cancels the rest."""
+    stopped = halt.held() if tally.pending else None
+    if stopped is not None:
+        tally = tally.model_copy(update={"held": stopped[0], "controlSeq": stopped[1]})
     return tally.model_dump(mode="json", exclude_defaults=True)
 
 
@@ -147,17 +149,18 @@ def _tally_json(tally: "BatchTally", watch: "ControlWatch") -> dict[str, Any]:
 @bp.activity_trigger(input_name="batch")
 def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail import services
-    from sendmail.sending.control import watching
+    from sendmail.sending.control import Halt, watching
     from sendmail.sending.jobs import SmtpBatch
 
     job = SmtpBatch.model_validate(batch)
     with watching(services.sends(), job.ledgerKey.split(":", 1)[0]) as watch:
-        if (held := watch.held()) is not None:  # paused or canceled: no password read, no login
-            return _held(job.ledgerKey, job.count, job.unrecorded, held, watch.seq)
-        return _tally_json(_send_smtp(job, watch), watch)
+        halt = Halt(watch)
+        if halt():  # paused or canceled: no password read, no login
+            return _held(job.ledgerKey, job.count, job.unrecorded, halt)
+        return _tally_json(_send_smtp(job, halt), halt)
 
 
-def _send_smtp(job: Any, watch: "ControlWatch") -> "BatchTally":
+def _send_smtp(job: Any, halt: "Halt") -> "BatchTally":
     from sendmail import services
     from sendmail.admission.logins import LoginSession, account_key
     from sendmail.contract.vocabulary import FailureCode
@@ -208,7 +211,7 @@ def _send_smtp(job: Any, watch: "ControlWatch") -> "BatchTally":
                     on_sent=on_sent,
                     on_login=login.answered,
                     before_login=login.may_try,
-                    halt=lambda: watch.held() is not None,
+                    halt=halt,
                 )
             ),
             unrecorded=job.unrecorded,

@@ -182,12 +182,13 @@ async def account_guard_reset(
     from sendmail import services
     from sendmail.contract.api_models import GuardReset
 
-    reset, resumed = await asyncio.to_thread(_reset)
-    for record in resumed:
+    reset, changed = await asyncio.to_thread(_reset)
+    for record in changed:
         await wake(client, record, "resume")
     state = await asyncio.to_thread(lambda: services.guard().state(fresh=True))
+    running = sum(1 for record in changed if record.control == "running")
     body = GuardReset.model_validate(
-        {"guard": state.to_json(), "wasTripped": reset, "resumedSends": len(resumed)}
+        {"guard": state.to_json(), "wasTripped": reset, "resumedSends": running}
     )
     return json_response(body.model_dump(mode="json"))
 
@@ -202,14 +203,15 @@ def _reset() -> tuple[bool, list[Any]]:
     now = datetime.now(UTC)
     resumed = []
     for record in sends.unfinished():
-        if record.control != "paused" or record.paused_by != "guard":
+        if record.control != "paused" or record.paused_by not in ("guard", "both"):
             continue
         try:
             changed = apply(sends, record.id, "resume", ended=lambda: False, now=now, by="guard")
         except ControlConflict:
             continue
         if changed is not None and changed[1]:
-            resumed.append(changed[0])
-            emit_change(changed[0], now)
+            resumed.append(changed[0])  # woken either way: a caller's own pause stays
+            if changed[0].control == "running":
+                emit_change(changed[0], now)
     logger.warning("account guard reset: %d sends resumed", len(resumed))
     return reset, resumed

@@ -128,9 +128,14 @@ async def wake(
     from orchestrators.lanes import lane_instance_id
     from sendmail.sending.control import CANCEL_EVENT, control_event
 
+    # The change's own event, and the one before it: a change made where no Durable client is
+    # (the account guard's pause, from the SNS route) raises none, and lanes that saw the change
+    # before it wait for that number.
+    numbers = [record.control_seq] + ([record.control_seq - 1] if record.control_seq > 1 else [])
     targets = [
-        (lane_instance_id(record.id, n), control_event(record.control_seq))
+        (lane_instance_id(record.id, n), control_event(seq))
         for n in range(record.lanes)
+        for seq in numbers
     ]
     if action == "cancel":
         targets.append((record.id, CANCEL_EVENT))

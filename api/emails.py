@@ -328,13 +328,16 @@ def _admit_guard(category: str, total: int) -> None:
 
     try:
         guard = services.guard()
-        preflight = services.preflight()
-        if preflight is not None and get_settings().SENDMAIL_PREFLIGHT_ENABLED:
-            account = preflight.account()
-            trip_on_enforcement(account.enforcement_status if account is not None else None)
     except TableUnavailable:
         logger.warning("the account guard is unavailable; admitting", exc_info=True)
         return
+    preflight = services.preflight()
+    if preflight is not None and get_settings().SENDMAIL_PREFLIGHT_ENABLED:
+        account = preflight.account()
+        try:
+            trip_on_enforcement(account.enforcement_status if account is not None else None)
+        except TableUnavailable:  # the trip or its pauses failed: the admission still decides
+            logger.warning("the account guard could not trip on SES's status", exc_info=True)
     guard.admit(category, total)
 
 

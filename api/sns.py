@@ -15,6 +15,7 @@ SNS has no address range of its own to allow, so this is one of the public route
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import azure.functions as func
@@ -50,7 +51,7 @@ def _guard(events: list[Any]) -> None:
     """The guard counts deliveries, permanent bounces (those that put the address on the
     suppression list) and complaints; a count it cannot write is logged, never a 500: SNS would
     deliver the notification again and everything else in it was done."""
-    from api.account import guard_tripped
+    from api.account import guard_tripped, pause_bulk
     from sendmail import services
     from sendmail.admission.guard import Counts
 
@@ -59,19 +60,33 @@ def _guard(events: list[Any]) -> None:
         bounced=sum(1 for e in events if e.type == "Bounce" and e.suppress == "BOUNCE"),
         complained=sum(1 for e in events if e.type == "Complaint"),
     )
+    guard = services.guard()
     try:
-        tripped = services.guard().observe(counts)
-    except Exception:
-        logger.warning("the account guard could not count SES's events", exc_info=True)
-        return
-    if tripped is not None:
-        try:
+        tripped = guard.observe(counts)
+        if tripped is not None:
             guard_tripped(tripped)
-        except Exception:  # tripped all the same: new bulk sends are refused
-            logger.exception(
-                "the account guard tripped but could not pause every bulk send; reading "
-                "GET /api/v1/account pauses the rest"
-            )
+        elif _sweep_due() and guard.state().state == "tripped":
+            pause_bulk()  # a bulk send admitted just as the guard tripped, on another instance
+    except Exception:  # counted or tripped all the same: new bulk sends are refused
+        logger.exception(
+            "the account guard could not count SES's events or pause every bulk send; the "
+            "next events (or GET /api/v1/account) pause the rest"
+        )
+
+
+#: While the guard is tripped, SES's events sweep the unfinished sends for bulk ones it has not
+#: paused at most this often per instance (a send admitted on an instance whose view of the
+#: guard was still ok, or written after the trip's own sweep).
+SWEEP_SECONDS = 60.0
+_last_sweep = [float("-inf")]
+
+
+def _sweep_due() -> bool:
+    now = time.monotonic()
+    if now - _last_sweep[0] < SWEEP_SECONDS:
+        return False
+    _last_sweep[0] = now
+    return True
 
 
 @bp.function_name("ses_events")

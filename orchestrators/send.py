@@ -215,8 +215,8 @@ def _wait_for_schedule(
         timer.cancel()
         try:
             state = yield context.call_activity(READ_CONTROL, context.instance_id)
-        except Exception:  # unread: wait on (the lanes read it again when they start)
-            state = None
+        except Exception:  # unread: the route raises this event only after writing the cancel
+            state = "canceled"
         if state == "canceled":
             return "canceled"
     elif until >= when:

@@ -1267,11 +1267,11 @@ def test_pause_resume_and_cancel_say_what_happened_and_where_the_send_is(
             assert err == "Follow it with: python -m mailctl watch send-1\n"
     # one call each reached the route, which woke the send (a repeated pause needs no wake-up)
     lane = "send-1:lane0"
+    # (each change's event and the one before it: api/control.py)
     assert [(instance, event) for instance, event, _ in durable.raised] == [
         (lane, "control-1"),
-        (lane, "control-2"),
-        (lane, "control-2"),
-        *[(lane, "control-3"), ("send-1", "cancel")] * 2,
+        *[(lane, "control-2"), (lane, "control-1")] * 2,
+        *[(lane, "control-3"), (lane, "control-2"), ("send-1", "cancel")] * 2,
     ]
 
     # what the state does not allow: the service's message, exit 5, nothing changed
@@ -1296,9 +1296,12 @@ def test_a_send_the_account_guard_paused_is_not_resumed_by_mailctl(
     assert (code, out) == (5, "")
     assert err.startswith("mailctl: the service answered 409: The account guard paused this send")
     assert "POST /api/v1/account/guard/reset" in err
-    code, out, _ = run(capsys, "pause", "send-1")  # a caller's pause over the guard's: as it is
-    assert (code, out) == (0, "send send-1 already paused (state: paused)\n")
+    code, out, _ = run(capsys, "pause", "send-1")  # the caller's pause is held too
+    assert (code, out) == (0, "send send-1 paused (state: paused)\n")
     assert control_state() == "paused"
+    record = services.sends().get("send-1")
+    assert record is not None
+    assert record.paused_by == "both"  # the guard's reset will leave the caller's pause
 
 
 def test_an_unknown_send_is_the_service_s_404_and_exit_5(

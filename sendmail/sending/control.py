@@ -21,10 +21,11 @@ cancel        canceled        canceled          (200, as it is)   409 (200 if ca
 ============  ==============  ================  ================  =========================
 
 A scheduled send is ``running`` here (waiting for its time): pausing it makes it start paused,
-canceling it ends it before anything is sent. A send the account guard paused (``paused_by``
-``guard``) is resumed only by the guard's reset, never by a caller's resume (409 saying so); a
-caller may still cancel it. Every change counts one in ``control_seq`` (the ``occurrence`` of
-its webhook).
+canceling it ends it before anything is sent. A pause is held by whoever made it — a caller, the
+account guard, or both (``paused_by``): each resume lifts its own, and the send runs again once
+nobody holds it. A caller's resume of a send the guard holds is 409 (only the guard's reset lifts
+that); the guard's reset leaves a caller's own pause in place. A caller may always cancel. Every
+change counts one in ``control_seq`` (the ``occurrence`` of its webhook).
 """
 
 from __future__ import annotations
@@ -87,21 +88,38 @@ def decide(
         raise ControlConflict(f"The send was canceled; it cannot be {_past[action]}.")
     if action == "cancel":
         return _changed(record, "canceled", None, now)
+    holders = _holders(record)
     if action == "pause":
-        if state == "paused" and by in (record.paused_by, "caller"):
-            return None  # a caller's pause over the guard's changes nothing
-        return _changed(record, "paused", by, now)
-    # resume
-    if state == "running":
-        return None
-    if record.paused_by == "guard" and by != "guard":
-        raise ControlConflict(
-            "The account guard paused this send (high bounce or complaint rates); an operator "
-            "resumes it with POST /api/v1/account/guard/reset after investigating."
-        )
-    if record.paused_by == "caller" and by == "guard":
-        return None  # the guard's reset does not lift a caller's own pause
+        if by in holders:
+            return None
+        return _changed(record, "paused", _paused_by(holders | {by}), now)
+    # resume: lifts the pause of whoever asks, and the send runs once nobody else holds it
+    if by not in holders:
+        if holders == {"guard"}:
+            raise ControlConflict(
+                "The account guard paused this send (high bounce or complaint rates); an "
+                "operator resumes it with POST /api/v1/account/guard/reset after investigating."
+            )
+        return None  # running, or paused by the caller only: the guard's reset changes nothing
+    left = holders - {by}
+    if left:
+        return _changed(record, "paused", _paused_by(left), now)
     return _changed(record, "running", None, now)
+
+
+def _holders(record: SendRecord) -> set[str]:
+    """Who holds a paused send: ``caller``, ``guard``, both, or nobody (running)."""
+    if record.control != "paused":
+        return set()
+    if record.paused_by == "both":
+        return {"caller", "guard"}
+    return {record.paused_by or "caller"}
+
+
+def _paused_by(holders: set[str]) -> PausedBy:
+    if holders == {"caller", "guard"}:
+        return "both"
+    return "guard" if holders == {"guard"} else "caller"
 
 
 _past: dict[Action, str] = {"pause": "paused", "resume": "resumed", "cancel": "canceled"}
@@ -146,8 +164,7 @@ class ControlWatch:
     def __init__(self, read: Callable[[], SendRecord | None], interval: float) -> None:
         self._read = read
         self._interval = interval
-        self._state: ControlState = "running"
-        self._seq = 0
+        self._seen: tuple[ControlState, int] = ("running", 0)
         self._stop = threading.Event()
         self._failing = False
         self._thread = threading.Thread(target=self._run, name="control-watch", daemon=True)
@@ -155,13 +172,17 @@ class ControlWatch:
 
     def held(self) -> Held | None:
         """``paused`` or ``canceled`` when new sends must not start; None while running."""
-        state = self._state
-        return None if state == "running" else state
+        return self.snapshot()[0]
 
     @property
     def seq(self) -> int:
         """The number of the last control change read (the record's ``control_seq``)."""
-        return self._seq
+        return self._seen[1]
+
+    def snapshot(self) -> tuple[Held | None, int]:
+        """The state and its change number, read together (one attribute, swapped whole)."""
+        state, seq = self._seen
+        return (None if state == "running" else state), seq
 
     def refresh(self) -> None:
         try:
@@ -173,7 +194,7 @@ class ControlWatch:
             return
         self._failing = False
         if record is not None:
-            self._state, self._seq = record.control, record.control_seq
+            self._seen = (record.control, record.control_seq)
 
     def close(self) -> None:
         self._stop.set()
@@ -181,6 +202,34 @@ class ControlWatch:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self.refresh()
+
+
+class Halt:
+    """What one batch asks before each call (``halt()``), remembering the first state that
+    stopped it: the batch reports that one (``held`` and its change number), even if the watch
+    reads ``running`` again before the batch returns — a pause and resume within half a second
+    must leave the rest of the batch pending for a new run, not look like recipients a run
+    without a deadline left behind for good."""
+
+    def __init__(self, watch: ControlWatch) -> None:
+        self._watch = watch
+        self.stopped: tuple[Held, int] | None = None
+
+    def __call__(self) -> bool:
+        held, seq = self._watch.snapshot()
+        if held is None:
+            return False
+        if self.stopped is None:
+            self.stopped = (held, seq)
+        return True
+
+    def held(self) -> tuple[Held, int] | None:
+        """What the batch reports as holding it: the state that stopped it, else the state now
+        if it is held (a batch that ran out of time while the send was paused)."""
+        if self.stopped is not None:
+            return self.stopped
+        held, seq = self._watch.snapshot()
+        return (held, seq) if held is not None else None
 
 
 _watches_lock = threading.Lock()

@@ -47,8 +47,9 @@ _ROW = "send"
 #: A send's control state: sending (or waiting for its time), paused, or canceled for good.
 ControlState = Literal["running"] | Held
 CONTROL_STATES: tuple[ControlState, ...] = ("running", *get_args(Held))
-#: Who paused a send: a caller (``/pause``), or the account guard (only its reset resumes it).
-PausedBy = Literal["caller", "guard"]
+#: Who paused a send: a caller (``/pause``), the account guard (only its reset resumes it), or
+#: both (the guard's reset leaves it paused by the caller; a caller's resume waits for the reset).
+PausedBy = Literal["caller", "guard", "both"]
 #: Attempts at a control change that lose a race (another change between read and write).
 CONTROL_ATTEMPTS = 5
 

@@ -169,7 +169,7 @@ class SmtpSender:
                     )
                     continue
                 outcome = self._deliver(
-                    session, index, recipient, message, message_id, max_attempts
+                    session, index, recipient, message, message_id, max_attempts, halt
                 )
                 if isinstance(outcome, _Abort):
                     logger.warning(
@@ -207,6 +207,7 @@ class SmtpSender:
         message: bytes,
         message_id: str,
         max_attempts: int,
+        halt: Callable[[], bool] | None = None,
     ) -> Delivery | _Abort:
         provider_name = session.provider.display_name
         envelope = ascii_address(recipient)  # any server takes it: no SMTPUTF8 needed for a domain
@@ -289,6 +290,8 @@ class SmtpSender:
                 delay,
             )
             self._sleep(delay)
+            if halt is not None and halt():  # paused or canceled meanwhile: not tried again now
+                return Delivery.postponed(recipient, FailureCode.CANCELED, _HALTED)
 
     # --- connections ---------------------------------------------------------------------------
 
