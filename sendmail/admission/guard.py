@@ -373,8 +373,8 @@ def bulk(
 ) -> list[SendRecord]:
     """The unfinished SES sends the guard pauses: marketing (``category(list_ref)``: read only
     for sends not already bulk by size) or larger than the bulk limit — running, scheduled (they
-    start paused) or paused by a caller (the pause becomes the guard's: a caller's resume no
-    longer lifts it)."""
+    start paused) or paused by a caller (then held by both: a caller's resume no longer lets it
+    run, and the guard's reset leaves the caller's pause)."""
     chosen = []
     for record in running:
         if record.kind != "ses" or record.finished is not None or record.control == "canceled":
