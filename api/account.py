@@ -78,7 +78,7 @@ def pause_bulk() -> int:
             continue
         if changed is not None and changed[1]:
             paused += 1
-            emit_change(changed[0], now)
+            emit_change(changed[0], now, "pause")
     if paused:
         logger.warning("account guard: %d sends paused", paused)
     return paused
@@ -211,7 +211,6 @@ def _reset() -> tuple[bool, list[Any]]:
             continue
         if changed is not None and changed[1]:
             resumed.append(changed[0])  # woken either way: a caller's own pause stays
-            if changed[0].control == "running":
-                emit_change(changed[0], now)
+            emit_change(changed[0], now, "resume")
     logger.warning("account guard reset: %d sends resumed", len(resumed))
     return reset, resumed

@@ -103,7 +103,7 @@ async def _control(
     if action != "pause" or changed:
         await wake(client, record, action)
     if changed and action != "cancel":
-        await asyncio.to_thread(emit_change, record, now)
+        await asyncio.to_thread(emit_change, record, now, action)
     body = ControlResult(
         id=instance_id,
         state=_shown_state(record, now),
@@ -173,11 +173,17 @@ async def _raise(
     return False
 
 
-def emit_change(record: "SendRecord", now: datetime) -> None:
-    """Queue ``send.paused`` or ``send.resumed`` for the change just made. The account guard's
-    pauses and resumes too (api/account.py)."""
+def emit_change(record: "SendRecord", now: datetime, action: "Action") -> None:
+    """Queue ``send.paused`` or ``send.resumed`` for the change ``action`` just made — only when
+    the send itself went from running to paused or back: a second holder of a pause (``both``)
+    or a resume that leaves the other holder's pause changes who holds it, not the send. The
+    account guard's pauses and resumes too (api/account.py)."""
     from sendmail.feedback.webhooks.events import EventType, send_event
 
+    if action == "pause" and record.paused_by == "both":
+        return
+    if action == "resume" and record.control != "running":
+        return
     kind: EventType = "send.paused" if record.control == "paused" else "send.resumed"
     queue_event(
         send_event(

@@ -60,8 +60,8 @@ def _guard(events: list[Any]) -> None:
         bounced=sum(1 for e in events if e.type == "Bounce" and e.suppress == "BOUNCE"),
         complained=sum(1 for e in events if e.type == "Complaint"),
     )
-    guard = services.guard()
     try:
+        guard = services.guard()
         tripped = guard.observe(counts)
         if tripped is not None:
             guard_tripped(tripped)

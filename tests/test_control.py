@@ -482,3 +482,23 @@ def test_a_batch_reports_the_state_that_stopped_it_even_after_a_quick_resume() -
         apply(sends, "send-1", "resume", ended=lambda: False, now=NOW)
         watch.refresh()  # running again before the batch returns
         assert halt.held() == ("paused", 1)
+
+
+def test_a_second_holder_of_a_pause_queues_no_webhook(
+    app_functions: dict[str, Any], queue: MemoryWebhookQueue
+) -> None:
+    """send.paused and send.resumed say the send stopped or went on: a caller's pause of a send
+    the guard already holds, and its resume, change who holds it, not the send."""
+    services.sends().create(record(control="paused", paused_by="guard", control_seq=1))
+    client = FakeDurableClient()
+    running(client)
+
+    paused = control(app_functions, client, "pause")
+    resumed = control(app_functions, client, "resume")
+
+    assert (paused[1]["state"], paused[1]["changed"]) == ("paused", True)
+    assert (resumed[1]["state"], resumed[1]["changed"]) == ("paused", True)
+    stored = services.sends().get("send-1")
+    assert stored is not None
+    assert stored.paused_by == "guard"
+    assert queue.messages == []

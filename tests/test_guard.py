@@ -201,7 +201,8 @@ def test_a_trip_pauses_the_bulk_sends_as_the_guards_and_the_reset_resumes_them(
         "receipt": ("running", None),  # small transactional mail keeps flowing
         "mine": ("paused", "both"),  # the caller's pause, held by the guard too
     }
-    assert types(queue) == ["send.paused"] * 3 + ["account.guard_tripped"]
+    # send.paused for the two that were running; "mine" was paused already (now held by both)
+    assert types(queue) == ["send.paused"] * 2 + ["account.guard_tripped"]
     tripped = json.loads(json.loads(queue.messages[-1][0])["body"])
     assert tripped["data"]["pausedSends"] == 3
     assert "sendId" not in tripped["data"]
@@ -349,3 +350,21 @@ def test_an_admission_that_reads_probation_trips_the_guard_before_admitting(
     assert state.state == "tripped"
     assert state.reason == "SES reports the account's enforcement status as PROBATION"
     assert types(queue) == ["account.guard_tripped"]
+
+
+def test_an_unusable_guard_table_never_fails_the_sns_route(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SNS would deliver the notification again for ever: the events, suppressions and webhooks
+    were done; only the count is lost (logged)."""
+    from api.sns import _guard
+    from sendmail.platform.tables import TableUnavailable
+
+    def unusable() -> AccountGuard:
+        raise TableUnavailable("the guard's table cannot be used: no storage configured")
+
+    monkeypatch.setattr(services, "guard", unusable)
+
+    _guard([bounce("b@example.com")])
+
+    assert "could not count SES's events" in caplog.text
