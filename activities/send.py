@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sendmail.feedback.webhooks.events import EventType
     from sendmail.sending.control import Halt
     from sendmail.sending.jobs import BatchTally
+    from sendmail.sending.sends import SendRecord
 
 from activities.names import (
     FAIL_BATCH,
@@ -33,10 +34,12 @@ from activities.names import (
     FORGET_SECRET,
     READ_CONTROL,
     RELEASE_QUOTA,
+    SEND_FAILED,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
     START_SCHEDULED,
 )
+from sendmail.platform import telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,10 @@ def send_ses_batch(batch: dict[str, Any]) -> dict[str, Any]:
 
     job = SesBatch.model_validate(batch)
     send_id = job.ledgerKey.split(":", 1)[0]
-    with watching(services.sends(), send_id) as watch:
+    with (
+        telemetry.span("sendmail.batch", send_id, transport="ses", batch=job.ledgerKey),
+        watching(services.sends(), send_id) as watch,
+    ):
         halt = Halt(watch)
         if halt():  # paused or canceled: nothing read, nothing sent
             return _held(job.ledgerKey, job.count, job.unrecorded, halt)
@@ -121,6 +127,7 @@ def _send_ses(job: Any, send_id: str, halt: "Halt") -> "BatchTally":
         settled=settled,
         group_ms=settings.SENDMAIL_LEDGER_GROUP_MS,
         unrecorded=job.unrecorded,
+        transport="ses",
     )
 
 
@@ -153,7 +160,11 @@ def send_smtp_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail.sending.jobs import SmtpBatch
 
     job = SmtpBatch.model_validate(batch)
-    with watching(services.sends(), job.ledgerKey.split(":", 1)[0]) as watch:
+    send_id = job.ledgerKey.split(":", 1)[0]
+    with (
+        telemetry.span("sendmail.batch", send_id, transport="smtp", batch=job.ledgerKey),
+        watching(services.sends(), send_id) as watch,
+    ):
         halt = Halt(watch)
         if halt():  # paused or canceled: no password read, no login
             return _held(job.ledgerKey, job.count, job.unrecorded, halt)
@@ -182,6 +193,7 @@ def _send_smtp(job: Any, halt: "Halt") -> "BatchTally":
             "the service no longer holds the password (the send ended, was canceled or expired, "
             "or the sealing key changed); send again",
             job.unrecorded,
+            transport="smtp",
         )
     stored = stored_send(services.blobs(), job.listRef)
     mail = stored.mail()
@@ -215,6 +227,7 @@ def _send_smtp(job: Any, halt: "Halt") -> "BatchTally":
                 )
             ),
             unrecorded=job.unrecorded,
+            transport="smtp",
         )
     finally:
         login.close()
@@ -246,9 +259,17 @@ def fail_batch(batch: dict[str, Any]) -> dict[str, Any]:
     from sendmail.sending.runner import fail_rest
 
     job = FailBatch.model_validate(batch)
-    tally = fail_rest(
-        services.ledger(), job.ledgerKey, job.count, job.code, job.message, job.unrecorded
-    )
+    send_id = job.ledgerKey.split(":", 1)[0]
+    with telemetry.span("sendmail.fail_batch", send_id, batch=job.ledgerKey, code=job.code.value):
+        tally = fail_rest(
+            services.ledger(),
+            job.ledgerKey,
+            job.count,
+            job.code,
+            job.message,
+            job.unrecorded,
+            transport=_transport(send_id),
+        )
     logger.warning(
         "batch %s: %d sent, the rest failed as %s", job.ledgerKey, tally.sent, job.code.value
     )
@@ -276,7 +297,71 @@ def finish_send(send: dict[str, Any]) -> None:
     sends.finish(send_id, counts.sent, counts.failed, now, counts.canceled)
     record = sends.get(send_id)
     canceled = record is not None and record.control == "canceled"
-    _emit_finished(send_id, counts, "canceled" if canceled else "completed", now)
+    state = "canceled" if canceled else "completed"
+    _emit_finished(send_id, counts, state, now)
+    telemetry.send_finished(
+        telemetry.SendSummary(
+            send_id=send_id,
+            api=_api(record.kind if record is not None else None),
+            state=state,
+            total=counts.total,
+            sent=counts.sent,
+            failed=counts.failed,
+            canceled=counts.canceled,
+            seconds=_took(record, now),
+        ),
+        # a scheduled send canceled before its time: no batch counted its recipients
+        unsent_canceled=int(send.get("unsettled") or 0),
+    )
+
+
+@bp.function_name(SEND_FAILED)
+@bp.activity_trigger(input_name="send")
+def send_failed(send: str) -> None:
+    """The send's orchestration is failing (an error no step handled): counted as a send ended
+    ``failed`` (``sendmail.sends.finished``; the alert on failed sends reads it) and logged."""
+    from sendmail import services
+
+    send_id = str(send)
+    record = services.sends().get(send_id)
+    logger.error("send %s failed: its orchestration ended with an error", send_id)
+    kind = record.kind if record is not None else None
+    telemetry.send_finished(
+        telemetry.SendSummary(
+            send_id=send_id,
+            api=_api(kind),
+            state="failed",
+            total=record.total if record is not None else 0,
+            sent=0,
+            failed=0,
+            canceled=0,
+            seconds=None,
+        )
+    )
+
+
+def _took(record: "SendRecord | None", now: datetime) -> float | None:
+    """Seconds from the send's start (its admission, or its time for a scheduled one) to now."""
+    if record is None:
+        return None
+    start = max(record.created, record.scheduled_at or record.created)
+    return max(0.0, (now - start).total_seconds())
+
+
+def _api(kind: str | None) -> str:
+    """The route a send came through, as the metrics name it: ``aws`` (SES) or ``user``."""
+    return "user" if kind == "smtp" else "aws"
+
+
+def _transport(send_id: str) -> str:
+    """The send's transport (``ses`` or ``smtp``) from its record; ``unknown`` without one."""
+    from sendmail import services
+
+    try:
+        record = services.sends().get(send_id)
+    except Exception:
+        return "unknown"
+    return record.kind if record is not None else "unknown"
 
 
 def _emit_finished(send_id: str, counts: Any, state: str, now: datetime) -> None:

@@ -164,7 +164,7 @@ def trip_on_enforcement(enforcement: str | None) -> None:
     if enforcement not in TRIPPING_ENFORCEMENT:
         return
     tripped = services.guard().trip(
-        f"SES reports the account's enforcement status as {enforcement}"
+        f"SES reports the account's enforcement status as {enforcement}", "enforcement"
     )
     if tripped is not None:
         guard_tripped(tripped)

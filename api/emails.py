@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
 
@@ -37,6 +37,7 @@ from api.http import (
 from orchestrators.names import KIND_BY_ORCHESTRATOR, SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail.contract.constants import FINISHED_STATUSES
 from sendmail.contract.errors import KeyInProgress
+from sendmail.platform import telemetry
 
 if TYPE_CHECKING:
     from sendmail.admission.idempotency import Claim
@@ -58,6 +59,34 @@ MAX_RECIPIENTS_PAGE = 1000
 POLL_AFTER_SECONDS = 2
 
 
+def _counted(
+    route: str,
+) -> Callable[[Callable[..., Awaitable[func.HttpResponse]]], Callable[..., Any]]:
+    """An admission route in a span (``sendmail.admit``; the send's id is added once it is
+    known), and each refusal counted by status and reason (``sendmail.admission.refusals``)."""
+
+    def wrap(handler: Callable[..., Awaitable[func.HttpResponse]]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        async def counted(
+            req: func.HttpRequest, client: df.DurableOrchestrationClient
+        ) -> func.HttpResponse:
+            from sendmail.contract.errors import SendMailError
+
+            with telemetry.span("sendmail.admit", None, route=route):
+                try:
+                    return await handler(req, client)
+                except SendMailError as refused:
+                    telemetry.admission_refused(route, int(refused.status), refused.reason)
+                    raise
+                except Exception:
+                    telemetry.admission_refused(route, 500, "internal")
+                    raise
+
+        return counted
+
+    return wrap
+
+
 def status_url(req: func.HttpRequest, instance_id: str) -> str:
     return url_for(req, f"/api/v1/emails/{instance_id}")
 
@@ -66,6 +95,7 @@ def status_url(req: func.HttpRequest, instance_id: str) -> str:
 @bp.route(route="v1/emails/aws-send", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @v1_errors
+@_counted("aws-send")
 async def aws_send(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -150,6 +180,7 @@ async def aws_send(
     )
     instance_id = await admission.start(client, SES_ORCHESTRATOR, job.model_dump(mode="json"))
     logger.info("ses send %s started: %d recipients", instance_id, total)
+    telemetry.send_started(instance_id, "aws", total, request.category, scheduled_at is not None)
     return await _accepted(req, client, instance_id, "ses", total)
 
 
@@ -157,6 +188,7 @@ async def aws_send(
 @bp.route(route="v1/emails/user-send", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @v1_errors
+@_counted("user-send")
 async def user_send(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -211,6 +243,7 @@ async def user_send(
             scheduledAt=scheduled_at,
         )
     instance_id = await admission.start(client, SMTP_ORCHESTRATOR, job.model_dump(mode="json"))
+    telemetry.send_started(instance_id, "user", total, "none", scheduled_at is not None)
     logger.info(
         "smtp send %s started: provider %s, %d recipients",
         instance_id,

@@ -37,6 +37,7 @@ def _notify(events: list[Any]) -> None:
     from sendmail import services
     from sendmail.feedback.webhooks.outbox import emit_recipient_events, send_metadata
 
+    _count(events)
     _guard(events)
     config = services.webhooks()
     if not config.endpoints:
@@ -45,6 +46,20 @@ def _notify(events: list[Any]) -> None:
     emit_recipient_events(
         config, services.webhook_queue(), events, lambda send_id: send_metadata(sends, send_id)
     )
+
+
+def _count(events: list[Any]) -> None:
+    """``sendmail.sns.events`` by type (SES's names); a bounce says whether it was permanent
+    (the kind that suppresses the address, and that SES's own bounce rate counts)."""
+    from collections import Counter
+
+    from sendmail.platform import telemetry
+
+    kinds = Counter(
+        (e.type, e.suppress == "BOUNCE" if e.type == "Bounce" else None) for e in events
+    )
+    for (kind, permanent), count in kinds.items():
+        telemetry.sns_events(kind, count, permanent)
 
 
 def _guard(events: list[Any]) -> None:

@@ -20,6 +20,7 @@ from devhost.durable.engine import Engine, EngineOptions
 from devhost.durable.store import Store
 from devhost.embedded import start_embedded
 from devhost.invoker import Worker
+from devhost.metrics import Metrics
 from devhost.server import RPC_PREFIX, DevHost
 from devhost.triggers.listeners import TriggerListeners
 from devhost.triggers.queues import HostConfigError, QueuesOptions
@@ -115,6 +116,8 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
     )
     webhooks = WebhookLog()
     webhooks.listen()
+    metrics = Metrics()  # the app's telemetry in memory, and a line per finished send
+    metrics.listen()
     host = DevHost(
         index,
         engine,
@@ -125,6 +128,7 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
         function_keys=function_keys,
         triggers=triggers,
         webhooks=webhooks,
+        metrics=metrics,
     )
 
     async def run() -> None:
@@ -138,7 +142,9 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        _banner(origin, key, key_source, state_dir, index.summary(), embedded, engine, triggers)
+        _banner(
+            origin, key, key_source, state_dir, index.summary(), embedded, engine, triggers, metrics
+        )
         await stop.wait()
         logger.info("shutting down")
         await triggers.stop()
@@ -152,7 +158,9 @@ def _serve(args, app_dir: Path, state_dir: Path, key: str, key_source: str, embe
     return 0
 
 
-def _banner(origin, key, key_source, state_dir, functions, embedded, engine, triggers) -> None:
+def _banner(
+    origin, key, key_source, state_dir, functions, embedded, engine, triggers, metrics
+) -> None:
     lines = [
         f"devhost listening on {origin}",
         f"  base URL:       {origin}/api/",
@@ -161,6 +169,7 @@ def _banner(origin, key, key_source, state_dir, functions, embedded, engine, tri
         f"  functions:      {functions}",
         f"  triggers:       {triggers.summary()} (GET /_dev/triggers)",
         f"  emulators:      {', '.join(embedded.active()) or 'none'}",
+        f"  metrics:        {'GET /_dev/metrics' if metrics.listening else 'off'}",
     ]
     lines += [f"  note:           {note}" for note in embedded.notes]
     if engine.resumed_activities:

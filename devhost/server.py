@@ -20,6 +20,7 @@ from devhost.durable import api as durable_api
 from devhost.durable.api import DurableUrls
 from devhost.durable.engine import Engine
 from devhost.invoker import InvocationContext, Worker, accepted_parameters
+from devhost.metrics import Metrics
 from devhost.triggers.listeners import TriggerListeners
 from devhost.webhooks import WebhookLog
 
@@ -64,8 +65,11 @@ class DevHost:
         function_keys: Mapping[str, frozenset[str]] | None = None,
         triggers: TriggerListeners | None = None,
         webhooks: WebhookLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.index = index
+        #: The app's metrics and spans (``GET /_dev/metrics``).
+        self.metrics = metrics
         #: The app's webhook attempts (``GET /_dev/webhooks``).
         self.webhooks = webhooks
         #: The app's queue and timer triggers (``GET /_dev/triggers``, the admin API).
@@ -185,6 +189,10 @@ class DevHost:
             if not self._authorised(request):
                 return self._unauthorised(request)
             return _json(self.webhooks.to_json() if self.webhooks else {"attempts": []})
+        if path == "/_dev/metrics" and request.method == "GET":
+            if not self._authorised(request):
+                return self._unauthorised(request)
+            return _json(self.metrics.to_json() if self.metrics else {"enabled": False})
         if path == "/_dev/triggers" and request.method == "GET":
             if not self._authorised(request):
                 return self._unauthorised(request)

@@ -25,6 +25,7 @@ from activities.names import (
     FORGET_SECRET,
     READ_CONTROL,
     RELEASE_QUOTA,
+    SEND_FAILED,
     START_SCHEDULED,
 )
 from orchestrators.lanes import as_utc, run_lane, run_lanes
@@ -73,18 +74,41 @@ def _finish(
     sent: int,
     failed: int,
     canceled: int,
+    unsettled: int = 0,
 ) -> Generator[TaskBase, Any, dict[str, Any]]:
-    """Note the end in the sends table (and queue its webhook); the orchestration's output."""
+    """Note the end in the sends table (and queue its webhook); the orchestration's output.
+    ``unsettled``: recipients canceled that no batch settled (the metrics count them there)."""
     from sendmail.sending.jobs import SendOutcome
 
     counts = {"sent": sent, "failed": failed, "canceled": canceled}
+    finish: dict[str, Any] = {"id": context.instance_id, **counts}
+    if unsettled:
+        finish["unsettled"] = unsettled
     try:  # the record's counts and end; the status route does not depend on them
-        yield context.call_activity(FINISH_SEND, {"id": context.instance_id, **counts})
+        yield context.call_activity(FINISH_SEND, finish)
     except Exception:
         if not context.is_replaying:
             logger.warning("send %s: its record was not finished", context.instance_id)
     outcome = SendOutcome(kind=kind, total=total, **counts)
     return outcome.model_dump(mode="json", exclude_defaults=True)
+
+
+def _counting_failure(
+    context: df.DurableOrchestrationContext,
+    body: Generator[TaskBase, Any, dict[str, Any] | None],
+) -> Generator[TaskBase, Any, dict[str, Any] | None]:
+    """Run a send's orchestration; one that fails with an error no step handled is counted and
+    logged by an activity first (an orchestrator's own code replays: it never counts). Best
+    effort: the error that fails the send is the one raised, not this step's."""
+    try:
+        return (yield from body)
+    except Exception:
+        try:
+            yield context.call_activity(SEND_FAILED, context.instance_id)
+        except Exception:
+            if not context.is_replaying:
+                logger.warning("send %s: its failure was not counted", context.instance_id)
+        raise
 
 
 def _canceled_before_start(
@@ -95,12 +119,18 @@ def _canceled_before_start(
     from sendmail.sending.jobs import progress
 
     context.set_custom_status(progress(total, 0, 0, 0, 0, canceled=total).model_dump())
-    return (yield from _finish(context, kind, total, 0, 0, total))
+    return (yield from _finish(context, kind, total, 0, 0, total, unsettled=total))
 
 
 @bp.function_name(SES_ORCHESTRATOR)
 @bp.orchestration_trigger(context_name="context")
 def send_ses_orchestrator(
+    context: df.DurableOrchestrationContext,
+) -> Generator[TaskBase, Any, dict[str, Any] | None]:
+    return (yield from _counting_failure(context, _send_ses(context)))
+
+
+def _send_ses(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any] | None]:
     from sendmail.sending.jobs import LaneJob, SesJob, StartedSchedule, lane_ranges
@@ -145,6 +175,12 @@ def send_ses_orchestrator(
 @bp.function_name(SMTP_ORCHESTRATOR)
 @bp.orchestration_trigger(context_name="context")
 def send_smtp_orchestrator(
+    context: df.DurableOrchestrationContext,
+) -> Generator[TaskBase, Any, dict[str, Any] | None]:
+    return (yield from _counting_failure(context, _send_smtp(context)))
+
+
+def _send_smtp(
     context: df.DurableOrchestrationContext,
 ) -> Generator[TaskBase, Any, dict[str, Any] | None]:
     from sendmail.sending.jobs import LaneJob, SmtpJob, lane_ranges, smtp_plan

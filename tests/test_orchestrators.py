@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -25,6 +25,7 @@ from activities.names import (
     FORGET_SECRET,
     READ_CONTROL,
     RELEASE_QUOTA,
+    SEND_FAILED,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
 )
@@ -188,6 +189,12 @@ def forget(ref: str) -> Any:
 @app.activity_trigger(input_name="send")
 def read_control(send: str) -> Any:
     return _answer(READ_CONTROL, send)
+
+
+@app.function_name(SEND_FAILED)
+@app.activity_trigger(input_name="send")
+def send_failed(send: str) -> Any:
+    return _answer(SEND_FAILED, send)
 
 
 @pytest.fixture
@@ -740,6 +747,41 @@ def test_a_lane_that_fails_does_not_fail_the_send(engine: Engine) -> None:
     )
     assert outcome_of(row) == SendOutcome(kind="ses", total=4, sent=3, failed=1)
     assert calls(FINISH_SEND) == [{"id": row.instance_id, "sent": 3, "failed": 1, "canceled": 0}]
+
+
+def test_a_send_that_fails_has_its_failure_counted_by_an_activity_first(engine: Engine) -> None:
+    """A parent failing with an error no step handles (here: an input it cannot read) calls
+    SEND_FAILED (the failed-sends metric and its alert) before it fails: orchestrator code
+    replays, so only an activity may count."""
+    row = run(engine, SES_ORCHESTRATOR, {"kind": "ses", "total": "not a number"})
+
+    assert row.status == "Failed"
+    assert calls(SEND_FAILED) == [row.instance_id]
+    assert calls(FINISH_SEND) == []
+
+
+def test_a_scheduled_send_canceled_before_its_time_tells_finish_send_none_was_settled(
+    engine: Engine,
+) -> None:
+    """Its recipients never reach a batch (which counts what it settles): FINISH_SEND is told
+    how many to count as canceled itself; an ordinary finish carries no such count."""
+
+    def canceled(name: str, payload: Any) -> Any:
+        return "canceled" if name == READ_CONTROL else ordinary(name, payload)
+
+    BEHAVIOUR[0] = canceled
+    when = datetime.now(UTC) + timedelta(days=1)
+    started = engine.start_orchestration(
+        SES_ORCHESTRATOR, None, json.dumps(ses_job(5, scheduledAt=when.isoformat()))
+    )
+    _quiet(engine, started)
+    assert engine.raise_event(started, "cancel", '"cancel"') == "accepted"
+    row = wait_finished(engine, started)
+
+    assert calls(FINISH_SEND) == [
+        {"id": started, "sent": 0, "failed": 0, "canceled": 5, "unsettled": 5}
+    ]
+    assert row.status == "Completed"
 
 
 def test_a_long_lane_continues_as_new_and_its_counts_carry_over(

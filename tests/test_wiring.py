@@ -18,6 +18,7 @@ from activities.names import (
     FORGET_SECRET,
     READ_CONTROL,
     RELEASE_QUOTA,
+    SEND_FAILED,
     SEND_SES_BATCH,
     SEND_SMTP_BATCH,
     START_SCHEDULED,
@@ -62,6 +63,7 @@ def test_the_app_registers_exactly_these_functions(app_functions: dict[str, Any]
         SEND_SMTP_BATCH: ("activityTrigger", None, (), None),
         FAIL_BATCH: ("activityTrigger", None, (), None),
         FINISH_SEND: ("activityTrigger", None, (), None),
+        SEND_FAILED: ("activityTrigger", None, (), None),
         RELEASE_QUOTA: ("activityTrigger", None, (), None),
         FORGET_SECRET: ("activityTrigger", None, (), None),
         START_SCHEDULED: ("activityTrigger", None, (), None),
@@ -102,7 +104,8 @@ def test_importing_the_app_does_not_load_heavy_clients(functions: str) -> None:
     code = (
         "import sys, function_app; "
         "heavy = [m for m in ('boto3', 'botocore', 'azure.data.tables', 'azure.identity', "
-        "'pydantic_settings', 'email_validator', 'cryptography', 'sendmail.sending.ses') "
+        "'pydantic_settings', 'email_validator', 'cryptography', 'sendmail.sending.ses', "
+        "'opentelemetry.metrics', 'opentelemetry.sdk', 'azure.monitor') "
         "if m in sys.modules]; "
         "print(','.join(heavy))"
     )

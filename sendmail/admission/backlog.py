@@ -70,6 +70,7 @@ def admit_backlog(probe: BacklogProbe, limit: int) -> int | None:
             f"The internal batch queue is saturated ({queued} batches waiting); nothing was "
             "started, retry later",
             retry_after=BACKLOG_RETRY_AFTER_SECONDS,
+            reason="backlog_full",
         )
     return queued
 

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sendmail.contract.errors import ServiceUnavailable
+from sendmail.platform import telemetry
 from sendmail.platform.tables import LazyTable, TableUnavailable
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ class AccountGuard:
         reason = self.judge(self.rates(now))
         if reason is None:
             return None
-        return self.trip(reason)
+        return self.trip(reason, "bounce_rate" if reason.startswith("bounce") else "complaint_rate")
 
     def rates(self, now: datetime | None = None) -> Counts:
         """The window's counts (``sample``, ``bounce_rate``, ``complaint_rate``)."""
@@ -312,12 +313,15 @@ class AccountGuard:
             )
         return None
 
-    def trip(self, reason: str) -> GuardState | None:
-        """Trip the guard; the new state if this call tripped it (None: it already was)."""
+    def trip(self, reason: str, cause: str = "other") -> GuardState | None:
+        """Trip the guard; the new state if this call tripped it (None: it already was).
+        ``cause`` names the reason for the metrics (``sendmail.guard.trips``): ``bounce_rate``,
+        ``complaint_rate`` or ``enforcement``."""
         state = GuardState("tripped", reason, self._clock())
         if not self.store.set_state(state, only_from="ok"):
             return None
         logger.warning("account guard tripped: %s", reason)
+        telemetry.guard_tripped(cause)
         self._forget()
         return state
 
@@ -361,6 +365,7 @@ class AccountGuard:
                 f"{state.reason}. Small transactional sends still go out; an operator resumes "
                 "bulk sending with POST /api/v1/account/guard/reset after investigating.",
                 retry_after=RETRY_AFTER_SECONDS,
+                reason="account_guard",
             )
 
     def _forget(self) -> None:

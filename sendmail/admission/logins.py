@@ -125,6 +125,7 @@ def admit(attempts: list[Attempt], mac: str, now: datetime, limit: int) -> list[
             f"Too many failed logins for this account in the last hour (at most {limit}); "
             "check the sender address and its app password, and try again later",
             retry_after=wait,
+            reason="login_failures",
         )
     return [*recent, Attempt(mac, now, "pending")]
 

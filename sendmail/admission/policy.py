@@ -46,7 +46,8 @@ def check_sender(sender: str, settings: Settings) -> None:
     if not sender_allowed(sender, settings):
         raise Forbidden(
             f"senderEmail {sender} is not an allowed sender for aws-send; "
-            "use a verified company address"
+            "use a verified company address",
+            reason="sender_not_allowed",
         )
 
 
@@ -78,5 +79,5 @@ def admit_ses(
                 f"This send needs {needed} messages but only {int(max(remaining, 0))} are left "
                 "in the SES 24-hour quota; retry later"
             )
-        raise QuotaExceeded(message, retry_after=QUOTA_RETRY_AFTER_SECONDS)
+        raise QuotaExceeded(message, retry_after=QUOTA_RETRY_AFTER_SECONDS, reason="ses_quota")
     return current

@@ -191,7 +191,8 @@ class Preflight:
             f"senderEmail {sender} is not verified for sending in Amazon SES (region "
             f"{self.region}): verify the address or its domain {domain} in SES in that region, "
             f"then send again (a new verification is seen here within "
-            f"{int(self.negative_seconds)} seconds)"
+            f"{int(self.negative_seconds)} seconds)",
+            reason="sender_unverified",
         )
 
     def check_recipients(self, recipients: Sequence[str]) -> None:
@@ -219,7 +220,8 @@ class Preflight:
             f"only to verified addresses and domains: {count} of the recipients "
             f"{'is' if count == 1 else 'are'} not verified ({', '.join(listed)}{more}); verify "
             f"them in SES, test with the mailbox simulator (…@{SIMULATOR_DOMAIN}), or request "
-            "production access for the account"
+            "production access for the account",
+            reason="sandbox_recipients",
         )
 
     # --- SES's answers, cached ---------------------------------------------------------------

@@ -78,7 +78,7 @@ def check_room(needed: int, limit: float, sent: float, outstanding: int) -> None
             f"This send needs {needed} messages but only {left} are left in the SES 24-hour "
             "quota; retry later"
         )
-    raise QuotaExceeded(message, retry_after=RETRY_AFTER_SECONDS)
+    raise QuotaExceeded(message, retry_after=RETRY_AFTER_SECONDS, reason="daily_quota")
 
 
 class QuotaReservations(Protocol):
@@ -202,7 +202,9 @@ class TableReservations:
                 if getattr(exc, "status_code", None) not in (409, 412):
                     raise
         raise QuotaExceeded(
-            "Too many sends are being admitted at once; retry in a moment", retry_after=5
+            "Too many sends are being admitted at once; retry in a moment",
+            retry_after=5,
+            reason="admission_contention",
         )
 
     def settle(self, instance_id: str, count: int) -> None:

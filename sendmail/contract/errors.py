@@ -7,20 +7,26 @@ layer logs it and answers the generic 500 from :func:`internal_error`, never the
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import ClassVar
 
 
 class SendMailError(Exception):
-    """Base of every error shown to callers. ``message`` is written for the caller."""
+    """Base of every error shown to callers. ``message`` is written for the caller; ``reason``
+    is a stable name for metrics (``sendmail.admission.refusals``): the class's, in snake case,
+    unless the raiser names it more precisely (``backlog_full``, ``sender_unverified``)."""
 
     status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.headers: dict[str, str] = dict(headers or {})
+        self.reason = reason or re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
 
 
 class ValidationFailed(SendMailError):
@@ -28,9 +34,9 @@ class ValidationFailed(SendMailError):
 
     status = HTTPStatus.BAD_REQUEST
 
-    def __init__(self, problems: str | list[str]) -> None:
+    def __init__(self, problems: str | list[str], *, reason: str | None = None) -> None:
         items = [problems] if isinstance(problems, str) else problems
-        super().__init__("Validation failed: " + "; ".join(items))
+        super().__init__("Validation failed: " + "; ".join(items), reason=reason)
         self.problems = items
 
 
@@ -49,8 +55,8 @@ class QuotaExceeded(SendMailError):
 
     status = HTTPStatus.TOO_MANY_REQUESTS
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+    def __init__(self, message: str, *, retry_after: int, reason: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)}, reason=reason)
         self.retry_after = retry_after
 
 
@@ -67,8 +73,8 @@ class ServiceUnavailable(SendMailError):
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+    def __init__(self, message: str, *, retry_after: int, reason: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)}, reason=reason)
         self.retry_after = retry_after
 
 

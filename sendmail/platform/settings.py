@@ -142,6 +142,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Telemetry (sendmail/platform/telemetry.py) ----------------------------------------------
+    SENDMAIL_TELEMETRY_ENABLED: bool = Field(
+        default=True,
+        description=(
+            "With APPLICATIONINSIGHTS_CONNECTION_STRING set, each instance exports the service's "
+            "metrics and sampled traces to Application Insights (the Azure Monitor OpenTelemetry "
+            "distro, configured in the background at the first record)."
+        ),
+    )
+
     # --- Preflight at admission (sendmail/admission/preflight.py) -------------------------------
     SENDMAIL_PREFLIGHT_ENABLED: bool = Field(
         default=True,

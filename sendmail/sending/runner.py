@@ -31,9 +31,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from sendmail.contract.vocabulary import FailureCode
+from sendmail.platform import telemetry
 from sendmail.sending.jobs import BatchStop, BatchTally, Held
 from sendmail.sending.ledger import LedgerError, Recorded, SendLedger
 from sendmail.sending.results import BatchReport, Delivery
@@ -178,6 +180,7 @@ def run_batch(
     settled: Callable[[int], None] | None = None,
     group_ms: float = 0,
     unrecorded: Mapping[int, str] | None = None,
+    transport: str = "unknown",
 ) -> BatchTally:
     """Send to the batch's ``recipients`` that have no outcome yet; record each success (soon
     after its send) and each final failure; count the batch.
@@ -189,7 +192,8 @@ def run_batch(
 
     ``settled(n)`` is told how many recipients this run settled — sent now or failed for good,
     not those an earlier run had settled, nor those still pending (the quota reservation's
-    count).
+    count). The same count goes to the metrics (``sendmail.recipients.*``, by ``transport``):
+    once per run, never per recipient.
     """
     known = ledger.outcomes(key)
     carried = {i: m for i, m in (unrecorded or {}).items() if i not in known}
@@ -226,6 +230,7 @@ def run_batch(
             logger.warning("batch %s: %d failures could not be recorded", key, len(failures))
         if settled is not None:
             settled(sent_now + failed_now)
+        telemetry.recipients_settled(transport, sent_now, Counter(c for c, _ in failures.values()))
     if left:
         logger.warning("batch %s: %d sends could not be recorded in the ledger", key, len(left))
     last = pending[-1] if pending else None
@@ -312,6 +317,7 @@ def fail_rest(
     code: FailureCode,
     message: str,
     unrecorded: Mapping[int, str] | None = None,
+    transport: str = "unknown",
 ) -> BatchTally:
     """Fail, with ``code``, every recipient of the batch (of ``size``) that has no outcome yet;
     the batch's counts after that. What the ledger holds as sent stays sent, and so does what
@@ -321,6 +327,7 @@ def fail_rest(
     left = _record_again(ledger, key, carried)
     rest = {i: (code.value, message) for i in range(size) if i not in known and i not in carried}
     ledger.record_failures(key, rest)
+    telemetry.recipients_settled(transport, 0, {code.value: len(rest)} if rest else {})
     sent = sum(1 for r in known.values() if r.sent) + len(carried)
     canceled = _canceled(known) + (len(rest) if code is FailureCode.CANCELED else 0)
     logger.info("batch %s: %d failed as %s", key, len(rest), code.value)

@@ -79,6 +79,7 @@ from typing import TYPE_CHECKING, Any
 
 from sendmail.contract.addresses import ascii_address
 from sendmail.contract.vocabulary import FailureCode
+from sendmail.platform import telemetry
 from sendmail.platform.settings import Settings, get_settings
 from sendmail.sending.content import RenderFailed
 from sendmail.sending.mime import MailParts, compose
@@ -344,7 +345,10 @@ class SesSender:
             None if time_budget is None else self._clock() + max(0.0, time_budget),
             halt,
         )
-        report = run.run()
+        # The pace counts in the rate gauge while the batch runs; its throttles once it ends.
+        with telemetry.pacing(lambda: run.limiter.rate):
+            report = run.run()
+        telemetry.throttled("ses", run.limiter.throttles)
         counts = {"sent": 0, "failed": 0, "pending": 0}
         for delivery in report.deliveries:
             counts["sent" if delivery.ok else "pending" if delivery.pending else "failed"] += 1

@@ -36,6 +36,7 @@ from pydantic import SecretStr
 
 from sendmail.contract.addresses import ascii_address
 from sendmail.contract.vocabulary import FailureCode, Provider
+from sendmail.platform import telemetry
 from sendmail.platform.settings import Settings
 from sendmail.sending.content import RenderFailed
 from sendmail.sending.mime import MailParts, compose, ensure_single_line, new_message_id
@@ -280,6 +281,8 @@ class SmtpSender:
                     f"the connection to the SMTP server for {provider_name} failed and could "
                     f"not be re-established after {attempt} attempts",
                 )
+            if failure.code is FailureCode.SMTP_TEMPORARY_FAILURE:  # a 4xx: the server's pace
+                telemetry.throttled("smtp")
             delay = min(_BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1), _BACKOFF_MAX_SECONDS)
             logger.info(
                 "SMTP recipient %d attempt %d failed (%s, reply %s); retrying in %.1fs",

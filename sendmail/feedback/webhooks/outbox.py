@@ -38,6 +38,7 @@ from sendmail.feedback.webhooks.config import WebhookConfig
 from sendmail.feedback.webhooks.delivery import Attempt, WebhookSender
 from sendmail.feedback.webhooks.events import EventType, WebhookEvent, email_event
 from sendmail.feedback.webhooks.schedule import delay_before
+from sendmail.platform import telemetry
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
@@ -193,8 +194,28 @@ def deliver(
 ) -> Outcome:
     """One attempt of a queued delivery, and the next one queued when it must be retried (see
     the module docs). Raises only when the next attempt could not be queued (the host then
-    retries this message)."""
+    retries this message). Each attempt is counted (``sendmail.webhooks.deliveries``)."""
     pending = Pending.model_validate_json(message)
+    outcome = _deliver(config, sender, queue, pending)
+    telemetry.webhook_delivery(pending.type, METRIC_OUTCOMES[outcome])
+    return outcome
+
+
+#: Each outcome as the metric names it: ``poisoned`` is a delivery given up for good after its
+#: whole retry schedule (the alert on poison deliveries reads it).
+METRIC_OUTCOMES: dict[Outcome, str] = {
+    "delivered": "delivered",
+    "retrying": "retried",
+    "given_up": "poisoned",
+    "gone": "gone",
+    "refused": "refused",
+    "dropped": "dropped",
+}
+
+
+def _deliver(
+    config: WebhookConfig, sender: WebhookSender, queue: WebhookQueue, pending: Pending
+) -> Outcome:
     endpoint = config.endpoint(pending.endpoint)
     if endpoint is None:
         logger.warning(

@@ -1,0 +1,374 @@
+"""Metrics and traces: what the service counts, through the OpenTelemetry API only.
+
+**Who configures what.** In Azure this module does, lazily: at the first record of a process, with
+``APPLICATIONINSIGHTS_CONNECTION_STRING`` set (the Bicep sets it), it configures the Azure Monitor
+OpenTelemetry distro (``configure_azure_monitor``) on a background thread, for metrics and traces;
+logs keep going through the Functions host, as before (the distro's log exporter is off, or each
+record would be stored twice). The worker's own route (the app setting
+``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``, azure-functions-python-worker ``dispatcher.py``
+→ ``otel.initialize_azure_monitor``) imports and configures the distro at the worker's init
+request, before the app loads: about half a second on every cold start. If someone switches it
+on all the same, the SDK it configured is used and nothing is configured twice. devhost
+configures an in-memory SDK instead (``/_dev/metrics``). Without either, the API's instruments are
+no-ops costing a method call.
+
+**Off the cold-start path.** ``opentelemetry`` is imported on the first record, never when the
+app is imported; the instruments are created once per process.
+
+**Per batch, not per recipient.** The engine counts a batch's outcomes in one call (and a throttle
+as it happens, which is rare by design): no span or counter per ``SendEmail`` or ledger write.
+Spans cover an admission and a batch, each with the send id (``sendmail.send_id``), which is the
+correlation across the Durable host: the Python Durable SDK does not carry trace context from a
+starter into its orchestration and activities. The service's log lines name the send in their
+text, as they always did (:mod:`sendmail.platform.logs`): they reach Application Insights through
+the host, which keeps no custom field of a Python log record.
+
+**The catalogue** (the names the workbook and the alert rules query; all counters are monotonic
+and exported as deltas by the Azure Monitor exporter):
+
+=====================================  ========================================================
+``sendmail.sends.started``             sends admitted; ``api`` (aws|user), ``category``,
+                                       ``scheduled``
+``sendmail.sends.finished``            sends ended; ``api``, ``state`` (completed|canceled|failed)
+``sendmail.recipients.queued``         recipients of the sends admitted; ``api``
+``sendmail.recipients.sent``           recipients accepted by SES or the SMTP server; ``transport``
+``sendmail.recipients.failed``         recipients failed for good; ``transport``, ``code``
+``sendmail.recipients.canceled``       recipients not sent because their send was canceled
+``sendmail.recipients.throttled``      sends refused for the rate and tried again; ``transport``
+``sendmail.ses.rate``                  (gauge) the SES calls per second this instance's
+                                       batches are pacing at now
+``sendmail.sns.events``                SES events received through SNS; ``type`` (SES's
+                                       names), and ``permanent`` (true|false) for a Bounce
+``sendmail.admission.refusals``        requests refused; ``route``, ``status``, ``reason``
+``sendmail.webhooks.deliveries``       webhook delivery attempts; ``event``, ``outcome``
+                                       (delivered|retried|poisoned — given up after every
+                                       retry — |refused|gone|dropped)
+``sendmail.guard.trips``               the account guard tripping; ``reason``
+=====================================  ========================================================
+
+Recipients *pending* are ``queued - sent - failed - canceled``: a gauge kept by one process would
+be wrong on a plan whose instances come and go (the exporter sends an up-down counter as each
+process's own running total), while the four counters add up across instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Counter, MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+METER_NAME = "sendmail"
+#: The Application Insights connection string (the Functions host's own setting).
+CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+#: The span attribute that names the send.
+SEND_ID = "sendmail.send_id"
+
+
+class _Instruments:
+    def __init__(self, provider: MeterProvider | None) -> None:
+        from opentelemetry import metrics
+
+        meter = (provider or metrics.get_meter_provider()).get_meter(METER_NAME)
+        counter = meter.create_counter
+        self.sends_started = counter("sendmail.sends.started", "{send}", "Sends admitted")
+        self.sends_finished = counter("sendmail.sends.finished", "{send}", "Sends ended")
+        self.queued = counter(
+            "sendmail.recipients.queued", "{recipient}", "Recipients of the sends admitted"
+        )
+        self.sent = counter("sendmail.recipients.sent", "{recipient}", "Recipients sent")
+        self.failed = counter(
+            "sendmail.recipients.failed", "{recipient}", "Recipients failed for good"
+        )
+        self.canceled = counter(
+            "sendmail.recipients.canceled", "{recipient}", "Recipients not sent: send canceled"
+        )
+        self.throttled = counter(
+            "sendmail.recipients.throttled", "{call}", "Sends refused for the rate, tried again"
+        )
+        self.sns_events = counter("sendmail.sns.events", "{event}", "SES events through SNS")
+        self.refusals = counter(
+            "sendmail.admission.refusals", "{request}", "Requests refused at admission"
+        )
+        self.webhooks = counter(
+            "sendmail.webhooks.deliveries", "{attempt}", "Webhook delivery attempts"
+        )
+        self.guard_trips = counter("sendmail.guard.trips", "{trip}", "The account guard tripping")
+        meter.create_observable_gauge(
+            "sendmail.ses.rate",
+            callbacks=[_observe_rates],
+            unit="{call}/s",
+            description="SES calls per second this instance's batches pace at",
+        )
+
+
+class _State:
+    """What this process records with (one per process, changed under ``lock``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.instruments: _Instruments | None = None
+        self.meter_provider: MeterProvider | None = None
+        self.tracer_provider: TracerProvider | None = None
+
+
+_state = _State()
+
+
+def use_providers(
+    meter_provider: MeterProvider | None, tracer_provider: TracerProvider | None = None
+) -> None:
+    """Record with these providers instead of OpenTelemetry's global ones (devhost, tests);
+    None for both: the global ones again. The instruments are made again on the next record."""
+    with _state.lock:
+        _state.meter_provider, _state.tracer_provider = meter_provider, tracer_provider
+        _state.instruments = None
+
+
+def _get() -> _Instruments:
+    found = _state.instruments
+    if found is None:
+        with _state.lock:
+            if _state.instruments is None:
+                if _state.meter_provider is None:
+                    _export_from_here()
+                _state.instruments = _Instruments(_state.meter_provider)
+            found = _state.instruments
+    return found
+
+
+def _export_from_here() -> None:
+    """In Azure (a connection string, ``SENDMAIL_TELEMETRY_ENABLED``, and no SDK configured
+    by the worker already): configure the Azure Monitor distro on a thread of its own, so that no
+    request or activity waits for it (about 0.5 s of imports and set-up). The instruments made
+    meanwhile are OpenTelemetry's proxies, which start recording once it is configured; what is
+    recorded before that (the first half second of an instance) is not exported."""
+    if not os.environ.get(CONNECTION_STRING):
+        return
+    try:
+        from sendmail.platform.settings import get_settings
+
+        if not get_settings().SENDMAIL_TELEMETRY_ENABLED:
+            return
+    except Exception:  # invalid settings fail the code that needs them, not the telemetry
+        return
+    from opentelemetry import metrics
+
+    if type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
+        return  # the worker configured it (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY)
+    threading.Thread(
+        target=_configure_azure_monitor, name="sendmail-telemetry", daemon=True
+    ).start()
+
+
+#: The auto-instrumentations the distro would switch on, all off: the Azure SDK's would add a span
+#: per Table or Blob call (a ledger write each), and the service makes no other HTTP calls worth
+#: one. Its own spans (an admission, a batch) are the traces.
+INSTRUMENTATIONS_OFF = (
+    "azure_sdk",
+    "django",
+    "fastapi",
+    "flask",
+    "httpx",
+    "psycopg2",
+    "requests",
+    "urllib",
+    "urllib3",
+)
+
+
+def _configure_azure_monitor() -> None:
+    log = logging.getLogger(__name__)
+    try:
+        from azure.monitor.opentelemetry import configure_azure_monitor
+
+        # Logs already reach Application Insights through the Functions host: exported here too,
+        # each would be stored twice. The distro's ``disable_logging=True`` is not enough: its
+        # defaults overwrite it from this variable (azure-monitor-opentelemetry 1.8.11,
+        # ``_utils/configurations.py``, ``_default_disable_logging``).
+        os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
+        configure_azure_monitor(
+            connection_string=os.environ.get(CONNECTION_STRING),
+            enable_live_metrics=False,
+            instrumentation_options={name: {"enabled": False} for name in INSTRUMENTATIONS_OFF},
+        )
+    except Exception:
+        log.warning("telemetry: the Azure Monitor exporter could not be configured", exc_info=True)
+        return
+    log.info("telemetry: metrics and traces export to Application Insights")
+
+
+def _add(counter: Counter, amount: int, attributes: Mapping[str, str | bool]) -> None:
+    if amount > 0:
+        counter.add(amount, dict(attributes))
+
+
+# --- the rate gauge: what the live SES batches of this process pace at -------------------------
+
+_rates_lock = threading.Lock()
+_rates: dict[int, Callable[[], float | None]] = {}
+
+
+def _observe_rates(_options: Any) -> Iterator[Any]:
+    from opentelemetry.metrics import Observation
+
+    with _rates_lock:
+        sources = list(_rates.values())
+    total = 0.0
+    for source in sources:
+        rate = source()
+        if rate is not None and rate != float("inf"):
+            total += rate
+    yield Observation(total, {"transport": "ses"})
+
+
+@contextmanager
+def pacing(rate: Callable[[], float | None]) -> Iterator[None]:
+    """While inside, ``rate()`` (calls per second, None when unknown) counts in the gauge."""
+    _get()
+    key = id(rate)
+    with _rates_lock:
+        _rates[key] = rate
+    try:
+        yield
+    finally:
+        with _rates_lock:
+            _rates.pop(key, None)
+
+
+# --- sends -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendSummary:
+    """One finished send, as the one-line summary says it."""
+
+    send_id: str
+    api: str
+    state: str
+    total: int
+    sent: int
+    failed: int
+    canceled: int
+    #: From the request's admission to the end (None when unknown).
+    seconds: float | None
+
+    def line(self) -> str:
+        took = "" if self.seconds is None else f" in {self.seconds:.1f} s"
+        rate = ""
+        if self.seconds and self.sent:
+            rate = f" ({self.sent / self.seconds:.1f}/s)"
+        return (
+            f"send {self.send_id} {self.state}: {self.sent} sent, {self.failed} failed, "
+            f"{self.canceled} canceled of {self.total}{took}{rate}"
+        )
+
+
+#: Told of every send that finished in this process (devhost prints the summary line).
+_finished_listeners: list[Callable[[SendSummary], None]] = []
+
+
+def on_send_finished(listener: Callable[[SendSummary], None]) -> Callable[[], None]:
+    """Call ``listener`` for each send finished in this process; the function that stops it."""
+    _finished_listeners.append(listener)
+    return lambda: _finished_listeners.remove(listener)
+
+
+def send_started(send_id: str, api: str, recipients: int, category: str, scheduled: bool) -> None:
+    """A send was admitted and its orchestration started; the current span (the admission's)
+    is given its id."""
+    from opentelemetry import trace
+
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attribute(SEND_ID, send_id)
+    meters = _get()
+    meters.sends_started.add(1, {"api": api, "category": category, "scheduled": scheduled})
+    _add(meters.queued, recipients, {"api": api})
+
+
+def send_finished(summary: SendSummary, unsent_canceled: int = 0) -> None:
+    """A send ended. ``unsent_canceled``: recipients canceled without a batch ever settling them
+    (a scheduled send canceled before its time), counted here since no batch counts them."""
+    meters = _get()
+    meters.sends_finished.add(1, {"api": summary.api, "state": summary.state})
+    _add(meters.canceled, unsent_canceled, {"transport": _transport(summary.api)})
+    for listener in list(_finished_listeners):
+        try:
+            listener(summary)
+        except Exception:  # a listener never fails the activity that finished the send
+            logging.getLogger(__name__).exception("a send-finished listener failed")
+
+
+def _transport(api: str) -> str:
+    return "ses" if api == "aws" else "smtp"
+
+
+# --- recipients --------------------------------------------------------------------------------
+
+
+def recipients_settled(transport: str, sent: int, failures: Mapping[str, int]) -> None:
+    """A batch run's new outcomes: ``sent`` now, and failures by code (``CANCELED`` counts as
+    canceled, not failed). Outcomes settled by an earlier run are not counted again."""
+    meters = _get()
+    _add(meters.sent, sent, {"transport": transport})
+    for code, count in failures.items():
+        if code == "CANCELED":
+            _add(meters.canceled, count, {"transport": transport})
+        else:
+            _add(meters.failed, count, {"transport": transport, "code": code})
+
+
+def throttled(transport: str, count: int = 1) -> None:
+    _add(_get().throttled, count, {"transport": transport})
+
+
+# --- the edges -----------------------------------------------------------------------------------
+
+
+def sns_events(event_type: str, count: int = 1, permanent: bool | None = None) -> None:
+    """``count`` SES events of ``event_type``; for a bounce, ``permanent`` (True, False)."""
+    attributes: dict[str, str | bool] = {"type": event_type}
+    if permanent is not None:
+        attributes["permanent"] = "true" if permanent else "false"
+    _add(_get().sns_events, count, attributes)
+
+
+def admission_refused(route: str, status: int, reason: str) -> None:
+    _get().refusals.add(1, {"route": route, "status": str(status), "reason": reason})
+
+
+def webhook_delivery(event: str, outcome: str) -> None:
+    _get().webhooks.add(1, {"event": event, "outcome": outcome})
+
+
+def guard_tripped(reason: str) -> None:
+    _get().guard_trips.add(1, {"reason": reason})
+
+
+# --- spans ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def span(name: str, send_id: str | None, **attributes: str | int | bool) -> Iterator[Any]:
+    """A span named ``name`` around the block, with the send id as ``sendmail.send_id`` and each
+    of ``attributes`` as ``sendmail.{key}``; a child of the current span, if any. An admission's
+    span and its batches' are each the root of a trace (no context crosses the Durable host):
+    the send id joins them. Yields the span."""
+    from opentelemetry import trace
+
+    tracer = (_state.tracer_provider or trace.get_tracer_provider()).get_tracer(METER_NAME)
+    with tracer.start_as_current_span(name) as current:
+        if current.is_recording():
+            if send_id is not None:
+                current.set_attribute(SEND_ID, send_id)
+            for key, value in attributes.items():
+                current.set_attribute(f"sendmail.{key}", value)
+        yield current
