@@ -318,26 +318,55 @@ def finish_send(send: dict[str, Any]) -> None:
 @bp.function_name(SEND_FAILED)
 @bp.activity_trigger(input_name="send")
 def send_failed(send: str) -> None:
-    """The send's orchestration is failing (an error no step handled): counted as a send ended
-    ``failed`` (``sendmail.sends.finished``; the alert on failed sends reads it) and logged."""
+    """The send's orchestration is failing (an error no step handled): its record is finished
+    with the counts its ledger holds — so retention purges it once it is old enough, as any
+    finished send — and it is counted as a send ended ``failed`` (``sendmail.sends.finished``;
+    the alert on failed sends reads it) and logged. Recipients without an outcome are counted
+    in none of the three (they were not sent by this send)."""
     from sendmail import services
 
     send_id = str(send)
-    record = services.sends().get(send_id)
+    sends = services.sends()
+    record = sends.get(send_id)
     logger.error("send %s failed: its orchestration ended with an error", send_id)
-    kind = record.kind if record is not None else None
+    now = datetime.now(UTC)
+    sent = failed = canceled = 0
+    if record is not None:
+        sent, failed, canceled = _ledger_counts(record)
+        if record.finished is None:
+            sends.finish(send_id, sent, failed, now, canceled)
     telemetry.send_finished(
         telemetry.SendSummary(
             send_id=send_id,
-            api=_api(kind),
+            api=_api(record.kind if record is not None else None),
             state="failed",
             total=record.total if record is not None else 0,
-            sent=0,
-            failed=0,
-            canceled=0,
-            seconds=None,
+            sent=sent,
+            failed=failed,
+            canceled=canceled,
+            seconds=_took(record, now),
         )
     )
+
+
+def _ledger_counts(record: "SendRecord") -> tuple[int, int, int]:
+    """Sent, failed and canceled recipients of a send as its ledger holds them: one partition
+    read per batch of its plan (a failing send only: the lanes' tallies count the others)."""
+    from sendmail import services
+    from sendmail.contract.vocabulary import FailureCode
+    from sendmail.sending.jobs import batch_bounds, ledger_key
+
+    ledger = services.ledger()
+    sent = failed = canceled = 0
+    for first, _ in batch_bounds(record.total, record.lanes, record.batch_size):
+        for outcome in ledger.outcomes(ledger_key(record.id, first)).values():
+            if outcome.sent:
+                sent += 1
+            elif outcome.code == FailureCode.CANCELED.value:
+                canceled += 1
+            else:
+                failed += 1
+    return sent, failed, canceled
 
 
 def _took(record: "SendRecord | None", now: datetime) -> float | None:

@@ -28,10 +28,11 @@ default time to live, 7 days, and they carry the event's body: a recipient's add
 **Never purged**: the suppression list (an address that bounced or complained, or whose owner
 unsubscribed, must stay suppressed: forgetting it is the harm), the SNS message ids acted on
 (no personal data; what makes a replay harmless). **Never touched**: a send whose record has no
-``finished`` (scheduled, running, paused however long — and one whose orchestration failed or
-was terminated before its last step: left to an operator), a send whose orchestration still
-runs (counted in ``kept_running``: its record says finished, its parent has a step left), and a
-send without a record.
+``finished`` (scheduled, running, paused however long — and one whose orchestration was
+terminated by hand before its last step: left to an operator; one that failed is finished by
+its ``send_failed`` step, with its ledger's counts, and purged as any other), a send whose
+orchestration still runs (counted in ``kept_running``: its record says finished, its parent has a
+step left), and a send without a record.
 
 **Bounded**: a run starts no new page of work after ``budget_seconds``; a send not finished then
 stays marked and is finished by the next run. A send that fails (a storage error) is logged and

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -59,6 +59,7 @@ class Recorded:
             for metric in scope.metrics
             if metric.name == name
             for point in metric.data.data_points
+            if isinstance(point, NumberDataPoint)  # counters and gauges: no histogram here
         ]
 
     def total(self, name: str, **where: Any) -> float:
@@ -119,7 +120,13 @@ def test_a_batch_counts_what_it_settled_once_and_a_retry_only_what_it_adds(
 
 def test_failing_the_rest_counts_cancels_apart_from_failures(recorded: Recorded) -> None:
     ledger = MemorySendLedger()
-    run_batch(ledger, "s1:0000000000", ["a@x.org", "b@x.org"], sender(["sent", "pending"]), transport="smtp")
+    run_batch(
+        ledger,
+        "s1:0000000000",
+        ["a@x.org", "b@x.org"],
+        sender(["sent", "pending"]),
+        transport="smtp",
+    )
 
     fail_rest(ledger, "s1:0000000000", 2, FailureCode.CANCELED, "canceled", transport="smtp")
     fail_rest(ledger, "s1:0000000010", 3, FailureCode.BATCH_FAILED, "late", transport="smtp")
@@ -330,3 +337,32 @@ print(sum(t.name == "sendmail-telemetry" for t in threading.enumerate()),
         SENDMAIL_TELEMETRY_ENABLED="false",
     )
     assert switched_off == "0 _ProxyMeterProvider"
+
+
+def test_a_failing_send_is_finished_with_its_ledgers_counts_and_counted_failed(
+    recorded: Recorded, app_functions: dict[str, Any]
+) -> None:
+    """send_failed (called by the orchestration before it fails) finishes the record — so
+    retention purges the send once old enough — with what the ledger holds, and counts a send
+    ended ``failed``; recipients without an outcome are in none of the counts."""
+    from sendmail import services
+    from sendmail.sending.jobs import ledger_key
+    from sendmail.sending.sends import SendRecord
+
+    record = SendRecord(
+        id="s3", kind="ses", total=5, lanes=1, batch_size=2, list_ref="s3", created=NOW
+    )
+    services.sends().create(record)
+    ledger = services.ledger()
+    ledger.record_many(ledger_key("s3", 0), {0: "m0", 1: "m1"})
+    ledger.record_failures(
+        ledger_key("s3", 2), {0: ("CANCELED", "canceled"), 1: ("SES_MESSAGE_REJECTED", "no")}
+    )
+
+    app_functions["send_failed"].get_user_function()("s3")
+
+    stored = services.sends().get("s3")
+    assert stored is not None
+    assert stored.finished is not None
+    assert (stored.sent, stored.failed, stored.canceled) == (2, 1, 1)
+    assert recorded.points("sendmail.sends.finished") == [({"api": "aws", "state": "failed"}, 1)]
