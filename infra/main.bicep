@@ -245,6 +245,28 @@ param smtpLoginFailuresPerHour int = 5
 param smtpMaxAttempts int = 3
 
 // ---------------------------------------------------------------------------------------------
+// Alerts and the workbook (modules/alerts.bicep, modules/workbook.bicep; docs/deploy.md)
+// ---------------------------------------------------------------------------------------------
+
+@description('E-mail address the alert rules notify (an action group with one e-mail receiver, common alert schema). Empty: no action group; the rules still fire and are listed under Azure Monitor > Alerts.')
+param alertEmail string = ''
+
+@description('Bounce rate (permanent bounces / (deliveries + permanent bounces), a decimal fraction) over the trailing 24 hours at which the bounce-rate alert fires. The default is SENDMAIL_GUARD_BOUNCE_RATE\'s: it fires as the guard trips; lower it to hear before.')
+param alertBounceRate string = '0.04'
+
+@description('Complaint rate (complaints / (deliveries + permanent bounces), a decimal fraction) over the trailing 24 hours at which the complaint-rate alert fires. The default is SENDMAIL_GUARD_COMPLAINT_RATE\'s: it fires as the guard trips; lower it to hear before.')
+param alertComplaintRate string = '0.0008'
+
+@description('Messages with a known fate in the trailing 24 hours before the rate alerts judge (SENDMAIL_GUARD_MIN_SAMPLE\'s default).')
+@minValue(1)
+param alertMinSample int = 500
+
+@description('Percentage of the SendEmail calls (or SMTP sends) refused for the rate over 15 minutes at which the throttling alert fires.')
+@minValue(1)
+@maxValue(100)
+param alertThrottledPercent int = 10
+
+// ---------------------------------------------------------------------------------------------
 // Names: unique per resource group + environment, stable across deployments
 // ---------------------------------------------------------------------------------------------
 
@@ -262,6 +284,8 @@ var names = {
   keyVault: take('kv-${appName}-${resourceToken}', 24)
   workspace: 'log-${appName}-${resourceToken}'
   applicationInsights: 'appi-${appName}-${resourceToken}'
+  actionGroup: 'ag-${appName}-${resourceToken}'
+  alertPrefix: 'alert-${appName}-${resourceToken}'
   deploymentContainer: 'app-package'
   publicDeploymentContainer: 'app-package-public'
 }
@@ -438,6 +462,34 @@ module publicApp 'modules/functionapp.bicep' = if (hasPublicApp) {
   dependsOn: [
     publicRoles
   ]
+}
+
+// Alert rules on the service's metrics, an action group mailing alertEmail, and a workbook.
+module alerts 'modules/alerts.bicep' = {
+  name: 'sendmail-alerts'
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    namePrefix: names.alertPrefix
+    actionGroupName: names.actionGroup
+    actionGroupShortName: appName
+    alertEmail: alertEmail
+    bounceRate: alertBounceRate
+    complaintRate: alertComplaintRate
+    minSample: alertMinSample
+    throttledPercent: alertThrottledPercent
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'sendmail-workbook'
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    displayName: 'Send-Mail (${environmentName})'
+  }
 }
 
 module functionApp 'modules/functionapp.bicep' = {

@@ -69,3 +69,13 @@ param smtpConnections = 3
 param smtpTimeoutSeconds = 30
 param smtpLoginFailuresPerHour = 5
 param smtpMaxAttempts = 3
+
+// Alerts and the workbook (docs/deploy.md, "Alerts and the workbook"). The e-mail the alerts go
+// to comes from the deployer's environment (empty: no action group; the alerts still fire and
+// show in the portal). The rate thresholds default to the account guard's own (settings.py):
+// lower them to hear before the guard trips.
+param alertEmail = readEnvironmentVariable('SENDMAIL_ALERT_EMAIL', '')
+param alertBounceRate = '0.04'
+param alertComplaintRate = '0.0008'
+param alertMinSample = 500
+param alertThrottledPercent = 10

@@ -70,11 +70,17 @@ API_VERSION_FLOORS = {
     "Microsoft.OperationalInsights/workspaces": "2025-07-01",
     "Microsoft.Insights/components": "2020-02-02",
     "Microsoft.Insights/diagnosticSettings": "2021-05-01",
+    "Microsoft.Insights/actionGroups": "2023-01-01",
+    "Microsoft.Insights/scheduledQueryRules": "2026-03-01",
+    "Microsoft.Insights/workbooks": "2023-06-01",
     "Microsoft.KeyVault/vaults": "2025-05-01",
     "Microsoft.KeyVault/vaults/secrets": "2025-05-01",
 }
 #: Types whose newest version is a preview (no GA version newer than the floor exists).
 PREVIEW_ALLOWED = {"Microsoft.Insights/diagnosticSettings"}
+#: Types whose location is 'global' whatever the region (an action group's receivers are not
+#: regional; Bicep's no-hardcoded-location rule allows 'global' too).
+GLOBAL_LOCATION_TYPES = frozenset({"Microsoft.Insights/actionGroups"})
 
 #: Built-in role definition ids and where the app identity needs them.
 ROLE_SCOPES = {
@@ -770,7 +776,10 @@ def check_location(project: Project) -> list[str]:
     for bicep_file in project.files.values():
         for resource in bicep_file.resources:
             value = resource.get("location")
-            if value is not None and isinstance(evaluate(value), str):
+            literal = evaluate(value)
+            if literal == "global" and resource.type in GLOBAL_LOCATION_TYPES:
+                continue
+            if value is not None and isinstance(literal, str):
                 problems.append(f"{_where(bicep_file, value)}: literal location {text(value)}")
         for module in bicep_file.modules:
             value = module.get("params", "location")
