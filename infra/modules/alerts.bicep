@@ -110,23 +110,23 @@ customMetrics
 var ratesPrelude = '''
 customMetrics
 | where name == 'sendmail.sns.events'
-| extend type = tostring(customDimensions.type), permanent = tostring(customDimensions.permanent)
-| summarize delivered = sumif(valueSum, type == 'Delivery'),
-    bounced = sumif(valueSum, type == 'Bounce' and permanent == 'true'),
-    complained = sumif(valueSum, type == 'Complaint')
-| extend sample = delivered + bounced
+| extend eventType = tostring(customDimensions.type), permanent = tostring(customDimensions.permanent)
+| summarize delivered = sumif(valueSum, eventType == 'Delivery'),
+    bounced = sumif(valueSum, eventType == 'Bounce' and permanent == 'true'),
+    complained = sumif(valueSum, eventType == 'Complaint')
+| extend known = delivered + bounced
 '''
 
-var bounceRateQuery = format('''{0}| where sample >= {1}
-| extend bounceRate = bounced / sample
+var bounceRateQuery = format('''{0}| where known >= {1}
+| extend bounceRate = bounced / known
 | where bounceRate >= {2}
-| project bounceRate, bounced, sample
+| project bounceRate, bounced, known
 ''', ratesPrelude, minSample, bounceRate)
 
-var complaintRateQuery = format('''{0}| where sample >= {1}
-| extend complaintRate = complained / sample
+var complaintRateQuery = format('''{0}| where known >= {1}
+| extend complaintRate = complained / known
 | where complaintRate >= {2}
-| project complaintRate, complained, sample
+| project complaintRate, complained, known
 ''', ratesPrelude, minSample, complaintRate)
 
 var throttlingQuery = format('''
@@ -152,8 +152,8 @@ var poisonedWebhooksQuery = '''
 customMetrics
 | where name == 'sendmail.webhooks.deliveries'
 | where tostring(customDimensions.outcome) == 'poisoned'
-| extend event = tostring(customDimensions.event)
-| summarize poisoned = sum(valueSum) by event
+| extend webhookEvent = tostring(customDimensions.event)
+| summarize poisoned = sum(valueSum) by webhookEvent
 | where poisoned > 0
 '''
 
@@ -397,7 +397,7 @@ resource poisonedWebhooks 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = 
           threshold: 0
           dimensions: [
             {
-              name: 'event'
+              name: 'webhookEvent'
               operator: 'Include'
               values: [
                 '*'
