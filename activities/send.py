@@ -15,6 +15,7 @@ before they start and while they send (:mod:`sendmail.sending.control`): paused 
 nothing new starts, and the tally says ``held`` (the lane waits for a resume, or cancels the rest).
 """
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -335,6 +336,10 @@ def send_failed(send: str) -> None:
         sent, failed, canceled = _ledger_counts(record)
         if record.finished is None:
             sends.finish(send_id, sent, failed, now, canceled)
+        # No batch will settle the rest: counted here, so that pending (queued - sent - failed
+        # - canceled) comes back to zero.
+        unsettled = record.total - sent - failed - canceled
+        telemetry.recipients_settled(record.kind, 0, {telemetry.UNSETTLED: unsettled})
     telemetry.send_finished(
         telemetry.SendSummary(
             send_id=send_id,
@@ -383,14 +388,24 @@ def _api(kind: str | None) -> str:
 
 
 def _transport(send_id: str) -> str:
-    """The send's transport (``ses`` or ``smtp``) from its record; ``unknown`` without one."""
-    from sendmail import services
-
+    """The send's transport (``ses`` or ``smtp``: its kind) from its record, read once per
+    process and send (a canceled large send fails thousands of batches); ``unknown`` when the
+    record cannot be read."""
     try:
-        record = services.sends().get(send_id)
+        return _kind_of(send_id)
     except Exception:
         return "unknown"
-    return record.kind if record is not None else "unknown"
+
+
+@functools.lru_cache(maxsize=4096)
+def _kind_of(send_id: str) -> str:
+    """A send's kind, which never changes; raises (and so is not remembered) without a record."""
+    from sendmail import services
+
+    record = services.sends().get(send_id)
+    if record is None:
+        raise LookupError(send_id)
+    return record.kind
 
 
 def _emit_finished(send_id: str, counts: Any, state: str, now: datetime) -> None:

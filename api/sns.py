@@ -37,15 +37,16 @@ def _notify(events: list[Any]) -> None:
     from sendmail import services
     from sendmail.feedback.webhooks.outbox import emit_recipient_events, send_metadata
 
-    _count(events)
     _guard(events)
     config = services.webhooks()
-    if not config.endpoints:
-        return
-    sends = services.sends()
-    emit_recipient_events(
-        config, services.webhook_queue(), events, lambda send_id: send_metadata(sends, send_id)
-    )
+    if config.endpoints:
+        sends = services.sends()
+        emit_recipient_events(
+            config, services.webhook_queue(), events, lambda send_id: send_metadata(sends, send_id)
+        )
+    # Counted last: a failure above makes SNS deliver the notification again (its id is
+    # remembered only once this returns), and the events would be counted twice.
+    _count(events)
 
 
 def _count(events: list[Any]) -> None:

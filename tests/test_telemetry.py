@@ -152,7 +152,7 @@ def test_a_send_counts_when_started_and_finished_and_names_its_span(recorded: Re
         stop()
 
     assert recorded.points("sendmail.sends.started") == [
-        ({"api": "aws", "category": "marketing", "scheduled": True}, 1)
+        ({"api": "aws", "category": "marketing", "scheduled": "true"}, 1)
     ]
     assert recorded.points("sendmail.recipients.queued") == [({"api": "aws"}, 1000)]
     assert recorded.points("sendmail.sends.finished") == [({"api": "aws", "state": "canceled"}, 1)]
@@ -366,3 +366,67 @@ def test_a_failing_send_is_finished_with_its_ledgers_counts_and_counted_failed(
     assert stored.finished is not None
     assert (stored.sent, stored.failed, stored.canceled) == (2, 1, 1)
     assert recorded.points("sendmail.sends.finished") == [({"api": "aws", "state": "failed"}, 1)]
+    # the one recipient no batch settled is counted, so that pending comes back to zero
+    assert recorded.points("sendmail.recipients.failed") == [
+        ({"transport": "ses", "code": "SEND_FAILED"}, 1)
+    ]
+
+
+def test_a_batch_that_raises_part_way_counts_what_went_out_and_its_rerun_does_not_again(
+    recorded: Recorded,
+) -> None:
+    ledger = MemorySendLedger()
+    recipients = [f"r{i}@example.com" for i in range(4)]
+
+    def sends_two_then_breaks(
+        todo: Sequence[str], on_sent: Callable[[int, str], None]
+    ) -> BatchReport:
+        on_sent(0, "m0")
+        on_sent(1, "m1")
+        raise ConnectionError("the network went away")
+
+    with pytest.raises(ConnectionError):
+        run_batch(ledger, "s1:0000000000", recipients, sends_two_then_breaks, transport="ses")
+    run_batch(ledger, "s1:0000000000", recipients, sender(["sent", "sent"]), transport="ses")
+
+    assert recorded.points("sendmail.recipients.sent") == [({"transport": "ses"}, 4)]
+
+
+def test_a_span_ending_in_an_error_keeps_its_type_and_reason_never_its_message(
+    recorded: Recorded,
+) -> None:
+    """Messages name addresses (a refused sender, unverified recipients): the span gets no
+    exception event and no status text but the type."""
+    with pytest.raises(ValidationFailed), telemetry.span("sendmail.admit", None, route="aws-send"):
+        raise ValidationFailed("not verified: stranger@example.com", reason="sandbox_recipients")
+
+    [span] = recorded.spans.get_finished_spans()
+    assert span.events == ()
+    assert span.status.description == "ValidationFailed"
+    assert dict(span.attributes or {}) == {
+        "sendmail.route": "aws-send",
+        "sendmail.error": "ValidationFailed",
+        "sendmail.reason": "sandbox_recipients",
+    }
+    assert "@" not in repr(span.to_json())
+
+
+def test_a_recorder_that_fails_never_fails_its_caller(
+    recorded: Recorded, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Telemetry runs after mail went out and before a tally is returned: it must not raise."""
+
+    def broken() -> Any:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(telemetry, "_get", broken)
+
+    telemetry.recipients_settled("ses", 3, {})
+    telemetry.recipients_settled("ses", 3, {})
+    with telemetry.pacing(lambda: 1.0):
+        pass
+
+    failures = [r for r in caplog.records if "recipients_settled failed" in r.getMessage()]
+    assert len(failures) == 2
+    assert failures[0].exc_info is not None  # the first with its traceback, then one line each
+    assert not failures[1].exc_info

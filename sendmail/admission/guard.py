@@ -321,8 +321,8 @@ class AccountGuard:
         if not self.store.set_state(state, only_from="ok"):
             return None
         logger.warning("account guard tripped: %s", reason)
-        telemetry.guard_tripped(cause)
         self._forget()
+        telemetry.guard_tripped(cause)
         return state
 
     def reset(self) -> bool:

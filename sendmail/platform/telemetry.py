@@ -7,8 +7,10 @@ logs keep going through the Functions host, as before (the distro's log exporter
 record would be stored twice). The worker's own route (the app setting
 ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``, azure-functions-python-worker ``dispatcher.py``
 → ``otel.initialize_azure_monitor``) imports and configures the distro at the worker's init
-request, before the app loads: about half a second on every cold start. If someone switches it
-on all the same, the SDK it configured is used and nothing is configured twice. devhost
+request, before the app loads: about half a second on every cold start, and with the distro's
+defaults (the Azure SDK's span per Table write, a log exporter storing each log twice), so the
+Bicep leaves it unset. If someone switches it on all the same, the SDK it configured is used and
+nothing is configured twice. devhost
 configures an in-memory SDK instead (``/_dev/metrics``). Without either, the API's instruments are
 no-ops costing a method call.
 
@@ -28,11 +30,12 @@ and exported as deltas by the Azure Monitor exporter):
 
 =====================================  ========================================================
 ``sendmail.sends.started``             sends admitted; ``api`` (aws|user), ``category``,
-                                       ``scheduled``
+                                       ``scheduled`` (true|false)
 ``sendmail.sends.finished``            sends ended; ``api``, ``state`` (completed|canceled|failed)
 ``sendmail.recipients.queued``         recipients of the sends admitted; ``api``
 ``sendmail.recipients.sent``           recipients accepted by SES or the SMTP server; ``transport``
 ``sendmail.recipients.failed``         recipients failed for good; ``transport``, ``code``
+                                       (``SEND_FAILED``: a failed send's unsettled ones)
 ``sendmail.recipients.canceled``       recipients not sent because their send was canceled
 ``sendmail.recipients.throttled``      sends refused for the rate and tried again; ``transport``
 ``sendmail.ses.rate``                  (gauge) the SES calls per second this instance's
@@ -53,13 +56,14 @@ process's own running total), while the four counters add up across instances.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, MeterProvider
@@ -70,6 +74,9 @@ METER_NAME = "sendmail"
 CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 #: The span attribute that names the send.
 SEND_ID = "sendmail.send_id"
+#: ``sendmail.recipients.failed``'s ``code`` for the recipients of a send that failed which no
+#: batch settled (not a failure code of the API: no ledger row says it).
+UNSETTLED = "SEND_FAILED"
 
 
 class _Instruments:
@@ -107,6 +114,28 @@ class _Instruments:
             unit="{call}/s",
             description="SES calls per second this instance's batches pace at",
         )
+
+
+_P = ParamSpec("_P")
+
+
+def _never_raises(record: Callable[_P, None]) -> Callable[_P, None]:
+    """A recorder that cannot fail its caller: telemetry runs after mail went out, after a state
+    was written, before a tally is returned — an exception there would cost a re-send or a lost
+    step. A failure is logged (the first of each recorder's, with its traceback) and dropped."""
+    failed: list[bool] = []
+
+    @functools.wraps(record)
+    def recorder(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception:
+            logging.getLogger(__name__).warning(
+                "telemetry: %s failed; not recorded", record.__name__, exc_info=not failed
+            )
+            failed.append(True)
+
+    return recorder
 
 
 class _State:
@@ -163,9 +192,12 @@ def _export_from_here() -> None:
 
     if type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
         return  # the worker configured it (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY)
-    threading.Thread(
-        target=_configure_azure_monitor, name="sendmail-telemetry", daemon=True
-    ).start()
+    try:
+        threading.Thread(
+            target=_configure_azure_monitor, name="sendmail-telemetry", daemon=True
+        ).start()
+    except RuntimeError:  # no thread to be had: this process exports nothing, and says so once
+        logging.getLogger(__name__).warning("telemetry: no thread to configure the exporter on")
 
 
 #: The auto-instrumentations the distro would switch on, all off: the Azure SDK's would add a span
@@ -177,6 +209,7 @@ INSTRUMENTATIONS_OFF = (
     "fastapi",
     "flask",
     "httpx",
+    "httpx2",
     "psycopg2",
     "requests",
     "urllib",
@@ -197,6 +230,8 @@ def _configure_azure_monitor() -> None:
         configure_azure_monitor(
             connection_string=os.environ.get(CONNECTION_STRING),
             enable_live_metrics=False,
+            # The host collects the process's counters already; these would add a span processor.
+            enable_performance_counters=False,
             instrumentation_options={name: {"enabled": False} for name in INSTRUMENTATIONS_OFF},
         )
     except Exception:
@@ -232,7 +267,7 @@ def _observe_rates(_options: Any) -> Iterator[Any]:
 @contextmanager
 def pacing(rate: Callable[[], float | None]) -> Iterator[None]:
     """While inside, ``rate()`` (calls per second, None when unknown) counts in the gauge."""
-    _get()
+    _instruments_made()  # the gauge exists once the instruments do
     key = id(rate)
     with _rates_lock:
         _rates[key] = rate
@@ -241,6 +276,11 @@ def pacing(rate: Callable[[], float | None]) -> Iterator[None]:
     finally:
         with _rates_lock:
             _rates.pop(key, None)
+
+
+@_never_raises
+def _instruments_made() -> None:
+    _get()
 
 
 # --- sends -------------------------------------------------------------------------------------
@@ -281,6 +321,7 @@ def on_send_finished(listener: Callable[[SendSummary], None]) -> Callable[[], No
     return lambda: _finished_listeners.remove(listener)
 
 
+@_never_raises
 def send_started(send_id: str, api: str, recipients: int, category: str, scheduled: bool) -> None:
     """A send was admitted and its orchestration started; the current span (the admission's)
     is given its id."""
@@ -290,10 +331,12 @@ def send_started(send_id: str, api: str, recipients: int, category: str, schedul
     if current.is_recording():
         current.set_attribute(SEND_ID, send_id)
     meters = _get()
-    meters.sends_started.add(1, {"api": api, "category": category, "scheduled": scheduled})
+    attributes = {"api": api, "category": category, "scheduled": "true" if scheduled else "false"}
+    meters.sends_started.add(1, attributes)
     _add(meters.queued, recipients, {"api": api})
 
 
+@_never_raises
 def send_finished(summary: SendSummary, unsent_canceled: int = 0) -> None:
     """A send ended. ``unsent_canceled``: recipients canceled without a batch ever settling them
     (a scheduled send canceled before its time), counted here since no batch counts them."""
@@ -314,6 +357,7 @@ def _transport(api: str) -> str:
 # --- recipients --------------------------------------------------------------------------------
 
 
+@_never_raises
 def recipients_settled(transport: str, sent: int, failures: Mapping[str, int]) -> None:
     """A batch run's new outcomes: ``sent`` now, and failures by code (``CANCELED`` counts as
     canceled, not failed). Outcomes settled by an earlier run are not counted again."""
@@ -326,6 +370,7 @@ def recipients_settled(transport: str, sent: int, failures: Mapping[str, int]) -
             _add(meters.failed, count, {"transport": transport, "code": code})
 
 
+@_never_raises
 def throttled(transport: str, count: int = 1) -> None:
     _add(_get().throttled, count, {"transport": transport})
 
@@ -333,6 +378,7 @@ def throttled(transport: str, count: int = 1) -> None:
 # --- the edges -----------------------------------------------------------------------------------
 
 
+@_never_raises
 def sns_events(event_type: str, count: int = 1, permanent: bool | None = None) -> None:
     """``count`` SES events of ``event_type``; for a bounce, ``permanent`` (True, False)."""
     attributes: dict[str, str | bool] = {"type": event_type}
@@ -341,14 +387,17 @@ def sns_events(event_type: str, count: int = 1, permanent: bool | None = None) -
     _add(_get().sns_events, count, attributes)
 
 
+@_never_raises
 def admission_refused(route: str, status: int, reason: str) -> None:
     _get().refusals.add(1, {"route": route, "status": str(status), "reason": reason})
 
 
+@_never_raises
 def webhook_delivery(event: str, outcome: str) -> None:
     _get().webhooks.add(1, {"event": event, "outcome": outcome})
 
 
+@_never_raises
 def guard_tripped(reason: str) -> None:
     _get().guard_trips.add(1, {"reason": reason})
 
@@ -363,12 +412,27 @@ def span(name: str, send_id: str | None, **attributes: str | int | bool) -> Iter
     span and its batches' are each the root of a trace (no context crosses the Durable host):
     the send id joins them. Yields the span."""
     from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
 
     tracer = (_state.tracer_provider or trace.get_tracer_provider()).get_tracer(METER_NAME)
-    with tracer.start_as_current_span(name) as current:
+    # No exception event and no exception text on the span: messages name addresses (a refused
+    # sender, the sandbox's unverified recipients, an SMTP server's answer). The type and the
+    # reason, which are stable names, say what happened.
+    with tracer.start_as_current_span(
+        name, record_exception=False, set_status_on_exception=False
+    ) as current:
         if current.is_recording():
             if send_id is not None:
                 current.set_attribute(SEND_ID, send_id)
             for key, value in attributes.items():
                 current.set_attribute(f"sendmail.{key}", value)
-        yield current
+        try:
+            yield current
+        except Exception as error:
+            if current.is_recording():
+                current.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                current.set_attribute("sendmail.error", type(error).__name__)
+                reason = getattr(error, "reason", None)
+                if isinstance(reason, str):
+                    current.set_attribute("sendmail.reason", reason)
+            raise

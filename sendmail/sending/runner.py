@@ -206,9 +206,14 @@ def run_batch(
     sent_now = failed_now = 0
     pending: list[Delivery] = []
     if todo:
-        report, unwritten = _send_recorded(
-            ledger, key, [recipients[i] for i in todo], todo, send, group_ms
-        )
+        out = _Successes()
+        try:
+            report, unwritten = _send_recorded(
+                ledger, key, [recipients[i] for i in todo], todo, send, group_ms, out
+            )
+        except BaseException:  # what went out before the error is counted now: a re-run sees it
+            telemetry.recipients_settled(transport, out.count, {})  # in the ledger as settled
+            raise
         left.update(unwritten)
         if len(report.deliveries) != len(todo):
             raise RuntimeError(f"sender returned {len(report.deliveries)} results for {len(todo)}")
@@ -257,6 +262,19 @@ def run_batch(
     return tally
 
 
+class _Successes:
+    """How many of a run's sends went out (SES or the SMTP server took them), counted as their
+    success is reported: from more than one thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
 def _record_again(ledger: SendLedger, key: str, carried: Mapping[int, str]) -> dict[int, str]:
     """Write what earlier runs could not; what still cannot be written (kept for later)."""
     if not carried:
@@ -275,6 +293,7 @@ def _send_recorded(
     indices: list[int],
     send: SendFn,
     group_ms: float,
+    out: _Successes,
 ) -> tuple[BatchReport, dict[int, str]]:
     """``send`` with every success recorded under its index: grouped (:class:`GroupCommit`)
     or, with ``group_ms`` 0, each on the thread that made the send, before the next starts. The
@@ -284,6 +303,7 @@ def _send_recorded(
     unrecorded: dict[int, str] = {}
 
     def record_now(position: int, message_id: str) -> None:
+        out.add()
         # The message is out whatever the ledger says: a failed record must not fail the
         # batch (a retry would then re-send everything sent so far). It only widens the
         # duplicate window for this one recipient, which is logged.
@@ -301,6 +321,7 @@ def _send_recorded(
     group = GroupCommit(ledger, key, group_ms / 1000)
 
     def record(position: int, message_id: str) -> None:
+        out.add()
         group.add(indices[position], message_id)
 
     try:

@@ -90,7 +90,7 @@ def test_metrics_count_exactly_what_known_sends_did(app: DevhostProcess) -> None
 
     assert metrics["enabled"] is True
     assert total(metrics, "sendmail.sends.started", api="aws", category="transactional") == 1
-    assert total(metrics, "sendmail.sends.started", api="user", scheduled=False) == 1
+    assert total(metrics, "sendmail.sends.started", api="user", scheduled="false") == 1
     assert total(metrics, "sendmail.recipients.queued", api="aws") == 5
     assert total(metrics, "sendmail.recipients.queued", api="user") == 2
     assert total(metrics, "sendmail.recipients.sent", transport="ses") == 3
