@@ -49,6 +49,19 @@ def _notify(events: list[Any]) -> None:
     _count(events)
 
 
+def _send_kept(send_id: str) -> bool:
+    """Whether a send is still kept (a record, not being purged): SES's late events about a
+    purged send are not stored (sendmail/feedback/intake.py). A record that cannot be read
+    counts as kept: storing an event retention may miss is better than losing one."""
+    from sendmail import services
+
+    try:
+        record = services.sends().get(send_id)
+    except Exception:
+        return True
+    return record is not None and record.purging is None
+
+
 def _count(events: list[Any]) -> None:
     """``sendmail.sns.events`` by type (SES's names); a bounce says whether it was permanent
     (the kind that suppresses the address, and that SES's own bounce rate counts)."""
@@ -129,6 +142,7 @@ async def ses_events(req: func.HttpRequest) -> func.HttpResponse:
             services.suppressions,
             services.processed_sns_messages,
             _notify,
+            _send_kept,
         )
     except SnsMalformed as e:
         raise ValidationFailed(str(e)) from e

@@ -11,11 +11,13 @@ import inspect
 import json
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import azure.functions as func
 import pytest
 
+from api import sns as api_sns
 from devhost.emulators.sns import SigningKey
 from orchestrators.names import SES_ORCHESTRATOR, SMTP_ORCHESTRATOR
 from sendmail import services
@@ -40,6 +42,18 @@ def fetch(signing: SigningKey) -> Certificates:
     fetch = Certificates({CERT_URL: signing.cert_pem, SUBSCRIBE_URL: b"<ok/>"})
     services.override(sns=SnsVerifier([TOPIC], fetch=fetch))
     return fetch
+
+
+#: The SNS route's check that a send is still kept (a record, not being purged).
+SEND_KEPT = api_sns._send_kept
+
+
+@pytest.fixture(autouse=True)
+def every_send_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests post events for sends that have no record (their statuses come from a fake
+    Durable client); SES's events about a send no longer kept are not stored, which
+    test_an_event_about_a_purged_send_suppresses_but_is_not_stored pins with the real check."""
+    monkeypatch.setattr(api_sns, "_send_kept", lambda _send_id: True)
 
 
 @pytest.fixture
@@ -573,3 +587,44 @@ def test_a_failing_suppression_route_logs_the_route_not_the_address(
     assert answer.status_code == 500
     assert "GET /api/v1/suppressions/{email}" in caplog.text
     assert "minsu" not in caplog.text.lower()
+
+
+@pytest.mark.parametrize("gone", ["no record", "being purged"])
+def test_an_event_about_a_purged_send_suppresses_but_is_not_stored(
+    app_functions: dict[str, Any],
+    fetch: Certificates,
+    signing: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    gone: str,
+) -> None:
+    """A late bounce for a send retention purged (or is purging) would name its recipient in a
+    partition nothing purges again: it is not stored; the address is suppressed all the same."""
+    from datetime import UTC, datetime
+
+    from sendmail.sending.sends import SendRecord
+
+    monkeypatch.setattr(api_sns, "_send_kept", SEND_KEPT)
+    kept = SendRecord(
+        id="kept",
+        kind="ses",
+        total=1,
+        lanes=1,
+        batch_size=500,
+        list_ref="kept",
+        created=datetime.now(UTC),
+    )
+    services.sends().create(kept)
+    if gone == "being purged":
+        services.sends().create(replace(kept, id=SEND, list_ref=SEND))
+        services.sends().mark_purging(SEND, datetime.now(UTC))
+    kept_raw = sns_body(signing, json.dumps(ses_record("Delivery", "ok@example.com", "kept")))
+    post_event(app_functions, kept_raw, **{"x-amz-sns-message-type": "Notification"})
+    raw = sns_body(signing, json.dumps(ses_record("Bounce", "late@example.com")))
+
+    response = post_event(app_functions, raw, **{"x-amz-sns-message-type": "Notification"})
+
+    body = json.loads(response.get_body())
+    assert (body["recorded"], body["suppressed"]) == (0, 1)
+    assert services.event_store().page(SEND, limit=10).events == []
+    assert services.suppressions().get("late@example.com")
+    assert len(services.event_store().page("kept", limit=10).events) == 1  # a kept send's: stored

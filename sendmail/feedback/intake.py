@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sendmail.feedback.event_store import EventStore
 from sendmail.feedback.replays import ProcessedMessages
@@ -79,6 +79,26 @@ def handle(
     return act(message, verifier, lambda: events, lambda: suppressions, lambda: processed)
 
 
+def _kept(
+    events: list[RecipientEvent], send_exists: Callable[[str], bool] | None
+) -> list[RecipientEvent]:
+    """The events to store: those of a send gone lose their send id (the store keeps none
+    without one), in place, so every event keeps its index (its row key)."""
+    if send_exists is None:
+        return events
+    known: dict[str, bool] = {}
+    kept = []
+    for event in events:
+        send_id = event.send_id
+        if send_id is not None and send_id not in known:
+            known[send_id] = send_exists(send_id)
+            if not known[send_id]:
+                logger.info("SES events for send %s, which is no longer kept: not stored", send_id)
+        gone = send_id is not None and not known[send_id]
+        kept.append(replace(event, send_id=None) if gone else event)
+    return kept
+
+
 def act(
     message: SnsMessage,
     verifier: SnsVerifier,
@@ -86,9 +106,13 @@ def act(
     suppressions: Callable[[], SuppressionList],
     processed: Callable[[], ProcessedMessages],
     notify: Callable[[list[RecipientEvent]], object] | None = None,
+    send_exists: Callable[[str], bool] | None = None,
 ) -> Outcome:
     """Act on a verified message. The stores are asked for only when a notification needs them
-    (a subscription confirmation works before storage is configured)."""
+    (a subscription confirmation works before storage is configured). ``send_exists(id)``
+    says whether a send is still kept: an event that comes after its send was purged (or while
+    it is being purged) is not stored — retention would never find it again, and it names a
+    recipient — though its suppression and its webhook go ahead."""
     if message.type == SUBSCRIPTION_CONFIRMATION:
         verifier.confirm(message)
         logger.warning("SNS subscription to %s confirmed", message.topic_arn)
@@ -120,7 +144,7 @@ def act(
         entry = Suppression.from_event(event)
         if entry is not None and suppressions().add(entry):
             suppressed += 1
-    stored = events().record(message.message_id, parsed)
+    stored = events().record(message.message_id, _kept(parsed, send_exists))
     if notify is not None:
         notify(parsed)
     processed().remember(message.message_id, message.timestamp)  # last: all of it is done
