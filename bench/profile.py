@@ -14,11 +14,13 @@ often on top of the stack (self).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,45 @@ def category(stack: str) -> str:
     return "other (threads, stdlib)"
 
 
+@contextlib.contextmanager
+def spying(pid: int, raw: Path, rate: int = 50) -> Iterator[None]:
+    """``py-spy record --gil`` on ``pid`` while inside; its raw stacks in ``raw`` afterwards."""
+    spy = subprocess.Popen(  # noqa: S603 (our own py-spy, our own process)
+        [
+            str(PY_SPY),
+            "record",
+            "--gil",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--rate",
+            str(rate),
+            "--pid",
+            str(pid),
+            "--output",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1)  # py-spy attached
+    try:
+        yield
+    finally:
+        spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
+        _, err = spy.communicate(timeout=60)
+    if not raw.exists():
+        raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+
+
+def stacks(raw: Path) -> Iterator[tuple[str, int]]:
+    """Each stack py-spy wrote (its frames ``;``-separated, outermost first) and its samples."""
+    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if stack and samples.isdigit():
+            yield stack, int(samples)
+
+
 def profile(lookalike: LookalikeHandle, count: int, group_ms: float) -> dict[str, Any]:
     to = recipients(count, prefix=f"p{int(group_ms)}x")
     fast_lookalike(lookalike)
@@ -66,41 +107,15 @@ def profile(lookalike: LookalikeHandle, count: int, group_ms: float) -> dict[str
             lookalike, Path(tmp) / "state", SENDMAIL_LEDGER_GROUP_MS=str(group_ms)
         ) as host:
             assert host.proc is not None
-            spy = subprocess.Popen(  # noqa: S603 (our own py-spy, our own process)
-                [
-                    str(PY_SPY),
-                    "record",
-                    "--gil",
-                    "--nonblocking",
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "50",
-                    "--pid",
-                    str(host.proc.pid),
-                    "--output",
-                    str(raw),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            time.sleep(1)  # py-spy attached
-            started = time.monotonic()
-            wait_done(host, post_send(host, to), timeout=900)
-            elapsed = time.monotonic() - started
-            spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
-            _, err = spy.communicate(timeout=60)
-        if not raw.exists():
-            raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
-        stacks = raw.read_text(encoding="utf-8", errors="replace").splitlines()
+            with spying(host.proc.pid, raw):
+                started = time.monotonic()
+                wait_done(host, post_send(host, to), timeout=900)
+                elapsed = time.monotonic() - started
+        sampled = list(stacks(raw))
     by_category: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in stacks:
-        stack, _, samples = line.rpartition(" ")
-        if not stack or not samples.isdigit():
-            continue
-        n = int(samples)
+    for stack, n in sampled:
         total += n
         by_category[category(stack)] += n
         by_function[stack.split(";")[-1]] += n

@@ -92,8 +92,10 @@ def wait_done(host: DevhostProcess, location: str, timeout: float) -> dict[str, 
     raise TimeoutError(f"{location} did not finish in {timeout:.0f} s")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """CPU-seconds (user + system) of process ``pid`` so far, or of its thread ``tid``."""
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
