@@ -38,7 +38,7 @@ infra: $(STAMP)
 
 bench: $(STAMP) node_modules/.installed
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
-	$(BIN)/python -m bench && $(BIN)/python -m bench.control && $(BIN)/python -m bench.retention
+	$(BIN)/python -m bench && $(BIN)/python -m bench.control && $(BIN)/python -m bench.retention && $(BIN)/python -m bench.telemetry
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .mypy_cache .ruff_cache .pytest_cache
