@@ -430,3 +430,36 @@ def test_a_recorder_that_fails_never_fails_its_caller(
     assert len(failures) == 2
     assert failures[0].exc_info is not None  # the first with its traceback, then one line each
     assert not failures[1].exc_info
+
+
+def test_what_is_recorded_while_the_exporter_is_configured_is_recorded_once_it_is() -> None:
+    """The first records of an instance are its first admission's: OpenTelemetry's proxies
+    would drop them while the distro is configured (half a second), and the derived pending
+    would go negative by that send on every new instance. They are held and replayed. Here the
+    distro's configure is a stand-in that takes 0.5 s and sets an in-memory SDK."""
+    code = """
+import sys, threading, time, types
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+reader = InMemoryMetricReader()
+def configure_azure_monitor(**kwargs):
+    time.sleep(0.5)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+sys.modules["azure.monitor.opentelemetry"] = types.SimpleNamespace(
+    configure_azure_monitor=configure_azure_monitor)
+from sendmail.platform import telemetry
+telemetry.send_started("s1", "aws", 1000, "transactional", False)  # held
+[t.join(10) for t in threading.enumerate() if t.name == "sendmail-telemetry"]
+telemetry.recipients_settled("ses", 998, {"SES_MESSAGE_REJECTED": 2})  # straight through
+points = {m.name: sum(p.value for p in m.data.data_points)
+          for r in reader.get_metrics_data().resource_metrics
+          for s in r.scope_metrics for m in s.metrics}
+print(points["sendmail.sends.started"], points["sendmail.recipients.queued"],
+      points["sendmail.recipients.sent"], points["sendmail.recipients.failed"])
+"""
+    connection = "InstrumentationKey=00000000-0000-0000-0000-000000000000"
+
+    out = run_python(code, APPLICATIONINSIGHTS_CONNECTION_STRING=connection)
+
+    assert out.splitlines()[-1] == "1 1000 998 2"

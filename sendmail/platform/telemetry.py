@@ -63,10 +63,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Counter, MeterProvider
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
 METER_NAME = "sendmail"
@@ -79,41 +79,98 @@ SEND_ID = "sendmail.send_id"
 UNSETTLED = "SEND_FAILED"
 
 
+#: Every counter: the attribute the recorders name it by, its name, unit and description.
+COUNTERS: dict[str, tuple[str, str, str]] = {
+    "sends_started": ("sendmail.sends.started", "{send}", "Sends admitted"),
+    "sends_finished": ("sendmail.sends.finished", "{send}", "Sends ended"),
+    "queued": ("sendmail.recipients.queued", "{recipient}", "Recipients of the sends admitted"),
+    "sent": ("sendmail.recipients.sent", "{recipient}", "Recipients sent"),
+    "failed": ("sendmail.recipients.failed", "{recipient}", "Recipients failed for good"),
+    "canceled": (
+        "sendmail.recipients.canceled",
+        "{recipient}",
+        "Recipients not sent: send canceled",
+    ),
+    "throttled": (
+        "sendmail.recipients.throttled",
+        "{call}",
+        "Sends refused for the rate, tried again",
+    ),
+    "sns_events": ("sendmail.sns.events", "{event}", "SES events through SNS"),
+    "refusals": ("sendmail.admission.refusals", "{request}", "Requests refused at admission"),
+    "webhooks": ("sendmail.webhooks.deliveries", "{attempt}", "Webhook delivery attempts"),
+    "guard_trips": ("sendmail.guard.trips", "{trip}", "The account guard tripping"),
+}
+
+
+class _Adds(Protocol):
+    def add(self, amount: int, attributes: Mapping[str, str] | None = None) -> None: ...
+
+
 class _Instruments:
-    def __init__(self, provider: MeterProvider | None) -> None:
+    """The counters by their attribute name (:data:`COUNTERS`), and the rate gauge."""
+
+    def __init__(self, counters: Mapping[str, _Adds]) -> None:
+        self.counters = dict(counters)
+
+    @classmethod
+    def made(cls, provider: MeterProvider | None) -> _Instruments:
         from opentelemetry import metrics
 
         meter = (provider or metrics.get_meter_provider()).get_meter(METER_NAME)
-        counter = meter.create_counter
-        self.sends_started = counter("sendmail.sends.started", "{send}", "Sends admitted")
-        self.sends_finished = counter("sendmail.sends.finished", "{send}", "Sends ended")
-        self.queued = counter(
-            "sendmail.recipients.queued", "{recipient}", "Recipients of the sends admitted"
-        )
-        self.sent = counter("sendmail.recipients.sent", "{recipient}", "Recipients sent")
-        self.failed = counter(
-            "sendmail.recipients.failed", "{recipient}", "Recipients failed for good"
-        )
-        self.canceled = counter(
-            "sendmail.recipients.canceled", "{recipient}", "Recipients not sent: send canceled"
-        )
-        self.throttled = counter(
-            "sendmail.recipients.throttled", "{call}", "Sends refused for the rate, tried again"
-        )
-        self.sns_events = counter("sendmail.sns.events", "{event}", "SES events through SNS")
-        self.refusals = counter(
-            "sendmail.admission.refusals", "{request}", "Requests refused at admission"
-        )
-        self.webhooks = counter(
-            "sendmail.webhooks.deliveries", "{attempt}", "Webhook delivery attempts"
-        )
-        self.guard_trips = counter("sendmail.guard.trips", "{trip}", "The account guard tripping")
         meter.create_observable_gauge(
             "sendmail.ses.rate",
             callbacks=[_observe_rates],
             unit="{call}/s",
             description="SES calls per second this instance's batches pace at",
         )
+        return cls(
+            {
+                key: meter.create_counter(name, unit, description)
+                for key, (name, unit, description) in COUNTERS.items()
+            }
+        )
+
+
+class _Held:
+    """Records kept while the exporter is being configured, replayed into the real counters
+    once it is: OpenTelemetry's proxy instruments would drop them, and the first records of an
+    instance are its first admission's (``sends.started``, ``recipients.queued``) — lost, the
+    derived pending would go negative by that send on every instance that starts. At most
+    :data:`HELD_MOST` records are kept (a configuration that never ends must not grow memory)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, int, dict[str, str]]] = []
+        self.target: _Instruments | None = None
+
+    def counters(self) -> dict[str, _Adds]:
+        return {key: _HeldCounter(self, key) for key in COUNTERS}
+
+    def release(self, target: _Instruments) -> None:
+        with self.lock:
+            for key, amount, attributes in self.calls:
+                target.counters[key].add(amount, attributes)
+            self.calls.clear()
+            self.target = target
+
+
+#: Records held at most while the exporter is configured (beyond: dropped).
+HELD_MOST = 10_000
+
+
+class _HeldCounter:
+    def __init__(self, held: _Held, key: str) -> None:
+        self._held, self._key = held, key
+
+    def add(self, amount: int, attributes: Mapping[str, str] | None = None) -> None:
+        with self._held.lock:
+            target = self._held.target
+            if target is None:
+                if len(self._held.calls) < HELD_MOST:
+                    self._held.calls.append((self._key, amount, dict(attributes or {})))
+                return
+        target.counters[self._key].add(amount, attributes)
 
 
 _P = ParamSpec("_P")
@@ -166,38 +223,43 @@ def _get() -> _Instruments:
     if found is None:
         with _state.lock:
             if _state.instruments is None:
-                if _state.meter_provider is None:
-                    _export_from_here()
-                _state.instruments = _Instruments(_state.meter_provider)
+                held = _export_from_here() if _state.meter_provider is None else None
+                if held is not None:  # until the exporter is configured
+                    _state.instruments = _Instruments(held.counters())
+                else:
+                    _state.instruments = _Instruments.made(_state.meter_provider)
             found = _state.instruments
     return found
 
 
-def _export_from_here() -> None:
+def _export_from_here() -> _Held | None:
     """In Azure (a connection string, ``SENDMAIL_TELEMETRY_ENABLED``, and no SDK configured
     by the worker already): configure the Azure Monitor distro on a thread of its own, so that no
-    request or activity waits for it (about 0.5 s of imports and set-up). The instruments made
-    meanwhile are OpenTelemetry's proxies, which start recording once it is configured; what is
-    recorded before that (the first half second of an instance) is not exported."""
+    request or activity waits for it (about 0.5 s of imports and set-up). What is recorded
+    meanwhile is held and recorded once it is configured (:class:`_Held`, returned; None when
+    nothing is being configured)."""
     if not os.environ.get(CONNECTION_STRING):
-        return
+        return None
     try:
         from sendmail.platform.settings import get_settings
 
         if not get_settings().SENDMAIL_TELEMETRY_ENABLED:
-            return
+            return None
     except Exception:  # invalid settings fail the code that needs them, not the telemetry
-        return
+        return None
     from opentelemetry import metrics
 
     if type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
-        return  # the worker configured it (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY)
+        return None  # the worker configured it (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY)
+    held = _Held()
     try:
         threading.Thread(
-            target=_configure_azure_monitor, name="sendmail-telemetry", daemon=True
+            target=_configure_azure_monitor, args=(held,), name="sendmail-telemetry", daemon=True
         ).start()
     except RuntimeError:  # no thread to be had: this process exports nothing, and says so once
         logging.getLogger(__name__).warning("telemetry: no thread to configure the exporter on")
+        return None
+    return held
 
 
 #: The auto-instrumentations the distro would switch on, all off: the Azure SDK's would add a span
@@ -217,7 +279,7 @@ INSTRUMENTATIONS_OFF = (
 )
 
 
-def _configure_azure_monitor() -> None:
+def _configure_azure_monitor(held: _Held) -> None:
     log = logging.getLogger(__name__)
     try:
         from azure.monitor.opentelemetry import configure_azure_monitor
@@ -234,15 +296,21 @@ def _configure_azure_monitor() -> None:
             enable_performance_counters=False,
             instrumentation_options={name: {"enabled": False} for name in INSTRUMENTATIONS_OFF},
         )
+        log.info("telemetry: metrics and traces export to Application Insights")
     except Exception:
         log.warning("telemetry: the Azure Monitor exporter could not be configured", exc_info=True)
-        return
-    log.info("telemetry: metrics and traces export to Application Insights")
+    # Configured or not, the real instruments take over (without an SDK: no-ops) and what was
+    # held is recorded into them.
+    made = _Instruments.made(None)
+    held.release(made)
+    with _state.lock:
+        if _state.meter_provider is None:
+            _state.instruments = made
 
 
-def _add(counter: Counter, amount: int, attributes: Mapping[str, str | bool]) -> None:
+def _count(key: str, amount: int, attributes: Mapping[str, str]) -> None:
     if amount > 0:
-        counter.add(amount, dict(attributes))
+        _get().counters[key].add(amount, dict(attributes))
 
 
 # --- the rate gauge: what the live SES batches of this process pace at -------------------------
@@ -330,19 +398,17 @@ def send_started(send_id: str, api: str, recipients: int, category: str, schedul
     current = trace.get_current_span()
     if current.is_recording():
         current.set_attribute(SEND_ID, send_id)
-    meters = _get()
     attributes = {"api": api, "category": category, "scheduled": "true" if scheduled else "false"}
-    meters.sends_started.add(1, attributes)
-    _add(meters.queued, recipients, {"api": api})
+    _count("sends_started", 1, attributes)
+    _count("queued", recipients, {"api": api})
 
 
 @_never_raises
 def send_finished(summary: SendSummary, unsent_canceled: int = 0) -> None:
     """A send ended. ``unsent_canceled``: recipients canceled without a batch ever settling them
     (a scheduled send canceled before its time), counted here since no batch counts them."""
-    meters = _get()
-    meters.sends_finished.add(1, {"api": summary.api, "state": summary.state})
-    _add(meters.canceled, unsent_canceled, {"transport": _transport(summary.api)})
+    _count("sends_finished", 1, {"api": summary.api, "state": summary.state})
+    _count("canceled", unsent_canceled, {"transport": _transport(summary.api)})
     for listener in list(_finished_listeners):
         try:
             listener(summary)
@@ -361,18 +427,17 @@ def _transport(api: str) -> str:
 def recipients_settled(transport: str, sent: int, failures: Mapping[str, int]) -> None:
     """A batch run's new outcomes: ``sent`` now, and failures by code (``CANCELED`` counts as
     canceled, not failed). Outcomes settled by an earlier run are not counted again."""
-    meters = _get()
-    _add(meters.sent, sent, {"transport": transport})
+    _count("sent", sent, {"transport": transport})
     for code, count in failures.items():
         if code == "CANCELED":
-            _add(meters.canceled, count, {"transport": transport})
+            _count("canceled", count, {"transport": transport})
         else:
-            _add(meters.failed, count, {"transport": transport, "code": code})
+            _count("failed", count, {"transport": transport, "code": code})
 
 
 @_never_raises
 def throttled(transport: str, count: int = 1) -> None:
-    _add(_get().throttled, count, {"transport": transport})
+    _count("throttled", count, {"transport": transport})
 
 
 # --- the edges -----------------------------------------------------------------------------------
@@ -381,25 +446,25 @@ def throttled(transport: str, count: int = 1) -> None:
 @_never_raises
 def sns_events(event_type: str, count: int = 1, permanent: bool | None = None) -> None:
     """``count`` SES events of ``event_type``; for a bounce, ``permanent`` (True, False)."""
-    attributes: dict[str, str | bool] = {"type": event_type}
+    attributes = {"type": event_type}
     if permanent is not None:
         attributes["permanent"] = "true" if permanent else "false"
-    _add(_get().sns_events, count, attributes)
+    _count("sns_events", count, attributes)
 
 
 @_never_raises
 def admission_refused(route: str, status: int, reason: str) -> None:
-    _get().refusals.add(1, {"route": route, "status": str(status), "reason": reason})
+    _count("refusals", 1, {"route": route, "status": str(status), "reason": reason})
 
 
 @_never_raises
 def webhook_delivery(event: str, outcome: str) -> None:
-    _get().webhooks.add(1, {"event": event, "outcome": outcome})
+    _count("webhooks", 1, {"event": event, "outcome": outcome})
 
 
 @_never_raises
 def guard_tripped(reason: str) -> None:
-    _get().guard_trips.add(1, {"reason": reason})
+    _count("guard_trips", 1, {"reason": reason})
 
 
 # --- spans ---------------------------------------------------------------------------------------
