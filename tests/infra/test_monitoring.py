@@ -38,6 +38,7 @@ from tests.infra.bicep import (
     unwrap,
 )
 from tests.infra.conftest import INFRA, REPO_ROOT
+from tests.infra.test_policies import mutated
 
 ALERTS = PurePosixPath("modules/alerts.bicep")
 WORKBOOK = PurePosixPath("modules/workbook.bicep")
@@ -480,18 +481,6 @@ def test_the_deploy_guide_says_where_the_alerts_go() -> None:
 # ------------------------------------------------------------------------------------------------
 # Each check reports a regression
 # ------------------------------------------------------------------------------------------------
-
-
-def mutated(*edits: tuple[str, str, str]) -> Project:
-    """infra/ with each (file, old, new) edit applied to the first occurrence of ``old``."""
-    sources = {
-        path.relative_to(INFRA).as_posix(): path.read_text(encoding="utf-8")
-        for path in sorted(INFRA.rglob("*.bicep"))
-    }
-    for file, old, new in edits:
-        assert old in sources[file], f"{old!r} not in {file}: update the test with the Bicep"
-        sources[file] = sources[file].replace(old, new, 1)
-    return Project.from_sources(sources)
 
 
 A = "modules/alerts.bicep"
