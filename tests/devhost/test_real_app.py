@@ -237,6 +237,93 @@ def test_bad_input_forbidden_senders_and_unknown_ids_get_the_v1_envelope(
 # --- SES --------------------------------------------------------------------------------------
 
 
+def test_a_send_above_the_inline_limit_is_paged_through_in_request_order(
+    app: DevhostProcess,
+) -> None:
+    bounce = "bounce@simulator.amazonses.com"  # the emulator bounces it: then it is suppressed
+    first = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={"senderEmail": SENDER, "recipientEmails": [bounce], "subject": "s", "body": "b"},
+        headers={"Prefer": "wait=30"},
+        timeout=60,
+    )
+    assert first.status_code == 200, first.text
+    # SES's event comes through devhost's SNS, retried with backoff: minutes on a loaded machine.
+    # This test runs before the module's bulk send, whose thousands of delivery events would
+    # queue ahead of the bounce's (at a few dozen a second on this machine).
+    deadline = time.monotonic() + 90
+    while app.request("GET", f"/api/v1/suppressions/{bounce}").status_code != 200:
+        assert time.monotonic() < deadline, "the bounce never suppressed the address"
+        time.sleep(0.2)
+    to = [f"page{i:03d}@example.com" for i in range(INLINE + 20)]
+    to.insert(260, bounce)
+    started = app.request(
+        "POST",
+        "/api/v1/emails/aws-send",
+        json={"senderEmail": SENDER, "recipientEmails": to, "subject": "s", "body": "b"},
+    )
+    assert started.status_code == 202, started.text
+    instance_id = started.json()["id"]
+    final = poll(app, started.headers["Location"])
+    body = final.json()
+    assert final.status_code == 200
+    assert body["progress"] == {
+        "total": len(to),
+        "sent": len(to) - 1,
+        "failed": 1,
+        "pending": 0,
+        "canceled": 0,
+    }
+    assert (body["messageIds"], body["failures"]) == ([], [])  # above the inline limit
+    assert body["recipientsUrl"].endswith(f"/api/v1/emails/{instance_id}/recipients")
+    assert len(final.content) < 64 * 1024
+
+    # A caller's key opens the route; pages of 97 walk every recipient once, in request order.
+    listed: list[dict[str, Any]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 97, **({"cursor": cursor} if cursor else {})}
+        page = app.request(
+            "GET",
+            f"/api/v1/emails/{instance_id}/recipients",
+            params=params,
+            headers={"x-functions-key": CALLER_KEY},
+        )
+        assert page.status_code == 200, page.text
+        listed += page.json()["recipients"]
+        pages += 1
+        cursor = page.json().get("nextCursor")
+        if cursor is None:
+            break
+    assert pages == -(-len(to) // 97)
+    assert [r["email"] for r in listed] == to
+    by_address = {m["to"][0]: m["messageId"] for m in outbox(app) if m["to"][0] in set(to)}
+    for row in listed:
+        if row["email"] == bounce:
+            assert (row["status"], row["code"]) == ("failed", "SUPPRESSED")
+        else:
+            assert row == {
+                "email": row["email"],
+                "status": "sent",
+                "messageId": by_address[row["email"]],
+            }
+    failed = app.request(
+        "GET", f"/api/v1/emails/{instance_id}/recipients", params={"status": "failed"}
+    ).json()
+    assert [r["email"] for r in failed["recipients"]] == [bounce]
+    bad = app.request(
+        "GET", f"/api/v1/emails/{instance_id}/recipients", params={"cursor": "not-a-cursor"}
+    )
+    assert (bad.status_code, bad.json()["status"]) == (400, 400)
+    unknown = app.request("GET", "/api/v1/emails/no-such-send/recipients")
+    assert (unknown.status_code, unknown.json()["status"]) == (404, 404)
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+
 def test_a_bulk_send_is_polled_to_completion_one_message_per_recipient(
     app: DevhostProcess,
 ) -> None:
@@ -535,91 +622,6 @@ def test_the_password_is_never_stored_returned_or_logged_in_plain_text(
 
 
 # --- a send above the inline limit: every outcome through the recipients route -----------------
-
-
-def test_a_send_above_the_inline_limit_is_paged_through_in_request_order(
-    app: DevhostProcess,
-) -> None:
-    bounce = "bounce@simulator.amazonses.com"  # the emulator bounces it: then it is suppressed
-    first = app.request(
-        "POST",
-        "/api/v1/emails/aws-send",
-        json={"senderEmail": SENDER, "recipientEmails": [bounce], "subject": "s", "body": "b"},
-        headers={"Prefer": "wait=30"},
-        timeout=60,
-    )
-    assert first.status_code == 200, first.text
-    # SES's event comes through devhost's SNS, retried with backoff: minutes on a loaded machine
-    deadline = time.monotonic() + 90
-    while app.request("GET", f"/api/v1/suppressions/{bounce}").status_code != 200:
-        assert time.monotonic() < deadline, "the bounce never suppressed the address"
-        time.sleep(0.2)
-    to = [f"page{i:03d}@example.com" for i in range(INLINE + 20)]
-    to.insert(260, bounce)
-    started = app.request(
-        "POST",
-        "/api/v1/emails/aws-send",
-        json={"senderEmail": SENDER, "recipientEmails": to, "subject": "s", "body": "b"},
-    )
-    assert started.status_code == 202, started.text
-    instance_id = started.json()["id"]
-    final = poll(app, started.headers["Location"])
-    body = final.json()
-    assert final.status_code == 200
-    assert body["progress"] == {
-        "total": len(to),
-        "sent": len(to) - 1,
-        "failed": 1,
-        "pending": 0,
-        "canceled": 0,
-    }
-    assert (body["messageIds"], body["failures"]) == ([], [])  # above the inline limit
-    assert body["recipientsUrl"].endswith(f"/api/v1/emails/{instance_id}/recipients")
-    assert len(final.content) < 64 * 1024
-
-    # A caller's key opens the route; pages of 97 walk every recipient once, in request order.
-    listed: list[dict[str, Any]] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        params: dict[str, Any] = {"limit": 97, **({"cursor": cursor} if cursor else {})}
-        page = app.request(
-            "GET",
-            f"/api/v1/emails/{instance_id}/recipients",
-            params=params,
-            headers={"x-functions-key": CALLER_KEY},
-        )
-        assert page.status_code == 200, page.text
-        listed += page.json()["recipients"]
-        pages += 1
-        cursor = page.json().get("nextCursor")
-        if cursor is None:
-            break
-    assert pages == -(-len(to) // 97)
-    assert [r["email"] for r in listed] == to
-    by_address = {m["to"][0]: m["messageId"] for m in outbox(app) if m["to"][0] in set(to)}
-    for row in listed:
-        if row["email"] == bounce:
-            assert (row["status"], row["code"]) == ("failed", "SUPPRESSED")
-        else:
-            assert row == {
-                "email": row["email"],
-                "status": "sent",
-                "messageId": by_address[row["email"]],
-            }
-    failed = app.request(
-        "GET", f"/api/v1/emails/{instance_id}/recipients", params={"status": "failed"}
-    ).json()
-    assert [r["email"] for r in failed["recipients"]] == [bounce]
-    bad = app.request(
-        "GET", f"/api/v1/emails/{instance_id}/recipients", params={"cursor": "not-a-cursor"}
-    )
-    assert (bad.status_code, bad.json()["status"]) == (400, 400)
-    unknown = app.request("GET", "/api/v1/emails/no-such-send/recipients")
-    assert (unknown.status_code, unknown.json()["status"]) == (404, 404)
-
-
-# --- determinism ------------------------------------------------------------------------------
 
 
 def test_a_recorded_history_replays_to_the_same_actions_and_output(
