@@ -19,6 +19,7 @@ from sendmail.feedback.event_store import (
     event_store_from_environment,
 )
 from sendmail.feedback.ses_events import EventType, RecipientEvent
+from sendmail.platform.tables import TableUnavailable
 from tests.support.azurite import Azurite
 
 SEND = "send0001"
@@ -127,12 +128,23 @@ def test_concurrent_deliveries_of_one_send_count_exactly(azurite: Azurite) -> No
     recipients = [f"user{n}@example.com" for n in range(200)]
     work = [(f"sns-{n}", r) for n, r in enumerate(recipients)] * 2
     lock = threading.Lock()
-    duplicates = 0
+    duplicates = redelivered = 0
 
     def worker(items: list[tuple[str, str]]) -> None:
-        nonlocal duplicates
+        nonlocal duplicates, redelivered
         for sns_id, recipient in items:
-            outcome = store.record(sns_id, [event("Delivery", recipient)])
+            # Azurite sometimes resets a connection under 40 writers: the route answers 500 and
+            # SNS delivers the message again, as here (a reset after the commit makes that
+            # delivery a duplicate: counted in ``redelivered``, never in the counters).
+            for attempt in range(5):
+                try:
+                    outcome = store.record(sns_id, [event("Delivery", recipient)])
+                    break
+                except TableUnavailable:
+                    if attempt == 4:
+                        raise
+                    with lock:
+                        redelivered += 1
             with lock:
                 duplicates += outcome.duplicates
 
@@ -143,7 +155,7 @@ def test_concurrent_deliveries_of_one_send_count_exactly(azurite: Azurite) -> No
         thread.join()
     try:
         assert store.counts(SEND).delivered == 200
-        assert duplicates == 200
+        assert 200 <= duplicates <= 200 + redelivered  # exactly 200 without a redelivery
         assert len(store.page(SEND, limit=1000).events) == 200
         assert store.purge(SEND) == 200 * 2 + 16  # events, markers, counter shards
         assert store.counts(SEND) == DeliveryCounts()
