@@ -299,7 +299,8 @@ def finish_send(send: dict[str, Any]) -> None:
     record = sends.get(send_id)
     canceled = record is not None and record.control == "canceled"
     state = "canceled" if canceled else "completed"
-    _emit_finished(send_id, counts, state, now)
+    metadata = dict(record.metadata) if record is not None and record.metadata else None
+    _emit_finished(send_id, counts, state, now, metadata)
     telemetry.send_finished(
         telemetry.SendSummary(
             send_id=send_id,
@@ -408,13 +409,15 @@ def _kind_of(send_id: str) -> str:
     return record.kind
 
 
-def _emit_finished(send_id: str, counts: Any, state: str, now: datetime) -> None:
-    """Queue ``send.completed`` or ``send.canceled`` (its id is the send's: a re-run of this
-    step queues the same event, which receivers de-duplicate by ``webhook-id``). Raises when it
-    cannot be queued."""
+def _emit_finished(
+    send_id: str, counts: Any, state: str, now: datetime, metadata: dict[str, str] | None
+) -> None:
+    """Queue ``send.completed`` or ``send.canceled`` with the send's ``metadata`` (its id is the
+    send's: a re-run of this step queues the same event, which receivers de-duplicate by
+    ``webhook-id``). Raises when it cannot be queued."""
     from sendmail import services
     from sendmail.feedback.webhooks.events import send_event
-    from sendmail.feedback.webhooks.outbox import emit, send_metadata
+    from sendmail.feedback.webhooks.outbox import emit
 
     config = services.webhooks()
     kind: EventType = "send.canceled" if state == "canceled" else "send.completed"
@@ -425,7 +428,7 @@ def _emit_finished(send_id: str, counts: Any, state: str, now: datetime) -> None
         send_id=send_id,
         timestamp=now,
         state=state,
-        metadata=send_metadata(services.sends(), send_id),
+        metadata=metadata,
         counts=counts,
     )
     emit(config, services.webhook_queue(), event)

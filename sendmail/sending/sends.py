@@ -278,25 +278,8 @@ class TableSends:
     ) -> None:
         """Merged into the record; a send without one (started before the sends table) is
         left without one: a partial row would read as malformed."""
-        from azure.core.exceptions import ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
-        entity = {
-            "PartitionKey": table_key(send_id),
-            "RowKey": _ROW,
-            "Sent": sent,
-            "Failed": failed,
-            "Canceled": canceled,
-            "FinishedAt": when,
-        }
-        client = self._table.client
-        try:
-            self._table.call(
-                "write",
-                lambda: client.update_entity(entity, mode=UpdateMode.MERGE),
-                passthrough=(ResourceNotFoundError,),
-            )
-        except ResourceNotFoundError:
+        values = {"Sent": sent, "Failed": failed, "Canceled": canceled, "FinishedAt": when}
+        if not self._merge(send_id, values):
             logger.warning("send %s has no record to finish", send_id)
 
     def change_control(
@@ -361,13 +344,19 @@ class TableSends:
 
     def mark_purging(self, send_id: str, when: datetime) -> SendRecord | None:
         """Merged into the row (never creates one: a record deleted meanwhile stays gone)."""
-        from azure.core.exceptions import ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
         record = self.get(send_id)
         if record is None or record.purging is not None:
             return record
-        entity = {"PartitionKey": table_key(send_id), "RowKey": _ROW, "PurgingAt": when}
+        if not self._merge(send_id, {"PurgingAt": when}):
+            return None
+        return replace(record, purging=when)
+
+    def _merge(self, send_id: str, values: Mapping[str, Any]) -> bool:
+        """Merge ``values`` into the send's row; False when it has no row (none is created)."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": table_key(send_id), "RowKey": _ROW, **values}
         client = self._table.client
         try:
             self._table.call(
@@ -376,8 +365,8 @@ class TableSends:
                 passthrough=(ResourceNotFoundError,),
             )
         except ResourceNotFoundError:
-            return None
-        return replace(record, purging=when)
+            return False
+        return True
 
     def expired(self, before: datetime) -> Iterator[SendRecord]:
         """One server-side filtered query over the table, read a page (of up to 1,000 rows) at
